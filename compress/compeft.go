@@ -1,0 +1,174 @@
+package compress
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// MaxTensorElements bounds one tensor (gaps are coded in 32 bits).
+const MaxTensorElements = 1<<31 - 1
+
+// Tensor is one named tensor of a task vector.
+type Tensor struct {
+	Name  string
+	DType string  // source dtype, restored on decompression
+	Shape []int64 // source shape
+	Tau   []float32
+	// Offset is added back on decompression when no base model is given:
+	// 1 for IA3 vectors, 0 otherwise.
+	Offset float32
+}
+
+// Coded is one compressed tensor: its description and its payload.
+type Coded struct {
+	TensorHeader
+	Payload []byte
+}
+
+// Compress applies ComPEFT to the task vector ts: for each scope (the whole
+// vector, or each tensor) it keeps the elements with |tau| >= the (n-k)-th
+// smallest |tau|, k = floor(n*density) (the reference's tie rule), and codes
+// them as sign(tau) times one scale. Tensors are processed in name order.
+func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	ts = append([]Tensor(nil), ts...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+	for i, t := range ts {
+		if i > 0 && ts[i-1].Name == t.Name {
+			return nil, fmt.Errorf("%w: duplicate tensor %q", ErrInput, t.Name)
+		}
+		if int64(len(t.Tau)) != numElements(t.Shape) {
+			return nil, fmt.Errorf("%w: tensor %q has %d values for shape %v", ErrShape, t.Name, len(t.Tau), t.Shape)
+		}
+		if len(t.Tau) > MaxTensorElements {
+			return nil, fmt.Errorf("%w: tensor %q has %d elements (max %d)", ErrTooLarge, t.Name, len(t.Tau), MaxTensorElements)
+		}
+	}
+	out := make([]Coded, len(ts))
+	var buf []byte
+	if o.scope == ScopeGlobal {
+		taus := make([][]float32, len(ts))
+		for i, t := range ts {
+			taus[i] = t.Tau
+		}
+		thr, scale, err := selectScope(taus, o)
+		if err != nil {
+			return nil, err
+		}
+		if o.alpha.Auto {
+			var sum float64
+			var cnt int64
+			for _, t := range ts {
+				s, c := keptAbs(t.Tau, thr)
+				sum += s
+				cnt += c
+			}
+			scale = meanOrZero(sum, cnt)
+		}
+		for i, t := range ts {
+			out[i], buf = codeOne(t, thr, scale, buf)
+		}
+		return out, nil
+	}
+	for i, t := range ts {
+		thr, scale, err := selectScope([][]float32{t.Tau}, o)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+		}
+		if o.alpha.Auto {
+			scale = meanOrZero(keptAbs(t.Tau, thr))
+		}
+		out[i], buf = codeOne(t, thr, scale, buf)
+	}
+	return out, nil
+}
+
+// selectScope returns the magnitude threshold key and the reference scale
+// alpha*std (unbiased, float64) of one selection scope.
+func selectScope(taus [][]float32, o options) (uint32, float64, error) {
+	m := new(moments)
+	for _, xs := range taus {
+		if err := m.add(xs); err != nil {
+			return 0, 0, err
+		}
+	}
+	if m.n == 0 {
+		return 0, 0, nil
+	}
+	k := int64(math.Floor(float64(m.n) * o.density))
+	thr, ssd := threshold(taus, m, m.n-k)
+	sigma := 0.0
+	if m.n > 1 {
+		sigma = math.Sqrt(ssd / float64(m.n-1))
+	}
+	return thr, o.alpha.Value * sigma, nil
+}
+
+// keptAbs sums |x| over the reference's kept set (absKey >= thr, zeros
+// included when thr is 0) and counts it.
+func keptAbs(xs []float32, thr uint32) (sum float64, cnt int64) {
+	var s0, s1 float64
+	var c0, c1 int64
+	i := 0
+	for ; i+2 <= len(xs); i += 2 {
+		a, b := absKey(xs[i]), absKey(xs[i+1])
+		if a >= thr {
+			s0 += float64(math.Float32frombits(a))
+			c0++
+		}
+		if b >= thr {
+			s1 += float64(math.Float32frombits(b))
+			c1++
+		}
+	}
+	for ; i < len(xs); i++ {
+		if a := absKey(xs[i]); a >= thr {
+			s0 += float64(math.Float32frombits(a))
+			c0++
+		}
+	}
+	return s0 + s1, c0 + c1
+}
+
+func meanOrZero(sum float64, cnt int64) float64 {
+	if cnt == 0 {
+		return 0
+	}
+	return sum / float64(cnt)
+}
+
+func codeOne(t Tensor, thr uint32, scale float64, buf []byte) (Coded, []byte) {
+	tc := encodeTensor(t.Tau, thr, buf)
+	payload := append([]byte(nil), tc.Payload...)
+	return Coded{
+		TensorHeader: TensorHeader{
+			Name:   t.Name,
+			DType:  t.DType,
+			Shape:  append([]int64(nil), t.Shape...),
+			Offset: t.Offset,
+			Scale:  scale,
+			Kept:   tc.Kept,
+			Mode:   tc.Mode,
+			M:      tc.M,
+			Bytes:  int64(len(payload)),
+		},
+		Payload: payload,
+	}, tc.Payload
+}
+
+// numElements is the product of shape, or -1 on a negative dimension or
+// overflow.
+func numElements(shape []int64) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		if d < 0 || (d > 0 && n > math.MaxInt64/d) {
+			return -1
+		}
+		n *= d
+	}
+	return n
+}

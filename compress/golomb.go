@@ -1,0 +1,224 @@
+package compress
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+)
+
+// Payload layout of one tensor (see FORMAT.md):
+//
+//   sparse mode: for each kept element in order, Golomb(m) of the number of
+//   dropped elements before it (since the previous kept one), then its sign
+//   bit (1 = negative).
+//
+//   dense mode (more kept than dropped): for each dropped element in order,
+//   Golomb(m) of the number of kept elements before it, then those kept
+//   elements' sign bits; after the last dropped element the signs of the
+//   remaining kept elements.
+//
+// Golomb(m) of g is g/m in unary (zeros closed by a one) and g%m in
+// truncated binary. Kept means |tau| >= the threshold and tau != 0.
+
+// Payload modes.
+const (
+	modeSparse = "sparse"
+	modeDense  = "dense"
+)
+
+// golombParam returns the Golomb parameter that is optimal for a geometric
+// source whose events (the coded elements) have probability p
+// (Gallager and van Voorhis, 1975).
+func golombParam(p float64) uint32 {
+	if p >= 0.5 || p <= 0 {
+		return 1
+	}
+	q := 1 - p
+	m := math.Ceil(-math.Log1p(q) / math.Log(q))
+	if m < 1 || m > 1<<30 {
+		return 1 << 30
+	}
+	return uint32(m)
+}
+
+// golomb holds a parameter's derived constants.
+type golomb struct {
+	m uint32
+	b uint // bits of the long remainder codes: ceil(log2 m)
+	u uint32
+}
+
+func newGolomb(m uint32) golomb {
+	b := uint(bits.Len32(m - 1))
+	return golomb{m: m, b: b, u: uint32(1)<<b - m}
+}
+
+func (g golomb) encode(w *bitWriter, v uint32) {
+	w.unary(uint64(v / g.m))
+	if g.b == 0 {
+		return
+	}
+	r := v % g.m
+	if r < g.u {
+		w.write(uint64(r), g.b-1)
+		return
+	}
+	x := r + g.u
+	w.write(uint64(x>>1), g.b-1)
+	w.write(uint64(x&1), 1)
+}
+
+// decode reads one value; the caller refills after the unary part.
+func (g golomb) decode(r *bitReader, limit uint64) (uint64, bool) {
+	q, ok := r.unary(limit / uint64(g.m))
+	if !ok {
+		return 0, false
+	}
+	if g.b == 0 {
+		return q, true
+	}
+	if r.n < 56 && !r.refill() {
+		return 0, false
+	}
+	x := uint32(r.read(g.b - 1))
+	if x >= g.u {
+		x = (x<<1 | uint32(r.read(1))) - g.u
+	}
+	return q*uint64(g.m) + uint64(x), true
+}
+
+// tensorCode is the coded form of one tensor.
+type tensorCode struct {
+	Kept    int64  // nonzero kept elements
+	Mode    string // modeSparse or modeDense
+	M       uint32 // Golomb parameter
+	Payload []byte
+}
+
+// encodeTensor codes the elements of xs with absKey >= thr (and nonzero).
+func encodeTensor(xs []float32, thr uint32, buf []byte) tensorCode {
+	if thr == 0 {
+		thr = 1 // zeros are never coded as kept
+	}
+	kept := int64(0)
+	for _, x := range xs {
+		if absKey(x) >= thr {
+			kept++
+		}
+	}
+	n := int64(len(xs))
+	tc := tensorCode{Kept: kept, Mode: modeSparse}
+	w := bitWriter{out: buf[:0]}
+	if kept*2 <= n {
+		tc.M = golombParam(float64(kept) / float64(n))
+		g := newGolomb(tc.M)
+		gap := uint32(0)
+		for _, x := range xs {
+			if absKey(x) < thr {
+				gap++
+				continue
+			}
+			g.encode(&w, gap)
+			w.write(uint64(math.Float32bits(x)>>31), 1)
+			gap = 0
+		}
+	} else {
+		tc.Mode = modeDense
+		tc.M = golombParam(float64(n-kept) / float64(n))
+		g := newGolomb(tc.M)
+		start := 0 // first kept element of the current run
+		for i, x := range xs {
+			if absKey(x) >= thr {
+				continue
+			}
+			g.encode(&w, uint32(i-start))
+			writeSigns(&w, xs[start:i])
+			start = i + 1
+		}
+		writeSigns(&w, xs[start:])
+	}
+	tc.Payload = w.flush()
+	return tc
+}
+
+func writeSigns(w *bitWriter, xs []float32) {
+	for _, x := range xs {
+		w.write(uint64(math.Float32bits(x)>>31), 1)
+	}
+}
+
+// decodeTensor adds +scale or -scale to dst at every kept position.
+// padded holds the payload followed by readPad zero bytes. It never writes
+// outside dst and fails on any inconsistency with the declared counts.
+func decodeTensor(dst []float32, tc tensorCode, padded []byte, scale float32) error {
+	n := int64(len(dst))
+	if tc.M == 0 || tc.Kept < 0 || tc.Kept > n {
+		return fmt.Errorf("%w: bad tensor code parameters", ErrCorrupt)
+	}
+	g := newGolomb(tc.M)
+	r := newBitReader(padded, len(tc.Payload))
+	signed := [2]float32{scale, -scale}
+	switch tc.Mode {
+	case modeSparse:
+		pos := int64(0)
+		for k := int64(0); k < tc.Kept; k++ {
+			gap, ok := g.decode(&r, uint64(n-pos))
+			if !ok || r.n < 1 && !r.refill() {
+				return fmt.Errorf("%w: bad gap code", ErrCorrupt)
+			}
+			pos += int64(gap)
+			if pos >= n {
+				return fmt.Errorf("%w: position past tensor end", ErrCorrupt)
+			}
+			dst[pos] += signed[r.read(1)]
+			pos++
+		}
+	case modeDense:
+		pos := int64(0)
+		for d := n - tc.Kept; d > 0; d-- {
+			run, ok := g.decode(&r, uint64(n-pos))
+			if !ok || pos+int64(run) >= n {
+				return fmt.Errorf("%w: bad run code", ErrCorrupt)
+			}
+			if !readSigns(&r, dst[pos:pos+int64(run)], signed) {
+				return fmt.Errorf("%w: signs past payload end", ErrCorrupt)
+			}
+			pos += int64(run) + 1 // skip the dropped element
+		}
+		if !readSigns(&r, dst[pos:], signed) {
+			return fmt.Errorf("%w: signs past payload end", ErrCorrupt)
+		}
+	default:
+		return fmt.Errorf("%w: unknown mode %q", ErrCorrupt, tc.Mode)
+	}
+	if r.overrun() {
+		return fmt.Errorf("%w: payload overrun", ErrCorrupt)
+	}
+	if (r.consumed()+7)/8 != len(tc.Payload) {
+		return fmt.Errorf("%w: payload has %d unused bytes", ErrCorrupt, len(tc.Payload)-(r.consumed()+7)/8)
+	}
+	return nil
+}
+
+func readSigns(r *bitReader, dst []float32, signed [2]float32) bool {
+	for i := range dst {
+		if r.n == 0 && !r.refill() {
+			return false
+		}
+		dst[i] += signed[r.read(1)]
+	}
+	return true
+}
+
+// maxPayload bounds the payload size a valid encoder can produce for a
+// tensor of n elements with the given code, so a decoder can refuse to
+// allocate more.
+func maxPayload(n int64, tc tensorCode) int64 {
+	g := newGolomb(tc.M)
+	coded := tc.Kept
+	if tc.Mode == modeDense {
+		coded = n - tc.Kept
+	}
+	bitsN := n/int64(tc.M) + coded*(int64(g.b)+1) + n + 64
+	return bitsN/8 + 8
+}

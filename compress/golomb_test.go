@@ -1,0 +1,66 @@
+package compress
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+func TestGolombRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, m := range []uint32{1, 2, 3, 4, 5, 7, 8, 69, 1000, 1 << 20} {
+		g := newGolomb(m)
+		var w bitWriter
+		vals := []uint32{0, 1, 2, 5, 31, 32, 33, 63, 64, 100, 1 << 16}
+		for range 2000 {
+			vals = append(vals, uint32(rng.ExpFloat64()*float64(m)))
+		}
+		for _, v := range vals {
+			g.encode(&w, v)
+			w.write(uint64(v&1), 1)
+		}
+		p := w.flush()
+		r := newBitReader(append(p, make([]byte, readPad)...), len(p))
+		for i, v := range vals {
+			got, ok := g.decode(&r, 1<<40)
+			if !ok || r.n == 0 && !r.refill() {
+				t.Fatalf("m=%d value %d: decode failed", m, i)
+			}
+			if s := r.read(1); got != uint64(v) || s != uint64(v&1) {
+				t.Fatalf("m=%d value %d: got %d/%d, want %d", m, i, got, s, v)
+			}
+		}
+		if r.overrun() || (r.consumed()+7)/8 != len(p) {
+			t.Fatalf("m=%d: consumed %d bits of %d bytes", m, r.consumed(), len(p))
+		}
+	}
+}
+
+func TestGolombParamOptimal(t *testing.T) {
+	for _, c := range []struct {
+		p float64
+		m uint32
+	}{{0.01, 69}, {0.05, 14}, {0.1, 7}, {0.2, 3}, {0.3, 2}, {0.5, 1}} {
+		if got := golombParam(c.p); got != c.m {
+			t.Errorf("p=%v: m=%d, want %d", c.p, got, c.m)
+		}
+	}
+}
+
+// TestDecodeTensorRejectsGarbage feeds random payloads: decoding must fail
+// or succeed without writing outside the tensor, never panic.
+func TestDecodeTensorRejectsGarbage(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	dst := make([]float32, 500)
+	for i := range 5000 {
+		p := make([]byte, rng.IntN(64))
+		for j := range p {
+			p[j] = byte(rng.Uint32())
+		}
+		mode := modeSparse
+		if i%2 == 1 {
+			mode = modeDense
+		}
+		tc := tensorCode{Kept: int64(rng.IntN(501)), Mode: mode, M: uint32(1 + rng.IntN(9)), Payload: p}
+		_ = decodeTensor(dst, tc, append(p, make([]byte, readPad)...), 1)
+	}
+}
