@@ -2,6 +2,7 @@ package compress
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -79,5 +80,74 @@ func BenchmarkDecompress40M(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// BenchmarkFixtures measures compress and decompress throughput on the real
+// adapters in testdata and reports the payload against the entropy bound.
+func BenchmarkFixtures(b *testing.B) {
+	for _, name := range []string{"python-lora-r16", "python-lora-r16-bf16", "c-ia3"} {
+		src, err := Load("testdata/peft/"+name, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		dense := denseBytes(src.Tensors)
+		var data []byte
+		b.Run("compress/"+name, func(b *testing.B) {
+			b.SetBytes(dense)
+			b.ReportAllocs()
+			var buf bytes.Buffer
+			for b.Loop() {
+				buf.Reset()
+				if _, _, err := Encode(&buf, src); err != nil {
+					b.Fatal(err)
+				}
+			}
+			data = buf.Bytes()
+			s := Summarize(mustHeaderB(b, data), int64(len(data)))
+			b.ReportMetric(s.RatioBound, "x_bound")
+			b.ReportMetric(s.BitsPerParam, "bits/param")
+		})
+		b.Run("decompress/"+name, func(b *testing.B) {
+			b.SetBytes(dense)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := decodeAll(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func mustHeaderB(b *testing.B, data []byte) *Header {
+	r, err := NewReader(bytes.NewReader(data))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r.Header()
+}
+
+// BenchmarkSizeVsBound reports the payload of a 40M-parameter synthetic
+// adapter against n*(H(d)+d) at several densities.
+func BenchmarkSizeVsBound(b *testing.B) {
+	ts := synthAdapter(40 << 20)
+	for _, d := range []float64{0.05, 0.1, 0.2, 0.5} {
+		b.Run(fmt.Sprintf("d=%g", d), func(b *testing.B) {
+			var coded []Coded
+			for b.Loop() {
+				var err error
+				if coded, err = Compress(ts, WithDensity(d)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var n, kept, payload int64
+			for i, c := range coded {
+				n += int64(len(ts[i].Tau))
+				kept += c.Kept
+				payload += c.Bytes
+			}
+			b.ReportMetric(float64(payload*8)/BoundBits(n, kept), "x_bound")
+		})
 	}
 }

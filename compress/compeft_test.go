@@ -46,7 +46,6 @@ func refCompeft(ts []Tensor, density float64, alpha Alpha) [][]float32 {
 	if alpha.Auto {
 		scale = keptSum / float64(keptN)
 	}
-	s32 := float32(scale)
 	var out [][]float32
 	for _, t := range ts {
 		o := make([]float32, len(t.Tau))
@@ -54,9 +53,9 @@ func refCompeft(ts []Tensor, density float64, alpha Alpha) [][]float32 {
 			o[i] = t.Offset
 			if math.Abs(float64(x)) >= thr && x != 0 {
 				if x > 0 {
-					o[i] = t.Offset + s32
+					o[i] = float32(float64(t.Offset) + scale)
 				} else {
-					o[i] = t.Offset - s32
+					o[i] = float32(float64(t.Offset) - scale)
 				}
 			}
 		}

@@ -15,8 +15,8 @@ import (
 //
 //	magic    8 bytes  "\x93CPEFT\r\n"
 //	version  uint32   1
-//	hlen     uint32   length of the JSON header
-//	header   hlen bytes of JSON (Header)
+//	hlen     uint32   length of the compressed header
+//	header   hlen bytes: the JSON Header, DEFLATE compressed (RFC 1951)
 //	crc      uint32   CRC-32C of everything above
 //	then for each tensor, in header order:
 //	payload  Bytes bytes (see golomb.go)
@@ -54,7 +54,7 @@ type TensorHeader struct {
 	DType  string  `json:"dtype"`
 	Shape  []int64 `json:"shape"`
 	Offset float32 `json:"offset,omitempty"` // added to every element when no base is used
-	Scale  float64 `json:"scale"`            // kept elements are offset ± float32(scale)
+	Scale  float64 `json:"scale"`            // kept elements are float32(offset ± scale)
 	Kept   int64   `json:"kept"`             // nonzero kept elements
 	Mode   string  `json:"mode"`
 	M      uint32  `json:"m"` // Golomb parameter
@@ -81,6 +81,9 @@ func Write(w io.Writer, h Header, coded []Coded) (int64, error) {
 	}
 	if len(hj) > MaxHeaderBytes {
 		return 0, fmt.Errorf("%w: header of %d bytes", ErrLimit, len(hj))
+	}
+	if hj, err = deflate(hj); err != nil {
+		return 0, err
 	}
 	cw := &countWriter{w: w}
 	pre := make([]byte, 0, 16+len(hj)+4)
@@ -189,7 +192,11 @@ func NewReader(r io.Reader, opts ...ReaderOption) (*Reader, error) {
 	if crc != binary.LittleEndian.Uint32(hj[hlen:]) {
 		return nil, fmt.Errorf("%w: header", ErrChecksum)
 	}
-	if err := json.Unmarshal(hj[:hlen], &cr.h); err != nil {
+	hj, err := inflate(hj[:hlen], MaxHeaderBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrCorrupt, err)
+	}
+	if err := json.Unmarshal(hj, &cr.h); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
 	}
 	if err := cr.h.validate(cr.maxElems); err != nil {
@@ -296,7 +303,7 @@ func (r *Reader) Values(dst []float32) ([]float32, error) {
 			dst[i] = off
 		}
 	}
-	return dst, r.AddTo(dst)
+	return dst, r.decode(dst, false)
 }
 
 // AddTo adds ± scale to dst (the base model's tensor) at kept positions.
@@ -308,7 +315,12 @@ func (r *Reader) AddTo(dst []float32) error {
 	if int64(len(dst)) != t.Elements() {
 		return fmt.Errorf("%w: tensor %q has %d elements, buffer %d", ErrShape, t.Name, t.Elements(), len(dst))
 	}
-	if err := decodeTensor(dst, t.code(r.buf[:t.Bytes]), r.buf, float32(t.Scale)); err != nil {
+	return r.decode(dst, true)
+}
+
+func (r *Reader) decode(dst []float32, add bool) error {
+	t := r.cur
+	if err := decodeTensor(dst, t.code(r.buf[:t.Bytes]), r.buf, t.Offset, t.Scale, add); err != nil {
 		return fmt.Errorf("tensor %q: %w", t.Name, err)
 	}
 	return nil

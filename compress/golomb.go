@@ -147,21 +147,24 @@ func writeSigns(w *bitWriter, xs []float32) {
 	}
 }
 
-// decodeTensor adds +scale or -scale to dst at every kept position.
-// padded holds the payload followed by readPad zero bytes. It never writes
-// outside dst and fails on any inconsistency with the declared counts.
-func decodeTensor(dst []float32, tc tensorCode, padded []byte, scale float32) error {
+// decodeTensor writes the kept elements into dst. With add false, a kept
+// element becomes float32(offset ± scale); with add true (dst holds a base
+// tensor) it becomes float32(dst[i] ± scale), the sum taken in float64 as
+// the reference does. padded holds the payload followed by readPad zero
+// bytes. It never writes outside dst and fails on any inconsistency with
+// the declared counts.
+func decodeTensor(dst []float32, tc tensorCode, padded []byte, offset float32, scale float64, add bool) error {
 	n := int64(len(dst))
 	if tc.M == 0 || tc.Kept < 0 || tc.Kept > n {
 		return fmt.Errorf("%w: bad tensor code parameters", ErrCorrupt)
 	}
 	g := newGolomb(tc.M)
 	r := newBitReader(padded, len(tc.Payload))
-	signed := [2]float32{scale, -scale}
+	k := kept{add: add, set: [2]float32{float32(float64(offset) + scale), float32(float64(offset) - scale)}, delta: [2]float64{scale, -scale}}
 	switch tc.Mode {
 	case modeSparse:
 		pos := int64(0)
-		for k := int64(0); k < tc.Kept; k++ {
+		for j := int64(0); j < tc.Kept; j++ {
 			gap, ok := g.decode(&r, uint64(n-pos))
 			if !ok || r.n < 1 && !r.refill() {
 				return fmt.Errorf("%w: bad gap code", ErrCorrupt)
@@ -170,7 +173,7 @@ func decodeTensor(dst []float32, tc tensorCode, padded []byte, scale float32) er
 			if pos >= n {
 				return fmt.Errorf("%w: position past tensor end", ErrCorrupt)
 			}
-			dst[pos] += signed[r.read(1)]
+			k.put(dst, pos, r.read(1))
 			pos++
 		}
 	case modeDense:
@@ -180,12 +183,12 @@ func decodeTensor(dst []float32, tc tensorCode, padded []byte, scale float32) er
 			if !ok || pos+int64(run) >= n {
 				return fmt.Errorf("%w: bad run code", ErrCorrupt)
 			}
-			if !readSigns(&r, dst[pos:pos+int64(run)], signed) {
+			if !readSigns(&r, dst[pos:pos+int64(run)], &k) {
 				return fmt.Errorf("%w: signs past payload end", ErrCorrupt)
 			}
 			pos += int64(run) + 1 // skip the dropped element
 		}
-		if !readSigns(&r, dst[pos:], signed) {
+		if !readSigns(&r, dst[pos:], &k) {
 			return fmt.Errorf("%w: signs past payload end", ErrCorrupt)
 		}
 	default:
@@ -200,14 +203,29 @@ func decodeTensor(dst []float32, tc tensorCode, padded []byte, scale float32) er
 	return nil
 }
 
-func readSigns(r *bitReader, dst []float32, signed [2]float32) bool {
+func readSigns(r *bitReader, dst []float32, k *kept) bool {
 	for i := range dst {
 		if r.n == 0 && !r.refill() {
 			return false
 		}
-		dst[i] += signed[r.read(1)]
+		k.put(dst, int64(i), r.read(1))
 	}
 	return true
+}
+
+// kept writes one kept element given its sign bit.
+type kept struct {
+	add   bool
+	set   [2]float32 // offset + scale, offset - scale
+	delta [2]float64 // +scale, -scale
+}
+
+func (k *kept) put(dst []float32, i int64, sign uint64) {
+	if k.add {
+		dst[i] = float32(float64(dst[i]) + k.delta[sign&1])
+	} else {
+		dst[i] = k.set[sign&1]
+	}
 }
 
 // maxPayload bounds the payload size a valid encoder can produce for a

@@ -61,6 +61,6 @@ func TestDecodeTensorRejectsGarbage(t *testing.T) {
 			mode = modeDense
 		}
 		tc := tensorCode{Kept: int64(rng.IntN(501)), Mode: mode, M: uint32(1 + rng.IntN(9)), Payload: p}
-		_ = decodeTensor(dst, tc, append(p, make([]byte, readPad)...), 1)
+		_ = decodeTensor(dst, tc, append(p, make([]byte, readPad)...), 0, 1, i%3 == 0)
 	}
 }

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/expertd/expertd/compress"
+)
+
+func newCompressCmd(v *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "compress ADAPTER_DIR -o FILE.cpeft",
+		Short: "Compress a PEFT adapter (or a fine-tuned model with --base) into a .cpeft container",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := v.GetString("compress.output")
+			if out == "" {
+				return fmt.Errorf("compress: -o FILE.cpeft is required")
+			}
+			alpha, err := compress.ParseAlpha(v.GetString("compress.alpha"))
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			src, err := compress.Load(args[0], v.GetString("compress.base"))
+			if err != nil {
+				return fmt.Errorf("compress %s: %w", args[0], err)
+			}
+			loaded := time.Since(start)
+			var h *compress.Header
+			var size int64
+			err = writeAtomic(out, func(f *os.File) error {
+				h, size, err = compress.Encode(f, src,
+					compress.WithDensity(v.GetFloat64("compress.density")),
+					compress.WithAlpha(alpha),
+					compress.WithScope(v.GetString("compress.scope")))
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("compress %s: %w", args[0], err)
+			}
+			s := compress.Summarize(h, size)
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s, %d params, %d kept, %s -> %s (%.1fx smaller, %.3f bits/param, %.4f x bound) in %v (read %v)\n",
+				out, h.PeftType, s.Params, s.Kept, human(h.SourceBytes), human(size), s.RatioSource, s.BitsPerParam, s.RatioBound,
+				time.Since(start).Round(time.Millisecond), loaded.Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringP("output", "o", "", "container file to write")
+	f.Float64("density", compress.DefaultDensity, "fraction of the task vector kept, in (0, 1]")
+	f.String("alpha", "auto", "scale rule: auto (mean |tau| of the kept elements) or a multiplier of std(tau) (the reference uses 1)")
+	f.String("scope", compress.ScopeGlobal, "top-k and scale over the whole vector (global) or per tensor (tensor)")
+	f.String("base", "", "base model directory: compress the residual of a fully fine-tuned model")
+	bindFlags(v, "compress", f)
+	return cmd
+}
+
+// writeAtomic writes path through a synced temporary file in its directory.
+func writeAtomic(path string, write func(*os.File) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".cpeft-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	err = write(tmp)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

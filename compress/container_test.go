@@ -1,0 +1,95 @@
+package compress
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func fixtureContainer(t testing.TB, name string) []byte {
+	t.Helper()
+	src, err := Load(filepath.Join("testdata/peft", name), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, _, err := Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// decodeAll reads every tensor of a container.
+func decodeAll(data []byte, opts ...ReaderOption) error {
+	r, err := NewReader(bytes.NewReader(data), opts...)
+	if err != nil {
+		return err
+	}
+	var dst []float32
+	for {
+		if _, err := r.Next(); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if dst, err = r.Values(dst); err != nil {
+			return err
+		}
+	}
+}
+
+func TestTruncatedContainer(t *testing.T) {
+	data := fixtureContainer(t, "c-ia3")
+	for n := 0; n < len(data); n++ {
+		err := decodeAll(data[:n])
+		if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrFormat) {
+			t.Fatalf("prefix of %d/%d bytes: got %v, want ErrTruncated", n, len(data), err)
+		}
+	}
+	if err := decodeAll(append(data[:len(data):len(data)], 0)); !errors.Is(err, ErrTrailing) {
+		t.Fatalf("trailing byte: got %v", err)
+	}
+}
+
+func TestCorruptContainer(t *testing.T) {
+	data := fixtureContainer(t, "c-ia3")
+	rng := rand.New(rand.NewPCG(13, 14))
+	for range 2000 {
+		bad := append([]byte(nil), data...)
+		i := rng.IntN(len(bad))
+		bad[i] ^= 1 << rng.IntN(8)
+		err := decodeAll(bad)
+		if err == nil {
+			t.Fatalf("flipped a bit at byte %d: no error", i)
+		}
+		if !errors.Is(err, ErrChecksum) && !errors.Is(err, ErrFormat) && !errors.Is(err, ErrVersion) &&
+			!errors.Is(err, ErrLimit) && !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrTrailing) {
+			t.Fatalf("flipped a bit at byte %d: unexpected error %v", i, err)
+		}
+	}
+}
+
+func TestReaderLimits(t *testing.T) {
+	data := fixtureContainer(t, "c-ia3")
+	if err := decodeAll(data, WithMaxElements(1000)); !errors.Is(err, ErrLimit) {
+		t.Fatalf("got %v, want ErrLimit", err)
+	}
+}
+
+func TestExpandLeavesNothingOnError(t *testing.T) {
+	data := fixtureContainer(t, "python-lora-r16")
+	bad := append([]byte(nil), data...)
+	bad[len(bad)-10] ^= 0xff // last tensor's payload
+	out := t.TempDir()
+	if _, err := Expand(bytes.NewReader(bad), out, ExpandOptions{}); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("got %v, want ErrChecksum", err)
+	}
+	entries, _ := os.ReadDir(out)
+	if len(entries) != 0 {
+		t.Fatalf("output dir holds %d entries after a failed expand", len(entries))
+	}
+}

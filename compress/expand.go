@@ -1,0 +1,185 @@
+package compress
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/expertd/expertd/compress/safetensors"
+)
+
+// ExpandOptions configures Expand.
+type ExpandOptions struct {
+	// DType of the written tensors: "" or "source" keeps each tensor's
+	// source dtype; otherwise F32, F16 or BF16 (any case).
+	DType string
+	// BaseDir is the base model a residual container needs.
+	BaseDir string
+	// Reader options (decoder limits).
+	ReaderOptions []ReaderOption
+	// Progress, if set, is called after each tensor with the elements done
+	// and the total.
+	Progress func(done, total int64)
+}
+
+// ParseDType maps a --dtype flag value to a safetensors dtype ("" for source).
+func ParseDType(s string) (string, error) {
+	switch strings.ToUpper(s) {
+	case "", "SOURCE":
+		return "", nil
+	case "F32", "F16", "BF16":
+		return strings.ToUpper(s), nil
+	}
+	return "", fmt.Errorf("%w: dtype %q: want source, f32, f16 or bf16", ErrOption, s)
+}
+
+// Expand decodes a container from r into outDir as a PEFT adapter directory
+// (the config verbatim and adapter_model.safetensors) or, for a residual, a
+// model directory (config.json and model.safetensors = base + tau_hat).
+// Files are written under temporary names and renamed when complete, so a
+// failure leaves no partial file under a real name.
+func Expand(r io.Reader, outDir string, o ExpandOptions) (*Header, error) {
+	dtype, err := ParseDType(o.DType)
+	if err != nil {
+		return nil, err
+	}
+	cr, err := NewReader(r, o.ReaderOptions...)
+	if err != nil {
+		return nil, err
+	}
+	h := cr.Header()
+	var base *safetensors.Dir
+	switch {
+	case h.Base != "" && o.BaseDir == "":
+		return nil, fmt.Errorf("%w: the container is a residual against base %s; give --base", ErrBase, h.Base)
+	case h.Base == "" && o.BaseDir != "":
+		return nil, fmt.Errorf("%w: the container is a %s adapter, not a residual; drop --base", ErrBase, h.PeftType)
+	case h.Base != "":
+		if base, err = safetensors.OpenDir(o.BaseDir); err != nil {
+			return nil, fmt.Errorf("base: %w", err)
+		}
+		defer base.Close()
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	weights := AdapterWeightsFile
+	if h.PeftType == PeftTypeFull {
+		weights = ModelWeightsFile
+	}
+	infos := make([]safetensors.TensorInfo, len(h.Tensors))
+	var total int64
+	for i, t := range h.Tensors {
+		dt := t.DType
+		if dtype != "" {
+			dt = dtype
+		}
+		infos[i] = safetensors.TensorInfo{Name: t.Name, DType: safetensors.DType(dt), Shape: t.Shape}
+		total += t.Elements()
+	}
+	tmp, err := os.CreateTemp(outDir, ".expand-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	err = writeWeights(tmp, cr, h, infos, base, total, o.Progress)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.ConfigName != "" {
+		if err := writeFileAtomic(filepath.Join(outDir, filepath.Base(h.ConfigName)), []byte(h.Config)); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(outDir, weights)); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorInfo, base *safetensors.Dir, total int64, progress func(int64, int64)) error {
+	bw := newBufWriter(f)
+	sw, err := safetensors.NewWriter(bw, h.Metadata, infos)
+	if err != nil {
+		return err
+	}
+	fp := newFingerprint()
+	var vals []float32
+	var done int64
+	for {
+		t, err := cr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if base != nil {
+			if vals, err = base.ReadFloat32(t.Name, vals); err != nil {
+				return fmt.Errorf("base: %w", err)
+			}
+			if int64(len(vals)) != t.Elements() {
+				return fmt.Errorf("%w: tensor %q has %d elements in the base, %d in the container", ErrBase, t.Name, len(vals), t.Elements())
+			}
+			fp.add(t.Name, vals)
+			err = cr.AddTo(vals)
+		} else {
+			vals, err = cr.Values(vals)
+		}
+		if err != nil {
+			return err
+		}
+		if err := sw.WriteFloat32(vals); err != nil {
+			return err
+		}
+		done += t.Elements()
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	if base != nil && fp.sum() != h.Base {
+		return fmt.Errorf("%w: base fingerprint %s, container wants %s", ErrBase, fp.sum(), h.Base)
+	}
+	if err := sw.Close(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// writeFileAtomic writes data to path through a synced temporary file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,227 @@
+package safetensors
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Writer streams a safetensors file: NewWriter writes the header, then the
+// tensors' data is appended in order with WriteRaw or WriteFloat32, and Close
+// checks that every tensor is complete. A Writer is not safe for concurrent use.
+type Writer struct {
+	w       io.Writer
+	tensors []TensorInfo // Offset relative to the data buffer
+	cur     int          // index of the tensor being written
+	left    int64        // bytes still due for tensors[cur]
+	buf     []byte       // conversion scratch
+	err     error        // sticky write error
+	closed  bool
+}
+
+// NewWriter validates the tensors, lays them out contiguously in the given
+// order, and writes the header to w. Only Name, DType and Shape of each
+// TensorInfo are used. Metadata, if non-nil, is written as "__metadata__".
+func NewWriter(w io.Writer, metadata map[string]string, tensors []TensorInfo) (*Writer, error) {
+	ts := make([]TensorInfo, len(tensors))
+	seen := make(map[string]struct{}, len(tensors))
+	var off int64
+	for i, t := range tensors {
+		what := "tensor " + quote(t.Name)
+		switch {
+		case t.Name == metadataKey:
+			return nil, fmt.Errorf("%w: %s is reserved", ErrBadHeader, what)
+		case !utf8.ValidString(t.Name):
+			return nil, fmt.Errorf("%w: %s: name is not valid UTF-8", ErrBadHeader, what)
+		}
+		if _, dup := seen[t.Name]; dup {
+			return nil, fmt.Errorf("%w: %s appears twice", ErrDuplicate, what)
+		}
+		seen[t.Name] = struct{}{}
+		size, err := byteSize(what, t.DType, t.Shape)
+		if err != nil {
+			return nil, err
+		}
+		if off > math.MaxInt64-size {
+			return nil, fmt.Errorf("%w: %s: total data size overflows int64", ErrShape, what)
+		}
+		ts[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape), Offset: off, Size: size}
+		off += size
+	}
+	for k, v := range metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, fmt.Errorf("%w: metadata %s: not valid UTF-8", ErrBadHeader, quote(k))
+		}
+	}
+	hdr := encodeHeader(metadata, ts)
+	if len(hdr) > MaxHeaderSize {
+		return nil, fmt.Errorf("%w: header of %d bytes exceeds the limit of %d", ErrHeaderTooLarge, len(hdr), MaxHeaderSize)
+	}
+	prefix := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(hdr)), uint64(len(hdr)))
+	if _, err := w.Write(append(prefix, hdr...)); err != nil {
+		return nil, fmt.Errorf("safetensors: write header: %w", err)
+	}
+	wr := &Writer{w: w, tensors: ts}
+	if len(ts) > 0 {
+		wr.left = ts[0].Size
+	}
+	wr.skipEmpty()
+	return wr, nil
+}
+
+// encodeHeader renders the JSON header, padded with spaces to a multiple of 8
+// bytes so that the data buffer starts 8-byte aligned.
+func encodeHeader(metadata map[string]string, ts []TensorInfo) []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	sep := func() {
+		if b.Len() > 1 {
+			b.WriteByte(',')
+		}
+	}
+	if metadata != nil {
+		writeString(&b, metadataKey)
+		b.WriteString(":{")
+		for i, k := range slices.Sorted(maps.Keys(metadata)) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeString(&b, k)
+			b.WriteByte(':')
+			writeString(&b, metadata[k])
+		}
+		b.WriteByte('}')
+	}
+	for _, t := range ts {
+		sep()
+		writeString(&b, t.Name)
+		b.WriteString(`:{"dtype":`)
+		writeString(&b, string(t.DType))
+		b.WriteString(`,"shape":[`)
+		for i, d := range t.Shape {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.FormatInt(d, 10))
+		}
+		fmt.Fprintf(&b, `],"data_offsets":[%d,%d]}`, t.Offset, t.Offset+t.Size)
+	}
+	b.WriteByte('}')
+	for b.Len()%8 != 0 {
+		b.WriteByte(' ')
+	}
+	return b.Bytes()
+}
+
+// writeString writes s as a JSON string; s must be valid UTF-8.
+func writeString(b *bytes.Buffer, s string) {
+	q, _ := json.Marshal(s) // cannot fail for a string
+	b.Write(q)
+}
+
+// WriteRaw appends little-endian bytes to the current tensor. A tensor may be
+// written by several calls; once complete, the next call starts the next
+// tensor. Data beyond the current tensor's remaining size is rejected with
+// ErrOverrun and nothing is written.
+func (w *Writer) WriteRaw(data []byte) error {
+	if err := w.ready(int64(len(data)), 1); err != nil {
+		return err
+	}
+	return w.write(data)
+}
+
+// WriteFloat32 converts src to the current tensor's dtype (F64, F32, or F16
+// and BF16 rounding to nearest even) and appends it like WriteRaw.
+func (w *Writer) WriteFloat32(src []float32) error {
+	if err := w.ready(0, 1); err != nil || len(src) == 0 {
+		return err
+	}
+	es := 1
+	if w.cur < len(w.tensors) {
+		t := w.tensors[w.cur]
+		if !t.DType.IsFloat() {
+			return fmt.Errorf("%w: tensor %s is %s, not a float type", ErrDType, quote(t.Name), t.DType)
+		}
+		es = t.DType.Size()
+	}
+	if err := w.ready(int64(len(src)), int64(es)); err != nil {
+		return err
+	}
+	dt := w.tensors[w.cur].DType
+	if w.buf == nil {
+		w.buf = make([]byte, chunkSize)
+	}
+	per := chunkSize / es
+	for len(src) > 0 {
+		k := min(per, len(src))
+		b := w.buf[:k*es]
+		encodeFloat32(b, src[:k], dt)
+		if err := w.write(b); err != nil {
+			return err
+		}
+		src = src[k:]
+	}
+	return nil
+}
+
+// ready checks that n elements of es bytes may be appended now.
+func (w *Writer) ready(n, es int64) error {
+	switch {
+	case w.closed:
+		return ErrClosed
+	case w.err != nil:
+		return w.err
+	case n == 0:
+		return nil
+	case w.cur >= len(w.tensors):
+		return fmt.Errorf("%w: every tensor is already complete", ErrOverrun)
+	case n > w.left/es:
+		t := w.tensors[w.cur]
+		return fmt.Errorf("%w: tensor %s: %d more bytes, only %d left of %d",
+			ErrOverrun, quote(t.Name), n*es, w.left, t.Size)
+	}
+	return nil
+}
+
+// write appends b, which ready has checked, and moves past completed tensors.
+func (w *Writer) write(b []byte) error {
+	if _, err := w.w.Write(b); err != nil {
+		w.err = fmt.Errorf("safetensors: write tensor %s: %w", quote(w.tensors[w.cur].Name), err)
+		return w.err
+	}
+	w.left -= int64(len(b))
+	w.skipEmpty()
+	return nil
+}
+
+// skipEmpty advances cur past complete tensors.
+func (w *Writer) skipEmpty() {
+	for w.cur < len(w.tensors) && w.left == 0 {
+		w.cur++
+		if w.cur < len(w.tensors) {
+			w.left = w.tensors[w.cur].Size
+		}
+	}
+}
+
+// Close reports an error unless every tensor was written completely. It does
+// not close the underlying writer. Later writes fail with ErrClosed.
+func (w *Writer) Close() error {
+	w.closed = true
+	if w.err != nil {
+		return w.err
+	}
+	if w.cur < len(w.tensors) {
+		t := w.tensors[w.cur]
+		return fmt.Errorf("%w: tensor %s has %d of %d bytes, %d tensors not started",
+			ErrIncomplete, quote(t.Name), t.Size-w.left, t.Size, len(w.tensors)-w.cur-1)
+	}
+	return nil
+}
