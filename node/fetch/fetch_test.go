@@ -1,0 +1,408 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/node/unixfs"
+)
+
+// memBlocks is a verifying in-memory block store.
+type memBlocks struct {
+	mu   sync.Mutex
+	m    map[cid.Cid][]byte
+	puts map[cid.Cid]int
+}
+
+func newMem() *memBlocks { return &memBlocks{m: map[cid.Cid][]byte{}, puts: map[cid.Cid]int{}} }
+
+func (b *memBlocks) PutBlock(c cid.Cid, data []byte) error {
+	if err := unixfs.VerifyBlock(c, data); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m[c] = append([]byte(nil), data...)
+	b.puts[c]++
+	return nil
+}
+
+func (b *memBlocks) GetBlock(c cid.Cid) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, ok := b.m[c]
+	if !ok {
+		return nil, errors.New("not found")
+	}
+	return d, nil
+}
+
+func (b *memBlocks) HasBlock(c cid.Cid) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.m[c]
+	return ok, nil
+}
+
+// addFile stores data as a UnixFS file in b and returns its layout.
+func addFile(t testing.TB, b Blocks, data []byte) *unixfs.Layout {
+	t.Helper()
+	l, err := unixfs.Build(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range l.Nodes {
+		if err := b.PutBlock(n.Cid, n.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, leaf := range l.Leaves {
+		if err := b.PutBlock(leaf.Cid, data[leaf.Offset:leaf.Offset+leaf.Size]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// readFile reassembles a file from b.
+func readFile(t testing.TB, b Blocks, l *unixfs.Layout) []byte {
+	t.Helper()
+	var out []byte
+	for _, leaf := range l.Leaves {
+		d, err := b.GetBlock(leaf.Cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d...)
+	}
+	return out
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+func newHost(t testing.TB) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func connect(t testing.TB, a, b host.Host) {
+	t.Helper()
+	if err := a.Connect(context.Background(), peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startProvider serves b from a new host connected to req.
+func startProvider(t testing.TB, req host.Host, b Blocks, served *atomic.Int64) host.Host {
+	t.Helper()
+	h := newHost(t)
+	opts := ProviderOptions{}
+	if served != nil {
+		opts.Served = func(_ peer.ID, n int) { served.Add(int64(n)) }
+	}
+	p := NewProvider(h, b, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	go p.Serve(ctx)
+	t.Cleanup(cancel)
+	connect(t, req, h)
+	waitHandler(t, h)
+	return h
+}
+
+func waitHandler(t testing.TB, h host.Host) {
+	for range 100 {
+		for _, p := range h.Mux().Protocols() {
+			if p == ProtocolID {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("fetch handler not registered")
+}
+
+func ids(hs ...host.Host) []peer.ID {
+	var out []peer.ID
+	for _, h := range hs {
+		out = append(out, h.ID())
+	}
+	return out
+}
+
+func TestFetchOneProvider(t *testing.T) {
+	data := randomBytes(3<<20+12345, 1)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	prov := startProvider(t, reqHost, src, nil)
+	dst := newMem()
+	f := NewFetcher(reqHost, dst, Options{})
+	var last Progress
+	got, err := f.Fetch(context.Background(), l.Root, ids(prov), func(p Progress) { last = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if last.Bytes != uint64(len(data)) || last.Leaves != 4 {
+		t.Fatalf("last progress %+v", last)
+	}
+}
+
+func TestFetchSmallRawExpert(t *testing.T) {
+	data := randomBytes(1000, 2)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	prov := startProvider(t, reqHost, src, nil)
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, ids(prov), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+}
+
+func TestFetchThreeProvidersEachLeafOnce(t *testing.T) {
+	data := randomBytes(9<<20+7, 3)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	var served [3]atomic.Int64
+	var provs []host.Host
+	for i := range 3 {
+		provs = append(provs, startProvider(t, reqHost, src, &served[i]))
+	}
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, ids(provs...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	var total int64
+	for i := range served {
+		if served[i].Load() == 0 {
+			t.Errorf("provider %d served nothing", i)
+		}
+		total += served[i].Load()
+	}
+	if total != int64(len(data)) {
+		t.Errorf("providers sent %d bytes for a %d-byte expert", total, len(data))
+	}
+	for _, leaf := range got.Leaves {
+		if n := dst.puts[leaf.Cid]; n != 1 {
+			t.Errorf("leaf %s stored %d times", leaf.Cid, n)
+		}
+	}
+}
+
+// failingBlocks serves from b but fails or corrupts chosen leaves.
+type failingBlocks struct {
+	*memBlocks
+	mu      sync.Mutex
+	gets    int
+	failAt  int // GetBlock calls (counting leaves only) after which it fails; -1 never
+	corrupt map[cid.Cid]bool
+	onFail  func()
+	leaves  map[cid.Cid]bool
+}
+
+func (f *failingBlocks) GetBlock(c cid.Cid) ([]byte, error) {
+	d, err := f.memBlocks.GetBlock(c)
+	if err != nil || !f.leaves[c] {
+		return d, err
+	}
+	f.mu.Lock()
+	f.gets++
+	n := f.gets
+	f.mu.Unlock()
+	if f.failAt >= 0 && n > f.failAt {
+		if f.onFail != nil {
+			f.onFail()
+			time.Sleep(time.Second) // the host is closing; do not serve on
+		}
+		return nil, errors.New("disk on fire")
+	}
+	if f.corrupt[c] {
+		bad := append([]byte(nil), d...)
+		bad[len(bad)/2] ^= 0x40
+		return bad, nil
+	}
+	return d, nil
+}
+
+func wrap(src *memBlocks, l *unixfs.Layout) *failingBlocks {
+	leaves := map[cid.Cid]bool{}
+	for _, leaf := range l.Leaves {
+		leaves[leaf.Cid] = true
+	}
+	return &failingBlocks{memBlocks: src, failAt: -1, corrupt: map[cid.Cid]bool{}, leaves: leaves}
+}
+
+func TestFetchResumesWithoutRefetching(t *testing.T) {
+	data := randomBytes(6<<20, 4)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	broken := wrap(src, l)
+	broken.failAt = 2 // serves two leaves, then fails
+	p1 := startProvider(t, reqHost, broken, nil)
+	dst := newMem()
+	f := NewFetcher(reqHost, dst, Options{})
+	if _, err := f.Fetch(context.Background(), l.Root, ids(p1), nil); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("interrupted fetch: got %v, want ErrIncomplete", err)
+	}
+	var kept int
+	for _, leaf := range l.Leaves {
+		if ok, _ := dst.HasBlock(leaf.Cid); ok {
+			kept++
+		}
+	}
+	if kept != 2 {
+		t.Fatalf("%d leaves kept after the interruption, want 2", kept)
+	}
+	var served atomic.Int64
+	p2 := startProvider(t, reqHost, src, &served)
+	got, err := f.Fetch(context.Background(), l.Root, ids(p2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if want := int64(len(data) - 2<<20); served.Load() != want {
+		t.Fatalf("resumed fetch moved %d bytes, want %d (only the missing leaves)", served.Load(), want)
+	}
+}
+
+func TestFetchRejectsCorruptBlock(t *testing.T) {
+	data := randomBytes(5<<20, 5)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	bad := wrap(src, l)
+	for _, leaf := range l.Leaves { // whichever share it gets is corrupt
+		bad.corrupt[leaf.Cid] = true
+	}
+	pBad := startProvider(t, reqHost, bad, nil)
+	pGood := startProvider(t, reqHost, src, nil)
+	dst := newMem()
+	f := NewFetcher(reqHost, dst, Options{})
+	got, err := f.Fetch(context.Background(), l.Root, []peer.ID{pBad.ID(), pGood.ID()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if !f.IsBad(pBad.ID()) {
+		t.Fatal("the provider of a corrupt block is not marked")
+	}
+	if f.IsBad(pGood.ID()) {
+		t.Fatal("the good provider is marked")
+	}
+}
+
+func TestFetchProviderDiesMidStream(t *testing.T) {
+	data := randomBytes(8<<20, 6)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	dying := wrap(src, l)
+	dying.failAt = 1
+	pDie := startProvider(t, reqHost, dying, nil)
+	dying.onFail = func() { go pDie.Close() }
+	pGood := startProvider(t, reqHost, src, nil)
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, []peer.ID{pDie.ID(), pGood.ID()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+}
+
+func TestFetchNoProviders(t *testing.T) {
+	reqHost := newHost(t)
+	c, _ := cid.Decode("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+	if _, err := NewFetcher(reqHost, newMem(), Options{}).Fetch(context.Background(), c, nil, nil); !errors.Is(err, ErrNoProviders) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestFetchNotFound(t *testing.T) {
+	reqHost := newHost(t)
+	prov := startProvider(t, reqHost, newMem(), nil)
+	l, _ := unixfs.Build(bytes.NewReader(randomBytes(100, 7)))
+	_, err := NewFetcher(reqHost, newMem(), Options{}).Fetch(context.Background(), l.Root, ids(prov), nil)
+	if !errors.Is(err, ErrIncomplete) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("got %v, want ErrIncomplete wrapping ErrNotFound", err)
+	}
+}
+
+// slowBlocks delays every leaf read.
+type slowBlocks struct {
+	*memBlocks
+	delay  time.Duration
+	leaves map[cid.Cid]bool
+}
+
+func (s *slowBlocks) GetBlock(c cid.Cid) ([]byte, error) {
+	if s.leaves[c] {
+		time.Sleep(s.delay)
+	}
+	return s.memBlocks.GetBlock(c)
+}
+
+// TestFetchReassignsFromSlowProvider: a provider ten times slower than
+// another loses the tail of its share to it.
+func TestFetchReassignsFromSlowProvider(t *testing.T) {
+	data := randomBytes(12<<20, 8)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	slow := &slowBlocks{memBlocks: src, delay: 300 * time.Millisecond, leaves: wrap(src, l).leaves}
+	var slowServed, fastServed atomic.Int64
+	pSlow := startProvider(t, reqHost, slow, &slowServed)
+	pFast := startProvider(t, reqHost, &slowBlocks{memBlocks: src, delay: 10 * time.Millisecond, leaves: slow.leaves}, &fastServed)
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, []peer.ID{pSlow.ID(), pFast.ID()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if fastServed.Load() <= int64(len(data))/2+1<<20 {
+		t.Fatalf("fast provider served %d of %d bytes: nothing was re-assigned from the slow one", fastServed.Load(), len(data))
+	}
+}

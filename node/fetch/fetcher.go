@@ -1,0 +1,536 @@
+package fetch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/node/unixfs"
+	pb "github.com/expertd/expertd/proto"
+)
+
+// Options configures a Fetcher.
+type Options struct {
+	MaxSize      uint64        // largest expert accepted (default 4 GiB)
+	MaxProviders int           // providers used at once (default 8)
+	IdleTimeout  time.Duration // a stream silent this long fails (default 20s)
+	// MinRate (bytes/s) sets the whole fetch's deadline once the size is
+	// known: 30s + size/MinRate (default 64 KiB/s).
+	MinRate    float64
+	BadPeerTTL time.Duration // how long a peer that sent a bad block is avoided (default 10m)
+	Logger     *slog.Logger
+	// Received, if set, is called for every verified block stored.
+	Received func(p peer.ID, bytes int)
+}
+
+func (o *Options) defaults() {
+	if o.MaxSize == 0 {
+		o.MaxSize = 4 << 30
+	}
+	if o.MaxProviders == 0 {
+		o.MaxProviders = 8
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 20 * time.Second
+	}
+	if o.MinRate == 0 {
+		o.MinRate = 64 << 10
+	}
+	if o.BadPeerTTL == 0 {
+		o.BadPeerTTL = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Progress reports a fetch's state: bytes and leaves held of the total.
+type Progress struct {
+	Bytes, Total   uint64
+	Leaves, OfLeaf int
+}
+
+// Fetcher pulls experts from providers into a block store.
+type Fetcher struct {
+	host   host.Host
+	blocks Blocks
+	opts   Options
+
+	mu  sync.Mutex
+	bad map[peer.ID]time.Time // peers that sent blocks failing verification
+}
+
+// NewFetcher returns a Fetcher writing into b.
+func NewFetcher(h host.Host, b Blocks, o Options) *Fetcher {
+	o.defaults()
+	return &Fetcher{host: h, blocks: b, opts: o, bad: map[peer.ID]time.Time{}}
+}
+
+// IsBad reports whether p recently sent a block that failed verification.
+func (f *Fetcher) IsBad(p peer.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.bad[p]
+	if ok && time.Since(t) > f.opts.BadPeerTTL {
+		delete(f.bad, p)
+		return false
+	}
+	return ok
+}
+
+func (f *Fetcher) markBad(p peer.ID) {
+	f.mu.Lock()
+	f.bad[p] = time.Now()
+	f.mu.Unlock()
+}
+
+// Fetch makes every block of root present in the store, fetching what is
+// missing from providers (one request per provider, the leaves split between
+// them, work re-assigned from failed or slow ones). Blocks already held are
+// not fetched again. On success it returns the verified layout; on failure
+// the verified blocks stay stored so a later Fetch resumes.
+func (f *Fetcher) Fetch(ctx context.Context, root cid.Cid, providers []peer.ID, progress func(Progress)) (*unixfs.Layout, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &run{f: f, root: root, progress: progress, events: make(chan event, 16), idle: map[peer.ID]bool{}, excluded: map[peer.ID]error{}}
+	if l, err := localLayout(ctx, f.blocks, root, f.opts.MaxSize); err == nil {
+		if err := r.setLayout(l, false); err != nil {
+			return nil, err
+		}
+		if r.complete() {
+			return l, nil
+		}
+	}
+	for _, p := range providers {
+		if p == f.host.ID() || r.idle[p] || f.IsBad(p) {
+			continue
+		}
+		if len(r.idle) < f.opts.MaxProviders {
+			r.idle[p] = true
+		}
+	}
+	if len(r.idle) == 0 {
+		return nil, fmt.Errorf("%w for %s", ErrNoProviders, root)
+	}
+	return r.loop(ctx)
+}
+
+// run is the state of one Fetch, owned by its loop goroutine.
+type run struct {
+	f        *Fetcher
+	root     cid.Cid
+	progress func(Progress)
+	events   chan event
+
+	layout   *unixfs.Layout
+	have     []bool
+	held     int
+	bytes    uint64
+	pool     []uint64 // leaves to assign
+	parts    []uint32 // shares to re-request while the layout is unknown
+	nparts   uint32
+	idle     map[peer.ID]bool
+	excluded map[peer.ID]error // peers not to ask again in this fetch
+	active   map[*worker]bool
+	rate     map[peer.ID]float64       // bytes/s of a peer's last finished request
+	rtt      map[peer.ID]time.Duration // request to header, per peer
+	lastErr  error
+	deadline <-chan time.Time
+}
+
+type worker struct {
+	peer   peer.ID
+	req    *pb.FetchRequest
+	want   []uint64 // leaves the provider will send, in order (nil before its header)
+	next   int      // index into want of the next leaf expected
+	limit  int      // stop after want[:limit]; lowered when work is stolen
+	cut    bool     // cancelled by us after reaching limit
+	cancel context.CancelFunc
+
+	started time.Time // request sent
+	header  time.Time // header received
+	got     uint64    // bytes received
+}
+
+type eventKind int
+
+const (
+	evHeader eventKind = iota
+	evBlock
+	evEnd
+)
+
+type event struct {
+	w      *worker
+	kind   eventKind
+	layout *unixfs.Layout
+	want   []uint64
+	index  uint64
+	size   int
+	err    error
+}
+
+func (r *run) setLayout(l *unixfs.Layout, storeNodes bool) error {
+	if storeNodes {
+		for _, b := range l.Nodes { // nodes first: a restarted fetch can resume from them
+			if err := r.f.blocks.PutBlock(b.Cid, b.Data); err != nil {
+				return fmt.Errorf("store node: %w", err)
+			}
+		}
+	}
+	r.layout = l
+	r.have = make([]bool, len(l.Leaves))
+	for i, leaf := range l.Leaves {
+		if ok, err := r.f.blocks.HasBlock(leaf.Cid); err == nil && ok {
+			r.have[i] = true
+			r.held++
+			r.bytes += leaf.Size
+		}
+	}
+	timeout := 30*time.Second + time.Duration(float64(l.Size)/r.f.opts.MinRate*float64(time.Second))
+	r.deadline = time.After(timeout)
+	return nil
+}
+
+func (r *run) complete() bool { return r.layout != nil && r.held == len(r.have) }
+
+func (r *run) report() {
+	if r.progress != nil && r.layout != nil {
+		r.progress(Progress{Bytes: r.bytes, Total: r.layout.Size, Leaves: r.held, OfLeaf: len(r.have)})
+	}
+}
+
+func (r *run) loop(ctx context.Context) (*unixfs.Layout, error) {
+	r.active = map[*worker]bool{}
+	r.rate, r.rtt = map[peer.ID]float64{}, map[peer.ID]time.Duration{}
+	defer func() { // stop and drain every worker so none leaks
+		for w := range r.active {
+			w.cancel()
+		}
+		for len(r.active) > 0 {
+			if ev := <-r.events; ev.kind == evEnd {
+				delete(r.active, ev.w)
+			}
+		}
+	}()
+	if r.layout != nil {
+		r.pool = r.missing()
+		r.report()
+	} else {
+		r.nparts = uint32(len(r.idle))
+		for i := range r.nparts {
+			r.parts = append(r.parts, i)
+		}
+	}
+	r.schedule(ctx)
+	for {
+		if r.complete() {
+			return r.layout, nil
+		}
+		if len(r.active) == 0 {
+			err := r.lastErr
+			if err == nil {
+				err = ErrNoProviders
+			}
+			return nil, fmt.Errorf("%w: %s: %d of %d leaves: %w", ErrIncomplete, r.root, r.held, len(r.have), err)
+		}
+		select {
+		case ev := <-r.events:
+			if err := r.handle(ctx, ev); err != nil {
+				return nil, err
+			}
+		case <-r.deadline:
+			return nil, fmt.Errorf("%w: %s: timed out with %d of %d leaves", ErrIncomplete, r.root, r.held, len(r.have))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (r *run) handle(ctx context.Context, ev event) error {
+	w := ev.w
+	switch ev.kind {
+	case evHeader:
+		if r.layout == nil {
+			if err := r.setLayout(ev.layout, true); err != nil {
+				return err
+			}
+		}
+		w.want, w.limit = ev.want, len(ev.want)
+		w.header = time.Now()
+		r.rtt[w.peer] = w.header.Sub(w.started)
+		r.report()
+	case evBlock:
+		if w.want != nil {
+			w.next++
+		}
+		w.got += uint64(ev.size)
+		if !r.have[ev.index] {
+			r.have[ev.index] = true
+			r.held++
+			r.bytes += uint64(ev.size)
+			r.report()
+		}
+		if w.want != nil && w.next >= w.limit && w.limit < len(w.want) {
+			w.cut = true
+			w.cancel()
+		}
+	case evEnd:
+		delete(r.active, w)
+		if w.want == nil && w.req.GetParts() > 0 {
+			r.parts = append(r.parts, w.req.GetPart())
+		} else if w.want != nil {
+			for _, i := range w.want[w.next:] {
+				if !r.have[i] {
+					r.pool = append(r.pool, i)
+				}
+			}
+		}
+		switch {
+		case ev.err == nil || w.cut:
+			r.idle[w.peer] = true
+			if d := time.Since(w.header); w.got > 0 && !w.header.IsZero() && d > 0 {
+				r.rate[w.peer] = float64(w.got) / d.Seconds()
+			}
+		case errors.Is(ev.err, ErrVerify):
+			r.f.markBad(w.peer)
+			r.excluded[w.peer] = ev.err
+			r.lastErr = ev.err
+			r.f.opts.Logger.Warn("fetch: peer sent a block that failed verification", "peer", w.peer, "cid", r.root, "err", ev.err)
+		case ctx.Err() != nil:
+		default:
+			r.excluded[w.peer] = ev.err
+			r.lastErr = ev.err
+			r.f.opts.Logger.Info("fetch: provider failed", "peer", w.peer, "cid", r.root, "err", ev.err)
+		}
+		r.schedule(ctx)
+	}
+	return nil
+}
+
+// missing lists the leaves not held, in order.
+func (r *run) missing() []uint64 {
+	var m []uint64
+	for i, ok := range r.have {
+		if !ok {
+			m = append(m, uint64(i))
+		}
+	}
+	return m
+}
+
+// schedule hands out pending work to idle providers, and when there is
+// none, lets an idle provider take the second half of the largest remaining
+// assignment.
+func (r *run) schedule(ctx context.Context) {
+	var peers []peer.ID
+	for p := range r.idle {
+		peers = append(peers, p)
+	}
+	for _, p := range peers {
+		switch {
+		case len(r.parts) > 0 && r.layout == nil:
+			part := r.parts[0]
+			r.parts = r.parts[1:]
+			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Part: part, Parts: r.nparts})
+		case r.layout != nil && len(r.pool) > 0:
+			r.parts = nil
+			// Split the pool evenly between the idle peers left.
+			n := (len(r.pool) + len(r.idle) - 1) / len(r.idle)
+			take := r.pool[:n]
+			r.pool = r.pool[n:]
+			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Ranges: toRanges(take), SkipNodes: true})
+		case r.layout != nil:
+			r.steal(ctx, p)
+		}
+	}
+}
+
+// steal gives p the tail half of the slowest worker's remaining leaves when
+// p, at its measured rate and round trip, would bring them in well before
+// that worker would (its ETA over 3x p's time plus a second). Leaves the
+// victim already had in flight arrive twice, so equal providers must never
+// steal from each other: a healthy multi-source fetch moves every leaf once.
+func (r *run) steal(ctx context.Context, p peer.ID) {
+	thiefRate := r.rate[p]
+	if thiefRate <= 0 {
+		return
+	}
+	var victim *worker
+	var worst time.Duration
+	leaf := float64(unixfs.ChunkSize)
+	for w := range r.active {
+		left := w.limit - w.next
+		if w.want == nil || w.cut || left < 2 {
+			continue
+		}
+		eta := time.Duration(math.MaxInt64)
+		if w.got > 0 {
+			rate := float64(w.got) / time.Since(w.header).Seconds()
+			eta = time.Duration(float64(left) * leaf / rate * float64(time.Second))
+		}
+		take := left / 2
+		mine := r.rtt[p] + time.Duration(float64(take)*leaf/thiefRate*float64(time.Second))
+		if eta > 3*mine+time.Second && eta > worst {
+			victim, worst = w, eta
+		}
+	}
+	if victim == nil {
+		return
+	}
+	mid := victim.limit - (victim.limit-victim.next)/2
+	take := append([]uint64(nil), victim.want[mid:victim.limit]...)
+	victim.limit = mid
+	r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Ranges: toRanges(take), SkipNodes: true})
+}
+
+func (r *run) start(ctx context.Context, p peer.ID, req *pb.FetchRequest) {
+	delete(r.idle, p)
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{peer: p, req: req, cancel: cancel, started: time.Now()}
+	r.active[w] = true
+	known := r.layout
+	go func() {
+		err := r.f.stream(wctx, w, r.root, known, r.events)
+		cancel()
+		r.events <- event{w: w, kind: evEnd, err: err}
+	}()
+}
+
+// toRanges compresses sorted leaf indices into ranges.
+func toRanges(idx []uint64) []*pb.LeafRange {
+	var out []*pb.LeafRange
+	for _, i := range idx {
+		if n := len(out); n > 0 && out[n-1].End == i {
+			out[n-1].End++
+			continue
+		}
+		out = append(out, &pb.LeafRange{Start: i, End: i + 1})
+	}
+	return out
+}
+
+// stream runs one request against one provider: it verifies the header
+// (unless the layout is known), then every leaf, storing each.
+func (f *Fetcher) stream(ctx context.Context, w *worker, root cid.Cid, known *unixfs.Layout, events chan<- event) error {
+	s, err := f.host.NewStream(ctx, w.peer, ProtocolID)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	var buf []byte
+	if _, err := writeMsg(s, w.req, buf); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	br := bufio.NewReaderSize(s, 256<<10)
+	var frame pb.FetchFrame
+	_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
+	if err := readMsg(br, &frame, maxHeaderFrame, &buf); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	if e := frame.GetError(); e != nil {
+		return remoteError(e)
+	}
+	hdr := frame.GetHeader()
+	if hdr == nil {
+		_ = s.Reset()
+		return fmt.Errorf("%w: first frame is not a header", ErrFrame)
+	}
+	layout := known
+	if layout == nil {
+		if layout, err = remoteLayout(ctx, root, hdr.GetSize(), hdr.GetLeaves(), hdr.GetNodes(), f.opts.MaxSize); err != nil {
+			_ = s.Reset()
+			return err
+		}
+	} else if hdr.GetSize() != layout.Size || hdr.GetLeaves() != uint64(len(layout.Leaves)) {
+		_ = s.Reset()
+		return fmt.Errorf("%w: header says %d bytes in %d leaves, expected %d in %d", ErrVerify, hdr.GetSize(), hdr.GetLeaves(), layout.Size, len(layout.Leaves))
+	}
+	want, err := checkRanges(w.req, hdr.GetRanges(), uint64(len(layout.Leaves)))
+	if err != nil {
+		_ = s.Reset()
+		return err
+	}
+	events <- event{w: w, kind: evHeader, layout: layout, want: want}
+	for _, idx := range want {
+		_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
+		if err := readMsg(br, &frame, maxBlockFrame, &buf); err != nil {
+			_ = s.Reset()
+			return err
+		}
+		if e := frame.GetError(); e != nil {
+			return remoteError(e)
+		}
+		b := frame.GetBlock()
+		if b == nil || b.GetIndex() != idx {
+			_ = s.Reset()
+			return fmt.Errorf("%w: expected leaf %d", ErrFrame, idx)
+		}
+		leaf := layout.Leaves[idx]
+		if err := leaf.Verify(b.GetData()); err != nil {
+			_ = s.Reset()
+			return fmt.Errorf("%w: leaf %d: %w", ErrVerify, idx, err)
+		}
+		if err := f.blocks.PutBlock(leaf.Cid, b.GetData()); err != nil {
+			_ = s.Reset()
+			return fmt.Errorf("store leaf %d: %w", idx, err)
+		}
+		if f.opts.Received != nil {
+			f.opts.Received(w.peer, len(b.GetData()))
+		}
+		events <- event{w: w, kind: evBlock, index: idx, size: len(b.GetData())}
+	}
+	_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
+	if _, err := br.ReadByte(); err != io.EOF {
+		_ = s.Reset()
+		return fmt.Errorf("%w: data after the last leaf", ErrFrame)
+	}
+	return nil
+}
+
+// checkRanges checks that the provider will send exactly what was asked
+// and returns those leaves in order.
+func checkRanges(req *pb.FetchRequest, got []*pb.LeafRange, n uint64) ([]uint64, error) {
+	asked := req.GetRanges()
+	if len(asked) == 0 {
+		start, end := uint64(0), n
+		if req.GetParts() > 0 {
+			start, end = share(n, req.GetPart(), req.GetParts())
+		}
+		asked = nil
+		if start < end {
+			asked = []*pb.LeafRange{{Start: start, End: end}}
+		}
+	}
+	if len(got) != len(asked) {
+		return nil, fmt.Errorf("%w: provider offers %d ranges, asked %d", ErrFrame, len(got), len(asked))
+	}
+	var want []uint64
+	for i, a := range asked {
+		if got[i].GetStart() != a.GetStart() || got[i].GetEnd() != a.GetEnd() || a.GetEnd() > n {
+			return nil, fmt.Errorf("%w: provider offers [%d, %d), asked [%d, %d)", ErrFrame, got[i].GetStart(), got[i].GetEnd(), a.GetStart(), a.GetEnd())
+		}
+		for j := a.GetStart(); j < a.GetEnd(); j++ {
+			want = append(want, j)
+		}
+	}
+	return want, nil
+}

@@ -1,0 +1,75 @@
+package fetch
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	gproto "google.golang.org/protobuf/proto"
+
+	"github.com/expertd/expertd/node/unixfs"
+	pb "github.com/expertd/expertd/proto"
+)
+
+// Frame size limits: a request is small; a block frame holds one leaf; a
+// header frame holds the internal nodes of an expert up to the size limit.
+const (
+	maxRequestFrame = 64 << 10
+	maxBlockFrame   = unixfs.ChunkSize + 1024
+	maxHeaderFrame  = 8 << 20
+)
+
+// writeMsg writes m with a uvarint length prefix, reusing buf.
+func writeMsg(w io.Writer, m gproto.Message, buf []byte) ([]byte, error) {
+	size := gproto.Size(m)
+	buf = binary.AppendUvarint(buf[:0], uint64(size))
+	buf, err := gproto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, m)
+	if err != nil {
+		return buf, err
+	}
+	_, err = w.Write(buf)
+	return buf, err
+}
+
+// readMsg reads one length-prefixed message of at most limit bytes into m,
+// reusing *buf: it never allocates more than limit for a frame.
+func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		if err == io.EOF {
+			return io.EOF
+		}
+		return fmt.Errorf("%w: length: %v", ErrFrame, err)
+	}
+	if n > uint64(limit) {
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrFrame, n, limit)
+	}
+	if uint64(cap(*buf)) < n {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("%w: body: %v", ErrFrame, err)
+	}
+	if err := gproto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%w: %v", ErrFrame, err)
+	}
+	return nil
+}
+
+// remoteError maps a FetchError frame to a sentinel.
+func remoteError(e *pb.FetchError) error {
+	switch e.GetCode() {
+	case pb.FetchError_NOT_FOUND:
+		return fmt.Errorf("%w: %s", ErrNotFound, e.GetMessage())
+	case pb.FetchError_BUSY:
+		return fmt.Errorf("%w: %s", ErrBusy, e.GetMessage())
+	}
+	return fmt.Errorf("%w: %s: %s", ErrRemote, e.GetCode(), e.GetMessage())
+}
+
+// share returns the part-th of parts contiguous shares of n leaves.
+func share(n uint64, part, parts uint32) (start, end uint64) {
+	return n * uint64(part) / uint64(parts), n * uint64(part+1) / uint64(parts)
+}
