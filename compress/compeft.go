@@ -49,7 +49,7 @@ func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
 		}
 	}
 	out := make([]Coded, len(ts))
-	var buf []byte
+	var sc scratch
 	if o.scope == ScopeGlobal {
 		taus := make([][]float32, len(ts))
 		for i, t := range ts {
@@ -59,18 +59,18 @@ func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
 		if err != nil {
 			return nil, err
 		}
+		var sum float64
+		var cnt int64
+		for i, t := range ts {
+			s, c := codeOne(&out[i], t, thr, &sc)
+			sum += s
+			cnt += c
+		}
 		if o.alpha.Auto {
-			var sum float64
-			var cnt int64
-			for _, t := range ts {
-				s, c := keptAbs(t.Tau, thr)
-				sum += s
-				cnt += c
-			}
 			scale = meanOrZero(sum, cnt)
 		}
-		for i, t := range ts {
-			out[i], buf = codeOne(t, thr, scale, buf)
+		for i := range out {
+			out[i].Scale = scale
 		}
 		return out, nil
 	}
@@ -79,10 +79,11 @@ func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
+		sum, cnt := codeOne(&out[i], t, thr, &sc)
 		if o.alpha.Auto {
-			scale = meanOrZero(keptAbs(t.Tau, thr))
+			scale = meanOrZero(sum, cnt)
 		}
-		out[i], buf = codeOne(t, thr, scale, buf)
+		out[i].Scale = scale
 	}
 	return out, nil
 }
@@ -108,32 +109,6 @@ func selectScope(taus [][]float32, o options) (uint32, float64, error) {
 	return thr, o.alpha.Value * sigma, nil
 }
 
-// keptAbs sums |x| over the reference's kept set (absKey >= thr, zeros
-// included when thr is 0) and counts it.
-func keptAbs(xs []float32, thr uint32) (sum float64, cnt int64) {
-	var s0, s1 float64
-	var c0, c1 int64
-	i := 0
-	for ; i+2 <= len(xs); i += 2 {
-		a, b := absKey(xs[i]), absKey(xs[i+1])
-		if a >= thr {
-			s0 += float64(math.Float32frombits(a))
-			c0++
-		}
-		if b >= thr {
-			s1 += float64(math.Float32frombits(b))
-			c1++
-		}
-	}
-	for ; i < len(xs); i++ {
-		if a := absKey(xs[i]); a >= thr {
-			s0 += float64(math.Float32frombits(a))
-			c0++
-		}
-	}
-	return s0 + s1, c0 + c1
-}
-
 func meanOrZero(sum float64, cnt int64) float64 {
 	if cnt == 0 {
 		return 0
@@ -141,23 +116,25 @@ func meanOrZero(sum float64, cnt int64) float64 {
 	return sum / float64(cnt)
 }
 
-func codeOne(t Tensor, thr uint32, scale float64, buf []byte) (Coded, []byte) {
-	tc := encodeTensor(t.Tau, thr, buf)
+// codeOne codes t into c (all but the scale) and returns the kept set's
+// sum of magnitudes and size.
+func codeOne(c *Coded, t Tensor, thr uint32, sc *scratch) (float64, int64) {
+	tc, sum, cnt := encodeTensor(t.Tau, thr, sc)
 	payload := append([]byte(nil), tc.Payload...)
-	return Coded{
+	*c = Coded{
 		TensorHeader: TensorHeader{
 			Name:   t.Name,
 			DType:  t.DType,
 			Shape:  append([]int64(nil), t.Shape...),
 			Offset: t.Offset,
-			Scale:  scale,
 			Kept:   tc.Kept,
 			Mode:   tc.Mode,
 			M:      tc.M,
 			Bytes:  int64(len(payload)),
 		},
 		Payload: payload,
-	}, tc.Payload
+	}
+	return sum, cnt
 }
 
 // numElements is the product of shape, or -1 on a negative dimension or

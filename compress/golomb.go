@@ -95,40 +95,66 @@ type tensorCode struct {
 	Payload []byte
 }
 
-// encodeTensor codes the elements of xs with absKey >= thr (and nonzero).
-func encodeTensor(xs []float32, thr uint32, buf []byte) tensorCode {
-	if thr == 0 {
-		thr = 1 // zeros are never coded as kept
-	}
-	kept := int64(0)
-	for _, x := range xs {
-		if absKey(x) >= thr {
-			kept++
-		}
-	}
+// scratch holds buffers reused across tensors.
+type scratch struct {
+	pos []uint32 // kept positions<<1 | sign bit
+	out []byte
+}
+
+// encodeTensor codes the elements of xs with absKey >= thr, zeros never
+// counted as kept. It also returns the sum of |x| over the reference's kept
+// set (absKey >= thr, zeros included when thr is 0) and that set's size, for
+// the auto scale. Sparse tensors take one branch-free pass over xs and one
+// over the kept elements.
+func encodeTensor(xs []float32, thr uint32, sc *scratch) (tc tensorCode, sum float64, cnt int64) {
 	n := int64(len(xs))
-	tc := tensorCode{Kept: kept, Mode: modeSparse}
-	w := bitWriter{out: buf[:0]}
-	if kept*2 <= n {
-		tc.M = golombParam(float64(kept) / float64(n))
-		g := newGolomb(tc.M)
-		gap := uint32(0)
-		for _, x := range xs {
-			if absKey(x) < thr {
-				gap++
-				continue
-			}
-			g.encode(&w, gap)
-			w.write(uint64(math.Float32bits(x)>>31), 1)
-			gap = 0
+	keep := max(thr, 1)
+	if cap(sc.pos) < len(xs) {
+		sc.pos = make([]uint32, len(xs))
+	}
+	pos := sc.pos[:len(xs)]
+	j := 0
+	for i, x := range xs {
+		b := math.Float32bits(x)
+		pos[j] = uint32(i)<<1 | b>>31
+		if b&^(1<<31) >= keep {
+			j++
 		}
+	}
+	pos = pos[:j]
+	tc = tensorCode{Kept: int64(j), Mode: modeSparse}
+	cnt = tc.Kept
+	if thr == 0 {
+		cnt = n
+	}
+	w := bitWriter{out: sc.out[:0]}
+	if tc.Kept*2 <= n {
+		tc.M = golombParam(float64(tc.Kept) / float64(n))
+		g := newGolomb(tc.M)
+		next := uint32(0) // first position after the previous kept element
+		var s0, s1 float64
+		for k, p := range pos {
+			i := p >> 1
+			g.encode(&w, i-next)
+			w.write(uint64(p&1), 1)
+			next = i + 1
+			a := float64(math.Float32frombits(math.Float32bits(xs[i]) &^ (1 << 31)))
+			if k&1 == 0 {
+				s0 += a
+			} else {
+				s1 += a
+			}
+		}
+		sum = s0 + s1
 	} else {
 		tc.Mode = modeDense
-		tc.M = golombParam(float64(n-kept) / float64(n))
+		tc.M = golombParam(float64(n-tc.Kept) / float64(n))
 		g := newGolomb(tc.M)
 		start := 0 // first kept element of the current run
 		for i, x := range xs {
-			if absKey(x) >= thr {
+			a := absKey(x)
+			if a >= keep {
+				sum += float64(math.Float32frombits(a))
 				continue
 			}
 			g.encode(&w, uint32(i-start))
@@ -138,7 +164,8 @@ func encodeTensor(xs []float32, thr uint32, buf []byte) tensorCode {
 		writeSigns(&w, xs[start:])
 	}
 	tc.Payload = w.flush()
-	return tc
+	sc.out = tc.Payload
+	return tc, sum, cnt
 }
 
 func writeSigns(w *bitWriter, xs []float32) {
