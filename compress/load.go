@@ -49,9 +49,16 @@ func (s *Source) Params() int64 {
 // adapter_model.safetensors) gives tau = parameters, or parameters - 1 for
 // IA3. With baseDir set, dir is a fine-tuned model and tau = fine-tuned -
 // base per tensor.
-func Load(dir, baseDir string) (*Source, error) {
+func Load(dir, baseDir string) (*Source, error) { return LoadProgress(dir, baseDir, nil) }
+
+// LoadProgress is Load that calls progress, if set, after each tensor with
+// the tensors read and their total.
+func LoadProgress(dir, baseDir string, progress func(done, total int64)) (*Source, error) {
+	if progress == nil {
+		progress = func(int64, int64) {}
+	}
 	if baseDir != "" {
-		return loadResidual(dir, baseDir)
+		return loadResidual(dir, baseDir, progress)
 	}
 	cfg, err := readConfig(filepath.Join(dir, AdapterConfigFile))
 	if err != nil {
@@ -97,6 +104,7 @@ func Load(dir, baseDir string) (*Source, error) {
 			}
 		}
 		src.Tensors = append(src.Tensors, Tensor{Name: ti.Name, DType: string(ti.DType), Shape: ti.Shape, Tau: vals, Offset: offset})
+		progress(int64(len(src.Tensors)), int64(len(f.Tensors)))
 	}
 	return src, nil
 }
@@ -120,7 +128,7 @@ func readConfig(path string) (string, error) {
 }
 
 // loadResidual reads a fine-tuned model and its base: tau = ft - base.
-func loadResidual(dir, baseDir string) (*Source, error) {
+func loadResidual(dir, baseDir string, progress func(done, total int64)) (*Source, error) {
 	ft, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, err
@@ -163,6 +171,7 @@ func loadResidual(dir, baseDir string) (*Source, error) {
 		}
 		src.Tensors = append(src.Tensors, Tensor{Name: ti.Name, DType: string(ti.DType), Shape: ti.Shape, Tau: vals})
 		src.SourceBytes += ti.Size
+		progress(int64(len(src.Tensors)), int64(len(ft.Tensors())))
 	}
 	src.Base = fp.sum()
 	return src, nil

@@ -27,7 +27,9 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 				return err
 			}
 			start := time.Now()
-			src, err := compress.Load(args[0], v.GetString("compress.base"))
+			p := newProgress(cmd.ErrOrStderr(), "compress "+args[0]+": reading tensors")
+			src, err := compress.LoadProgress(args[0], v.GetString("compress.base"), p.update)
+			p.done()
 			if err != nil {
 				return fmt.Errorf("compress %s: %w", args[0], err)
 			}
