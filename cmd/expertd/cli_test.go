@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/expertd/expertd/compress"
+)
+
+// runCLI runs the command tree in-process and returns stdout.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd(newViper())
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+const fixture = "../../compress/testdata/peft/python-lora-r16"
+
+func TestCompressInspectDecompress(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "x.cpeft")
+	if _, err := runCLI(t, "compress", fixture, "-o", file, "--density", "0.1", "--alpha", "1"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "inspect", file, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s compress.Summary
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	if s.PeftType != "LORA" || s.Params != 589824 || s.Density != 0.1 || s.Alpha != "1" || s.RatioBound > 1.03 {
+		t.Fatalf("inspect: %+v", s)
+	}
+	restored := filepath.Join(dir, "out")
+	if _, err := runCLI(t, "decompress", file, "-o", restored, "--dtype", "bf16"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"adapter_config.json", "adapter_model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(restored, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cid, err := runCLI(t, "cid", file)
+	if err != nil || !strings.HasPrefix(cid, "bafkrei") {
+		t.Fatalf("cid: %q %v", cid, err)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.cpeft")
+	os.WriteFile(bad, []byte("not a container"), 0o644)
+	for _, args := range [][]string{
+		{"compress", fixture}, // no -o
+		{"compress", dir, "-o", filepath.Join(dir, "y.cpeft")}, // not an adapter
+		{"compress", fixture, "-o", filepath.Join(dir, "y"), "--density", "2"},
+		{"compress", fixture, "-o", filepath.Join(dir, "y"), "--scope", "row"},
+		{"decompress", bad, "-o", filepath.Join(dir, "z")},
+		{"inspect", bad},
+	} {
+		if _, err := runCLI(t, args...); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "y")); !os.IsNotExist(err) {
+		t.Error("a failed compress left its output")
+	}
+}
+
+func TestEnvironmentSetsFlags(t *testing.T) {
+	t.Setenv("EXPERTD_COMPRESS_DENSITY", "0.05")
+	file := filepath.Join(t.TempDir(), "x.cpeft")
+	if _, err := runCLI(t, "compress", fixture, "-o", file); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := runCLI(t, "inspect", file, "--json")
+	if !strings.Contains(out, `"density": 0.05`) {
+		t.Fatalf("EXPERTD_COMPRESS_DENSITY ignored:\n%s", out)
+	}
+}
