@@ -37,6 +37,7 @@ func newRootCmd(v *viper.Viper) *cobra.Command {
 		newDecompressCmd(v),
 		newInspectCmd(),
 		newCidCmd(),
+		newVerifyCmd(),
 	)
 	return root
 }

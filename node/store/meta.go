@@ -1,0 +1,122 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/expertd/expertd/compress"
+)
+
+// Meta describes an indexed expert. The store sets CID, Size, Added and
+// LastUsed; the rest is the caller's, except that Add and Complete fill the
+// fields the caller leaves zero from the container's header when the
+// expert is a .cpeft container.
+type Meta struct {
+	CID           string    `json:"cid"` // root CID of the container
+	Name          string    `json:"name,omitempty"`
+	PeftType      string    `json:"peft_type,omitempty"`
+	BaseModel     string    `json:"base_model,omitempty"`
+	Rank          int       `json:"rank,omitempty"`
+	TargetModules []string  `json:"target_modules,omitempty"`
+	Params        int64     `json:"params,omitempty"`
+	Density       float64   `json:"density,omitempty"`
+	Size          int64     `json:"size"` // container bytes
+	SourceBytes   int64     `json:"source_bytes,omitempty"`
+	Publisher     string    `json:"publisher,omitempty"` // peer ID
+	Added         time.Time `json:"added"`
+	LastUsed      time.Time `json:"last_used"`
+	// Pinned experts are never evicted. Published experts are pinned by
+	// the caller; an entry rebuilt at Open is pinned, since whether it
+	// was is lost.
+	Pinned bool `json:"pinned"`
+}
+
+// clone returns a copy of m that shares no memory with it.
+func (m Meta) clone() Meta {
+	m.TargetModules = slices.Clone(m.TargetModules)
+	return m
+}
+
+// fill sets the zero descriptive fields of m from o.
+func (m *Meta) fill(o Meta) {
+	set := func(dst *string, src string) {
+		if *dst == "" {
+			*dst = src
+		}
+	}
+	set(&m.Name, o.Name)
+	set(&m.PeftType, o.PeftType)
+	set(&m.BaseModel, o.BaseModel)
+	set(&m.Publisher, o.Publisher)
+	if m.Rank == 0 {
+		m.Rank = o.Rank
+	}
+	if len(m.TargetModules) == 0 {
+		m.TargetModules = slices.Clone(o.TargetModules)
+	}
+	if m.Params == 0 {
+		m.Params = o.Params
+	}
+	if m.Density == 0 {
+		m.Density = o.Density
+	}
+	if m.SourceBytes == 0 {
+		m.SourceBytes = o.SourceBytes
+	}
+}
+
+// metaFromHeader returns what a container header says about its expert:
+// peft type, params, density, source bytes and, from the adapter config it
+// carries, base model, rank and target modules.
+func metaFromHeader(h *compress.Header) Meta {
+	m := Meta{PeftType: h.PeftType, Density: h.Density, SourceBytes: h.SourceBytes}
+	for i := range h.Tensors {
+		m.Params += h.Tensors[i].Elements()
+	}
+	var cfg struct {
+		BaseModel     string          `json:"base_model_name_or_path"`
+		Rank          int             `json:"r"`
+		TargetModules json.RawMessage `json:"target_modules"`
+	}
+	if json.Unmarshal([]byte(h.Config), &cfg) != nil {
+		return m // a config that is not JSON describes nothing more
+	}
+	m.BaseModel, m.Rank = cfg.BaseModel, cfg.Rank
+	var list []string
+	var one string
+	switch {
+	case json.Unmarshal(cfg.TargetModules, &list) == nil:
+		m.TargetModules = list
+	case json.Unmarshal(cfg.TargetModules, &one) == nil && one != "":
+		m.TargetModules = []string{one} // PEFT also accepts a regular expression
+	}
+	return m
+}
+
+// encodeMeta returns the index entry file of m.
+func encodeMeta(m Meta) ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("store: encoding entry %s: %w", m.CID, err)
+	}
+	return append(b, '\n'), nil
+}
+
+// decodeMeta parses the index entry file of root.
+func decodeMeta(root cid.Cid, data []byte) (Meta, error) {
+	var m Meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return Meta{}, err
+	}
+	if m.CID != root.String() {
+		return Meta{}, fmt.Errorf("entry names %q", m.CID)
+	}
+	if m.Size < 0 {
+		return Meta{}, fmt.Errorf("negative size %d", m.Size)
+	}
+	return m, nil
+}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/expertd/expertd/node/unixfs"
+)
+
+func indexed(s *Store, c cid.Cid) bool {
+	_, err := s.Get(c)
+	return err == nil
+}
+
+func TestEvictionOrderAndPins(t *testing.T) {
+	const size = 300 << 10
+	e := newEnv(t, 1<<20) // room for three
+	s := e.open()
+	names := "abcdefgh"
+	roots := make(map[byte]cid.Cid)
+	put := func(n byte) {
+		roots[n] = add(t, s, data(uint64(n), size), Meta{Name: string(n)})
+	}
+	wantIndexed := func(want string) {
+		t.Helper()
+		got := ""
+		for i := range len(names) {
+			if r, ok := roots[names[i]]; ok && indexed(s, r) {
+				got += string(names[i])
+			}
+		}
+		if got != want {
+			t.Fatalf("indexed %q, want %q", got, want)
+		}
+		for n, r := range roots {
+			if ok, _ := s.HasBlock(r); ok != indexed(s, r) {
+				t.Fatalf("expert %c: block stored %v, indexed %v", n, ok, !ok)
+			}
+		}
+		if u, k := s.Usage(); u != int64(k)*size || u > 1<<20 {
+			t.Fatalf("Usage = %d, %d", u, k)
+		}
+	}
+	put('a')
+	put('b')
+	put('c')
+	readAll(t, s, roots['a']) // a is now more recent than b
+	put('d')
+	wantIndexed("acd")
+	if err := s.Pin(roots['c'], true); err != nil {
+		t.Fatal(err)
+	}
+	put('e') // LRU: c (pinned), a, d
+	wantIndexed("cde")
+	put('f')
+	wantIndexed("cef")
+
+	// An expert being read is not evicted, however old.
+	rc, err := s.Open(t.Context(), roots['e'])
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, s, roots['f'])
+	readAll(t, s, roots['f']) // e is the least recently used, but open
+	put('g')
+	wantIndexed("ceg")
+	rc.Close()
+	put('h') // e is free to go now
+	wantIndexed("cgh")
+	if m, _ := s.Get(roots['c']); !m.Pinned {
+		t.Fatal("c lost its pin")
+	}
+}
+
+func TestEvictionKeepsSharedBlocks(t *testing.T) {
+	shared := data(1, unixfs.ChunkSize)
+	x := append(bytes.Clone(shared), data(2, unixfs.ChunkSize)...)
+	y := append(bytes.Clone(shared), data(3, unixfs.ChunkSize)...)
+	lx, ly := layout(t, x), layout(t, y)
+	nodeX, nodeY := int64(len(lx.Nodes[0].Data)), int64(len(ly.Nodes[0].Data))
+	both := 3*unixfs.ChunkSize + nodeX + nodeY // the shared leaf once
+	z := data(4, 200<<10)
+
+	e := newEnv(t, both+100<<10) // x and y fit together only if the shared leaf counts once
+	s := e.open()
+	rx := add(t, s, x, Meta{Name: "x"})
+	ry := add(t, s, y, Meta{Name: "y"})
+	if !indexed(s, rx) || !indexed(s, ry) {
+		t.Fatal("x and y do not fit together: the shared leaf was counted twice")
+	}
+	if u, _ := s.Usage(); u != both {
+		t.Fatalf("Usage = %d, want %d", u, both)
+	}
+	rz := add(t, s, z, Meta{Name: "z"}) // evicts x, the least recently used
+	if indexed(s, rx) || !indexed(s, ry) || !indexed(s, rz) {
+		t.Fatalf("after adding z: x %v, y %v, z %v; want only x evicted", indexed(s, rx), indexed(s, ry), indexed(s, rz))
+	}
+	if ok, _ := s.HasBlock(lx.Leaves[0].Cid); !ok {
+		t.Fatal("the leaf y shares with x was removed")
+	}
+	for _, c := range []cid.Cid{lx.Leaves[1].Cid, rx} {
+		if ok, _ := s.HasBlock(c); ok {
+			t.Errorf("block %s only x used is still stored", c)
+		}
+	}
+	if !bytes.Equal(readAll(t, s, ry), y) {
+		t.Fatal("y damaged by the eviction of x")
+	}
+	if u, _ := s.Usage(); u != 2*unixfs.ChunkSize+nodeY+int64(len(z)) {
+		t.Fatalf("Usage = %d after eviction", u)
+	}
+}
+
+func TestQuotaExceededChangesNothing(t *testing.T) {
+	e := newEnv(t, 1<<20)
+	s := e.open()
+	p := add(t, s, data(1, 600<<10), Meta{Name: "published", Pinned: true})
+	u := add(t, s, data(2, 300<<10), Meta{Name: "cached"})
+	before := snapshot(t, e.dir)
+	usage, n := s.Usage()
+
+	for _, size := range []int{500 << 10, 3 << 19} { // one block; a DAG
+		_, err := s.Add(t.Context(), bytes.NewReader(data(3, size)), Meta{})
+		if !errors.Is(err, ErrQuota) {
+			t.Fatalf("Add of %d bytes = %v; want ErrQuota", size, err)
+		}
+		sameSnapshot(t, before, snapshot(t, e.dir))
+	}
+
+	// The fetch path: the blocks are stored, Complete refuses and drops them.
+	b := data(4, 500<<10)
+	if err := s.PutBlock(rawCID(b), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(t.Context(), rawCID(b), Meta{}); !errors.Is(err, ErrQuota) {
+		t.Fatalf("Complete = %v; want ErrQuota", err)
+	}
+	sameSnapshot(t, before, snapshot(t, e.dir))
+
+	if u2, n2 := s.Usage(); u2 != usage || n2 != n || !indexed(s, p) || !indexed(s, u) {
+		t.Fatalf("Usage %d, %d (was %d, %d); pinned indexed %v, cached indexed %v", u2, n2, usage, n, indexed(s, p), indexed(s, u))
+	}
+	if err := s.CheckFit(500 << 10); !errors.Is(err, ErrQuota) {
+		t.Fatalf("CheckFit(500 KiB) = %v; want ErrQuota", err)
+	}
+	if err := s.CheckFit(400 << 10); err != nil {
+		t.Fatalf("CheckFit(400 KiB) = %v; it fits once the cached expert is evicted", err)
+	}
+	add(t, s, data(5, 400<<10), Meta{})
+	if indexed(s, u) || !indexed(s, p) {
+		t.Fatal("the cached expert should have made room")
+	}
+}
