@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -28,6 +29,9 @@ type memBlocks struct {
 func newMem() *memBlocks { return &memBlocks{m: map[cid.Cid][]byte{}, puts: map[cid.Cid]int{}} }
 
 func (b *memBlocks) PutBlock(c cid.Cid, data []byte) error {
+	if len(data) > store.MaxBlockSize {
+		return store.ErrTooLarge
+	}
 	if err := unixfs.VerifyBlock(c, data); err != nil {
 		return err
 	}
@@ -43,9 +47,9 @@ func (b *memBlocks) GetBlock(c cid.Cid) ([]byte, error) {
 	defer b.mu.Unlock()
 	d, ok := b.m[c]
 	if !ok {
-		return nil, errors.New("not found")
+		return nil, store.ErrNotFound
 	}
-	return d, nil
+	return append([]byte(nil), d...), nil
 }
 
 func (b *memBlocks) HasBlock(c cid.Cid) (bool, error) {
