@@ -1,0 +1,148 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client calls a node's API.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewClient returns a client for the API at addr (host:port or a URL).
+func NewClient(addr, token string) *Client {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 10 * time.Minute}}
+}
+
+// ErrDaemon means the daemon could not be reached.
+var ErrDaemon = errors.New("cannot reach the expertd daemon (is `expertd daemon` running?)")
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDaemon, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e errorBody
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return &StatusError{Code: resp.StatusCode, Msg: e.Error}
+		}
+		return &StatusError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(data))}
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// StatusError is an error response.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Code) }
+
+// Health reports whether the daemon answers.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/v1/health", nil, nil)
+}
+
+func (c *Client) Identity(ctx context.Context) (Identity, error) {
+	var v Identity
+	return v, c.do(ctx, http.MethodGet, "/v1/id", nil, &v)
+}
+
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var v []Peer
+	return v, c.do(ctx, http.MethodGet, "/v1/peers", nil, &v)
+}
+
+func (c *Client) Experts(ctx context.Context, f Filter) ([]Expert, error) {
+	q := url.Values{}
+	if f.Remote {
+		q.Set("remote", "1")
+	}
+	for k, v := range map[string]string{"base_model": f.BaseModel, "peft_type": f.PeftType, "name": f.Name} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var v []Expert
+	return v, c.do(ctx, http.MethodGet, "/v1/experts?"+q.Encode(), nil, &v)
+}
+
+func (c *Client) Expert(ctx context.Context, cid string) (Expert, error) {
+	var v Expert
+	return v, c.do(ctx, http.MethodGet, "/v1/experts/"+url.PathEscape(cid), nil, &v)
+}
+
+func (c *Client) Publish(ctx context.Context, r PublishRequest) (Expert, error) {
+	var v Expert
+	return v, c.do(ctx, http.MethodPost, "/v1/publish", r, &v)
+}
+
+func (c *Client) StartFetch(ctx context.Context, cid string) (Transfer, error) {
+	var v Transfer
+	return v, c.do(ctx, http.MethodPost, "/v1/fetch/"+url.PathEscape(cid), nil, &v)
+}
+
+func (c *Client) Transfer(ctx context.Context, cid string) (Transfer, error) {
+	var v Transfer
+	return v, c.do(ctx, http.MethodGet, "/v1/fetch/"+url.PathEscape(cid), nil, &v)
+}
+
+func (c *Client) Materialize(ctx context.Context, cid string, r MaterializeRequest) (Materialized, error) {
+	var v Materialized
+	return v, c.do(ctx, http.MethodPost, "/v1/experts/"+url.PathEscape(cid)+"/materialize", r, &v)
+}
+
+func (c *Client) Pin(ctx context.Context, cid string, pinned bool) error {
+	verb := "unpin"
+	if pinned {
+		verb = "pin"
+	}
+	return c.do(ctx, http.MethodPost, "/v1/experts/"+url.PathEscape(cid)+"/"+verb, nil, nil)
+}
+
+func (c *Client) Remove(ctx context.Context, cid string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/experts/"+url.PathEscape(cid), nil, nil)
+}

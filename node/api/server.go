@@ -1,0 +1,219 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// Server serves the API.
+type Server struct {
+	backend Backend
+	token   string
+	log     *slog.Logger
+	handler http.Handler
+}
+
+// NewServer returns a server over b. With a non-empty token every route but
+// /v1/health requires "Authorization: Bearer TOKEN".
+func NewServer(b Backend, token string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{backend: b, token: token, log: log}
+	s.handler = s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// routes is the route table.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", s.health)
+	auth := func(h http.HandlerFunc) http.Handler { return s.authenticate(h) }
+	mux.Handle("GET /v1/id", auth(s.identity))
+	mux.Handle("GET /v1/peers", auth(s.peers))
+	mux.Handle("GET /v1/experts", auth(s.experts))
+	mux.Handle("GET /v1/experts/{cid}", auth(s.expert))
+	mux.Handle("DELETE /v1/experts/{cid}", auth(s.remove))
+	mux.Handle("POST /v1/experts/{cid}/pin", auth(s.pin(true)))
+	mux.Handle("POST /v1/experts/{cid}/unpin", auth(s.pin(false)))
+	mux.Handle("POST /v1/experts/{cid}/materialize", auth(s.materialize))
+	mux.Handle("POST /v1/publish", auth(s.publish))
+	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
+	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
+	return s.logRequests(mux)
+}
+
+// Serve listens on addr until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if s.token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "status", sw.status, "took", time.Since(start))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+func (s *Server) identity(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.backend.Identity())
+}
+
+func (s *Server) peers(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.backend.Peers())
+}
+
+func (s *Server) experts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := Filter{Remote: q.Get("remote") == "1" || q.Get("remote") == "true", BaseModel: q.Get("base_model"), PeftType: q.Get("peft_type"), Name: q.Get("name")}
+	writeJSON(w, http.StatusOK, s.backend.Experts(f))
+}
+
+func (s *Server) expert(w http.ResponseWriter, r *http.Request) {
+	e, err := s.backend.Expert(r.PathValue("cid"))
+	respond(w, e, err)
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
+	respond(w, map[string]string{"removed": r.PathValue("cid")}, s.backend.Remove(r.PathValue("cid")))
+}
+
+func (s *Server) pin(pinned bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c := r.PathValue("cid")
+		respond(w, map[string]any{"cid": c, "pinned": pinned}, s.backend.Pin(c, pinned))
+	}
+}
+
+func (s *Server) materialize(w http.ResponseWriter, r *http.Request) {
+	var req MaterializeRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	m, err := s.backend.Materialize(r.Context(), r.PathValue("cid"), req)
+	respond(w, m, err)
+}
+
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
+	var req PublishRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	e, err := s.backend.Publish(r.Context(), req)
+	respond(w, e, err)
+}
+
+func (s *Server) startFetch(w http.ResponseWriter, r *http.Request) {
+	t, err := s.backend.StartFetch(r.PathValue("cid"))
+	if err == nil {
+		writeJSON(w, http.StatusAccepted, t)
+		return
+	}
+	respond(w, t, err)
+}
+
+func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
+	t, err := s.backend.Transfer(r.PathValue("cid"))
+	respond(w, t, err)
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return false
+	}
+	return true
+}
+
+func respond(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	msg := err.Error()
+	// Sentinels read as a prefix; keep the detail.
+	msg = strings.TrimSpace(msg)
+	writeJSON(w, status, errorBody{Error: msg})
+}

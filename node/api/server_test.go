@@ -1,0 +1,145 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// fakeBackend records calls and returns canned values.
+type fakeBackend struct {
+	experts map[string]Expert
+	pinned  map[string]bool
+}
+
+func (f *fakeBackend) Identity() Identity {
+	return Identity{ID: "12D3Koo", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}
+}
+func (f *fakeBackend) Peers() []Peer { return []Peer{{ID: "p1"}} }
+func (f *fakeBackend) Experts(fl Filter) []Expert {
+	var out []Expert
+	for _, e := range f.experts {
+		if fl.Name == "" || e.Name == fl.Name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+func (f *fakeBackend) Expert(c string) (Expert, error) {
+	e, ok := f.experts[c]
+	if !ok {
+		return Expert{}, fmt.Errorf("expert %s: %w", c, ErrNotFound)
+	}
+	return e, nil
+}
+func (f *fakeBackend) Publish(_ context.Context, r PublishRequest) (Expert, error) {
+	if r.Path == "" {
+		return Expert{}, fmt.Errorf("%w: path is required", ErrBadRequest)
+	}
+	e := Expert{CID: "bafkx", Name: r.Name, Local: true}
+	f.experts[e.CID] = e
+	return e, nil
+}
+func (f *fakeBackend) StartFetch(c string) (Transfer, error) {
+	return Transfer{CID: c, State: StateRunning}, nil
+}
+func (f *fakeBackend) Transfer(c string) (Transfer, error) {
+	return Transfer{}, fmt.Errorf("%w: no fetch of %s", ErrNotFound, c)
+}
+func (f *fakeBackend) Materialize(_ context.Context, c string, r MaterializeRequest) (Materialized, error) {
+	return Materialized{CID: c, Dir: r.Dir}, nil
+}
+func (f *fakeBackend) Pin(c string, p bool) error {
+	if _, ok := f.experts[c]; !ok {
+		return ErrNotFound
+	}
+	f.pinned[c] = p
+	return nil
+}
+func (f *fakeBackend) Remove(c string) error { return errors.New("disk on fire") }
+
+func newTestAPI(t *testing.T, token string) (*Client, *fakeBackend) {
+	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}, pinned: map[string]bool{}}
+	ts := httptest.NewServer(NewServer(b, token, nil).Handler())
+	t.Cleanup(ts.Close)
+	return NewClient(ts.URL, token), b
+}
+
+func TestAPIRoutes(t *testing.T) {
+	c, b := newTestAPI(t, "")
+	ctx := context.Background()
+	if err := c.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := c.Identity(ctx); err != nil || id.ID != "12D3Koo" {
+		t.Fatalf("id %+v %v", id, err)
+	}
+	if es, err := c.Experts(ctx, Filter{Name: "a"}); err != nil || len(es) != 1 {
+		t.Fatalf("experts %+v %v", es, err)
+	}
+	e, err := c.Publish(ctx, PublishRequest{Path: "/x", Name: "n"})
+	if err != nil || e.CID != "bafkx" {
+		t.Fatalf("publish %+v %v", e, err)
+	}
+	if err := c.Pin(ctx, "bafka", true); err != nil || !b.pinned["bafka"] {
+		t.Fatalf("pin %v", err)
+	}
+	if tr, err := c.StartFetch(ctx, "bafkq"); err != nil || tr.State != StateRunning {
+		t.Fatalf("fetch %+v %v", tr, err)
+	}
+	if m, err := c.Materialize(ctx, "bafka", MaterializeRequest{Dir: "/d"}); err != nil || m.Dir != "/d" {
+		t.Fatalf("materialize %+v %v", m, err)
+	}
+}
+
+func TestAPIErrorStatuses(t *testing.T) {
+	c, _ := newTestAPI(t, "")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{func() error { _, err := c.Expert(ctx, "nope"); return err }(), http.StatusNotFound},
+		{func() error { _, err := c.Publish(ctx, PublishRequest{}); return err }(), http.StatusBadRequest},
+		{c.Pin(ctx, "nope", true), http.StatusNotFound},
+		{c.Remove(ctx, "bafka"), http.StatusInternalServerError},
+		{func() error { _, err := c.Transfer(ctx, "x"); return err }(), http.StatusNotFound},
+	} {
+		var se *StatusError
+		if !errors.As(tc.err, &se) || se.Code != tc.code {
+			t.Errorf("got %v, want HTTP %d", tc.err, tc.code)
+		}
+	}
+}
+
+func TestAPIToken(t *testing.T) {
+	c, _ := newTestAPI(t, "s3cret")
+	ctx := context.Background()
+	if _, err := c.Identity(ctx); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	wrong := NewClient(c.base, "nope")
+	var se *StatusError
+	if _, err := wrong.Identity(ctx); !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %v", err)
+	}
+	if err := NewClient(c.base, "").Health(ctx); err != nil {
+		t.Fatalf("health must not need the token: %v", err)
+	}
+}
+
+func TestAPIRejectsUnknownFields(t *testing.T) {
+	c, _ := newTestAPI(t, "")
+	resp, err := http.Post(c.base+"/v1/publish", "application/json", strings.NewReader(`{"path":"/x","bogus":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a Backend returns (wrapped) to choose the HTTP status.
+var (
+	ErrNotFound    = errors.New("not found")   // 404
+	ErrBadRequest  = errors.New("bad request") // 400
+	ErrConflict    = errors.New("conflict")    // 409
+	ErrUnavailable = errors.New("unavailable") // 503
+)
+
+// Backend is what the API serves: the running node. Methods must be safe
+// for concurrent use.
+type Backend interface {
+	Identity() Identity
+	Peers() []Peer
+	// Experts lists local experts and, with f.Remote, those known from the
+	// swarm.
+	Experts(f Filter) []Expert
+	Expert(cid string) (Expert, error)
+	Publish(ctx context.Context, r PublishRequest) (Expert, error)
+	// StartFetch starts (or joins) an asynchronous fetch.
+	StartFetch(cid string) (Transfer, error)
+	Transfer(cid string) (Transfer, error)
+	Materialize(ctx context.Context, cid string, r MaterializeRequest) (Materialized, error)
+	Pin(cid string, pinned bool) error
+	Remove(cid string) error
+}
+
+// Identity is the node's peer ID and addresses.
+type Identity struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+// Peer is a connected peer.
+type Peer struct {
+	ID        string   `json:"id"`
+	Addrs     []string `json:"addrs"`
+	LatencyMS float64  `json:"latency_ms,omitempty"`
+}
+
+// Filter selects experts.
+type Filter struct {
+	Remote    bool   // include experts only known from the swarm
+	BaseModel string // exact match
+	PeftType  string // case-insensitive
+	Name      string // substring
+}
+
+// Expert describes an expert, local or remote.
+type Expert struct {
+	CID           string    `json:"cid"`
+	Name          string    `json:"name,omitempty"`
+	PeftType      string    `json:"peft_type,omitempty"`
+	BaseModel     string    `json:"base_model,omitempty"`
+	Rank          int       `json:"rank,omitempty"`
+	TargetModules []string  `json:"target_modules,omitempty"`
+	Params        int64     `json:"params,omitempty"`
+	Density       float64   `json:"density,omitempty"`
+	Size          int64     `json:"size"`
+	Publisher     string    `json:"publisher,omitempty"`
+	Added         time.Time `json:"added,omitzero"`
+	Local         bool      `json:"local"`
+	Pinned        bool      `json:"pinned"`
+	Providers     []string  `json:"providers,omitempty"`
+}
+
+// PublishRequest publishes an adapter directory (compressed with the
+// options) or a ready .cpeft file.
+type PublishRequest struct {
+	Path    string  `json:"path"`
+	Name    string  `json:"name,omitempty"`
+	Density float64 `json:"density,omitempty"` // 0: the node's default
+	Alpha   string  `json:"alpha,omitempty"`
+	Scope   string  `json:"scope,omitempty"`
+	Base    string  `json:"base,omitempty"`
+}
+
+// Transfer is the state of a fetch.
+type Transfer struct {
+	CID      string    `json:"cid"`
+	State    string    `json:"state"` // running, done, failed
+	Bytes    uint64    `json:"bytes"`
+	Total    uint64    `json:"total"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// Transfer states.
+const (
+	StateRunning = "running"
+	StateDone    = "done"
+	StateFailed  = "failed"
+)
+
+// MaterializeRequest writes an expert as a PEFT directory.
+type MaterializeRequest struct {
+	Dir   string `json:"dir"`
+	DType string `json:"dtype,omitempty"` // source, f32, f16, bf16
+}
+
+// Materialized is where an expert was written.
+type Materialized struct {
+	CID string `json:"cid"`
+	Dir string `json:"dir"`
+}
+
+// errorBody is every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
