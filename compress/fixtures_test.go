@@ -174,3 +174,53 @@ func mustHeader(t *testing.T, data []byte) *Header {
 	}
 	return r.Header()
 }
+
+// TestRoundTripF64 converts a real adapter to F64 and back through the codec.
+func TestRoundTripF64(t *testing.T) {
+	src := openST(t, "testdata/peft/c-ia3/adapter_model.safetensors")
+	dir := t.TempDir()
+	cfg, err := os.ReadFile("testdata/peft/c-ia3/adapter_config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, AdapterConfigFile), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	vals, shapes := map[string][]float32{}, map[string][]int64{}
+	for _, ti := range src.Tensors {
+		v, err := src.ReadFloat32(ti, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, ti.Name)
+		vals[ti.Name], shapes[ti.Name] = v, ti.Shape
+	}
+	writeModel(t, dir, AdapterWeightsFile, "F64", names, vals, shapes)
+	out, _ := compressDir(t, dir, "")
+	f := openST(t, filepath.Join(out, AdapterWeightsFile))
+	ref := refCompeft(mustLoad(t, dir).Tensors, DefaultDensity, Alpha{Auto: true})
+	for i, ti := range f.Tensors {
+		if ti.DType != "F64" {
+			t.Fatalf("%s written as %s, source F64", ti.Name, ti.DType)
+		}
+		got, err := f.ReadFloat32(ti, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range got {
+			if got[j] != ref[i][j] {
+				t.Fatalf("%s[%d] = %v, want %v", ti.Name, j, got[j], ref[i][j])
+			}
+		}
+	}
+}
+
+func mustLoad(t *testing.T, dir string) *Source {
+	t.Helper()
+	s, err := Load(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
