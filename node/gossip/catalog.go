@@ -1,0 +1,309 @@
+package gossip
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
+	gproto "google.golang.org/protobuf/proto"
+
+	pb "github.com/expertd/expertd/proto"
+)
+
+// CatalogProtocol is the stream protocol of catalog exchanges. The side
+// that opens a stream sends nothing (it closes its write side) and reads
+// length-prefixed pb.Catalog frames until EOF: the experts the other side
+// provides.
+const CatalogProtocol protocol.ID = "/expertd/catalog/1.0.0"
+
+const (
+	// maxCatalogFrame bounds one Catalog frame; a frame always has room
+	// for one entry of MaxMessageSize.
+	maxCatalogFrame = 256 << 10
+	// maxServing bounds the catalog streams served at once.
+	maxServing = 16
+	// maxPulls bounds the catalog pulls run at once.
+	maxPulls = 8
+)
+
+// subscribeConnections subscribes to connectedness changes.
+func (s *Service) subscribeConnections() (event.Subscription, error) {
+	sub, err := s.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged), eventbus.Name("expertd-gossip"))
+	if err != nil {
+		return nil, fmt.Errorf("gossip: subscribing to connection events: %w", err)
+	}
+	return sub, nil
+}
+
+// pullLoop pulls the catalog of each peer connected now and of each peer
+// that connects later, each in its own goroutine, at most maxPulls at
+// once and one per peer at a time, so the event bus is never kept waiting.
+func (s *Service) pullLoop(ctx context.Context, conns event.Subscription) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxPulls)
+	self := s.host.ID()
+	start := func(p peer.ID) {
+		if p == self || !s.claimPull(p) {
+			return
+		}
+		wg.Go(func() {
+			defer s.releasePull(p)
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			s.pullLogged(ctx, p)
+		})
+	}
+	for _, p := range s.host.Network().Peers() {
+		if s.host.Network().Connectedness(p) == network.Connected {
+			start(p)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-conns.Out():
+			if !ok {
+				return
+			}
+			if e, ok := ev.(event.EvtPeerConnectednessChanged); ok && e.Connectedness == network.Connected {
+				start(e.Peer)
+			}
+		}
+	}
+}
+
+func (s *Service) claimPull(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pulling[p] {
+		return false
+	}
+	s.pulling[p] = true
+	return true
+}
+
+func (s *Service) releasePull(p peer.ID) {
+	s.mu.Lock()
+	delete(s.pulling, p)
+	s.mu.Unlock()
+}
+
+// pullLogged pulls p's catalog, counting and logging the outcome.
+func (s *Service) pullLogged(ctx context.Context, p peer.ID) {
+	accepted, rejected, err := s.pull(ctx, p)
+	s.stats.catalogAccepted.Add(uint64(accepted))
+	s.stats.catalogRejected.Add(uint64(rejected))
+	switch {
+	case err == nil:
+		s.stats.pulls.Add(1)
+		s.log.Debug("pulled catalog", "peer", p, "accepted", accepted, "rejected", rejected)
+	case ctx.Err() != nil:
+	case errors.Is(err, ErrCatalog):
+		s.stats.pullErrors.Add(1)
+		s.log.Warn("bad catalog", "peer", p, "accepted", accepted, "err", err)
+	default: // often a peer that does not speak the protocol, or left
+		s.stats.pullErrors.Add(1)
+		s.log.Debug("pulling catalog", "peer", p, "err", err)
+	}
+}
+
+// pull reads p's catalog into the view. It accepts only entries whose
+// provider is p, checked like topic messages, at most MaxCatalog of them.
+func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ExchangeTimeout)
+	defer cancel()
+	st, err := s.host.NewStream(ctx, p, CatalogProtocol)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer context.AfterFunc(ctx, func() { _ = st.Reset() })()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	if err := st.CloseWrite(); err != nil {
+		_ = st.Reset()
+		return 0, 0, err
+	}
+	r := bufio.NewReader(st)
+	var buf []byte
+	var firstErr error
+	n := 0
+	for {
+		var cat pb.Catalog
+		err := readMsg(r, &cat, maxCatalogFrame, &buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			_ = st.Reset()
+			return accepted, rejected, err
+		}
+		now := time.Now()
+		for _, m := range cat.GetEntries() {
+			if n++; n > s.opts.MaxCatalog {
+				_ = st.Reset()
+				return accepted, rejected, fmt.Errorf("%w: more than %d entries", ErrCatalog, s.opts.MaxCatalog)
+			}
+			a, err := s.checkEntry(m, p, now)
+			if err != nil {
+				rejected++
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			accepted++
+			s.view.Add(a)
+		}
+	}
+	_ = st.Close()
+	if firstErr != nil {
+		s.log.Debug("rejected catalog entries", "peer", p, "rejected", rejected, "first", firstErr)
+	}
+	return accepted, rejected, nil
+}
+
+// checkEntry checks a catalog entry from p as the topic validator checks a
+// message p signed.
+func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (Announcement, error) {
+	if n := gproto.Size(m); n > MaxMessageSize {
+		return Announcement{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, n, MaxMessageSize)
+	}
+	a, err := fromWire(m)
+	if err != nil {
+		return Announcement{}, err
+	}
+	if err := verify(a, p, now, s.opts.TTL); err != nil {
+		return Announcement{}, err
+	}
+	return a, nil
+}
+
+// serveCatalog is the stream handler: it writes this node's catalog.
+func (s *Service) serveCatalog(st network.Stream) {
+	if s.serving.Add(1) > maxServing {
+		s.serving.Add(-1)
+		s.stats.serveErrors.Add(1)
+		_ = st.Reset()
+		return
+	}
+	defer s.serving.Add(-1)
+	if err := s.writeCatalog(st); err != nil {
+		s.stats.serveErrors.Add(1)
+		s.log.Debug("serving catalog", "peer", st.Conn().RemotePeer(), "err", err)
+		_ = st.Reset()
+		return
+	}
+	s.stats.served.Add(1)
+	_ = st.Close()
+}
+
+// writeCatalog writes the catalog to w in frames of at most
+// maxCatalogFrame bytes, skipping invalid entries.
+func (s *Service) writeCatalog(st network.Stream) error {
+	_ = st.SetDeadline(time.Now().Add(s.opts.ExchangeTimeout))
+	w := bufio.NewWriter(st)
+	var (
+		frame   pb.Catalog
+		buf     []byte
+		size    int
+		sent    int
+		skipped int
+		lastErr error
+	)
+	flush := func() error {
+		var err error
+		buf, err = writeMsg(w, &frame, buf)
+		frame.Entries, size = frame.Entries[:0], 0
+		return err
+	}
+	now := time.Now()
+	for _, a := range s.catalog() {
+		if sent == s.opts.MaxCatalog {
+			break
+		}
+		a = s.stamp(a, now)
+		if err := a.Validate(); err != nil {
+			skipped, lastErr = skipped+1, err
+			continue
+		}
+		m := toWire(a)
+		n := gproto.Size(m)
+		if n > MaxMessageSize {
+			skipped, lastErr = skipped+1, fmt.Errorf("%w: %s: %d bytes", ErrTooLarge, a.CID, n)
+			continue
+		}
+		n += 1 + binary.MaxVarintLen32 // tag and length inside the frame
+		if size+n > maxCatalogFrame {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		frame.Entries = append(frame.Entries, m)
+		size += n
+		sent++
+	}
+	if len(frame.Entries) > 0 {
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	if skipped > 0 {
+		s.log.Debug("catalog entries not sent", "skipped", skipped, "last", lastErr)
+	}
+	return w.Flush()
+}
+
+// writeMsg writes m with a uvarint length prefix, reusing buf.
+func writeMsg(w io.Writer, m gproto.Message, buf []byte) ([]byte, error) {
+	size := gproto.Size(m)
+	buf = binary.AppendUvarint(buf[:0], uint64(size))
+	buf, err := gproto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, m)
+	if err != nil {
+		return buf, err
+	}
+	_, err = w.Write(buf)
+	return buf, err
+}
+
+// readMsg reads one length-prefixed message of at most limit bytes into m,
+// reusing *buf. It returns io.EOF only at a clean end between messages.
+func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		if err == io.EOF {
+			return io.EOF
+		}
+		return fmt.Errorf("gossip: reading a catalog frame length: %w", err)
+	}
+	if n > uint64(limit) {
+		return fmt.Errorf("%w: frame of %d bytes (limit %d)", ErrCatalog, n, limit)
+	}
+	if uint64(cap(*buf)) < n {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("gossip: reading a catalog frame: %w", err)
+	}
+	if err := gproto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%w: %v", ErrCatalog, err)
+	}
+	return nil
+}

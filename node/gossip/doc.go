@@ -1,0 +1,24 @@
+// Package gossip tells the swarm which experts this node holds and keeps a
+// View of which peers hold which experts.
+//
+// Announcements travel on the gossipsub topic expertd/announce/1 (Topic),
+// one signed protobuf Announcement per message (proto/announce.proto). A
+// node announces an expert when it publishes or finishes fetching it
+// (Service.Announce) and re-announces its whole catalog periodically,
+// rate-limited, so that late joiners learn it. On every new connection each
+// side also pulls the other's catalog over the stream protocol
+// /expertd/catalog/1.0.0 (CatalogProtocol), so a fresh node knows its
+// neighbours' experts at once.
+//
+// Every announcement, from the topic or from a catalog, is checked the same
+// way: a size limit, a valid CID and peer IDs, bounded strings, a time no
+// more than MaxClockSkew ahead and no older than the TTL, and a provider equal
+// to the peer that vouches for it (the signer of the gossipsub message, or the
+// remote end of the authenticated catalog stream). On the topic, garbage is
+// rejected (the forwarding peer is penalized by peer scoring) while stale and
+// replayed announcements are ignored.
+//
+// The pubsub instance must flood-publish, or announcements published before
+// the gossipsub mesh forms (as on a fresh connection) are lost: build it with
+// NewPubSub, or pass pubsub.WithFloodPublish(true) yourself.
+package gossip

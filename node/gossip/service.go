@@ -1,0 +1,375 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Topic is the gossipsub topic of announcements.
+const Topic = "expertd/announce/1"
+
+// Defaults of Options.
+const (
+	DefaultReannounce      = 5 * time.Minute
+	DefaultMaxPerSecond    = 10
+	DefaultExchangeTimeout = 15 * time.Second
+	DefaultMaxCatalog      = 10_000
+)
+
+// Options tunes a Service. The zero value means every default.
+type Options struct {
+	// TTL: providers not seen for this long are forgotten, and older
+	// announcements ignored (default DefaultTTL).
+	TTL time.Duration
+	// Reannounce is the period of catalog re-announcements, jittered by
+	// ±10% (default DefaultReannounce; negative: never).
+	Reannounce time.Duration
+	// MaxPerSecond bounds the rate of re-announcement messages (default
+	// DefaultMaxPerSecond). Announce is not rate-limited.
+	MaxPerSecond int
+	// ExchangeTimeout bounds one catalog exchange (default
+	// DefaultExchangeTimeout).
+	ExchangeTimeout time.Duration
+	// MaxCatalog bounds the entries of a catalog, sent or received
+	// (default DefaultMaxCatalog).
+	MaxCatalog int
+	// MaxExperts bounds the view (default DefaultMaxExperts).
+	MaxExperts int
+	Logger     *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Reannounce == 0 {
+		o.Reannounce = DefaultReannounce
+	}
+	if o.MaxPerSecond <= 0 {
+		o.MaxPerSecond = DefaultMaxPerSecond
+	}
+	if o.ExchangeTimeout <= 0 {
+		o.ExchangeTimeout = DefaultExchangeTimeout
+	}
+	if o.MaxCatalog <= 0 {
+		o.MaxCatalog = DefaultMaxCatalog
+	}
+	if o.MaxExperts <= 0 {
+		o.MaxExperts = DefaultMaxExperts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Stats counts what a Service did since it was made.
+type Stats struct {
+	// Topic messages from other peers, by validation outcome.
+	Accepted, Rejected, Ignored uint64
+	// Announcements this node published, and publications that failed.
+	Published, PublishErrors uint64
+	// Catalog pulls that completed or failed, and the entries accepted
+	// and rejected in them.
+	CatalogPulls, CatalogPullErrors   uint64
+	CatalogAccepted, CatalogRejected  uint64
+	CatalogServed, CatalogServeErrors uint64
+	// Experts in the view now; new-expert notifications dropped because a
+	// subscriber was slow; new experts refused because the view was full.
+	Experts                 int
+	NotifyDropped, ViewFull uint64
+}
+
+type counters struct {
+	accepted, rejected, ignored      atomic.Uint64
+	published, publishErrors         atomic.Uint64
+	pulls, pullErrors                atomic.Uint64
+	catalogAccepted, catalogRejected atomic.Uint64
+	served, serveErrors              atomic.Uint64
+}
+
+// Service announces this node's experts and maintains its View of the
+// swarm's. Make one with New, run it with Serve.
+type Service struct {
+	host    host.Host
+	ps      *pubsub.PubSub
+	topic   *pubsub.Topic
+	catalog func() []Announcement
+	opts    Options
+	log     *slog.Logger
+	view    *View
+	pace    *pacer
+	stats   counters
+
+	serving atomic.Int32 // catalog streams being served
+	started atomic.Bool
+
+	mu      sync.Mutex
+	replay  map[replayKey]time.Time // latest accepted topic announcement per expert and provider
+	pulling map[peer.ID]bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type replayKey struct {
+	cid      cid.Cid
+	provider peer.ID
+}
+
+// New joins Topic on ps, registers the topic validator and the catalog
+// stream handler on h. catalog returns the experts this node holds now
+// (Provider and Time are filled in when they are sent; nil means none);
+// it must be safe for concurrent use. ps should come from NewPubSub, or at
+// least flood-publish and require signatures (pubsub's defaults do the
+// latter). The Service holds the topic until Serve returns or Close.
+func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Options) (*Service, error) {
+	if h == nil || ps == nil {
+		return nil, errors.New("gossip: New needs a host and a pubsub")
+	}
+	o.defaults()
+	if catalog == nil {
+		catalog = func() []Announcement { return nil }
+	}
+	s := &Service{
+		host:    h,
+		ps:      ps,
+		catalog: catalog,
+		opts:    o,
+		log:     o.Logger.With("component", "gossip"),
+		view:    NewView(o.TTL, o.MaxExperts),
+		pace:    &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
+		replay:  map[replayKey]time.Time{},
+		pulling: map[peer.ID]bool{},
+	}
+	if err := ps.RegisterTopicValidator(Topic, s.validate, pubsub.WithValidatorInline(true)); err != nil {
+		return nil, fmt.Errorf("gossip: registering the validator: %w", err)
+	}
+	t, err := ps.Join(Topic)
+	if err != nil {
+		_ = ps.UnregisterTopicValidator(Topic)
+		return nil, fmt.Errorf("gossip: joining %s: %w", Topic, err)
+	}
+	s.topic = t
+	h.SetStreamHandler(CatalogProtocol, s.serveCatalog)
+	return s, nil
+}
+
+// View returns the node's view of the swarm.
+func (s *Service) View() *View { return s.view }
+
+// Stats returns the service's counters.
+func (s *Service) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Accepted:           c.accepted.Load(),
+		Rejected:           c.rejected.Load(),
+		Ignored:            c.ignored.Load(),
+		Published:          c.published.Load(),
+		PublishErrors:      c.publishErrors.Load(),
+		CatalogPulls:       c.pulls.Load(),
+		CatalogPullErrors:  c.pullErrors.Load(),
+		CatalogAccepted:    c.catalogAccepted.Load(),
+		CatalogRejected:    c.catalogRejected.Load(),
+		CatalogServed:      c.served.Load(),
+		CatalogServeErrors: c.serveErrors.Load(),
+		Experts:            s.view.Len(),
+		NotifyDropped:      s.view.dropped.Load(),
+		ViewFull:           s.view.full.Load(),
+	}
+}
+
+// Announce tells the swarm that this node holds a.CID. Provider and Time
+// are set to this node and now; Publisher must be set (this node for an
+// expert it published, the original publisher for a fetched one).
+func (s *Service) Announce(ctx context.Context, a Announcement) error {
+	return s.publish(ctx, s.stamp(a, time.Now()))
+}
+
+// stamp makes a this node's announcement as of now.
+func (s *Service) stamp(a Announcement, now time.Time) Announcement {
+	a.Provider = s.host.ID()
+	a.Time = time.UnixMilli(now.UnixMilli())
+	return a
+}
+
+func (s *Service) publish(ctx context.Context, a Announcement) error {
+	data, err := encode(a)
+	if err != nil {
+		return err
+	}
+	if err := s.topic.Publish(ctx, data); err != nil {
+		s.stats.publishErrors.Add(1)
+		if errors.Is(err, pubsub.ErrTopicClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("gossip: publishing %s: %w", a.CID, err)
+	}
+	s.stats.published.Add(1)
+	return nil
+}
+
+// Serve runs the service until ctx is done: it reads announcements into
+// the view, re-announces the catalog periodically, pulls the catalog of
+// every newly connected peer (and of those connected already) and sweeps
+// expired entries. It then leaves the topic and unregisters the handlers,
+// as Close does, and returns nil, or an error if it could not start or the
+// subscription failed. Serve may be called once.
+func (s *Service) Serve(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("gossip: Serve called twice")
+	}
+	defer func() {
+		if err := s.Close(); err != nil { // e.g. the pubsub stopped first
+			s.log.Debug("closing", "err", err)
+		}
+	}()
+	sub, err := s.topic.Subscribe(pubsub.WithBufferSize(256))
+	if err != nil {
+		return fmt.Errorf("gossip: subscribing to %s: %w", Topic, err)
+	}
+	defer sub.Cancel()
+	conns, err := s.subscribeConnections()
+	if err != nil {
+		return err
+	}
+	defer conns.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before wg.Wait
+	wg.Go(func() { s.pullLoop(ctx, conns) })
+	wg.Go(func() { s.reannounceLoop(ctx) })
+	wg.Go(func() { s.expireLoop(ctx) })
+	return s.readLoop(ctx, sub)
+}
+
+// Close leaves the topic and unregisters the validator and the catalog
+// handler; Announce fails with ErrClosed afterwards. Serve calls it when
+// it returns; call it yourself only if Serve never ran (while Serve runs,
+// leaving the topic fails: cancel Serve's context instead).
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		s.host.RemoveStreamHandler(CatalogProtocol)
+		var errs []error
+		if err := s.topic.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("gossip: leaving %s: %w", Topic, err))
+		}
+		if err := s.ps.UnregisterTopicValidator(Topic); err != nil {
+			errs = append(errs, fmt.Errorf("gossip: unregistering the validator: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// readLoop turns accepted topic messages into view entries.
+func (s *Service) readLoop(ctx context.Context, sub *pubsub.Subscription) error {
+	self := s.host.ID()
+	for {
+		msg, err := sub.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("gossip: reading %s: %w", Topic, err)
+		}
+		if msg.ReceivedFrom == self {
+			continue // our own publication
+		}
+		a, ok := msg.ValidatorData.(Announcement)
+		if !ok { // the validator always sets it; decode again rather than trust that
+			a, err = decodeVerify(msg.Data, msg.GetFrom(), time.Now(), s.opts.TTL)
+			if err != nil {
+				s.log.Warn("undecodable announcement past the validator", "from", msg.ReceivedFrom, "err", err)
+				continue
+			}
+		}
+		if a.Provider == self {
+			continue
+		}
+		s.view.Add(a)
+	}
+}
+
+// reannounceLoop re-announces the catalog every Reannounce, jittered.
+func (s *Service) reannounceLoop(ctx context.Context) {
+	if s.opts.Reannounce < 0 {
+		return
+	}
+	t := time.NewTimer(jitter(s.opts.Reannounce))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.reannounce(ctx)
+		t.Reset(jitter(s.opts.Reannounce))
+	}
+}
+
+// reannounce publishes every catalog entry, at most MaxPerSecond a second.
+func (s *Service) reannounce(ctx context.Context) {
+	entries := s.catalog()
+	if len(entries) > s.opts.MaxCatalog {
+		s.log.Warn("catalog too large; re-announcing its start only", "experts", len(entries), "limit", s.opts.MaxCatalog)
+		entries = entries[:s.opts.MaxCatalog]
+	}
+	failed := 0
+	var lastErr error
+	for _, a := range entries {
+		if err := s.pace.wait(ctx); err != nil {
+			return
+		}
+		if err := s.publish(ctx, s.stamp(a, time.Now())); err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return
+			}
+			failed++
+			lastErr = err
+		}
+	}
+	if failed > 0 {
+		s.log.Warn("re-announcing the catalog", "failed", failed, "of", len(entries), "err", lastErr)
+	}
+}
+
+// expireLoop sweeps expired view entries and replay records.
+func (s *Service) expireLoop(ctx context.Context) {
+	t := time.NewTicker(max(min(s.opts.TTL/4, time.Minute), 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.view.Expire()
+		limit := time.Now().Add(-s.opts.TTL)
+		s.mu.Lock()
+		for k, at := range s.replay {
+			if at.Before(limit) {
+				delete(s.replay, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// jitter returns d ±10%.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + rand.N(d/5+1)
+}
