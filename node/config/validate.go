@@ -1,0 +1,201 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/expertd/expertd/compress"
+)
+
+// Allowed values of the enumerated keys.
+var (
+	LogLevels = []string{"debug", "info", "warn", "error"}
+	DHTModes  = []string{"auto", "server", "client"}
+	Scopes    = []string{compress.ScopeGlobal, compress.ScopeTensor}
+)
+
+// Validate checks every value and returns all problems found, each a
+// *KeyError naming its key, joined; nil when the configuration is usable.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(e *KeyError) {
+		if e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if c.Version != CurrentVersion {
+		add(keyErr("version", "must be %d, got %d", CurrentVersion, c.Version))
+	}
+	if c.DataDir() == "" {
+		add(keyErr("data_dir", "empty, and neither XDG_DATA_HOME nor the home directory is known: set it"))
+	}
+	add(oneOf("log.level", c.Log.Level, LogLevels))
+	errs = append(errs, c.P2P.validate()...)
+	errs = append(errs, c.API.validate()...)
+	errs = append(errs, c.Store.validate()...)
+	errs = append(errs, c.Fetch.validate()...)
+	errs = append(errs, c.Gossip.validate()...)
+	errs = append(errs, c.Compress.validate()...)
+	return errors.Join(errs...)
+}
+
+func (p *P2PConfig) validate() []error {
+	var errs []error
+	for i, s := range p.Listen {
+		key := fmt.Sprintf("p2p.listen[%d]", i)
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			errs = append(errs, keyErr(key, "invalid multiaddr %q: %w", s, err))
+			continue
+		}
+		if _, err := a.ValueForProtocol(ma.P_P2P); err == nil {
+			errs = append(errs, keyErr(key, "%q: a listen address must not name a peer (/p2p/...)", s))
+		}
+	}
+	errs = append(errs, peerAddrs("p2p.bootstrap", p.Bootstrap)...)
+	errs = append(errs, peerAddrs("p2p.relays", p.Relays)...)
+	if e := oneOf("p2p.dht.mode", p.DHT.Mode, DHTModes); e != nil {
+		errs = append(errs, e)
+	}
+	cm, r := p.ConnMgr, p.Resources
+	if cm.Low < 0 {
+		errs = append(errs, keyErr("p2p.conn_mgr.low", "must not be negative, got %d", cm.Low))
+	}
+	if cm.High < 1 {
+		errs = append(errs, keyErr("p2p.conn_mgr.high", "must be at least 1, got %d", cm.High))
+	} else if cm.Low > cm.High {
+		errs = append(errs, keyErr("p2p.conn_mgr.low", "%d is above p2p.conn_mgr.high (%d)", cm.Low, cm.High))
+	}
+	if cm.High > r.MaxConns && r.MaxConns > 0 {
+		errs = append(errs, keyErr("p2p.conn_mgr.high", "%d is above p2p.resources.max_conns (%d): the resource manager would refuse connections before the connection manager trims", cm.High, r.MaxConns))
+	}
+	if cm.Grace < 0 {
+		errs = append(errs, keyErr("p2p.conn_mgr.grace", "must not be negative, got %v", cm.Grace))
+	}
+	if r.MaxMemory < 1<<20 {
+		errs = append(errs, keyErr("p2p.resources.max_memory", "must be at least 1MiB, got %v", r.MaxMemory))
+	}
+	for _, f := range []struct {
+		key string
+		n   int
+	}{
+		{"p2p.resources.max_fds", r.MaxFDs},
+		{"p2p.resources.max_conns", r.MaxConns},
+		{"p2p.resources.max_streams", r.MaxStreams},
+	} {
+		if f.n < 1 {
+			errs = append(errs, keyErr(f.key, "must be at least 1, got %d", f.n))
+		}
+	}
+	return errs
+}
+
+// peerAddrs checks a list of multiaddrs that each end in /p2p/<peer id>.
+func peerAddrs(key string, list []string) []error {
+	var errs []error
+	for i, s := range list {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			errs = append(errs, keyErr(k, "invalid multiaddr %q: %w", s, err))
+			continue
+		}
+		if _, err := peer.AddrInfoFromP2pAddr(a); err != nil {
+			errs = append(errs, keyErr(k, "%q must end in /p2p/<peer id>: %w", s, err))
+		}
+	}
+	return errs
+}
+
+func (a *APIConfig) validate() []error {
+	host, port, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return []error{keyErr("api.listen", "%q: want host:port, e.g. 127.0.0.1:5180: %w", a.Listen, err)}
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return []error{keyErr("api.listen", "%q: port %q is not a number from 0 to 65535", a.Listen, port)}
+	} else if n == 0 {
+		return []error{keyErr("api.listen", "%q: port 0 would pick a random port; name one", a.Listen)}
+	}
+	if a.Token == "" && !isLoopback(host) {
+		return []error{keyErr("api.token", "required when api.listen (%q) is not a loopback address", a.Listen)}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func (s *StoreConfig) validate() []error {
+	if s.MaxExpertSize < 1 {
+		return []error{keyErr("store.max_expert_size", "must be at least 1 byte, got %v", s.MaxExpertSize)}
+	}
+	return nil
+}
+
+func (f *FetchConfig) validate() []error {
+	var errs []error
+	if f.MaxProviders < 1 {
+		errs = append(errs, keyErr("fetch.max_providers", "must be at least 1, got %d", f.MaxProviders))
+	}
+	if f.StreamsPerPeer < 1 {
+		errs = append(errs, keyErr("fetch.streams_per_peer", "must be at least 1, got %d", f.StreamsPerPeer))
+	}
+	if f.IdleTimeout <= 0 {
+		errs = append(errs, keyErr("fetch.idle_timeout", "must be positive, got %v", f.IdleTimeout))
+	}
+	if f.MinRate < 1 {
+		errs = append(errs, keyErr("fetch.min_rate", "must be at least 1 byte per second, got %v", f.MinRate))
+	}
+	return errs
+}
+
+func (g *GossipConfig) validate() []error {
+	var errs []error
+	if g.TTL <= 0 {
+		errs = append(errs, keyErr("gossip.ttl", "must be positive, got %v", g.TTL))
+	}
+	if g.Reannounce <= 0 {
+		errs = append(errs, keyErr("gossip.reannounce", "must be positive, got %v", g.Reannounce))
+	} else if g.TTL > 0 && g.Reannounce >= g.TTL {
+		errs = append(errs, keyErr("gossip.reannounce", "%v must be shorter than gossip.ttl (%v), or announcements lapse", g.Reannounce, g.TTL))
+	}
+	if g.MaxPerSecond < 1 {
+		errs = append(errs, keyErr("gossip.max_per_second", "must be at least 1, got %d", g.MaxPerSecond))
+	}
+	return errs
+}
+
+func (c *CompressConfig) validate() []error {
+	var errs []error
+	if !(c.Density > 0 && c.Density <= 1) {
+		errs = append(errs, keyErr("compress.density", "must be in (0, 1], got %v", c.Density))
+	}
+	if _, err := compress.ParseAlpha(c.Alpha); err != nil {
+		errs = append(errs, keyErr("compress.alpha", "want auto or a positive number, got %q", c.Alpha))
+	}
+	if e := oneOf("compress.scope", c.Scope, Scopes); e != nil {
+		errs = append(errs, e)
+	}
+	return errs
+}
+
+func oneOf(key, v string, allowed []string) *KeyError {
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return keyErr(key, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+}

@@ -1,0 +1,134 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+)
+
+// Host is expertd's libp2p host with its DHT and, if enabled, mDNS. It is a
+// host.Host (a routed one: dialing a peer whose addresses are unknown asks
+// the DHT), so the stream protocols can use it directly; Close shuts down
+// all of it.
+type Host struct {
+	host.Host
+	DHT *dht.IpfsDHT
+
+	opts  Options
+	log   *slog.Logger
+	mdns  mdns.Service // nil when off
+	found *mdnsNotifee // nil when off
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewHost builds and starts the host: it listens on o.ListenAddrs, joins the
+// DHT (without contacting anyone yet: see Bootstrap) and starts mDNS if
+// enabled. ctx bounds construction only; the host runs until Close.
+func NewHost(ctx context.Context, o Options) (*Host, error) {
+	o.defaults()
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rm, err := newResourceManager(&o)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
+	cm, err := newConnManager(&o)
+	if err != nil {
+		rm.Close()
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
+
+	var kad *dht.IpfsDHT
+	opts := []libp2p.Option{
+		libp2p.Identity(o.Identity),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
+			var err error
+			kad, err = dht.New(h, dhtOptions(&o)...)
+			return kad, err
+		}),
+	}
+	if len(o.ListenAddrs) == 0 {
+		opts = append(opts, libp2p.NoListenAddrs)
+		if len(o.Relays) > 0 {
+			// NoListenAddrs turns the relay transport off; AutoRelay needs it.
+			opts = append(opts, libp2p.EnableRelay())
+		}
+	} else {
+		opts = append(opts, libp2p.ListenAddrs(o.ListenAddrs...))
+	}
+	if o.NATPortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	if o.HolePunching {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	if o.AutoNAT {
+		// v2 checks our own addresses one by one; the v1 service answers
+		// peers' probes, which is what lets a peer in DHTAuto learn that it
+		// is behind NAT and step down to client.
+		opts = append(opts, libp2p.EnableAutoNATv2(), libp2p.EnableNATService())
+	}
+	if len(o.Relays) > 0 {
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(o.Relays))
+	}
+
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		// libp2p.New does not always close what it was given (not when a
+		// listener fails, say); closing these twice is harmless.
+		if kad != nil {
+			kad.Close()
+		}
+		cm.Close()
+		rm.Close()
+		return nil, fmt.Errorf("p2p: host: %w", err)
+	}
+	n := &Host{Host: h, DHT: kad, opts: o, log: o.Logger}
+	if o.MDNS {
+		n.found = newMDNSNotifee(h, o.Logger)
+		n.mdns = mdns.NewMdnsService(h, MDNSServiceName, n.found)
+		if err := n.mdns.Start(); err != nil {
+			n.mdns = nil
+			n.Close()
+			return nil, fmt.Errorf("p2p: mdns: %w", err)
+		}
+	}
+	n.log.Info("p2p host started", "peer", h.ID(), "addrs", h.Addrs(), "dht_mode", o.DHTMode, "mdns", o.MDNS)
+	return n, nil
+}
+
+// Close stops mDNS, the DHT and the host, in that order. Later calls
+// return the first call's result.
+func (n *Host) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.mdns != nil {
+			errs = append(errs, n.mdns.Close())
+		}
+		if n.found != nil {
+			n.found.close()
+		}
+		if n.DHT != nil {
+			errs = append(errs, n.DHT.Close())
+		}
+		errs = append(errs, n.Host.Close())
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
