@@ -32,6 +32,21 @@ func newRootCmd(v *viper.Viper) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	daemonCmds := []*cobra.Command{
+		newDaemonCmd(v),
+		newPublishCmd(v),
+		newFetchCmd(v),
+		newLsCmd(v),
+		newPeersCmd(v),
+		newIDCmd(v),
+		newPinCmd(v, true),
+		newPinCmd(v, false),
+		newRmCmd(v),
+	}
+	for _, c := range daemonCmds {
+		addConfigFlags(c)
+	}
+	root.AddCommand(daemonCmds...)
 	root.AddCommand(
 		newCompressCmd(v),
 		newDecompressCmd(v),

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/expertd/expertd/node/api"
+)
+
+// The commands in this file talk to a running daemon through its API.
+
+func newPublishCmd(v *viper.Viper) *cobra.Command {
+	var req api.PublishRequest
+	cmd := &cobra.Command{
+		Use:   "publish DIR|FILE.cpeft",
+		Short: "Compress (if a directory) and publish an expert; prints its CID",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			if req.Path, err = filepath.Abs(args[0]); err != nil {
+				return err
+			}
+			e, err := c.Publish(cmd.Context(), req)
+			if err != nil {
+				return fmt.Errorf("publish %s: %w", args[0], err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), e.CID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "name of the expert (default: the directory's name)")
+	f.Float64Var(&req.Density, "density", 0, "fraction kept (default: the daemon's compress.density)")
+	f.StringVar(&req.Alpha, "alpha", "", "auto or a multiplier of std (default: the daemon's compress.alpha)")
+	f.StringVar(&req.Scope, "scope", "", "global or tensor (default: the daemon's compress.scope)")
+	f.StringVar(&req.Base, "base", "", "base model directory, for a full fine-tune")
+	return cmd
+}
+
+func newFetchCmd(v *viper.Viper) *cobra.Command {
+	var out, dtype string
+	cmd := &cobra.Command{
+		Use:   "fetch CID [-o DIR]",
+		Short: "Fetch an expert from the swarm, verify it and (with -o) write it as a PEFT directory",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			t, err := c.StartFetch(ctx, args[0])
+			if err != nil {
+				return fmt.Errorf("fetch %s: %w", args[0], err)
+			}
+			bar := newBar(cmd.ErrOrStderr(), "fetch "+args[0])
+			for t.State == api.StateRunning {
+				bar.update(t.Bytes, t.Total)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(200 * time.Millisecond):
+				}
+				if t, err = c.Transfer(ctx, args[0]); err != nil {
+					return err
+				}
+			}
+			bar.update(t.Bytes, t.Total)
+			bar.finish()
+			if t.State == api.StateFailed {
+				return fmt.Errorf("fetch %s: %s", args[0], t.Error)
+			}
+			if out == "" {
+				fmt.Fprintln(cmd.OutOrStdout(), args[0])
+				return nil
+			}
+			abs, err := filepath.Abs(out)
+			if err != nil {
+				return err
+			}
+			m, err := c.Materialize(ctx, args[0], api.MaterializeRequest{Dir: abs, DType: dtype})
+			if err != nil {
+				return fmt.Errorf("fetch %s: write %s: %w", args[0], out, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), m.Dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the expert as a PEFT adapter directory here")
+	cmd.Flags().StringVar(&dtype, "dtype", "source", "dtype of the written tensors: source, f32, f16 or bf16")
+	return cmd
+}
+
+func newLsCmd(v *viper.Viper) *cobra.Command {
+	var f api.Filter
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List experts held here (and with --remote, known in the swarm)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			es, err := c.Experts(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd, es)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CID\tNAME\tTYPE\tBASE MODEL\tSIZE\tWHERE")
+			for _, e := range es {
+				where := "local"
+				if e.Pinned {
+					where = "local, pinned"
+				}
+				if !e.Local {
+					where = fmt.Sprintf("remote (%d providers)", len(e.Providers))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.CID, e.Name, e.PeftType, e.BaseModel, human(e.Size), where)
+			}
+			return tw.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&f.Remote, "remote", false, "include experts known from the swarm")
+	fl.StringVar(&f.BaseModel, "base-model", "", "only experts for this base model")
+	fl.StringVar(&f.PeftType, "peft-type", "", "only this peft type (lora, ia3, ...)")
+	fl.StringVar(&f.Name, "name", "", "only names containing this")
+	fl.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newPeersCmd(v *viper.Viper) *cobra.Command {
+	return &cobra.Command{
+		Use:   "peers",
+		Short: "List connected peers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			ps, err := c.Peers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, p := range ps {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%.1f ms\t%v\n", p.ID, p.LatencyMS, p.Addrs)
+			}
+			return nil
+		},
+	}
+}
+
+func newIDCmd(v *viper.Viper) *cobra.Command {
+	return &cobra.Command{
+		Use:   "id",
+		Short: "Print this node's peer ID and addresses",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			id, err := c.Identity(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd, id)
+		},
+	}
+}
+
+func newPinCmd(v *viper.Viper, pin bool) *cobra.Command {
+	use, short := "pin CID", "Keep an expert: never evict it"
+	if !pin {
+		use, short = "unpin CID", "Let an expert be evicted when the store is over quota"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			return c.Pin(cmd.Context(), args[0], pin)
+		},
+	}
+}
+
+func newRmCmd(v *viper.Viper) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm CID",
+		Short: "Remove an expert from this node",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			return c.Remove(cmd.Context(), args[0])
+		},
+	}
+}
+
+func printJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

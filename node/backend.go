@@ -1,0 +1,272 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/gossip"
+	"github.com/expertd/expertd/node/store"
+)
+
+var _ api.Backend = (*Node)(nil)
+
+// Identity implements api.Backend.
+func (n *Node) Identity() api.Identity {
+	id := api.Identity{ID: n.host.ID().String()}
+	for _, a := range n.host.Addrs() {
+		id.Addrs = append(id.Addrs, a.String()+"/p2p/"+id.ID)
+	}
+	return id
+}
+
+// Peers implements api.Backend.
+func (n *Node) Peers() []api.Peer {
+	var out []api.Peer
+	for _, p := range n.host.Network().Peers() {
+		ap := api.Peer{ID: p.String()}
+		for _, c := range n.host.Network().ConnsToPeer(p) {
+			ap.Addrs = append(ap.Addrs, c.RemoteMultiaddr().String())
+		}
+		if l := n.host.Peerstore().LatencyEWMA(p); l > 0 {
+			ap.LatencyMS = float64(l) / float64(time.Millisecond)
+		}
+		out = append(out, ap)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Experts implements api.Backend.
+func (n *Node) Experts(f api.Filter) []api.Expert {
+	var out []api.Expert
+	local := map[string]bool{}
+	match := func(e api.Expert) bool {
+		return (f.BaseModel == "" || e.BaseModel == f.BaseModel) &&
+			(f.PeftType == "" || equalFold(e.PeftType, f.PeftType)) &&
+			(f.Name == "" || containsFold(e.Name, f.Name))
+	}
+	for _, m := range n.store.List() {
+		local[m.CID] = true
+		if e := expertFromMeta(m); match(e) {
+			out = append(out, e)
+		}
+	}
+	if f.Remote {
+		for _, en := range n.gossip.View().List(gossip.Filter{BaseModel: f.BaseModel, PeftType: f.PeftType, Name: f.Name}) {
+			if !local[en.CID.String()] {
+				out = append(out, expertFromEntry(en))
+			}
+		}
+	}
+	return out
+}
+
+// Expert implements api.Backend.
+func (n *Node) Expert(s string) (api.Expert, error) {
+	c, err := parseCID(s)
+	if err != nil {
+		return api.Expert{}, err
+	}
+	if m, err := n.store.Get(c); err == nil {
+		e := expertFromMeta(m)
+		if en, ok := n.gossip.View().Get(c); ok {
+			e.Providers = expertFromEntry(en).Providers
+		}
+		return e, nil
+	}
+	if en, ok := n.gossip.View().Get(c); ok {
+		return expertFromEntry(en), nil
+	}
+	return api.Expert{}, fmt.Errorf("expert %s: %w", c, api.ErrNotFound)
+}
+
+// Publish implements api.Backend: it compresses an adapter directory (or
+// takes a ready container), stores and pins it, announces it and provides
+// it on the DHT.
+func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, error) {
+	if r.Path == "" {
+		return api.Expert{}, fmt.Errorf("%w: path is required", api.ErrBadRequest)
+	}
+	st, err := os.Stat(r.Path)
+	if err != nil {
+		return api.Expert{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+	}
+	file := r.Path
+	if st.IsDir() {
+		if file, err = n.compressDir(r); err != nil {
+			return api.Expert{}, err
+		}
+		defer os.Remove(file)
+	} else if err := checkContainer(file); err != nil {
+		return api.Expert{}, fmt.Errorf("%w: %s: %v", api.ErrBadRequest, r.Path, err)
+	}
+	name := r.Name
+	if name == "" {
+		name = filepath.Base(filepath.Clean(r.Path))
+	}
+	meta := store.Meta{Name: name, Publisher: n.host.ID().String(), Pinned: true}
+	c, err := n.store.AddFile(ctx, file, meta)
+	if err != nil {
+		return api.Expert{}, err
+	}
+	m, err := n.store.Get(c)
+	if err != nil {
+		return api.Expert{}, err
+	}
+	if !m.Pinned {
+		_ = n.store.Pin(c, true)
+		m.Pinned = true
+	}
+	n.announce(m)
+	n.log.Info("published", "cid", c, "name", m.Name, "bytes", m.Size)
+	return expertFromMeta(m), nil
+}
+
+// compressDir compresses an adapter directory into a temporary container
+// under the data dir and returns its path.
+func (n *Node) compressDir(r api.PublishRequest) (string, error) {
+	density, alphaS, scope := n.cfg.Compress.Density, n.cfg.Compress.Alpha, n.cfg.Compress.Scope
+	if r.Density != 0 {
+		density = r.Density
+	}
+	if r.Alpha != "" {
+		alphaS = r.Alpha
+	}
+	if r.Scope != "" {
+		scope = r.Scope
+	}
+	alpha, err := compress.ParseAlpha(alphaS)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+	}
+	src, err := compress.Load(r.Path, r.Base)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", api.ErrBadRequest, r.Path, err)
+	}
+	f, err := os.CreateTemp(n.cfg.DataDir(), ".publish-*.cpeft")
+	if err != nil {
+		return "", err
+	}
+	_, _, err = compress.Encode(f, src, compress.WithDensity(density), compress.WithAlpha(alpha), compress.WithScope(scope))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		if errors.Is(err, compress.ErrOption) {
+			return "", fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+		}
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// checkContainer reads a container through, verifying every checksum.
+func checkContainer(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := compress.NewReader(f)
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := r.Next(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// announce gossips that this node holds m and provides it on the DHT, in
+// the background.
+func (n *Node) announce(m store.Meta) {
+	a, err := announcementFromMeta(m, n.host.ID())
+	if err != nil {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := n.gossip.Announce(ctx, a); err != nil {
+			n.log.Warn("announce failed", "cid", a.CID, "err", err)
+		}
+		n.provide(ctx, a.CID)
+	}()
+}
+
+// Materialize implements api.Backend: it writes a stored expert as a PEFT
+// directory.
+func (n *Node) Materialize(ctx context.Context, s string, r api.MaterializeRequest) (api.Materialized, error) {
+	c, err := parseCID(s)
+	if err != nil {
+		return api.Materialized{}, err
+	}
+	if !filepath.IsAbs(r.Dir) {
+		return api.Materialized{}, fmt.Errorf("%w: dir %q must be an absolute path", api.ErrBadRequest, r.Dir)
+	}
+	rc, err := n.store.Open(ctx, c)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return api.Materialized{}, fmt.Errorf("expert %s is not stored here (fetch it first): %w", c, api.ErrNotFound)
+		}
+		return api.Materialized{}, err
+	}
+	defer rc.Close()
+	if _, err := compress.Expand(rc, r.Dir, compress.ExpandOptions{DType: r.DType}); err != nil {
+		if errors.Is(err, compress.ErrOption) {
+			return api.Materialized{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+		}
+		return api.Materialized{}, err
+	}
+	return api.Materialized{CID: c.String(), Dir: r.Dir}, nil
+}
+
+// Pin implements api.Backend.
+func (n *Node) Pin(s string, pinned bool) error {
+	c, err := parseCID(s)
+	if err != nil {
+		return err
+	}
+	return storeErr(n.store.Pin(c, pinned))
+}
+
+// Remove implements api.Backend.
+func (n *Node) Remove(s string) error {
+	c, err := parseCID(s)
+	if err != nil {
+		return err
+	}
+	return storeErr(n.store.Remove(c))
+}
+
+func storeErr(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	}
+	return err
+}
+
+func parseCID(s string) (cid.Cid, error) {
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("%w: cid %q: %v", api.ErrBadRequest, s, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,191 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/config"
+	"github.com/expertd/expertd/node/fetch"
+	"github.com/expertd/expertd/node/gossip"
+	"github.com/expertd/expertd/node/p2p"
+	"github.com/expertd/expertd/node/store"
+)
+
+// IdentityFile is the node's private key under the data dir.
+const IdentityFile = "identity.key"
+
+// Node is a running expertd daemon.
+type Node struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	p2p      *p2p.Host
+	host     host.Host
+	store    *store.Store
+	gossip   *gossip.Service
+	provider *fetch.Provider
+	fetcher  *fetch.Fetcher
+	api      *api.Server
+	apiLn    net.Listener
+
+	quit      chan struct{} // closed when Serve stops
+	mu        sync.Mutex
+	transfers map[string]*api.Transfer
+	wg        sync.WaitGroup // background fetches and announcements
+}
+
+// New opens the store, the identity and the host, and binds the API
+// listener; Serve runs everything.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	dir := cfg.DataDir()
+	if dir == "" {
+		return nil, errors.New("data_dir: no data directory (set data_dir, XDG_DATA_HOME or HOME)")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	n = &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, quit: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.store, err = store.Open(filepath.Join(dir, "store"), store.Options{
+		Quota: int64(cfg.Store.Quota), MaxExpertSize: int64(cfg.Store.MaxExpertSize), Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	key, err := p2p.LoadIdentity(filepath.Join(dir, IdentityFile))
+	if err != nil {
+		return nil, err
+	}
+	hopts, err := hostOptions(cfg, key, log)
+	if err != nil {
+		return nil, err
+	}
+	if n.p2p, err = p2p.NewHost(ctx, hopts); err != nil {
+		return nil, err
+	}
+	n.host = n.p2p.Host
+	ps, err := gossip.NewPubSub(ctx, n.host)
+	if err != nil {
+		return nil, err
+	}
+	if n.gossip, err = gossip.New(n.host, ps, n.catalog, gossip.Options{
+		TTL: cfg.Gossip.TTL, Reannounce: cfg.Gossip.Reannounce, MaxPerSecond: int(cfg.Gossip.MaxPerSecond), Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	maxSize := uint64(cfg.Store.MaxExpertSize)
+	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
+		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, Logger: log,
+	})
+	n.fetcher = fetch.NewFetcher(n.host, n.store, fetch.Options{
+		MaxSize: maxSize, MaxProviders: cfg.Fetch.MaxProviders, IdleTimeout: cfg.Fetch.IdleTimeout,
+		MinRate: float64(cfg.Fetch.MinRate), Logger: log,
+	})
+	if n.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
+		return nil, fmt.Errorf("api.listen: %w", err)
+	}
+	n.api = api.NewServer(n, cfg.API.Token, log)
+	return n, nil
+}
+
+// APIAddr is the address the API listens on.
+func (n *Node) APIAddr() string { return n.apiLn.Addr().String() }
+
+// Serve runs the node's services until ctx is done, then stops them all.
+func (n *Node) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	run := func(name string, f func(context.Context) error) {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("gossip", n.gossip.Serve)
+	run("fetch", n.provider.Serve)
+	run("api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) })
+	run("bootstrap", func(ctx context.Context) error {
+		if err := n.p2p.Bootstrap(ctx); err != nil {
+			n.log.Warn("bootstrap", "err", err)
+		}
+		n.reprovide(ctx)
+		return nil
+	})
+	n.log.Info("expertd running", "id", n.host.ID(), "addrs", n.host.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	close(n.quit)
+	n.wg.Wait()
+	return err
+}
+
+// Close releases what New opened.
+func (n *Node) Close() error {
+	var errs []error
+	if n.gossip != nil {
+		errs = append(errs, n.gossip.Close())
+	}
+	if n.p2p != nil {
+		errs = append(errs, n.p2p.Close())
+	}
+	if n.apiLn != nil {
+		_ = n.apiLn.Close()
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// catalog is what this node holds, for gossip's re-announcements and
+// catalog exchanges.
+func (n *Node) catalog() []gossip.Announcement {
+	var out []gossip.Announcement
+	for _, m := range n.store.List() {
+		if a, err := announcementFromMeta(m, n.host.ID()); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// reprovide puts a DHT provider record for every stored expert.
+func (n *Node) reprovide(ctx context.Context) {
+	for _, m := range n.store.List() {
+		if c, err := cid.Decode(m.CID); err == nil {
+			n.provide(ctx, c)
+		}
+	}
+}
+
+func (n *Node) provide(ctx context.Context, c cid.Cid) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := n.p2p.Provide(ctx, c); err != nil && ctx.Err() == nil {
+		n.log.Debug("dht provide failed", "cid", c, "err", err)
+	}
+}

@@ -1,0 +1,146 @@
+package node
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/config"
+)
+
+const fixture = "../compress/testdata/peft/python-lora-r16"
+
+// startNode runs an in-process node on loopback that bootstraps to boot.
+func startNode(t *testing.T, boot []string, set map[string]any) *Node {
+	t.Helper()
+	v := viper.New()
+	v.Set("data_dir", t.TempDir())
+	v.Set("api.listen", freeAddr(t))
+	v.Set("p2p.listen", []string{"/ip4/127.0.0.1/tcp/0"})
+	v.Set("p2p.mdns", false)
+	v.Set("p2p.nat_port_map", false)
+	v.Set("p2p.dht.private_addrs", true)
+	v.Set("p2p.dht.mode", "server")
+	v.Set("p2p.bootstrap", boot)
+	for k, val := range set {
+		v.Set(k, val)
+	}
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	cfg, err := config.Load(v, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.Default()
+	}
+	n, err := New(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		n.Close()
+	})
+	return n
+}
+
+func addr(n *Node) []string { return n.Identity().Addrs[:1] }
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func known(n *Node, c string) bool {
+	e, err := n.Expert(c)
+	return err == nil && len(e.Providers) > 0
+}
+
+func waitFetched(t *testing.T, n *Node, c string) {
+	t.Helper()
+	if _, err := n.StartFetch(c); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "fetch of "+c, func() bool {
+		tr, err := n.Transfer(c)
+		if err == nil && tr.State == api.StateFailed {
+			t.Fatalf("fetch failed: %s", tr.Error)
+		}
+		return err == nil && tr.State == api.StateDone
+	})
+}
+
+// TestSwarm: five nodes in a line; a publication on one end is seen by
+// all, fetched at the far end, learnt by a late joiner, and found through
+// the DHT by a node gossip never told.
+func TestSwarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five libp2p nodes")
+	}
+	noReannounce := map[string]any{"gossip.reannounce": "1h", "gossip.ttl": "2h"}
+	nodes := []*Node{startNode(t, nil, noReannounce)}
+	for i := 1; i < 5; i++ {
+		nodes = append(nodes, startNode(t, addr(nodes[i-1]), noReannounce))
+	}
+	abs, _ := filepath.Abs(fixture)
+	pub, err := nodes[0].Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes[1:] {
+		eventually(t, 10*time.Second, "node "+string(rune('1'+i))+" sees the announcement", func() bool { return known(n, pub.CID) })
+	}
+
+	far := nodes[4]
+	waitFetched(t, far, pub.CID)
+	e, err := far.Expert(pub.CID)
+	if err != nil || !e.Local || e.Name != "python" || e.PeftType != "LORA" {
+		t.Fatalf("fetched expert %+v %v", e, err)
+	}
+	if _, err := far.Materialize(context.Background(), pub.CID, api.MaterializeRequest{Dir: filepath.Join(t.TempDir(), "out")}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A late joiner connected to node 2 learns node 2's... and node 0's
+	// experts only if they reach it; it pulls catalogs of its neighbours.
+	late := startNode(t, addr(nodes[4]), noReannounce)
+	eventually(t, 10*time.Second, "late joiner learns the catalog", func() bool { return known(late, pub.CID) })
+
+	// A node bootstrapped to node 2, which does not hold the expert: gossip
+	// has nothing for it (no re-announce), so its fetch must ask the DHT.
+	lone := startNode(t, addr(nodes[2]), noReannounce)
+	if known(lone, pub.CID) {
+		t.Fatal("gossip already told the lone node; the DHT path is not exercised")
+	}
+	waitFetched(t, lone, pub.CID)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -1,0 +1,49 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/expertd/expertd/node/config"
+	"github.com/expertd/expertd/node/p2p"
+)
+
+// hostOptions maps the p2p.* configuration onto the host's options.
+// The config was validated, so parse errors here are programming errors
+// and are reported as such.
+func hostOptions(cfg *config.Config, key crypto.PrivKey, log *slog.Logger) (p2p.Options, error) {
+	listen, err := p2p.ParseMultiaddrs(cfg.P2P.Listen)
+	if err != nil {
+		return p2p.Options{}, fmt.Errorf("p2p.listen: %w", err)
+	}
+	boot, err := p2p.ParseAddrInfos(cfg.P2P.Bootstrap)
+	if err != nil {
+		return p2p.Options{}, fmt.Errorf("p2p.bootstrap: %w", err)
+	}
+	relays, err := p2p.ParseAddrInfos(cfg.P2P.Relays)
+	if err != nil {
+		return p2p.Options{}, fmt.Errorf("p2p.relays: %w", err)
+	}
+	return p2p.Options{
+		Identity:          key,
+		ListenAddrs:       listen,
+		Bootstrap:         boot,
+		Relays:            relays,
+		MDNS:              cfg.P2P.MDNS,
+		NATPortMap:        cfg.P2P.NATPortMap,
+		HolePunching:      cfg.P2P.HolePunching,
+		AutoNAT:           cfg.P2P.AutoNAT,
+		DHTMode:           p2p.DHTMode(cfg.P2P.DHT.Mode),
+		AllowPrivateAddrs: cfg.P2P.DHT.PrivateAddrs,
+		ConnLow:           cfg.P2P.ConnMgr.Low,
+		ConnHigh:          cfg.P2P.ConnMgr.High,
+		ConnGrace:         cfg.P2P.ConnMgr.Grace,
+		MaxMemory:         int64(cfg.P2P.Resources.MaxMemory),
+		MaxFDs:            cfg.P2P.Resources.MaxFDs,
+		MaxConns:          cfg.P2P.Resources.MaxConns,
+		MaxStreams:        cfg.P2P.Resources.MaxStreams,
+		Logger:            log,
+	}, nil
+}

@@ -1,0 +1,173 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/fetch"
+	"github.com/expertd/expertd/node/store"
+)
+
+// StartFetch implements api.Backend: it starts fetching an expert in the
+// background, or joins the fetch already running.
+func (n *Node) StartFetch(s string) (api.Transfer, error) {
+	c, err := parseCID(s)
+	if err != nil {
+		return api.Transfer{}, err
+	}
+	key := c.String()
+	if m, err := n.store.Get(c); err == nil {
+		now := time.Now()
+		return api.Transfer{CID: key, State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size), Started: now, Finished: now}, nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if t, ok := n.transfers[key]; ok && t.State == api.StateRunning {
+		return *t, nil
+	}
+	t := &api.Transfer{CID: key, State: api.StateRunning, Started: time.Now()}
+	n.transfers[key] = t
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		err := n.fetch(c, t)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		t.Finished = time.Now()
+		if err != nil {
+			t.State, t.Error = api.StateFailed, err.Error()
+			n.log.Warn("fetch failed", "cid", c, "err", err)
+			return
+		}
+		t.State = api.StateDone
+		n.log.Info("fetched", "cid", c, "bytes", t.Total, "took", t.Finished.Sub(t.Started).Round(time.Millisecond))
+	}()
+	return *t, nil
+}
+
+// Transfer implements api.Backend.
+func (n *Node) Transfer(s string) (api.Transfer, error) {
+	c, err := parseCID(s)
+	if err != nil {
+		return api.Transfer{}, err
+	}
+	n.mu.Lock()
+	t, ok := n.transfers[c.String()]
+	var out api.Transfer
+	if ok {
+		out = *t
+	}
+	n.mu.Unlock()
+	if ok {
+		return out, nil
+	}
+	if m, err := n.store.Get(c); err == nil {
+		return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size)}, nil
+	}
+	return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
+}
+
+// fetch finds providers (gossip first, then the DHT), fetches, indexes the
+// expert and becomes a provider of it.
+func (n *Node) fetch(c cid.Cid, t *api.Transfer) error {
+	ctx, cancel := n.stopContext()
+	defer cancel()
+	progress := func(p fetch.Progress) {
+		n.mu.Lock()
+		t.Bytes, t.Total = p.Bytes, p.Total
+		n.mu.Unlock()
+	}
+	meta := store.Meta{}
+	if en, ok := n.gossip.View().Get(c); ok {
+		meta = metaFromEntry(en)
+		if err := n.store.CheckFit(en.Size); err != nil {
+			return err
+		}
+	}
+	providers := n.gossip.View().Providers(c)
+	var err error
+	if len(providers) > 0 {
+		if _, err = n.fetcher.Fetch(ctx, c, providers, progress); err == nil {
+			return n.complete(ctx, c, meta)
+		}
+		n.log.Info("fetch from gossip providers failed; asking the DHT", "cid", c, "err", err)
+	}
+	if len(providers) == 0 {
+		n.log.Info("no provider known from gossip; asking the DHT", "cid", c)
+	}
+	// Provider records may still be spreading: ask again for a while.
+	var found []peer.ID
+	var derr error
+	for wait := 250 * time.Millisecond; ; wait *= 2 {
+		if found, derr = n.findProviders(ctx, c); len(found) > 0 || wait > 8*time.Second {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	if len(found) == 0 {
+		if err != nil {
+			return err
+		}
+		if derr != nil {
+			return fmt.Errorf("no provider of %s known: %w", c, derr)
+		}
+		return fmt.Errorf("no provider of %s known (gossip or DHT)", c)
+	}
+	if _, err = n.fetcher.Fetch(ctx, c, found, progress); err != nil {
+		return err
+	}
+	return n.complete(ctx, c, meta)
+}
+
+func (n *Node) complete(ctx context.Context, c cid.Cid, meta store.Meta) error {
+	meta.Pinned = false
+	if err := n.store.Complete(ctx, c, meta); err != nil {
+		return err
+	}
+	m, err := n.store.Get(c)
+	if err != nil {
+		return err
+	}
+	n.announce(m)
+	return nil
+}
+
+// findProviders asks the DHT and connects to what it finds.
+func (n *Node) findProviders(ctx context.Context, c cid.Cid) ([]peer.ID, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	infos, err := n.p2p.FindProviders(ctx, c, n.cfg.Fetch.MaxProviders)
+	var out []peer.ID
+	for _, ai := range infos {
+		if ai.ID == n.host.ID() {
+			continue
+		}
+		if len(ai.Addrs) > 0 {
+			n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		}
+		out = append(out, ai.ID)
+	}
+	return out, err
+}
+
+// stopContext returns a context cancelled when the node stops.
+func (n *Node) stopContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-n.quit:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx, cancel
+}
