@@ -16,7 +16,6 @@ type bar struct {
 	tty   bool
 	start time.Time
 	last  time.Time
-	drawn bool
 }
 
 func newBar(w io.Writer, what string) *bar {
@@ -29,9 +28,19 @@ func newBar(w io.Writer, what string) *bar {
 	return &bar{w: w, what: what, tty: tty, start: time.Now()}
 }
 
-func (b *bar) update(done, total uint64) {
+func (b *bar) update(done, total uint64) { b.draw(done, total, false) }
+
+// finish draws the final state and ends the line.
+func (b *bar) finish(done, total uint64) {
+	b.draw(done, total, true)
+	if b.tty {
+		fmt.Fprintln(b.w)
+	}
+}
+
+func (b *bar) draw(done, total uint64, final bool) {
 	now := time.Now()
-	if !b.tty && now.Sub(b.last) < 2*time.Second {
+	if !final && (total == 0 || !b.tty && now.Sub(b.last) < 2*time.Second) {
 		return
 	}
 	b.last = now
@@ -49,14 +58,7 @@ func (b *bar) update(done, total uint64) {
 	if b.tty {
 		n := int(pct * 30)
 		fmt.Fprintf(b.w, "\r[%s%s] %3.0f%% %s", strings.Repeat("#", n), strings.Repeat(" ", 30-n), pct*100, line)
-		b.drawn = true
 		return
 	}
 	fmt.Fprintf(b.w, "%3.0f%% %s\n", pct*100, line)
-}
-
-func (b *bar) finish() {
-	if b.drawn {
-		fmt.Fprintln(b.w)
-	}
 }

@@ -74,8 +74,7 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 					return err
 				}
 			}
-			bar.update(t.Bytes, t.Total)
-			bar.finish()
+			bar.finish(t.Bytes, t.Total)
 			if t.State == api.StateFailed {
 				return fmt.Errorf("fetch %s: %s", args[0], t.Error)
 			}
