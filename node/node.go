@@ -25,6 +25,10 @@ import (
 // IdentityFile is the node's private key under the data dir.
 const IdentityFile = "identity.key"
 
+// reprovideInterval renews the DHT provider records of stored experts
+// (kad-dht keeps them 48 hours).
+const reprovideInterval = 12 * time.Hour
+
 // Node is a running expertd daemon.
 type Node struct {
 	cfg      *config.Config
@@ -128,8 +132,14 @@ func (n *Node) Serve(ctx context.Context) error {
 		if err := n.p2p.Bootstrap(ctx); err != nil {
 			n.log.Warn("bootstrap", "err", err)
 		}
-		n.reprovide(ctx)
-		return nil
+		for {
+			n.reprovide(ctx)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(reprovideInterval):
+			}
+		}
 	})
 	n.log.Info("expertd running", "id", n.host.ID(), "addrs", n.host.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
 	var err error
