@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/p2p"
@@ -16,17 +17,81 @@ import (
 func hostOptions(cfg *config.Config, key crypto.PrivKey, log *slog.Logger) (p2p.Options, error) {
 	listen, err := p2p.ParseMultiaddrs(cfg.P2P.Listen)
 	if err != nil {
-		return p2p.Options{}, fmt.Errorf("p2p.listen: %w", err)
+		var psk []byte
+		if cfg.P2P.PSKFile != "" {
+			if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
+				return p2p.Options{}, fmt.Errorf("p2p.psk_file: %w", err)
+			}
+		}
+		var allow []peer.ID
+		for i, s := range cfg.P2P.AllowPeers {
+			id, err := peer.Decode(s)
+			if err != nil {
+				return p2p.Options{}, fmt.Errorf("p2p.allow_peers[%d]: %w", i, err)
+			}
+			allow = append(allow, id)
+		}
+		return p2p.Options{
+			PSK:        psk,
+			AllowPeers: allow}, fmt.Errorf("p2p.listen: %w", err)
 	}
 	boot, err := p2p.ParseAddrInfos(cfg.P2P.Bootstrap)
 	if err != nil {
-		return p2p.Options{}, fmt.Errorf("p2p.bootstrap: %w", err)
+		var psk []byte
+		if cfg.P2P.PSKFile != "" {
+			if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
+				return p2p.Options{}, fmt.Errorf("p2p.psk_file: %w", err)
+			}
+		}
+		var allow []peer.ID
+		for i, s := range cfg.P2P.AllowPeers {
+			id, err := peer.Decode(s)
+			if err != nil {
+				return p2p.Options{}, fmt.Errorf("p2p.allow_peers[%d]: %w", i, err)
+			}
+			allow = append(allow, id)
+		}
+		return p2p.Options{
+			PSK:        psk,
+			AllowPeers: allow}, fmt.Errorf("p2p.bootstrap: %w", err)
 	}
 	relays, err := p2p.ParseAddrInfos(cfg.P2P.Relays)
 	if err != nil {
-		return p2p.Options{}, fmt.Errorf("p2p.relays: %w", err)
+		var psk []byte
+		if cfg.P2P.PSKFile != "" {
+			if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
+				return p2p.Options{}, fmt.Errorf("p2p.psk_file: %w", err)
+			}
+		}
+		var allow []peer.ID
+		for i, s := range cfg.P2P.AllowPeers {
+			id, err := peer.Decode(s)
+			if err != nil {
+				return p2p.Options{}, fmt.Errorf("p2p.allow_peers[%d]: %w", i, err)
+			}
+			allow = append(allow, id)
+		}
+		return p2p.Options{
+			PSK:        psk,
+			AllowPeers: allow}, fmt.Errorf("p2p.relays: %w", err)
+	}
+	var psk []byte
+	if cfg.P2P.PSKFile != "" {
+		if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
+			return p2p.Options{}, fmt.Errorf("p2p.psk_file: %w", err)
+		}
+	}
+	var allow []peer.ID
+	for i, s := range cfg.P2P.AllowPeers {
+		id, err := peer.Decode(s)
+		if err != nil {
+			return p2p.Options{}, fmt.Errorf("p2p.allow_peers[%d]: %w", i, err)
+		}
+		allow = append(allow, id)
 	}
 	return p2p.Options{
+		PSK:               psk,
+		AllowPeers:        allow,
 		Identity:          key,
 		ListenAddrs:       listen,
 		Bootstrap:         boot,

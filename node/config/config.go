@@ -52,6 +52,8 @@ type P2PConfig struct {
 	HolePunching bool            `mapstructure:"hole_punching"`
 	AutoNAT      bool            `mapstructure:"autonat"`
 	Relays       []string        `mapstructure:"relays"` // multiaddrs with /p2p/ID
+	PSKFile      string          `mapstructure:"psk_file"`
+	AllowPeers   []string        `mapstructure:"allow_peers"` // peer IDs
 	DHT          DHTConfig       `mapstructure:"dht"`
 	ConnMgr      ConnMgrConfig   `mapstructure:"conn_mgr"`
 	Resources    ResourcesConfig `mapstructure:"resources"`

@@ -265,6 +265,8 @@ func TestValidationErrorsNameTheirKey(t *testing.T) {
 		{"p2p:\n  listen: [/ip4/0.0.0.0/tcp/4001/p2p/12D3KooWGRUVh7V3ghYYZRfEgQPGc6ZUBHVohDXbhwuqa1FtZ9sb]\n", "p2p.listen[0]", "must not name a peer"},
 		{"p2p:\n  bootstrap: [/ip4/192.0.2.1/tcp/4001]\n", "p2p.bootstrap[0]", "must end in /p2p/"},
 		{"p2p:\n  relays: [nonsense]\n", "p2p.relays[0]", "invalid multiaddr"},
+		{"p2p:\n  allow_peers: [nobody]\n", "p2p.allow_peers[0]", "invalid peer ID"},
+		{"p2p:\n  psk_file: /nonexistent/swarm.key\n", "p2p.psk_file", "no such file"},
 		{"p2p:\n  dht:\n    mode: peer\n", "p2p.dht.mode", "must be one of auto, server, client"},
 		{"p2p:\n  conn_mgr:\n    low: 50\n    high: 40\n", "p2p.conn_mgr.low", "above p2p.conn_mgr.high"},
 		{"p2p:\n  conn_mgr:\n    high: 300\n", "p2p.conn_mgr.high", "above p2p.resources.max_conns"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +63,21 @@ func (p *P2PConfig) validate() []error {
 	}
 	errs = append(errs, peerAddrs("p2p.bootstrap", p.Bootstrap)...)
 	errs = append(errs, peerAddrs("p2p.relays", p.Relays)...)
+	for i, s := range p.AllowPeers {
+		if _, err := peer.Decode(s); err != nil {
+			errs = append(errs, keyErr(fmt.Sprintf("p2p.allow_peers[%d]", i), "invalid peer ID %q: %w", s, err))
+		}
+	}
+	if p.PSKFile != "" {
+		if _, err := os.Stat(p.PSKFile); err != nil {
+			errs = append(errs, keyErr("p2p.psk_file", "%w", err))
+		}
+		for i, s := range p.Listen {
+			if strings.Contains(s, "/udp/") || strings.Contains(s, "/quic") || strings.Contains(s, "/ws") || strings.Contains(s, "/web") {
+				errs = append(errs, keyErr(fmt.Sprintf("p2p.listen[%d]", i), "%q: a private network (p2p.psk_file) protects TCP only; QUIC has no PSK support", s))
+			}
+		}
+	}
 	if e := oneOf("p2p.dht.mode", p.DHT.Mode, DHTModes); e != nil {
 		errs = append(errs, e)
 	}

@@ -440,57 +440,73 @@ func (f *Fetcher) stream(ctx context.Context, w *worker, root cid.Cid, known *un
 		return err
 	}
 	br := bufio.NewReaderSize(s, 256<<10)
+	err = f.receive(ctx, br, func() { _ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout)) }, w, root, known, events)
+	if err != nil {
+		var re *remoteErr
+		if !errors.As(err, &re) {
+			_ = s.Reset()
+		}
+		return err
+	}
+	return nil
+}
+
+// remoteErr marks an error the provider reported in a FetchError frame: the
+// stream ended cleanly.
+type remoteErr struct{ err error }
+
+func (e *remoteErr) Error() string { return e.err.Error() }
+func (e *remoteErr) Unwrap() error { return e.err }
+
+// receive reads a provider's answer from br: the header (verified against
+// root unless the layout is known), then every leaf the header promises,
+// each verified and stored, then the end of the stream. deadline is called
+// before each frame. It is the code that faces untrusted bytes (FuzzReceive).
+func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func(), w *worker, root cid.Cid, known *unixfs.Layout, events chan<- event) error {
+	var buf []byte
 	var frame pb.FetchFrame
-	_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
+	deadline()
 	if err := readMsg(br, &frame, maxHeaderFrame, &buf); err != nil {
-		_ = s.Reset()
 		return err
 	}
 	if e := frame.GetError(); e != nil {
-		return remoteError(e)
+		return &remoteErr{remoteError(e)}
 	}
 	hdr := frame.GetHeader()
 	if hdr == nil {
-		_ = s.Reset()
 		return fmt.Errorf("%w: first frame is not a header", ErrFrame)
 	}
 	layout := known
+	var err error
 	if layout == nil {
 		if layout, err = remoteLayout(ctx, root, hdr.GetSize(), hdr.GetLeaves(), hdr.GetNodes(), f.opts.MaxSize); err != nil {
-			_ = s.Reset()
 			return err
 		}
 	} else if hdr.GetSize() != layout.Size || hdr.GetLeaves() != uint64(len(layout.Leaves)) {
-		_ = s.Reset()
 		return fmt.Errorf("%w: header says %d bytes in %d leaves, expected %d in %d", ErrVerify, hdr.GetSize(), hdr.GetLeaves(), layout.Size, len(layout.Leaves))
 	}
 	want, err := checkRanges(w.req, hdr.GetRanges(), uint64(len(layout.Leaves)))
 	if err != nil {
-		_ = s.Reset()
 		return err
 	}
 	events <- event{w: w, kind: evHeader, layout: layout, want: want}
 	for _, idx := range want {
-		_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
+		deadline()
 		if err := readMsg(br, &frame, maxBlockFrame, &buf); err != nil {
-			_ = s.Reset()
 			return err
 		}
 		if e := frame.GetError(); e != nil {
-			return remoteError(e)
+			return &remoteErr{remoteError(e)}
 		}
 		b := frame.GetBlock()
 		if b == nil || b.GetIndex() != idx {
-			_ = s.Reset()
 			return fmt.Errorf("%w: expected leaf %d", ErrFrame, idx)
 		}
 		leaf := layout.Leaves[idx]
 		if err := leaf.Verify(b.GetData()); err != nil {
-			_ = s.Reset()
 			return fmt.Errorf("%w: leaf %d: %w", ErrVerify, idx, err)
 		}
 		if err := f.blocks.PutBlock(leaf.Cid, b.GetData()); err != nil {
-			_ = s.Reset()
 			return fmt.Errorf("store leaf %d: %w", idx, err)
 		}
 		if f.opts.Received != nil {
@@ -498,9 +514,8 @@ func (f *Fetcher) stream(ctx context.Context, w *worker, root cid.Cid, known *un
 		}
 		events <- event{w: w, kind: evBlock, index: idx, size: len(b.GetData())}
 	}
-	_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
+	deadline()
 	if _, err := br.ReadByte(); err != io.EOF {
-		_ = s.Reset()
 		return fmt.Errorf("%w: data after the last leaf", ErrFrame)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"log/slog"
 	"sync"
 
@@ -62,6 +63,13 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 			kad, err = dht.New(h, dhtOptions(&o)...)
 			return kad, err
 		}),
+	}
+	if o.PSK != nil {
+		// QUIC, WebTransport and WebRTC cannot carry a PSK: TCP alone.
+		opts = append(opts, libp2p.PrivateNetwork(o.PSK), libp2p.Transport(tcp.NewTCPTransport))
+	}
+	if len(o.AllowPeers) > 0 {
+		opts = append(opts, libp2p.ConnectionGater(allowGater{allow: o.AllowPeers}))
 	}
 	if len(o.ListenAddrs) == 0 {
 		opts = append(opts, libp2p.NoListenAddrs)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -50,7 +51,17 @@ type Options struct {
 	// DHT keeps only public addresses and peers reached at them, as IPFS's
 	// public (WAN) DHT does.
 	AllowPrivateAddrs bool
-	ProtocolPrefix    protocol.ID // "" is ProtocolPrefix; tests may isolate swarms with another
+
+	// PSK makes the swarm a private network: only peers holding the same
+	// 32-byte key can connect. libp2p's PSK protects TCP only (QUIC has no
+	// PSK support), so with a PSK the host runs on TCP alone and every listen
+	// address must be TCP. See LoadPSK.
+	PSK pnet.PSK
+	// AllowPeers, when non-empty, is the only set of peers this host
+	// connects to or accepts, enforced by a connection gater after the
+	// security handshake (works for TCP and QUIC).
+	AllowPeers     []peer.ID
+	ProtocolPrefix protocol.ID // "" is ProtocolPrefix; tests may isolate swarms with another
 
 	ConnLow, ConnHigh int           // connection manager watermarks (32, 96)
 	ConnGrace         time.Duration // new connections are not trimmed for this long (20s)
@@ -114,6 +125,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("connection manager watermarks %d, %d: want 0 <= low <= high, high >= 1", o.ConnLow, o.ConnHigh)
 	case o.ConnHigh > o.MaxConns:
 		return fmt.Errorf("connection manager high watermark %d is above the connection limit %d", o.ConnHigh, o.MaxConns)
+	case o.PSK != nil && len(o.PSK) != 32:
+		return fmt.Errorf("private network key of %d bytes: want 32", len(o.PSK))
+	case o.PSK != nil && !allTCP(o.ListenAddrs):
+		return errors.New("a private network key protects TCP only (QUIC has no PSK support): listen on TCP addresses only")
 	case o.MaxMemory < 1<<20 || o.MaxFDs < 1 || o.MaxConns < 1 || o.MaxStreams < 1:
 		return fmt.Errorf("resource limits: memory %d, fds %d, conns %d, streams %d: want memory >= 1 MiB and the rest >= 1",
 			o.MaxMemory, o.MaxFDs, o.MaxConns, o.MaxStreams)
@@ -146,4 +161,26 @@ func ParseAddrInfos(ss []string) ([]peer.AddrInfo, error) {
 		return nil, fmt.Errorf("peer addresses: %w", err)
 	}
 	return infos, nil
+}
+
+// allTCP reports whether every address is a TCP address (no QUIC, no
+// WebTransport or WebRTC, which a PSK cannot protect).
+func allTCP(addrs []ma.Multiaddr) bool {
+	for _, a := range addrs {
+		tcp := false
+		ok := true
+		ma.ForEach(a, func(c ma.Component) bool {
+			switch c.Protocol().Code {
+			case ma.P_TCP:
+				tcp = true
+			case ma.P_UDP, ma.P_QUIC_V1, ma.P_WEBTRANSPORT, ma.P_WEBRTC_DIRECT, ma.P_WS, ma.P_WSS:
+				ok = false
+			}
+			return true
+		})
+		if !tcp || !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,98 @@
+package fetch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	gproto "google.golang.org/protobuf/proto"
+
+	pb "github.com/expertd/expertd/proto"
+)
+
+// response renders length-prefixed frames as they travel on a stream.
+func response[M interface {
+	*pb.FetchFrame | *pb.FetchRequest
+	gproto.Message
+}](t testing.TB, frames ...M) []byte {
+	var out bytes.Buffer
+	var buf []byte
+	var err error
+	for _, f := range frames {
+		if buf, err = writeMsg(&out, f, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out.Bytes()
+}
+
+// FuzzReceive feeds arbitrary provider answers to the requester: it must
+// fail cleanly or store only blocks that verify, never panic or over-allocate.
+func FuzzReceive(f *testing.F) {
+	small := randomBytes(3000, 10)
+	src := newMem()
+	l := addFile(f, src, small)
+	hdr := &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: &pb.FetchHeader{Size: 3000, Leaves: 1, Ranges: []*pb.LeafRange{{Start: 0, End: 1}}}}}
+	blk := &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: 0, Data: small}}}
+	f.Add(response(f, hdr, blk))
+	f.Add(response(f, hdr))
+	f.Add(response(f, &pb.FetchFrame{Body: &pb.FetchFrame_Error{Error: &pb.FetchError{Code: pb.FetchError_NOT_FOUND, Message: "no"}}}))
+	f.Add(response(f, hdr, &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: 0, Data: small[:10]}}}))
+	fe := &Fetcher{opts: Options{}}
+	fe.opts.defaults()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dst := newMem()
+		fe.blocks = dst
+		events := make(chan event, 4)
+		done := make(chan struct{})
+		go func() {
+			for range events {
+			}
+			close(done)
+		}()
+		w := &worker{req: &pb.FetchRequest{Cid: l.Root.Bytes()}}
+		err := fe.receive(context.Background(), bufio.NewReader(bytes.NewReader(data)), func() {}, w, l.Root, nil, events)
+		close(events)
+		<-done
+		if err == nil {
+			got, gerr := dst.GetBlock(l.Root)
+			if gerr != nil || !bytes.Equal(got, small) {
+				t.Fatalf("accepted an answer but stored %d bytes (%v)", len(got), gerr)
+			}
+		}
+		for c := range dst.m {
+			if c != l.Root {
+				t.Fatalf("stored a block %s that is not part of the expert", c)
+			}
+		}
+	})
+}
+
+// FuzzRequest feeds arbitrary requests to the provider's parser.
+func FuzzRequest(f *testing.F) {
+	f.Add(response(f, &pb.FetchRequest{Cid: []byte{1, 85, 18, 32}, Parts: 3, Part: 1}))
+	f.Add(response(f, &pb.FetchRequest{Ranges: []*pb.LeafRange{{Start: 0, End: 2}, {Start: 4, End: 9}}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req pb.FetchRequest
+		var buf []byte
+		if err := readMsg(bufio.NewReader(bytes.NewReader(data)), &req, maxRequestFrame, &buf); err != nil {
+			if !errors.Is(err, ErrFrame) && err.Error() != "EOF" {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		for _, n := range []uint64{0, 1, 7, 1000} {
+			rs, err := wanted(&req, n)
+			if err != nil {
+				continue
+			}
+			for _, r := range rs {
+				if r.GetStart() >= r.GetEnd() || r.GetEnd() > n {
+					t.Fatalf("range [%d, %d) accepted for %d leaves", r.GetStart(), r.GetEnd(), n)
+				}
+			}
+		}
+	})
+}
