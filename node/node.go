@@ -13,11 +13,13 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/gossip"
+	"github.com/expertd/expertd/node/metrics"
 	"github.com/expertd/expertd/node/p2p"
 	"github.com/expertd/expertd/node/store"
 )
@@ -41,6 +43,7 @@ type Node struct {
 	fetcher  *fetch.Fetcher
 	api      *api.Server
 	apiLn    net.Listener
+	metrics  *metrics.Metrics
 
 	quit      chan struct{} // closed when Serve stops
 	mu        sync.Mutex
@@ -93,18 +96,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 	}); err != nil {
 		return nil, err
 	}
+	n.metrics = metrics.New(n.snapshot)
 	maxSize := uint64(cfg.Store.MaxExpertSize)
 	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
 		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, Logger: log,
+		Served: func(_ peer.ID, b int) { n.metrics.BytesSent(b) },
 	})
 	n.fetcher = fetch.NewFetcher(n.host, n.store, fetch.Options{
 		MaxSize: maxSize, MaxProviders: cfg.Fetch.MaxProviders, IdleTimeout: cfg.Fetch.IdleTimeout,
 		MinRate: float64(cfg.Fetch.MinRate), Logger: log,
+		Received: func(_ peer.ID, b int) { n.metrics.BytesReceived(b) },
+		Rejected: func(peer.ID) { n.metrics.BlockRejected() },
 	})
 	if n.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
-	n.api = api.NewServer(n, cfg.API.Token, log)
+	n.api = api.NewServer(n, cfg.API.Token, log, api.WithMetrics(n.metrics.Handler()))
 	return n, nil
 }
 

@@ -39,6 +39,7 @@ func (n *Node) StartFetch(s string) (api.Transfer, error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		t.Finished = time.Now()
+		n.metrics.FetchDone(t.Finished.Sub(t.Started), err)
 		if err != nil {
 			t.State, t.Error = api.StateFailed, err.Error()
 			n.log.Warn("fetch failed", "cid", c, "err", err)

@@ -146,3 +146,8 @@ func (c *Client) Pin(ctx context.Context, cid string, pinned bool) error {
 func (c *Client) Remove(ctx context.Context, cid string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/experts/"+url.PathEscape(cid), nil, nil)
 }
+
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var v Status
+	return v, c.do(ctx, http.MethodGet, "/v1/status", nil, &v)
+}

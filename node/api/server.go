@@ -21,16 +21,31 @@ type Server struct {
 	backend Backend
 	token   string
 	log     *slog.Logger
+	metrics http.Handler
 	handler http.Handler
 }
 
+// ServerOption configures a Server.
+type ServerOption func(*Server)
+
+// WithMetrics serves h, a Prometheus handler, at GET /metrics.
+func WithMetrics(h http.Handler) ServerOption {
+	return func(s *Server) { s.metrics = h }
+}
+
 // NewServer returns a server over b. With a non-empty token every route but
-// /v1/health requires "Authorization: Bearer TOKEN".
-func NewServer(b Backend, token string, log *slog.Logger) *Server {
+// /v1/health and the status page's static files requires
+// "Authorization: Bearer TOKEN"; that includes /metrics, so a Prometheus
+// scrape config sets it (authorization: {credentials: TOKEN}). The page
+// itself is opened as /?token=TOKEN and sends the token on from there.
+func NewServer(b Backend, token string, log *slog.Logger, opts ...ServerOption) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &Server{backend: b, token: token, log: log}
+	for _, o := range opts {
+		o(s)
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -42,7 +57,11 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", s.health)
+	// The status page's files carry no data: they load without the token.
+	mux.Handle("GET /{$}", uiFile("index.html"))
+	mux.Handle("GET /ui/{file}", uiFiles())
 	auth := func(h http.HandlerFunc) http.Handler { return s.authenticate(h) }
+	mux.Handle("GET /v1/status", auth(s.status))
 	mux.Handle("GET /v1/id", auth(s.identity))
 	mux.Handle("GET /v1/peers", auth(s.peers))
 	mux.Handle("GET /v1/experts", auth(s.experts))
@@ -54,6 +73,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/publish", auth(s.publish))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.authenticate(s.metrics))
+	}
 	return s.logRequests(mux)
 }
 
@@ -107,6 +129,23 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	st := s.backend.Status()
+	// Empty lists as [], not null, for the page.
+	st.Node.Addrs = orEmpty(st.Node.Addrs)
+	st.Peers = orEmpty(st.Peers)
+	st.Experts = orEmpty(st.Experts)
+	st.Transfers = orEmpty(st.Transfers)
+	writeJSON(w, http.StatusOK, st)
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func (s *Server) identity(w http.ResponseWriter, _ *http.Request) {

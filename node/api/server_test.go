@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 type fakeBackend struct {
 	experts map[string]Expert
 	pinned  map[string]bool
+	status  Status
 }
 
 func (f *fakeBackend) Identity() Identity {
@@ -61,10 +63,13 @@ func (f *fakeBackend) Pin(c string, p bool) error {
 	return nil
 }
 func (f *fakeBackend) Remove(c string) error { return errors.New("disk on fire") }
+func (f *fakeBackend) Status() Status        { return f.status }
 
-func newTestAPI(t *testing.T, token string) (*Client, *fakeBackend) {
+var _ Backend = (*fakeBackend)(nil)
+
+func newTestAPI(t *testing.T, token string, opts ...ServerOption) (*Client, *fakeBackend) {
 	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}, pinned: map[string]bool{}}
-	ts := httptest.NewServer(NewServer(b, token, nil).Handler())
+	ts := httptest.NewServer(NewServer(b, token, nil, opts...).Handler())
 	t.Cleanup(ts.Close)
 	return NewClient(ts.URL, token), b
 }
@@ -141,5 +146,89 @@ func TestAPIRejectsUnknownFields(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+func get(t *testing.T, url, token string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+func TestAPIStatus(t *testing.T) {
+	c, b := newTestAPI(t, "s3cret")
+	ctx := context.Background()
+	// Nil lists come out as [], so the page need not check for null.
+	if _, body := get(t, c.base+"/v1/status", "s3cret"); !strings.Contains(body, `"peers": []`) || !strings.Contains(body, `"transfers": []`) {
+		t.Errorf("empty status: %s", body)
+	}
+	b.status = testStatus()
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Node.ID != b.status.Node.ID || len(st.Peers) != 1 || len(st.Experts) != 2 || len(st.Transfers) != 1 ||
+		st.Experts[1].Providers[0] != b.status.Experts[1].Providers[0] || st.Transfers[0].Bytes != b.status.Transfers[0].Bytes {
+		t.Fatalf("status %+v", st)
+	}
+	var se *StatusError
+	if _, err := NewClient(c.base, "").Status(ctx); !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+		t.Fatalf("status without the token: %v", err)
+	}
+}
+
+func TestAPIStatusPageFiles(t *testing.T) {
+	c, _ := newTestAPI(t, "s3cret")
+	for path, want := range map[string]string{
+		"/":             "text/html",
+		"/?token=x":     "text/html",
+		"/ui/app.js":    "text/javascript",
+		"/ui/style.css": "text/css",
+	} {
+		// The page's files load without the token; the data does not.
+		resp, body := get(t, c.base+path, "")
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), want) || body == "" {
+			t.Errorf("GET %s: %d %q", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+			t.Errorf("GET %s: CSP %q", path, csp)
+		}
+	}
+	for _, path := range []string{"/ui/nope.js", "/nope", "/ui/"} {
+		if resp, _ := get(t, c.base+path, ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", path, resp.StatusCode)
+		}
+	}
+}
+
+func TestAPIMetrics(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "expertd_peers 1")
+	})
+	c, _ := newTestAPI(t, "s3cret", WithMetrics(metrics))
+	if resp, body := get(t, c.base+"/metrics", "s3cret"); resp.StatusCode != http.StatusOK || body != "expertd_peers 1\n" {
+		t.Errorf("GET /metrics: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, c.base+"/metrics", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /metrics without the token: %d", resp.StatusCode)
+	}
+	c, _ = newTestAPI(t, "")
+	if resp, _ := get(t, c.base+"/metrics", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics without WithMetrics: %d, want 404", resp.StatusCode)
 	}
 }

@@ -30,6 +30,20 @@ type Backend interface {
 	Materialize(ctx context.Context, cid string, r MaterializeRequest) (Materialized, error)
 	Pin(cid string, pinned bool) error
 	Remove(cid string) error
+	// Status is everything the status page shows, read in one call.
+	Status() Status
+}
+
+// Status is the node at a glance, for the status page (GET /v1/status).
+type Status struct {
+	Node  Identity `json:"node"`
+	Peers []Peer   `json:"peers"`
+	// Experts holds the local experts and those known from the swarm
+	// (Local tells them apart), remote ones with their Providers.
+	Experts []Expert `json:"experts"`
+	// Transfers are the fetches the node tracks: the running ones and any
+	// finished ones it still remembers.
+	Transfers []Transfer `json:"transfers"`
 }
 
 // Identity is the node's peer ID and addresses.

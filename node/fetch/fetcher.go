@@ -31,6 +31,9 @@ type Options struct {
 	Logger     *slog.Logger
 	// Received, if set, is called for every verified block stored.
 	Received func(p peer.ID, bytes int)
+	// Rejected, if set, is called when a peer's block or header fails
+	// verification.
+	Rejected func(p peer.ID)
 }
 
 func (o *Options) defaults() {
@@ -304,6 +307,9 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			}
 		case errors.Is(ev.err, ErrVerify):
 			r.f.markBad(w.peer)
+			if r.f.opts.Rejected != nil {
+				r.f.opts.Rejected(w.peer)
+			}
 			r.excluded[w.peer] = ev.err
 			r.lastErr = ev.err
 			r.f.opts.Logger.Warn("fetch: peer sent a block that failed verification", "peer", w.peer, "cid", r.root, "err", ev.err)

@@ -194,6 +194,9 @@ func wanted(req *pb.FetchRequest, n uint64) ([]*pb.LeafRange, error) {
 		return req.GetRanges(), nil
 	}
 	if req.GetParts() == 0 {
+		if n == 0 {
+			return nil, nil
+		}
 		return []*pb.LeafRange{{Start: 0, End: n}}, nil
 	}
 	if req.GetPart() >= req.GetParts() {

@@ -1,0 +1,44 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	peersDesc = prometheus.NewDesc("expertd_peers",
+		"Peers connected now.", nil, nil)
+	expertsDesc = prometheus.NewDesc("expertd_experts",
+		"Experts by state: stored (in the local store), pinned (stored and pinned), remote (known from the swarm only).",
+		[]string{"state"}, nil)
+	storeBytesDesc = prometheus.NewDesc("expertd_store_bytes",
+		"Bytes the local store holds.", nil, nil)
+	gossipDesc = prometheus.NewDesc("expertd_gossip_messages_total",
+		"Gossip messages from peers by validation result (accepted, rejected, ignored).",
+		[]string{"result"}, nil)
+)
+
+// snapshotCollector exports a Snapshot, read once per scrape so the values
+// of one scrape agree with each other.
+type snapshotCollector func() Snapshot
+
+func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{peersDesc, expertsDesc, storeBytesDesc, gossipDesc} {
+		ch <- d
+	}
+}
+
+func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(peersDesc, float64(s.Peers))
+	gauge(expertsDesc, float64(s.Stored), "stored")
+	gauge(expertsDesc, float64(s.Pinned), "pinned")
+	gauge(expertsDesc, float64(s.Remote), "remote")
+	gauge(storeBytesDesc, float64(s.StoreBytes))
+	counter(gossipDesc, s.GossipAccepted, "accepted")
+	counter(gossipDesc, s.GossipRejected, "rejected")
+	counter(gossipDesc, s.GossipIgnored, "ignored")
+}

@@ -1,0 +1,58 @@
+package node
+
+import (
+	"sort"
+	"time"
+
+	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/gossip"
+	"github.com/expertd/expertd/node/metrics"
+)
+
+var gossipAll gossip.Filter
+
+// transferKeep is how long finished transfers stay listed.
+const transferKeep = time.Hour
+
+// Status implements api.Backend: everything the status page shows.
+func (n *Node) Status() api.Status {
+	s := api.Status{
+		Node:    n.Identity(),
+		Peers:   n.Peers(),
+		Experts: n.Experts(api.Filter{Remote: true}),
+	}
+	n.mu.Lock()
+	for key, t := range n.transfers {
+		if t.State != api.StateRunning && time.Since(t.Finished) > transferKeep {
+			delete(n.transfers, key)
+			continue
+		}
+		s.Transfers = append(s.Transfers, *t)
+	}
+	n.mu.Unlock()
+	sort.Slice(s.Transfers, func(i, j int) bool { return s.Transfers[i].Started.After(s.Transfers[j].Started) })
+	return s
+}
+
+// snapshot feeds the metrics gauges at scrape time.
+func (n *Node) snapshot() metrics.Snapshot {
+	var s metrics.Snapshot
+	s.Peers = len(n.host.Network().Peers())
+	local := map[string]bool{}
+	for _, m := range n.store.List() {
+		local[m.CID] = true
+		s.Stored++
+		if m.Pinned {
+			s.Pinned++
+		}
+	}
+	for _, e := range n.gossip.View().List(gossipAll) {
+		if !local[e.CID.String()] {
+			s.Remote++
+		}
+	}
+	s.StoreBytes, _ = n.store.Usage()
+	st := n.gossip.Stats()
+	s.GossipAccepted, s.GossipRejected, s.GossipIgnored = st.Accepted, st.Rejected, st.Ignored
+	return s
+}
