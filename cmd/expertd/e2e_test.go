@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,68 +26,16 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("builds the binary and starts three daemons")
 	}
 	root := t.TempDir()
-	bin := filepath.Join(root, "bin", "expertd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	type daemon struct{ api, id string }
-	var ds []daemon
+	bin := buildBinary(t)
+	var ds []*daemon
 	for i := range 3 {
-		apiAddr := freeAddr(t)
-		p2pPort := freePort(t)
-		args := []string{"daemon", "--data-dir", filepath.Join(root, fmt.Sprintf("node%d", i)),
-			"--api", apiAddr, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", p2pPort)}
+		var boot string
 		if i > 0 {
-			args = append(args, "--bootstrap", ds[i-1].id)
+			boot = ds[i-1].addr
 		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "EXPERTD_P2P_MDNS=false", "EXPERTD_P2P_DHT_PRIVATE_ADDRS=true",
-			"XDG_CONFIG_HOME="+root, "EXPERTD_LOG_LEVEL=debug")
-		logf, err := os.Create(filepath.Join(root, fmt.Sprintf("node%d.log", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-			}
-			logf.Close()
-			if t.Failed() {
-				b, _ := os.ReadFile(logf.Name())
-				t.Logf("node%d log:\n%s", i, b)
-			}
-		})
-		c := api.NewClient(apiAddr, "")
-		id := waitIdentity(t, c)
-		var full string
-		for _, a := range id.Addrs {
-			if strings.Contains(a, "/tcp/") {
-				full = a
-			}
-		}
-		ds = append(ds, daemon{api: apiAddr, id: full})
+		ds = append(ds, startDaemon(t, bin, root, fmt.Sprintf("node%d", i), boot))
 	}
-
-	cli := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+root)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("expertd %v: %v\n%s%s", args, err, out.String(), errb.String())
-		}
-		return strings.TrimSpace(out.String())
-	}
+	cli := func(args ...string) string { return runBin(t, bin, root, args...) }
 	fixture, _ := filepath.Abs("../../compress/testdata/peft/python-lora-r16")
 	cid := cli("publish", fixture, "--name", "python", "--api", ds[0].api)
 	if !strings.HasPrefix(cid, "baf") {
@@ -119,6 +68,129 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("%s differs from expertd decompress (%v %v)", f, err1, err2)
 		}
 	}
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// buildBinary builds expertd once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "expertd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "expertd")
+		if out, err := exec.Command("go", "build", "-o", buildPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildPath != "" {
+		os.RemoveAll(filepath.Dir(buildPath))
+	}
+	os.Exit(code)
+}
+
+// daemon is an expertd daemon process.
+type daemon struct {
+	name, dir, api, addr string
+	cmd                  *exec.Cmd
+	logf                 *os.File
+}
+
+// startDaemon starts `expertd daemon` with its own data dir, API port and
+// loopback TCP port, bootstrapping to boot if set, mDNS off.
+func startDaemon(t *testing.T, bin, root, name, boot string) *daemon {
+	t.Helper()
+	d := &daemon{name: name, dir: filepath.Join(root, name), api: freeAddr(t)}
+	port := freePort(t)
+	args := []string{"daemon", "--data-dir", d.dir, "--api", d.api, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	if boot != "" {
+		args = append(args, "--bootstrap", boot)
+	}
+	d.start(t, bin, root, args)
+	return d
+}
+
+func (d *daemon) start(t *testing.T, bin, root string, args []string) {
+	t.Helper()
+	d.cmd = exec.Command(bin, args...)
+	d.cmd.Env = append(os.Environ(), "EXPERTD_P2P_MDNS=false", "XDG_CONFIG_HOME="+root, "EXPERTD_LOG_LEVEL=debug")
+	var err error
+	if d.logf, err = os.OpenFile(filepath.Join(root, d.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd, logf := d.cmd, d.logf
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+			}
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log:\n%s", d.name, b)
+		}
+	})
+	id := waitIdentity(t, api.NewClient(d.api, ""))
+	for _, a := range id.Addrs {
+		if strings.Contains(a, "/tcp/") {
+			d.addr = a
+		}
+	}
+}
+
+// kill9 kills the daemon with SIGKILL and waits for it.
+func (d *daemon) kill9(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Wait()
+}
+
+// runBin runs an expertd command and returns its trimmed stdout.
+func runBin(t *testing.T, bin, root string, args ...string) string {
+	t.Helper()
+	out, err := runBinErr(bin, root, args...)
+	if err != nil {
+		t.Fatalf("expertd %v: %v", args, err)
+	}
+	return out
+}
+
+func runBinErr(bin, root string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+root)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%w\n%s%s", err, out.String(), errb.String())
+	}
+	return strings.TrimSpace(out.String()), nil
 }
 
 func freeAddr(t *testing.T) string {
