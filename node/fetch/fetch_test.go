@@ -410,3 +410,34 @@ func TestFetchReassignsFromSlowProvider(t *testing.T) {
 		t.Fatalf("fast provider served %d of %d bytes: nothing was re-assigned from the slow one", fastServed.Load(), len(data))
 	}
 }
+
+// slowFailBlocks fails every request, but only after a delay: its share
+// comes back after the other provider's header has told the layout.
+type slowFailBlocks struct{ *memBlocks }
+
+func (s slowFailBlocks) GetBlock(c cid.Cid) ([]byte, error) {
+	time.Sleep(300 * time.Millisecond)
+	return nil, store.ErrNotFound
+}
+
+// TestFetchShareOfLateFailure: a provider that fails before its header,
+// after another provider's header arrived, hands its share to the others.
+func TestFetchShareOfLateFailure(t *testing.T) {
+	for _, size := range []int{1000, 3<<20 + 5} {
+		data := randomBytes(size, 11)
+		src := newMem()
+		l := addFile(t, src, data)
+		reqHost := newHost(t)
+		pFail := startProvider(t, reqHost, slowFailBlocks{src}, nil)
+		pGood := startProvider(t, reqHost, src, nil)
+		dst := newMem()
+		// The failing provider is listed first, so it gets share 0.
+		got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, []peer.ID{pFail.ID(), pGood.ID()}, nil)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		if !bytes.Equal(readFile(t, dst, got), data) {
+			t.Fatal("fetched bytes differ")
+		}
+	}
+}

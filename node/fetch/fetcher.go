@@ -339,6 +339,20 @@ func (r *run) missing() []uint64 {
 // none, lets an idle provider take the second half of the largest remaining
 // assignment.
 func (r *run) schedule(ctx context.Context) {
+	if r.layout != nil && len(r.parts) > 0 {
+		// Shares handed back by providers that failed before their header,
+		// now that another header told the layout: their missing leaves
+		// go to the pool.
+		for _, part := range r.parts {
+			start, end := share(uint64(len(r.have)), part, r.nparts)
+			for i := start; i < end; i++ {
+				if !r.have[i] {
+					r.pool = append(r.pool, i)
+				}
+			}
+		}
+		r.parts = nil
+	}
 	var peers []peer.ID
 	for p := range r.idle {
 		peers = append(peers, p)
