@@ -37,6 +37,12 @@ const (
 // Announcement says that Provider holds the expert CID, described by the
 // metadata its Publisher gave it. The zero values of Name, PeftType,
 // BaseModel, Rank, TargetModules, Params and Density mean "unknown".
+//
+// The metadata, Publisher included, is the provider's claim unless
+// Envelope holds a publication of it (SignPublication): the publisher's
+// signature over CID, Name, PeftType, BaseModel, Rank, TargetModules,
+// Params, Density, Size and Publisher, which must then equal the
+// announcement's.
 type Announcement struct {
 	CID           cid.Cid // root of the expert's container: CIDv1, raw or dag-pb, sha2-256
 	Name          string
@@ -50,18 +56,32 @@ type Announcement struct {
 	Publisher     peer.ID // the node that created the expert
 	Provider      peer.ID // the node that holds it and announces it
 	Time          time.Time
+	Envelope      []byte // the publisher's signed publication of the metadata, or nil
 }
 
 // Validate reports whether a's fields are well formed (ErrInvalid
-// otherwise). It does not look at the time window nor at who sent it.
+// otherwise, or ErrTooLarge for an oversized Envelope). It does not look
+// at the time window nor at who sent it, nor does it verify the Envelope.
 func (a Announcement) Validate() error {
+	if err := a.validateMetadata(); err != nil {
+		return err
+	}
+	if err := checkPeer("provider", a.Provider); err != nil {
+		return err
+	}
+	if len(a.Envelope) > MaxEnvelopeSize {
+		return fmt.Errorf("%w: envelope of %d bytes (limit %d)", ErrTooLarge, len(a.Envelope), MaxEnvelopeSize)
+	}
+	return nil
+}
+
+// validateMetadata is Validate without Provider and Envelope: what a
+// publication must satisfy.
+func (a Announcement) validateMetadata() error {
 	if err := checkCID(a.CID); err != nil {
 		return err
 	}
 	if err := checkPeer("publisher", a.Publisher); err != nil {
-		return err
-	}
-	if err := checkPeer("provider", a.Provider); err != nil {
 		return err
 	}
 	if err := checkString("name", a.Name, maxNameLen); err != nil {
@@ -177,6 +197,7 @@ func toWire(a Announcement) *pb.Announcement {
 		Publisher:     []byte(a.Publisher),
 		Provider:      []byte(a.Provider),
 		TimeUnixMs:    a.Time.UnixMilli(),
+		Envelope:      a.Envelope,
 	}
 }
 
@@ -211,6 +232,9 @@ func fromWire(m *pb.Announcement) (Announcement, error) {
 	if len(m.GetTargetModules()) > 0 {
 		a.TargetModules = slices.Clone(m.GetTargetModules())
 	}
+	if len(m.GetEnvelope()) > 0 {
+		a.Envelope = slices.Clone(m.GetEnvelope())
+	}
 	if err := a.Validate(); err != nil {
 		return Announcement{}, err
 	}
@@ -244,31 +268,45 @@ func decode(data []byte) (Announcement, error) {
 	return fromWire(&m)
 }
 
+// checked is an announcement that passed verify.
+type checked struct {
+	Announcement
+	// signed is when the publisher signed a's Envelope, which was
+	// verified; zero if a has none.
+	signed time.Time
+}
+
 // verify is the whole check of an announcement that sender vouches for
 // (the signer of a gossipsub message or the remote end of a catalog
-// stream), received at now: fields, provider and time window.
-func verify(a Announcement, sender peer.ID, now time.Time, ttl time.Duration) error {
+// stream), received at now: fields, provider, time window and, last as
+// the costliest, the envelope.
+func verify(a Announcement, sender peer.ID, now time.Time, ttl time.Duration) (checked, error) {
 	if a.Provider != sender {
-		return fmt.Errorf("%w: %s names provider %s, sent by %s", ErrNotProvider, a.CID, a.Provider, sender)
+		return checked{}, fmt.Errorf("%w: %s names provider %s, sent by %s", ErrNotProvider, a.CID, a.Provider, sender)
 	}
-	return checkFresh(a, now, ttl)
+	if err := checkFresh(a, now, ttl); err != nil {
+		return checked{}, err
+	}
+	signed, err := checkPublication(a)
+	if err != nil {
+		return checked{}, err
+	}
+	return checked{a, signed}, nil
 }
 
 // decodeVerify decodes data and verifies it as sent by sender at now; it is
 // what the topic validator runs on every message.
-func decodeVerify(data []byte, sender peer.ID, now time.Time, ttl time.Duration) (Announcement, error) {
+func decodeVerify(data []byte, sender peer.ID, now time.Time, ttl time.Duration) (checked, error) {
 	a, err := decode(data)
 	if err != nil {
-		return Announcement{}, err
+		return checked{}, err
 	}
-	if err := verify(a, sender, now, ttl); err != nil {
-		return Announcement{}, err
-	}
-	return a, nil
+	return verify(a, sender, now, ttl)
 }
 
 // clone returns a copy of a that shares no memory with it.
 func (a Announcement) clone() Announcement {
 	a.TargetModules = slices.Clone(a.TargetModules)
+	a.Envelope = slices.Clone(a.Envelope)
 	return a
 }

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"strings"
@@ -40,7 +41,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameAnn(a, b) {
+	if !sameAnn(a, b.Announcement) {
 		t.Fatalf("round trip: got %+v, want %+v", b, a)
 	}
 }
@@ -50,7 +51,8 @@ func sameAnn(a, b Announcement) bool {
 		a.Rank == b.Rank && strings.Join(a.TargetModules, "\x00") == strings.Join(b.TargetModules, "\x00") &&
 		len(a.TargetModules) == len(b.TargetModules) && a.Params == b.Params &&
 		(a.Density == b.Density || math.IsNaN(a.Density) && math.IsNaN(b.Density)) &&
-		a.Size == b.Size && a.Publisher == b.Publisher && a.Provider == b.Provider && a.Time.Equal(b.Time)
+		a.Size == b.Size && a.Publisher == b.Publisher && a.Provider == b.Provider && a.Time.Equal(b.Time) &&
+		bytes.Equal(a.Envelope, b.Envelope)
 }
 
 func TestCheck(t *testing.T) {

@@ -169,7 +169,7 @@ func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, 
 				continue
 			}
 			accepted++
-			s.view.Add(a)
+			s.view.add(a)
 		}
 	}
 	_ = st.Close()
@@ -181,18 +181,15 @@ func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, 
 
 // checkEntry checks a catalog entry from p as the topic validator checks a
 // message p signed.
-func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (Announcement, error) {
+func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (checked, error) {
 	if n := gproto.Size(m); n > MaxMessageSize {
-		return Announcement{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, n, MaxMessageSize)
+		return checked{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, n, MaxMessageSize)
 	}
 	a, err := fromWire(m)
 	if err != nil {
-		return Announcement{}, err
+		return checked{}, err
 	}
-	if err := verify(a, p, now, s.opts.TTL); err != nil {
-		return Announcement{}, err
-	}
-	return a, nil
+	return verify(a, p, now, s.opts.TTL)
 }
 
 // serveCatalog is the stream handler: it writes this node's catalog.

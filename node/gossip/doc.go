@@ -12,11 +12,21 @@
 //
 // Every announcement, from the topic or from a catalog, is checked the same
 // way: a size limit, a valid CID and peer IDs, bounded strings, a time no
-// more than MaxClockSkew ahead and no older than the TTL, and a provider equal
+// more than MaxClockSkew ahead and no older than the TTL, a provider equal
 // to the peer that vouches for it (the signer of the gossipsub message, or the
-// remote end of the authenticated catalog stream). On the topic, garbage is
-// rejected (the forwarding peer is penalized by peer scoring) while stale and
-// replayed announcements are ignored.
+// remote end of the authenticated catalog stream) and, if it carries an
+// envelope, a publication of exactly its metadata signed by its publisher.
+// On the topic, garbage is rejected (the forwarding peer is penalized by peer
+// scoring) while stale and replayed announcements are ignored.
+//
+// The provider's signature says only who holds an expert. Who published it
+// and what it is are vouched for by a publication: the publisher signs the
+// expert's CID and metadata with its libp2p key (SignPublication) into a
+// libp2p signed envelope that travels with every announcement of the expert,
+// whoever provides it, and that any node can verify (OpenPublication).
+// Announcements without one are still accepted, as unsigned claims; the View
+// prefers signed metadata to them, and Trusted tells, under a list of trusted
+// publishers, which experts a node may fetch and serve on its own.
 //
 // The pubsub instance must flood-publish, or announcements published before
 // the gossipsub mesh forms (as on a fresh connection) are lost: build it with

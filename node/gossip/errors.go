@@ -18,6 +18,10 @@ var (
 	// ErrDuplicate: an announcement is not newer than one already
 	// accepted from the same provider for the same expert (a replay).
 	ErrDuplicate = errors.New("gossip: duplicate announcement")
+	// ErrPublication: a publication envelope is malformed, its signature
+	// does not verify, its signer is not the publisher it names, or the
+	// announcement carrying it differs from it.
+	ErrPublication = errors.New("gossip: bad publication")
 	// ErrCatalog: a catalog stream was malformed or too large.
 	ErrCatalog = errors.New("gossip: bad catalog")
 	// ErrClosed: the service was closed.

@@ -46,7 +46,13 @@ type Options struct {
 	MaxCatalog int
 	// MaxExperts bounds the view (default DefaultMaxExperts).
 	MaxExperts int
-	Logger     *slog.Logger
+	// TrustedPublishers (trust.publishers): in the view, a publication by
+	// one of them replaces a publication of the same expert by anyone
+	// else, and is never replaced by one (see View.Add). Which experts are
+	// trusted is Trusted's to say; this only keeps another publisher's
+	// signature from hiding a trusted one.
+	TrustedPublishers []peer.ID
+	Logger            *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -128,11 +134,12 @@ type replayKey struct {
 }
 
 // New joins Topic on ps, registers the topic validator and the catalog
-// stream handler on h. catalog returns the experts this node holds now
-// (Provider and Time are filled in when they are sent; nil means none);
-// it must be safe for concurrent use. ps should come from NewPubSub, or at
-// least flood-publish and require signatures (pubsub's defaults do the
-// latter). The Service holds the topic until Serve returns or Close.
+// stream handler on h. catalog returns the experts this node holds now,
+// each with its publication as Envelope if it has one (Provider and Time
+// are filled in when they are sent; nil means none); it must be safe for
+// concurrent use. ps should come from NewPubSub, or at least flood-publish
+// and require signatures (pubsub's defaults do the latter). The Service
+// holds the topic until Serve returns or Close.
 func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Options) (*Service, error) {
 	if h == nil || ps == nil {
 		return nil, errors.New("gossip: New needs a host and a pubsub")
@@ -147,7 +154,7 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 		catalog: catalog,
 		opts:    o,
 		log:     o.Logger.With("component", "gossip"),
-		view:    NewView(o.TTL, o.MaxExperts),
+		view:    NewView(o.TTL, o.MaxExperts).preferring(o.TrustedPublishers),
 		pace:    &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
 		replay:  map[replayKey]time.Time{},
 		pulling: map[peer.ID]bool{},
@@ -192,6 +199,9 @@ func (s *Service) Stats() Stats {
 // Announce tells the swarm that this node holds a.CID. Provider and Time
 // are set to this node and now; Publisher must be set (this node for an
 // expert it published, the original publisher for a fetched one).
+// Envelope, if set, must be a publication of a's metadata
+// (SignPublication; OpenPublication returns the announcement to make of
+// one), or the announcement is refused with ErrPublication.
 func (s *Service) Announce(ctx context.Context, a Announcement) error {
 	return s.publish(ctx, s.stamp(a, time.Now()))
 }
@@ -206,6 +216,9 @@ func (s *Service) stamp(a Announcement, now time.Time) Announcement {
 func (s *Service) publish(ctx context.Context, a Announcement) error {
 	data, err := encode(a)
 	if err != nil {
+		return err
+	}
+	if _, err := checkPublication(a); err != nil { // the validator would refuse it, less clearly
 		return err
 	}
 	if err := s.topic.Publish(ctx, data); err != nil {
@@ -288,7 +301,7 @@ func (s *Service) readLoop(ctx context.Context, sub *pubsub.Subscription) error 
 		if msg.ReceivedFrom == self {
 			continue // our own publication
 		}
-		a, ok := msg.ValidatorData.(Announcement)
+		a, ok := msg.ValidatorData.(checked)
 		if !ok { // the validator always sets it; decode again rather than trust that
 			a, err = decodeVerify(msg.Data, msg.GetFrom(), time.Now(), s.opts.TTL)
 			if err != nil {
@@ -299,7 +312,7 @@ func (s *Service) readLoop(ctx context.Context, sub *pubsub.Subscription) error 
 		if a.Provider == self {
 			continue
 		}
-		s.view.Add(a)
+		s.view.add(a)
 	}
 }
 

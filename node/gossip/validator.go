@@ -11,16 +11,17 @@ import (
 
 // validate is the topic validator. A message is accepted when it decodes
 // to a valid announcement whose provider signed it, dated within the TTL
-// and MaxClockSkew, and newer than the last one accepted for the same
-// expert and provider. Stale and replayed messages are ignored (not
-// forwarded, the sender not penalized); anything else is rejected (the
-// sender is penalized). On accept, msg.ValidatorData holds the
-// Announcement.
+// and MaxClockSkew, whose envelope, if it has one, is a publication of its
+// metadata signed by its publisher, and newer than the last one accepted
+// for the same expert and provider. Stale and replayed messages are
+// ignored (not forwarded, the sender not penalized); anything else is
+// rejected (the sender is penalized). On accept, msg.ValidatorData holds
+// the checked announcement.
 func (s *Service) validate(_ context.Context, src peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	local := src == s.host.ID()
 	a, err := decodeVerify(msg.Data, msg.GetFrom(), time.Now(), s.opts.TTL)
 	if err == nil && !local {
-		err = s.markSeen(a)
+		err = s.markSeen(a.Announcement)
 	}
 	res := verdict(err)
 	if local {

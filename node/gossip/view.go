@@ -20,14 +20,16 @@ const (
 	subscriberBuffer = 64
 )
 
-// View is what a node knows of the swarm: for each expert, the latest
-// announcement of it and the peers that announced holding it, each with
-// when it was last seen. A provider not seen for the TTL is forgotten, and
-// an expert with no provider left with it. It is safe for concurrent use.
+// View is what a node knows of the swarm: for each expert, the
+// announcement whose metadata it believes (see Add) and the peers that
+// announced holding it, each with when it was last seen. A provider not
+// seen for the TTL is forgotten, and an expert with no provider left with
+// it. It is safe for concurrent use.
 type View struct {
-	ttl time.Duration
-	max int
-	now func() time.Time
+	ttl    time.Duration
+	max    int
+	now    func() time.Time
+	prefer map[peer.ID]bool // publishers whose publications win; set before use
 
 	mu      sync.Mutex
 	entries map[cid.Cid]*entry
@@ -38,7 +40,8 @@ type View struct {
 }
 
 type entry struct {
-	ann       Announcement // the latest announcement
+	ann       Announcement // the announcement whose metadata the view holds
+	signed    time.Time    // when ann's verified publication was signed; zero: unsigned
 	providers map[peer.ID]time.Time
 }
 
@@ -48,8 +51,15 @@ type subscriber struct {
 
 // Entry is an expert as the view knows it.
 type Entry struct {
-	Announcement                // the latest announcement of the expert
-	Providers    []ProviderInfo // most recently seen first
+	// Announcement is the announcement whose metadata the view holds (see
+	// View.Add). Its Envelope is the publication of that metadata when
+	// Signed.
+	Announcement
+	// Signed: the metadata, Publisher included, come from a publication
+	// whose publisher's signature the view verified. Otherwise they are a
+	// provider's unverified claim.
+	Signed    bool
+	Providers []ProviderInfo // most recently seen first
 }
 
 // ProviderInfo is a peer that holds an expert.
@@ -84,14 +94,33 @@ func NewView(ttl time.Duration, maxExperts int) *View {
 }
 
 // Add records a: a.Provider holds a.CID as of a.Time (or now, if a.Time
-// is later), and a's metadata replaces the expert's when a is its latest
-// announcement. Add reports whether the expert is new to the view; if so,
-// subscribers are told. It ignores invalid announcements, those older than
-// the TTL, and new experts while the view is full.
+// is later), and a's metadata may replace the expert's. Metadata from a
+// verified publication (a with an Envelope) is preferred to unsigned
+// claims: an unsigned announcement never replaces signed metadata, and a
+// signed one always replaces unsigned metadata. Between publications, one
+// by a preferred publisher (Options.TrustedPublishers) replaces one by
+// another; otherwise the publication held is kept, unless its own
+// publisher signed the new one later. Among unsigned announcements, and
+// among announcements of the same publication, the latest wins.
+//
+// Add reports whether the expert is new to the view; if so, subscribers
+// are told. It ignores invalid announcements, those whose envelope does
+// not verify or differs from them, those older than the TTL, and new
+// experts while the view is full.
 func (v *View) Add(a Announcement) bool {
 	if a.Validate() != nil {
 		return false
 	}
+	signed, err := checkPublication(a)
+	if err != nil {
+		return false
+	}
+	return v.add(checked{a, signed})
+}
+
+// add is Add of an announcement already checked.
+func (v *View) add(c checked) bool {
+	a := c.Announcement
 	now := v.now()
 	seen := a.Time
 	if seen.After(now) {
@@ -113,10 +142,10 @@ func (v *View) Add(a Announcement) bool {
 			v.full.Add(1)
 			return false
 		}
-		e = &entry{ann: a.clone(), providers: map[peer.ID]time.Time{}}
+		e = &entry{ann: a.clone(), signed: c.signed, providers: map[peer.ID]time.Time{}}
 		v.entries[a.CID] = e
-	} else if !a.Time.Before(e.ann.Time) {
-		e.ann = a.clone()
+	} else if v.outranks(c, e) {
+		e.ann, e.signed = a.clone(), c.signed
 	}
 	if last, ok := e.providers[a.Provider]; !ok || seen.After(last) {
 		e.providers[a.Provider] = seen
@@ -131,6 +160,41 @@ func (v *View) Add(a Announcement) bool {
 		}
 	}
 	return isNew
+}
+
+// outranks reports whether c's metadata replaces e's, by the rules of Add.
+// v.mu must be held.
+func (v *View) outranks(c checked, e *entry) bool {
+	cs, es := !c.signed.IsZero(), !e.signed.IsZero()
+	switch {
+	case cs != es:
+		return cs
+	case !cs:
+		return !c.Time.Before(e.ann.Time)
+	}
+	if cp, ep := v.prefer[c.Publisher], v.prefer[e.ann.Publisher]; cp != ep {
+		return cp
+	}
+	switch {
+	case c.Publisher != e.ann.Publisher:
+		return false
+	case !c.signed.Equal(e.signed):
+		return c.signed.After(e.signed)
+	default:
+		return !c.Time.Before(e.ann.Time)
+	}
+}
+
+// preferring makes v prefer publications by publishers (see Add); it is
+// called before v is used.
+func (v *View) preferring(publishers []peer.ID) *View {
+	for _, p := range publishers {
+		if v.prefer == nil {
+			v.prefer = map[peer.ID]bool{}
+		}
+		v.prefer[p] = true
+	}
+	return v
 }
 
 // Get returns the expert c, if some provider of it is known.
@@ -261,7 +325,7 @@ func (v *View) expireEntry(c cid.Cid, e *entry, now time.Time) bool {
 // be held.
 func (v *View) snapshot(e *entry, now time.Time) Entry {
 	limit := now.Add(-v.ttl)
-	out := Entry{Announcement: e.ann.clone(), Providers: make([]ProviderInfo, 0, len(e.providers))}
+	out := Entry{Announcement: e.ann.clone(), Signed: !e.signed.IsZero(), Providers: make([]ProviderInfo, 0, len(e.providers))}
 	for p, t := range e.providers {
 		if !t.Before(limit) {
 			out.Providers = append(out.Providers, ProviderInfo{ID: p, LastSeen: t})

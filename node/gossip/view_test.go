@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -200,4 +201,105 @@ func TestViewMax(t *testing.T) {
 	if v.Add(Announcement{CID: cid.Undef}) {
 		t.Fatal("invalid announcement added")
 	}
+}
+
+// TestViewPrefersSigned: signed metadata wins over unsigned claims, the
+// publication held is kept against another publisher's unless that one is
+// preferred, and a publisher may re-sign.
+func TestViewPrefersSigned(t *testing.T) {
+	v, clk := newTestView(time.Hour, 0)
+	key, publisher := testKey(t)
+	otherKey, otherPublisher := testKey(t)
+	p1, p2 := testPeer(t), testPeer(t)
+	c := testCID(1)
+	named := func(p peer.ID, name string) Announcement {
+		a := clk.ann(1, p)
+		a.Name = name
+		return a
+	}
+	signed := func(k crypto.PrivKey, p peer.ID, name string, at time.Time) Announcement {
+		a := named(p, name)
+		a.Time = at
+		a = sign(t, k, a)
+		a.Time = clk.t
+		return a
+	}
+	check := func(what, name string, isSigned bool, pub peer.ID) {
+		t.Helper()
+		e, ok := v.Get(c)
+		if !ok || e.Name != name || e.Signed != isSigned || e.Publisher != pub || isSigned != (len(e.Envelope) > 0) {
+			t.Fatalf("%s: entry %q signed %v by %s (envelope %d bytes), want %q signed %v by %s",
+				what, e.Name, e.Signed, e.Publisher, len(e.Envelope), name, isSigned, pub)
+		}
+	}
+
+	v.Add(named(p1, "claim"))
+	check("unsigned", "claim", false, p1)
+
+	clk.add(time.Second)
+	t0 := clk.t.Add(-time.Hour) // signed long ago
+	orig := signed(key, p2, "original", t0)
+	orig.Time = clk.t.Add(-time.Minute) // and announced before the claim
+	v.Add(orig)
+	check("signed, announced earlier than the claim", "original", true, publisher)
+
+	clk.add(time.Second)
+	v.Add(named(p1, "rename"))
+	check("a later unsigned claim", "original", true, publisher)
+	if !slices.Contains(v.Providers(c), p1) {
+		t.Fatal("the unsigned announcement's provider not recorded")
+	}
+
+	clk.add(time.Second)
+	v.Add(signed(otherKey, p1, "squatter", clk.t))
+	check("another publisher's later publication", "original", true, publisher)
+
+	clk.add(time.Second)
+	v.Add(signed(key, p1, "re-signed", t0.Add(time.Minute)))
+	check("re-signed later by its publisher", "re-signed", true, publisher)
+	e, _ := v.Get(c)
+	if e.Provider != p1 {
+		t.Fatalf("provider %s", e.Provider)
+	}
+
+	clk.add(time.Second)
+	v.Add(signed(key, p2, "original", t0))
+	check("an older signature of its publisher", "re-signed", true, publisher)
+
+	// The same publication from another provider, later: its
+	// announcement is the latest.
+	clk.add(time.Second)
+	again := signed(key, p2, "re-signed", t0.Add(time.Minute))
+	v.Add(again)
+	if e, _ := v.Get(c); e.Provider != p2 || !e.Time.Equal(again.Time) {
+		t.Fatalf("the latest announcement of the same publication: %+v", e.Announcement)
+	}
+
+	// Add verifies envelopes itself.
+	forged := signed(key, p1, "forged", clk.t)
+	forged.Name = "not signed"
+	if v.Add(forged) {
+		t.Fatal("mismatched envelope: reported new")
+	}
+	check("a mismatched envelope", "re-signed", true, publisher)
+	bad := signed(key, p1, "bad", clk.t)
+	bad.CID = testCID(2)
+	if v.Add(bad) || v.Len() != 1 {
+		t.Fatal("an envelope of another expert added")
+	}
+
+	// A preferred publisher's publication replaces the one held and is
+	// not replaced by another.
+	pv, pclk := newTestView(time.Hour, 0)
+	pv.preferring([]peer.ID{otherPublisher})
+	v, clk = pv, pclk
+	v.Add(signed(key, p1, "first", clk.t))
+	clk.add(time.Second)
+	v.Add(signed(otherKey, p2, "trusted", clk.t))
+	check("a preferred publisher's", "trusted", true, otherPublisher)
+	clk.add(time.Second)
+	v.Add(signed(key, p1, "first, re-signed", clk.t))
+	check("a re-signature of a publisher not preferred", "trusted", true, otherPublisher)
+	v.Add(named(p1, "claim"))
+	check("an unsigned claim", "trusted", true, otherPublisher)
 }

@@ -33,11 +33,19 @@ type Meta struct {
 	// the caller; an entry rebuilt at Open is pinned, since whether it
 	// was is lost.
 	Pinned bool `json:"pinned"`
+	// Envelope is the expert's publication as its publisher signed it (a
+	// libp2p signed envelope), kept to be announced with it; nil if it
+	// has none. The store keeps it as given, never reading it: when set,
+	// it and not the fields above is what vouches for the expert's
+	// metadata. Like the other descriptive fields, it is filled in when
+	// zero (Add, Complete) and lost when an entry is rebuilt.
+	Envelope []byte `json:"envelope,omitempty"`
 }
 
 // clone returns a copy of m that shares no memory with it.
 func (m Meta) clone() Meta {
 	m.TargetModules = slices.Clone(m.TargetModules)
+	m.Envelope = slices.Clone(m.Envelope)
 	return m
 }
 
@@ -66,6 +74,9 @@ func (m *Meta) fill(o Meta) {
 	}
 	if m.SourceBytes == 0 {
 		m.SourceBytes = o.SourceBytes
+	}
+	if len(m.Envelope) == 0 {
+		m.Envelope = slices.Clone(o.Envelope)
 	}
 }
 

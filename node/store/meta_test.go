@@ -1,0 +1,74 @@
+package store
+
+import (
+	"bytes"
+	"os"
+	"testing"
+)
+
+// TestEnvelopeKept: a publication envelope is stored with the expert as
+// given, survives a reopen, is filled in when an expert indexed without
+// one is added or completed again with one, and never replaced by
+// another; Get hands out copies.
+func TestEnvelopeKept(t *testing.T) {
+	e := newEnv(t, 0)
+	s := e.open()
+	env := []byte("\x0a\x24signed envelope bytes\x00\xff")
+	signed := add(t, s, data(30, 4000), Meta{Name: "signed", Envelope: env})
+	unsigned := add(t, s, data(31, 4000), Meta{Name: "unsigned"})
+
+	if m, _ := s.Get(unsigned); m.Envelope != nil {
+		t.Fatalf("unsigned expert has an envelope: %q", m.Envelope)
+	}
+	m, _ := s.Get(signed)
+	if !bytes.Equal(m.Envelope, env) {
+		t.Fatalf("envelope %q, want %q", m.Envelope, env)
+	}
+	m.Envelope[0] ^= 1
+	if m, _ := s.Get(signed); !bytes.Equal(m.Envelope, env) {
+		t.Fatal("Get returned the store's own envelope")
+	}
+
+	// Added later (say, once the publisher signed what the store filled
+	// in from the container) and not replaced by another.
+	later := []byte("a later envelope")
+	add(t, s, data(31, 4000), Meta{Envelope: later})
+	add(t, s, data(30, 4000), Meta{Envelope: []byte("another")})
+	if err := s.Complete(t.Context(), unsigned, Meta{Envelope: []byte("another")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.Get(unsigned); !bytes.Equal(m.Envelope, later) || m.Name != "unsigned" {
+		t.Fatalf("after adding an envelope: %+v", m)
+	}
+	if m, _ := s.Get(signed); !bytes.Equal(m.Envelope, env) {
+		t.Fatalf("envelope replaced: %q", m.Envelope)
+	}
+
+	list := s.List()
+	s.Close()
+	s = e.open()
+	for _, want := range list {
+		root, err := decodeRoot(want.CID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Get(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameMeta(t, got, want)
+	}
+	// The entry file carries it, base64, and omits it when empty.
+	raw, err := os.ReadFile(entryFile(e, signed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte(`"envelope": "CiRzaWduZWQgZW52ZWxvcGUgYnl0ZXMA/w=="`)) {
+		t.Fatalf("entry file:\n%s", raw)
+	}
+	m, _ = s.Get(signed)
+	m.Envelope = nil
+	if b, _ := encodeMeta(m); bytes.Contains(b, []byte("envelope")) {
+		t.Fatalf("an entry without an envelope names one:\n%s", b)
+	}
+}
