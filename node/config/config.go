@@ -16,14 +16,16 @@ import (
 type Config struct {
 	Version int `mapstructure:"version"`
 	// DataDirPath is data_dir as configured; DataDir resolves the default.
-	DataDirPath string         `mapstructure:"data_dir"`
-	Log         LogConfig      `mapstructure:"log"`
-	P2P         P2PConfig      `mapstructure:"p2p"`
-	API         APIConfig      `mapstructure:"api"`
-	Store       StoreConfig    `mapstructure:"store"`
-	Fetch       FetchConfig    `mapstructure:"fetch"`
-	Gossip      GossipConfig   `mapstructure:"gossip"`
-	Compress    CompressConfig `mapstructure:"compress"`
+	DataDirPath string          `mapstructure:"data_dir"`
+	Log         LogConfig       `mapstructure:"log"`
+	P2P         P2PConfig       `mapstructure:"p2p"`
+	API         APIConfig       `mapstructure:"api"`
+	Store       StoreConfig     `mapstructure:"store"`
+	Fetch       FetchConfig     `mapstructure:"fetch"`
+	Gossip      GossipConfig    `mapstructure:"gossip"`
+	Compress    CompressConfig  `mapstructure:"compress"`
+	Inference   InferenceConfig `mapstructure:"inference"`
+	Trust       TrustConfig     `mapstructure:"trust"`
 
 	// File is the configuration file that was read, "" if none.
 	File string `mapstructure:"-"`
@@ -112,6 +114,23 @@ type CompressConfig struct {
 	Density float64 `mapstructure:"density"`
 	Alpha   string  `mapstructure:"alpha"` // auto or a positive number; see compress.ParseAlpha
 	Scope   string  `mapstructure:"scope"` // global or tensor
+}
+
+// InferenceConfig is inference.*: the hand-off to an inference server.
+type InferenceConfig struct {
+	AdaptersDir     string        `mapstructure:"adapters_dir"`
+	ServedModel     string        `mapstructure:"served_model"`
+	DType           string        `mapstructure:"dtype"`
+	VLLMURL         string        `mapstructure:"vllm_url"`
+	VLLMAPIKey      string        `mapstructure:"vllm_api_key"`
+	RetryBackoff    time.Duration `mapstructure:"retry_backoff"`
+	RetryMaxBackoff time.Duration `mapstructure:"retry_max_backoff"`
+	Want            []string      `mapstructure:"want"`
+}
+
+// TrustConfig is trust.*: whose experts are trusted.
+type TrustConfig struct {
+	Publishers []string `mapstructure:"publishers"` // peer IDs
 }
 
 // DataDir returns the data directory: data_dir with a leading ~ expanded,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/node/handoff"
 )
 
 // Allowed values of the enumerated keys.
@@ -45,6 +47,12 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Fetch.validate()...)
 	errs = append(errs, c.Gossip.validate()...)
 	errs = append(errs, c.Compress.validate()...)
+	errs = append(errs, c.Inference.validate()...)
+	for i, s := range c.Trust.Publishers {
+		if _, err := peer.Decode(s); err != nil {
+			errs = append(errs, keyErr(fmt.Sprintf("trust.publishers[%d]", i), "invalid peer ID %q: %w", s, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -214,4 +222,23 @@ func oneOf(key, v string, allowed []string) *KeyError {
 		return nil
 	}
 	return keyErr(key, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+}
+
+func (c *InferenceConfig) validate() []error {
+	var errs []error
+	if _, err := compress.ParseDType(c.DType); err != nil {
+		errs = append(errs, keyErr("inference.dtype", "%w", err))
+	}
+	if c.VLLMURL != "" {
+		if u, err := url.Parse(c.VLLMURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, keyErr("inference.vllm_url", "%q: want http://host:port", c.VLLMURL))
+		}
+	}
+	if c.RetryBackoff <= 0 || c.RetryMaxBackoff < c.RetryBackoff {
+		errs = append(errs, keyErr("inference.retry_backoff", "%v .. %v: want 0 < retry_backoff <= retry_max_backoff", c.RetryBackoff, c.RetryMaxBackoff))
+	}
+	if _, err := handoff.ParseRules(c.Want); err != nil {
+		errs = append(errs, keyErr("inference.want", "%w", err))
+	}
+	return errs
 }

@@ -1,0 +1,111 @@
+package handoff
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/expertd/expertd/compress"
+)
+
+const (
+	fixtures  = "../../compress/testdata/peft"
+	loraDir   = "python-lora-r16"
+	ia3Dir    = "c-ia3"
+	testModel = "gpt2-tiny"
+)
+
+var (
+	containersMu sync.Mutex
+	containers   = map[string][]byte{}
+)
+
+// container returns the .cpeft container of a fixture adapter, encoded once.
+func container(t testing.TB, fixture string) []byte {
+	t.Helper()
+	containersMu.Lock()
+	defer containersMu.Unlock()
+	if b, ok := containers[fixture]; ok {
+		return b
+	}
+	src, err := compress.Load(filepath.Join(fixtures, fixture), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, _, err := compress.Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	containers[fixture] = buf.Bytes()
+	return buf.Bytes()
+}
+
+// opener returns an open func reading b, counting its calls in *n if n is set.
+func opener(b []byte, n *int) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		if n != nil {
+			*n++
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+}
+
+// newTestHandoff returns a Handoff on a fresh directory with a fast backoff.
+func newTestHandoff(t *testing.T, o Options) *Handoff {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Backoff == 0 {
+		o.Backoff, o.MaxBackoff = 2*time.Millisecond, 20*time.Millisecond
+	}
+	h, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// serve runs h.Serve until the test ends.
+func serve(t *testing.T, h *Handoff) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+}
+
+// eventually waits up to 10s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// status returns name's AdapterStatus, ok false if h does not know it.
+func status(h *Handoff, name string) (AdapterStatus, bool) {
+	for _, s := range h.Status() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return AdapterStatus{}, false
+}

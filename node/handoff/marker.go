@@ -1,0 +1,104 @@
+package handoff
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// MarkerFile, inside each adapter directory, records which expert it holds.
+const MarkerFile = ".expertd.json"
+
+// Marker is the content of MarkerFile.
+type Marker struct {
+	CID         string `json:"cid"`
+	Name        string `json:"name"` // the expert's own name, before SanitizeName
+	PeftType    string `json:"peft_type"`
+	DType       string `json:"dtype"` // as configured: "" for source
+	ServedModel string `json:"served_model,omitempty"`
+}
+
+// errNoMarker: a directory exists but holds no marker (not ours).
+var errNoMarker = errors.New("no " + MarkerFile)
+
+// readMarker reads dir's marker: fs.ErrNotExist if dir does not exist,
+// errNoMarker if it exists without a marker.
+func readMarker(dir string) (Marker, error) {
+	var m Marker
+	b, err := os.ReadFile(filepath.Join(dir, MarkerFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Lstat(dir); serr != nil {
+			return m, serr
+		}
+		return m, errNoMarker
+	}
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m.CID == "" {
+		return m, fmt.Errorf("%s: malformed %s", dir, MarkerFile)
+	}
+	return m, nil
+}
+
+func writeMarker(dir string, m Marker) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(dir, MarkerFile), append(b, '\n'))
+}
+
+// Scan lists the adapters expertd wrote in the adapters directory, by
+// directory name, so that the daemon can remove those whose expert it no
+// longer holds after a restart. Directories without a marker are skipped.
+func (h *Handoff) Scan() (map[string]Marker, error) {
+	if h.dir == "" {
+		return nil, ErrDisabled
+	}
+	ents, err := os.ReadDir(h.dir)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
+	out := map[string]Marker{}
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		m, err := readMarker(filepath.Join(h.dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		out[e.Name()] = m
+	}
+	return out, nil
+}
+
+// writeFileSync writes a new file and syncs it.
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// syncDir syncs a directory so that renames in it are durable; best effort.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}

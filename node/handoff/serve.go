@@ -1,0 +1,170 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// job is one vLLM call taken from the queue.
+type job struct {
+	name   string
+	unload bool
+	dir    string
+	gen    uint64
+}
+
+// Serve makes the queued vLLM calls, one at a time, until ctx is done, and
+// returns nil then. Without a vLLM URL it just waits for ctx. Serve may be
+// called once.
+func (h *Handoff) Serve(ctx context.Context) error {
+	if !h.started.CompareAndSwap(false, true) {
+		return errors.New("handoff: Serve called twice")
+	}
+	if h.vllm == nil {
+		<-ctx.Done()
+		return nil
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		j, wait := h.next(time.Now())
+		if j != nil {
+			h.run(ctx, *j)
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		var tick <-chan time.Time
+		if wait > 0 {
+			timer.Reset(wait)
+			tick = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.wake:
+		case <-tick:
+		}
+	}
+}
+
+// next returns the call due first, or nil and how long to wait for the
+// backoff to end (0: wait for work).
+func (h *Handoff) next(now time.Time) (*job, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var first *adapter
+	for _, e := range h.adapters {
+		if (e.needUnload || e.needLoad) && (first == nil || e.seq < first.seq) {
+			first = e
+		}
+	}
+	if first == nil {
+		return nil, 0
+	}
+	if now.Before(h.notBefore) {
+		return nil, h.notBefore.Sub(now)
+	}
+	first.attempts++
+	return &job{name: first.name, unload: first.needUnload, dir: first.dir, gen: first.gen}, 0
+}
+
+// run makes the call j and records its outcome.
+func (h *Handoff) run(ctx context.Context, j job) {
+	var (
+		out outcome
+		msg string
+		err error
+	)
+	if j.unload {
+		out, msg, err = h.vllm.unload(ctx, j.name)
+	} else {
+		out, msg, err = h.vllm.load(ctx, j.name, j.dir)
+	}
+	if err != nil && errCanceled(ctx, err) {
+		return // shutting down: the call stays queued
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if out == unavailable {
+		h.stats.Retries++
+		h.fails++
+		d := h.backoff
+		for i := 1; i < h.fails && d < h.maxBackoff; i++ {
+			d *= 2
+		}
+		d = min(d, h.maxBackoff)
+		h.notBefore = time.Now().Add(d)
+		if e := h.adapters[j.name]; e != nil {
+			e.lastErr = err.Error()
+		}
+		log := h.log.Debug
+		if h.fails == 1 {
+			log = h.log.Warn // once per outage
+		}
+		log("handoff: vLLM unavailable; retrying", "name", j.name, "in", d, "err", err)
+		return
+	}
+	h.fails, h.notBefore = 0, time.Time{}
+	e := h.adapters[j.name]
+	if j.unload {
+		h.unloaded(e, j, out, msg, err)
+	} else {
+		h.loaded(e, j, out, msg, err)
+	}
+}
+
+// unloaded records the outcome of an unload. Called with h.mu held.
+func (h *Handoff) unloaded(e *adapter, j job, out outcome, msg string, err error) {
+	if out == done {
+		h.stats.UnloadOK++
+		h.log.Info("handoff: vLLM unloaded adapter", "name", j.name, "vllm", msg)
+	} else {
+		h.stats.UnloadFailed++
+		h.log.Warn("handoff: vLLM unload failed", "name", j.name, "err", err)
+	}
+	if e == nil {
+		return
+	}
+	e.needUnload = false
+	if out == done {
+		e.loaded = false
+		e.lastErr, e.failed = "", false
+	} else {
+		e.lastErr, e.failed = err.Error(), true
+	}
+	switch {
+	case out == done && e.dir == "" && !e.needLoad:
+		delete(h.adapters, j.name) // removed and unloaded: nothing left to report
+	case out == done && e.needLoad:
+		h.queue(e) // the load of the new copy starts afresh
+	}
+}
+
+// loaded records the outcome of a load. Called with h.mu held.
+func (h *Handoff) loaded(e *adapter, j job, out outcome, msg string, err error) {
+	if out == done {
+		h.stats.LoadOK++
+		h.log.Info("handoff: vLLM loaded adapter", "name", j.name, "dir", j.dir, "vllm", msg)
+	} else {
+		h.stats.LoadFailed++
+		h.log.Warn("handoff: vLLM load failed", "name", j.name, "dir", j.dir, "err", err)
+	}
+	if e == nil {
+		return
+	}
+	if out == done {
+		e.loaded = true // whatever else changed, vLLM holds it now
+	}
+	if e.gen != j.gen {
+		return // removed or replaced meanwhile; the queued calls follow that
+	}
+	e.needLoad = false
+	if out == done {
+		e.lastErr, e.failed = "", false
+	} else {
+		e.lastErr, e.failed = err.Error(), true
+	}
+}

@@ -1,0 +1,161 @@
+package handoff
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// vLLM's runtime LoRA routes (docs/features/lora.md, "Using API Endpoints").
+const (
+	loadPath   = "/v1/load_lora_adapter"
+	unloadPath = "/v1/unload_lora_adapter"
+	maxBody    = 64 << 10 // of a vLLM answer, read for its error message
+)
+
+// vllmClient calls vLLM's load and unload routes.
+type vllmClient struct {
+	base string // scheme://host[:port][/prefix], no trailing slash or /v1
+	key  string
+	hc   *http.Client
+}
+
+func newVLLMClient(raw, key string, hc *http.Client) (*vllmClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("handoff: vLLM URL %q: want http(s)://host:port", raw)
+	}
+	base := strings.TrimSuffix(strings.TrimRight(u.String(), "/"), "/v1")
+	return &vllmClient{base: base, key: key, hc: hc}, nil
+}
+
+// outcome classifies vLLM's answer to a call.
+type outcome int
+
+const (
+	done        outcome = iota // the wanted state holds
+	failed                     // refused; retrying will not help
+	unavailable                // no usable answer; retry later
+)
+
+// load asks vLLM to load the adapter directory path as name.
+func (c *vllmClient) load(ctx context.Context, name, path string) (outcome, string, error) {
+	return c.call(ctx, loadPath, map[string]string{"lora_name": name, "lora_path": path})
+}
+
+// unload asks vLLM to drop the adapter name.
+func (c *vllmClient) unload(ctx context.Context, name string) (outcome, string, error) {
+	return c.call(ctx, unloadPath, map[string]string{"lora_name": name})
+}
+
+// call posts body to route and classifies the answer. On done, the string
+// is vLLM's message (or why the call counts as done).
+func (c *vllmClient) call(ctx context.Context, route string, body map[string]string) (outcome, string, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return failed, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+route, bytes.NewReader(b))
+	if err != nil {
+		return failed, "", fmt.Errorf("%w: %v", ErrVLLM, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return unavailable, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil && resp.StatusCode/100 != 2 {
+		return unavailable, "", fmt.Errorf("%w: reading the answer to %s: %w", ErrUnavailable, route, err)
+	}
+	return classify(route, resp.StatusCode, text)
+}
+
+// vllmError is vLLM's ErrorResponse, in its older flat shape
+// {"object":"error","message",...} or its newer nested one
+// {"error":{"message",...}} (vllm/entrypoints/openai/protocol.py and
+// engine/protocol.py).
+type vllmError struct {
+	Object  string `json:"object"`
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    int    `json:"code"`
+	Error   *struct {
+		Message string `json:"message"`
+		Type    string `json:"type"`
+		Code    int    `json:"code"`
+	} `json:"error"`
+}
+
+// parseVLLMError returns the message and type of a vLLM ErrorResponse, ok
+// false if body is not one (a proxy's page, FastAPI's {"detail":...}).
+func parseVLLMError(body []byte) (msg, typ string, ok bool) {
+	var e vllmError
+	if json.Unmarshal(body, &e) != nil {
+		return "", "", false
+	}
+	if e.Error != nil && (e.Error.Message != "" || e.Error.Type != "") {
+		return e.Error.Message, e.Error.Type, true
+	}
+	if e.Object == "error" || (e.Message != "" && e.Type != "") {
+		return e.Message, e.Type, true
+	}
+	return "", "", false
+}
+
+// classify maps vLLM's answer to an outcome; see the package doc.
+func classify(route string, status int, body []byte) (outcome, string, error) {
+	text := strings.TrimSpace(string(body))
+	if status/100 == 2 {
+		return done, text, nil
+	}
+	msg, typ, isVLLM := parseVLLMError(body)
+	if !isVLLM {
+		msg = text
+	}
+	lower := strings.ToLower(msg)
+	detail := fmt.Sprintf("%s: %d %s", route, status, http.StatusText(status))
+	if msg != "" {
+		detail += ": " + truncate(msg, 500)
+	}
+	switch {
+	case route == loadPath && status == http.StatusBadRequest && strings.Contains(lower, "already been loaded"):
+		return done, "already loaded", nil
+	case route == unloadPath && isVLLM && (status == http.StatusNotFound || status == http.StatusBadRequest) &&
+		(typ == "NotFoundError" || strings.Contains(lower, "cannot be found") || strings.Contains(lower, "not found")):
+		return done, "not loaded", nil
+	case status == http.StatusTooManyRequests || status == http.StatusBadGateway ||
+		status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout:
+		return unavailable, "", fmt.Errorf("%w: %s", ErrUnavailable, detail)
+	case status >= 500 && !isVLLM:
+		return unavailable, "", fmt.Errorf("%w: %s", ErrUnavailable, detail)
+	case status == http.StatusNotFound && !isVLLM:
+		return failed, "", fmt.Errorf("%w: %s (is the server vLLM, started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True?)", ErrVLLM, detail)
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return failed, "", fmt.Errorf("%w: %s (set the vLLM API key)", ErrVLLM, detail)
+	default:
+		return failed, "", fmt.Errorf("%w: %s", ErrVLLM, detail)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// errCanceled reports whether err is the caller's context ending.
+func errCanceled(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
