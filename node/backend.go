@@ -58,13 +58,16 @@ func (n *Node) Experts(f api.Filter) []api.Expert {
 	for _, m := range n.store.List() {
 		local[m.CID] = true
 		if e := expertFromMeta(m); match(e) {
+			e.Trusted = n.trustedMeta(m)
 			out = append(out, e)
 		}
 	}
 	if f.Remote {
 		for _, en := range n.gossip.View().List(gossip.Filter{BaseModel: f.BaseModel, PeftType: f.PeftType, Name: f.Name}) {
 			if !local[en.CID.String()] {
-				out = append(out, expertFromEntry(en))
+				e := expertFromEntry(en)
+				e.Trusted = n.trustedEntry(en)
+				out = append(out, e)
 			}
 		}
 	}
@@ -82,10 +85,13 @@ func (n *Node) Expert(s string) (api.Expert, error) {
 		if en, ok := n.gossip.View().Get(c); ok {
 			e.Providers = expertFromEntry(en).Providers
 		}
+		e.Trusted = n.trustedMeta(m)
 		return e, nil
 	}
 	if en, ok := n.gossip.View().Get(c); ok {
-		return expertFromEntry(en), nil
+		e := expertFromEntry(en)
+		e.Trusted = n.trustedEntry(en)
+		return e, nil
 	}
 	return api.Expert{}, fmt.Errorf("expert %s: %w", c, api.ErrNotFound)
 }
@@ -123,11 +129,27 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 	if err != nil {
 		return api.Expert{}, err
 	}
-	if !m.Pinned {
-		_ = n.store.Pin(c, true)
+	if len(m.Envelope) == 0 || !m.Pinned {
+		// Sign what the store recorded (CID and metadata read from the
+		// container) so peers can check who published it.
+		a, err := announcementFromMeta(m, n.host.ID())
+		if err != nil {
+			return api.Expert{}, err
+		}
+		a.Publisher = n.host.ID()
+		if m.Envelope, err = gossip.SignPublication(n.key, a); err != nil {
+			return api.Expert{}, err
+		}
 		m.Pinned = true
+		if _, err := n.store.AddFile(ctx, file, m); err != nil {
+			return api.Expert{}, err
+		}
+		if m, err = n.store.Get(c); err != nil {
+			return api.Expert{}, err
+		}
 	}
 	n.announce(m)
+	n.handOff(m)
 	n.log.Info("published", "cid", c, "name", m.Name, "bytes", m.Size)
 	return expertFromMeta(m), nil
 }
@@ -247,11 +269,21 @@ func (n *Node) Pin(s string, pinned bool) error {
 	return storeErr(n.store.Pin(c, pinned))
 }
 
-// Remove implements api.Backend.
+// Remove implements api.Backend: it also takes the expert away from the
+// inference server.
 func (n *Node) Remove(s string) error {
 	c, err := parseCID(s)
 	if err != nil {
 		return err
+	}
+	m, err := n.store.Get(c)
+	if err != nil {
+		return storeErr(err)
+	}
+	if n.handoffOn() {
+		if err := n.handoff.Remove(context.Background(), m.CID, m.Name); err != nil {
+			n.log.Warn("remove adapter", "cid", m.CID, "err", err)
+		}
 	}
 	return storeErr(n.store.Remove(c))
 }

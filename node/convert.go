@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -16,7 +18,7 @@ func expertFromMeta(m store.Meta) api.Expert {
 	return api.Expert{
 		CID: m.CID, Name: m.Name, PeftType: m.PeftType, BaseModel: m.BaseModel, Rank: m.Rank,
 		TargetModules: m.TargetModules, Params: m.Params, Density: m.Density, Size: m.Size,
-		Publisher: m.Publisher, Added: m.Added, Local: true, Pinned: m.Pinned,
+		Publisher: m.Publisher, Added: m.Added, Local: true, Pinned: m.Pinned, Signed: len(m.Envelope) > 0,
 	}
 }
 
@@ -25,7 +27,7 @@ func expertFromEntry(e gossip.Entry) api.Expert {
 	x := api.Expert{
 		CID: a.CID.String(), Name: a.Name, PeftType: a.PeftType, BaseModel: a.BaseModel, Rank: a.Rank,
 		TargetModules: a.TargetModules, Params: a.Params, Density: a.Density, Size: a.Size,
-		Publisher: a.Publisher.String(), Added: a.Time,
+		Publisher: a.Publisher.String(), Added: a.Time, Signed: e.Signed,
 	}
 	for _, p := range e.Providers {
 		x.Providers = append(x.Providers, p.ID.String())
@@ -33,7 +35,16 @@ func expertFromEntry(e gossip.Entry) api.Expert {
 	return x
 }
 
+// announcementFromMeta is what this node announces for a stored expert:
+// the publisher's signed publication when there is one (peers check the
+// metadata against it), else the store's metadata, unsigned.
 func announcementFromMeta(m store.Meta, self peer.ID) (gossip.Announcement, error) {
+	if len(m.Envelope) > 0 {
+		if a, err := gossip.OpenPublication(m.Envelope); err == nil && a.CID.String() == m.CID {
+			a.Provider, a.Time = self, time.Time{}
+			return a, nil
+		}
+	}
 	c, err := cid.Decode(m.CID)
 	if err != nil {
 		return gossip.Announcement{}, err
@@ -54,6 +65,13 @@ func metaFromEntry(e gossip.Entry) store.Meta {
 	return store.Meta{
 		CID: a.CID.String(), Name: a.Name, PeftType: a.PeftType, BaseModel: a.BaseModel, Rank: a.Rank,
 		TargetModules: a.TargetModules, Params: a.Params, Density: a.Density, Size: a.Size,
-		Publisher: a.Publisher.String(),
+		Publisher: a.Publisher.String(), Envelope: entryEnvelope(e),
 	}
+}
+
+func entryEnvelope(e gossip.Entry) []byte {
+	if e.Signed {
+		return e.Envelope
+	}
+	return nil
 }

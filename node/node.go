@@ -12,6 +12,7 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/gossip"
+	"github.com/expertd/expertd/node/handoff"
 	"github.com/expertd/expertd/node/metrics"
 	"github.com/expertd/expertd/node/p2p"
 	"github.com/expertd/expertd/node/store"
@@ -35,6 +37,7 @@ const reprovideInterval = 12 * time.Hour
 type Node struct {
 	cfg      *config.Config
 	log      *slog.Logger
+	key      crypto.PrivKey // signs this node's publications
 	p2p      *p2p.Host
 	host     host.Host
 	store    *store.Store
@@ -44,6 +47,8 @@ type Node struct {
 	api      *api.Server
 	apiLn    net.Listener
 	metrics  *metrics.Metrics
+	handoff  *handoff.Handoff
+	want     []handoff.Rule
 
 	quit      chan struct{} // closed when Serve stops
 	mu        sync.Mutex
@@ -75,11 +80,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 	}); err != nil {
 		return nil, err
 	}
-	key, err := p2p.LoadIdentity(filepath.Join(dir, IdentityFile))
-	if err != nil {
+	if n.key, err = p2p.LoadIdentity(filepath.Join(dir, IdentityFile)); err != nil {
 		return nil, err
 	}
-	hopts, err := hostOptions(cfg, key, log)
+	hopts, err := hostOptions(cfg, n.key, log)
 	if err != nil {
 		return nil, err
 	}
@@ -93,10 +97,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 	}
 	if n.gossip, err = gossip.New(n.host, ps, n.catalog, gossip.Options{
 		TTL: cfg.Gossip.TTL, Reannounce: cfg.Gossip.Reannounce, MaxPerSecond: int(cfg.Gossip.MaxPerSecond), Logger: log,
+		TrustedPublishers: n.trustedPeers(),
 	}); err != nil {
 		return nil, err
 	}
 	n.metrics = metrics.New(n.snapshot)
+	if n.handoff, n.want, err = newHandoff(n); err != nil {
+		return nil, err
+	}
 	maxSize := uint64(cfg.Store.MaxExpertSize)
 	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
 		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, Logger: log,
@@ -122,7 +130,7 @@ func (n *Node) APIAddr() string { return n.apiLn.Addr().String() }
 func (n *Node) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
 		n.wg.Add(1)
 		go func() {
@@ -135,6 +143,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	run("gossip", n.gossip.Serve)
 	run("fetch", n.provider.Serve)
 	run("api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) })
+	run("inference", n.serveInference)
 	run("bootstrap", func(ctx context.Context) error {
 		if err := n.p2p.Bootstrap(ctx); err != nil {
 			n.log.Warn("bootstrap", "err", err)

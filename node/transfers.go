@@ -139,6 +139,7 @@ func (n *Node) complete(ctx context.Context, c cid.Cid, meta store.Meta) error {
 		return err
 	}
 	n.announce(m)
+	n.handOff(m)
 	return nil
 }
 

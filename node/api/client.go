@@ -151,3 +151,9 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	var v Status
 	return v, c.do(ctx, http.MethodGet, "/v1/status", nil, &v)
 }
+
+// Resolve asks the daemon to fetch and materialize the expert called name.
+func (c *Client) Resolve(ctx context.Context, name string) (Materialized, error) {
+	var v Materialized
+	return v, c.do(ctx, http.MethodGet, "/v1/resolve/"+url.PathEscape(name), nil, &v)
+}

@@ -73,6 +73,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/publish", auth(s.publish))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
+	mux.Handle("GET /v1/resolve/{name}", auth(s.resolve))
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.authenticate(s.metrics))
 	}
@@ -208,6 +209,11 @@ func (s *Server) startFetch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	t, err := s.backend.Transfer(r.PathValue("cid"))
 	respond(w, t, err)
+}
+
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	m, err := s.backend.Resolve(r.Context(), r.PathValue("name"))
+	respond(w, m, err)
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {

@@ -63,7 +63,15 @@ func (f *fakeBackend) Pin(c string, p bool) error {
 	return nil
 }
 func (f *fakeBackend) Remove(c string) error { return errors.New("disk on fire") }
-func (f *fakeBackend) Status() Status        { return f.status }
+func (f *fakeBackend) Resolve(_ context.Context, name string) (Materialized, error) {
+	for _, e := range f.experts {
+		if e.Name == name {
+			return Materialized{CID: e.CID, Dir: "/adapters/" + name}, nil
+		}
+	}
+	return Materialized{}, fmt.Errorf("%w: no expert %q", ErrNotFound, name)
+}
+func (f *fakeBackend) Status() Status { return f.status }
 
 var _ Backend = (*fakeBackend)(nil)
 
@@ -98,6 +106,9 @@ func TestAPIRoutes(t *testing.T) {
 	}
 	if m, err := c.Materialize(ctx, "bafka", MaterializeRequest{Dir: "/d"}); err != nil || m.Dir != "/d" {
 		t.Fatalf("materialize %+v %v", m, err)
+	}
+	if m, err := c.Resolve(ctx, "a"); err != nil || m.Dir != "/adapters/a" {
+		t.Fatalf("resolve %+v %v", m, err)
 	}
 }
 

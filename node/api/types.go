@@ -30,6 +30,9 @@ type Backend interface {
 	Materialize(ctx context.Context, cid string, r MaterializeRequest) (Materialized, error)
 	Pin(cid string, pinned bool) error
 	Remove(cid string) error
+	// Resolve fetches (if needed) and materializes the expert called name
+	// for the inference server and returns its directory.
+	Resolve(ctx context.Context, name string) (Materialized, error)
 	// Status is everything the status page shows, read in one call.
 	Status() Status
 }
@@ -81,6 +84,8 @@ type Expert struct {
 	Publisher     string    `json:"publisher,omitempty"`
 	Added         time.Time `json:"added,omitzero"`
 	Local         bool      `json:"local"`
+	Signed        bool      `json:"signed"`  // metadata signed by the publisher
+	Trusted       bool      `json:"trusted"` // per trust.publishers`
 	Pinned        bool      `json:"pinned"`
 	Providers     []string  `json:"providers,omitempty"`
 }

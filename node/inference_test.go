@@ -1,0 +1,142 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/expertd/expertd/node/api"
+)
+
+// TestHandOff: a node beside an inference server prefetches what its
+// want rule matches as soon as gossip announces it, writes it into the
+// adapters dir for the served model, and resolves another expert by name on
+// demand.
+func TestHandOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two libp2p nodes")
+	}
+	a := startNode(t, nil, nil)
+	adapters := t.TempDir()
+	b := startNode(t, addr(a), map[string]any{
+		"inference.adapters_dir": adapters,
+		"inference.served_model": "tiny-gpt",
+		"inference.want":         []string{"name=python*"},
+	})
+	eventually(t, 10*time.Second, "b connected to a", func() bool { return len(b.Peers()) > 0 })
+	time.Sleep(time.Second) // let the gossip mesh form, as between running daemons
+
+	py, _ := filepath.Abs(fixture)
+	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
+	pub, err := a.Publish(context.Background(), api.PublishRequest{Path: py, Name: "python-helper"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Publish(context.Background(), api.PublishRequest{Path: ia3, Name: "c-ia3"}); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(adapters, "python-helper", "adapter_config.json")
+	eventually(t, 20*time.Second, "prefetched python-helper written to the adapters dir", func() bool {
+		_, err := os.Stat(filepath.Join(adapters, "python-helper", "adapter_model.safetensors"))
+		return err == nil
+	})
+	var cfg struct {
+		BaseModel string `json:"base_model_name_or_path"`
+	}
+	data, err := os.ReadFile(cfgPath)
+	if err != nil || json.Unmarshal(data, &cfg) != nil || cfg.BaseModel != "tiny-gpt" {
+		t.Fatalf("adapter_config.json base model %q (%v)", cfg.BaseModel, err)
+	}
+	if e, err := b.Expert(pub.CID); err != nil || !e.Local {
+		t.Fatalf("prefetched expert not stored: %+v %v", e, err)
+	}
+	if _, err := os.Stat(filepath.Join(adapters, "c-ia3")); !os.IsNotExist(err) {
+		t.Fatal("c-ia3 matches no want rule but was written")
+	}
+
+	eventually(t, 10*time.Second, "b knows c-ia3", func() bool {
+		for _, e := range b.Experts(api.Filter{Remote: true, Name: "c-ia3"}) {
+			if len(e.Providers) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := b.Resolve(ctx, "c-ia3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Dir != filepath.Join(adapters, "c-ia3") {
+		t.Fatalf("resolved into %s", m.Dir)
+	}
+	if _, err := os.Stat(filepath.Join(m.Dir, "adapter_model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, "nobody"); err == nil {
+		t.Fatal("resolved an unknown name")
+	}
+	// Removing the expert takes it away from the server too.
+	if err := b.Remove(pub.CID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(adapters, "python-helper")); !os.IsNotExist(err) {
+		t.Fatal("removed expert still in the adapters dir")
+	}
+}
+
+// TestTrustedPublishers: with trust.publishers set, an expert published by
+// anyone else is listed as untrusted and never prefetched or written for
+// the inference server; a trusted publisher's signed expert is.
+func TestTrustedPublishers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three libp2p nodes")
+	}
+	good := startNode(t, nil, nil)
+	other := startNode(t, addr(good), nil)
+	adapters := t.TempDir()
+	b := startNode(t, addr(good), map[string]any{
+		"inference.adapters_dir": adapters,
+		"inference.want":         []string{"name=*"},
+		"trust.publishers":       []string{good.Identity().ID},
+	})
+	eventually(t, 10*time.Second, "b connected", func() bool { return len(b.Peers()) > 0 })
+	time.Sleep(time.Second)
+	py, _ := filepath.Abs(fixture)
+	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
+	gp, err := good.Publish(context.Background(), api.PublishRequest{Path: py, Name: "from-good"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := other.Publish(context.Background(), api.PublishRequest{Path: ia3, Name: "from-other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "trusted expert prefetched and written", func() bool {
+		_, err := os.Stat(filepath.Join(adapters, "from-good", "adapter_model.safetensors"))
+		return err == nil
+	})
+	eventually(t, 10*time.Second, "b lists the other expert", func() bool { _, err := b.Expert(op.CID); return err == nil })
+	e, _ := b.Expert(op.CID)
+	if e.Trusted || e.Local {
+		t.Fatalf("untrusted expert: %+v", e)
+	}
+	if g, _ := b.Expert(gp.CID); !g.Trusted || !g.Signed {
+		t.Fatalf("trusted expert: %+v", g)
+	}
+	if _, err := os.Stat(filepath.Join(adapters, "from-other")); !os.IsNotExist(err) {
+		t.Fatal("an untrusted expert was written for the inference server")
+	}
+	// Fetched by hand it is stored, but still not handed to the server.
+	waitFetched(t, b, op.CID)
+	if _, err := b.Materialize(context.Background(), op.CID, api.MaterializeRequest{Dir: filepath.Join(t.TempDir(), "x")}); err != nil {
+		t.Fatalf("explicit materialize to a user dir: %v", err)
+	}
+	if _, err := b.Resolve(context.Background(), "from-other"); err == nil {
+		t.Fatal("resolve handed an untrusted expert to the server")
+	}
+}
