@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/config"
 )
 
 // The commands in this file talk to a running daemon through its API.
@@ -22,12 +25,25 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 		Short: "Compress (if a directory) and publish an expert; prints its CID",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := client(cmd, v)
+			cfg, err := loadConfig(cmd, v)
 			if err != nil {
 				return err
 			}
+			c := api.NewClient(cfg.API.Listen, cfg.API.Token)
 			if req.Path, err = filepath.Abs(args[0]); err != nil {
 				return err
+			}
+			if req.Name == "" {
+				req.Name = filepath.Base(req.Path)
+			}
+			if st, err := os.Stat(req.Path); err == nil && st.IsDir() {
+				// Compress here, with progress, and hand the daemon the container.
+				file, err := compressForPublish(cmd, req, cfg.Compress)
+				if err != nil {
+					return fmt.Errorf("publish %s: %w", args[0], err)
+				}
+				defer os.Remove(file)
+				req.Path, req.Base = file, ""
 			}
 			e, err := c.Publish(cmd.Context(), req)
 			if err != nil {
@@ -39,11 +55,65 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Name, "name", "", "name of the expert (default: the directory's name)")
-	f.Float64Var(&req.Density, "density", 0, "fraction kept (default: the daemon's compress.density)")
-	f.StringVar(&req.Alpha, "alpha", "", "auto or a multiplier of std (default: the daemon's compress.alpha)")
-	f.StringVar(&req.Scope, "scope", "", "global or tensor (default: the daemon's compress.scope)")
+	f.Float64Var(&req.Density, "density", 0, "fraction kept (default: compress.density)")
+	f.StringVar(&req.Alpha, "alpha", "", "auto or a multiplier of std (default: compress.alpha)")
+	f.StringVar(&req.Scope, "scope", "", "global or tensor (default: compress.scope)")
 	f.StringVar(&req.Base, "base", "", "base model directory, for a full fine-tune")
 	return cmd
+}
+
+// compressForPublish compresses an adapter directory into a temporary
+// container, showing progress, with the request's options over the
+// configured defaults.
+func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.CompressConfig) (string, error) {
+	density, alphaS, scope := def.Density, def.Alpha, def.Scope
+	if req.Density != 0 {
+		density = req.Density
+	}
+	if req.Alpha != "" {
+		alphaS = req.Alpha
+	}
+	if req.Scope != "" {
+		scope = req.Scope
+	}
+	alpha, err := compress.ParseAlpha(alphaS)
+	if err != nil {
+		return "", err
+	}
+	size := dirWeightsSize(req.Path)
+	bar := newBar(cmd.ErrOrStderr(), "publish "+req.Name+": read")
+	src, err := compress.LoadProgress(req.Path, req.Base, func(done, total int64) {
+		bar.update(uint64(done*size/max(total, 1)), uint64(size))
+	})
+	if err != nil {
+		return "", err
+	}
+	bar.finish(uint64(size), uint64(size))
+	f, err := os.CreateTemp("", "expertd-publish-*.cpeft")
+	if err != nil {
+		return "", err
+	}
+	_, _, err = compress.Encode(f, src, compress.WithDensity(density), compress.WithAlpha(alpha), compress.WithScope(scope))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// dirWeightsSize is the size of the safetensors files in dir.
+func dirWeightsSize(dir string) int64 {
+	var n int64
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
 }
 
 func newFetchCmd(v *viper.Viper) *cobra.Command {
