@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -35,7 +36,9 @@ func (n *Node) Peers() []api.Peer {
 	for _, p := range n.host.Network().Peers() {
 		ap := api.Peer{ID: p.String()}
 		for _, c := range n.host.Network().ConnsToPeer(p) {
-			ap.Addrs = append(ap.Addrs, c.RemoteMultiaddr().String())
+			if a := c.RemoteMultiaddr().String(); !slices.Contains(ap.Addrs, a) {
+				ap.Addrs = append(ap.Addrs, a)
+			}
 		}
 		if l := n.host.Peerstore().LatencyEWMA(p); l > 0 {
 			ap.LatencyMS = float64(l) / float64(time.Millisecond)
