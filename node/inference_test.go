@@ -53,6 +53,9 @@ func TestHandOff(t *testing.T) {
 	if e, err := b.Expert(pub.CID); err != nil || !e.Local {
 		t.Fatalf("prefetched expert not stored: %+v %v", e, err)
 	}
+	if st := b.Status(); len(st.Adapters) == 0 || st.Adapters[0].Name != "python-helper" {
+		t.Fatalf("status adapters: %+v", st.Adapters)
+	}
 	if _, err := os.Stat(filepath.Join(adapters, "c-ia3")); !os.IsNotExist(err) {
 		t.Fatal("c-ia3 matches no want rule but was written")
 	}

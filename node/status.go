@@ -31,6 +31,13 @@ func (n *Node) Status() api.Status {
 	}
 	n.mu.Unlock()
 	sort.Slice(s.Transfers, func(i, j int) bool { return s.Transfers[i].Started.After(s.Transfers[j].Started) })
+	s.Adapters = []api.Adapter{}
+	for _, a := range n.handoff.Status() {
+		s.Adapters = append(s.Adapters, api.Adapter{
+			Name: a.Name, CID: a.CID, Dir: a.Dir, PeftType: a.PeftType, Loaded: a.Loaded, Pending: a.Pending,
+			Attempts: a.Attempts, Failed: a.Failed, LastError: a.LastError, Note: a.Note,
+		})
+	}
 	return s
 }
 

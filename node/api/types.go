@@ -47,6 +47,9 @@ type Status struct {
 	// Transfers are the fetches the node tracks: the running ones and any
 	// finished ones it still remembers.
 	Transfers []Transfer `json:"transfers"`
+	// Adapters are the experts handed to the inference server
+	// (inference.adapters_dir) and their vLLM state.
+	Adapters []Adapter `json:"adapters"`
 }
 
 // Identity is the node's peer ID and addresses.
@@ -129,6 +132,20 @@ type MaterializeRequest struct {
 type Materialized struct {
 	CID string `json:"cid"`
 	Dir string `json:"dir"`
+}
+
+// Adapter is one expert written for the inference server.
+type Adapter struct {
+	Name      string `json:"name"` // directory name and vLLM lora_name
+	CID       string `json:"cid"`
+	Dir       string `json:"dir,omitempty"`
+	PeftType  string `json:"peft_type,omitempty"`
+	Loaded    bool   `json:"loaded"`            // vLLM acknowledged the load
+	Pending   string `json:"pending,omitempty"` // "load" or "unload" while a vLLM call is due
+	Attempts  int    `json:"attempts"`
+	Failed    bool   `json:"failed,omitempty"` // the last vLLM call failed for good
+	LastError string `json:"last_error,omitempty"`
+	Note      string `json:"note,omitempty"`
 }
 
 // errorBody is every error response.
