@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -292,8 +293,10 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		delete(r.active, w)
 		if w.want == nil && w.req.GetParts() > 0 {
 			r.parts = append(r.parts, w.req.GetPart())
-		} else if w.want != nil {
-			for _, i := range w.want[w.next:] {
+		} else if w.want != nil && w.next < w.limit {
+			// Past limit was stolen: the thief's. Blocks already in flight
+			// when a cut worker was cancelled may take next past limit.
+			for _, i := range w.want[w.next:w.limit] {
 				if !r.have[i] {
 					r.pool = append(r.pool, i)
 				}
@@ -365,6 +368,8 @@ func (r *run) schedule(ctx context.Context) {
 			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Part: part, Parts: r.nparts})
 		case r.layout != nil && len(r.pool) > 0:
 			r.parts = nil
+			// Leftovers of several workers: a request's ranges must ascend.
+			slices.Sort(r.pool)
 			// Split the pool evenly between the idle peers left.
 			n := (len(r.pool) + len(r.idle) - 1) / len(r.idle)
 			take := r.pool[:n]
