@@ -47,6 +47,7 @@ type Node struct {
 	api      *api.Server
 	apiLn    net.Listener
 	metrics  *metrics.Metrics
+	stopPS   context.CancelFunc // stops the pubsub, which outlives New's ctx
 	handoff  *handoff.Handoff
 	want     []handoff.Rule
 
@@ -91,7 +92,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 		return nil, err
 	}
 	n.host = n.p2p.Host
-	ps, err := gossip.NewPubSub(ctx, n.host)
+	// The pubsub runs until its context ends: Close ends it, not New's ctx
+	// (which, as for the host, bounds construction only).
+	psCtx, stopPS := context.WithCancel(context.Background())
+	n.stopPS = stopPS
+	ps, err := gossip.NewPubSub(psCtx, n.host)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +179,9 @@ func (n *Node) Close() error {
 	var errs []error
 	if n.gossip != nil {
 		errs = append(errs, n.gossip.Close())
+	}
+	if n.stopPS != nil {
+		n.stopPS()
 	}
 	if n.p2p != nil {
 		errs = append(errs, n.p2p.Close())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+	"go.uber.org/goleak"
 
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
@@ -143,4 +144,14 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestCloseReleasesGoroutines: a node started, served and closed leaves no
+// goroutine behind.
+func TestCloseReleasesGoroutines(t *testing.T) {
+	base := goleak.IgnoreCurrent()
+	t.Run("node", func(t *testing.T) { startNode(t, nil, nil) })
+	if err := goleak.Find(base); err != nil {
+		t.Fatal(err)
+	}
 }
