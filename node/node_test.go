@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -12,8 +13,10 @@ import (
 	"github.com/spf13/viper"
 	"go.uber.org/goleak"
 
+	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
+	"github.com/expertd/expertd/node/unixfs"
 )
 
 const fixture = "../compress/testdata/peft/python-lora-r16"
@@ -154,4 +157,43 @@ func TestCloseReleasesGoroutines(t *testing.T) {
 	if err := goleak.Find(base); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFetchRetriesUntilProviderAppears: a fetch started before anyone
+// provides the expert keeps trying (with backoff) and completes once a
+// provider publishes it.
+func TestFetchRetriesUntilProviderAppears(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two libp2p nodes")
+	}
+	a := startNode(t, nil, nil)
+	b := startNode(t, addr(a), nil)
+	abs, _ := filepath.Abs(fixture)
+	src, err := compress.Load(abs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, _, err := compress.Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	l, err := unixfs.Build(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.StartFetch(l.Root.String()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if tr, _ := b.Transfer(l.Root.String()); tr.State != api.StateRunning {
+		t.Fatalf("fetch with no provider anywhere: %+v, want still running (retrying)", tr)
+	}
+	pub, err := a.Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"})
+	if err != nil || pub.CID != l.Root.String() {
+		t.Fatalf("published %s (%v), expected %s", pub.CID, err, l.Root)
+	}
+	eventually(t, 30*time.Second, "fetch completes after the provider appears", func() bool {
+		tr, err := b.Transfer(pub.CID)
+		return err == nil && tr.State == api.StateDone
+	})
 }

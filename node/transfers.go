@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -73,11 +74,37 @@ func (n *Node) Transfer(s string) (api.Transfer, error) {
 	return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
 }
 
-// fetch finds providers (gossip first, then the DHT), fetches, indexes the
-// expert and becomes a provider of it.
+// fetchAttempts bounds the retries of a fetch whose providers were busy,
+// gone or not yet known; waits double from one second.
+const fetchAttempts = 5
+
+// fetch runs fetchOnce, retrying with backoff: a provider that answered
+// BUSY (too many concurrent fetches) or vanished may serve a moment later,
+// and provider records may still be spreading. Verified blocks are kept
+// between attempts, so a retry only fetches what is missing.
 func (n *Node) fetch(c cid.Cid, t *api.Transfer) error {
 	ctx, cancel := n.stopContext()
 	defer cancel()
+	wait := time.Second
+	for attempt := 1; ; attempt++ {
+		err := n.fetchOnce(ctx, c, t)
+		if err == nil || attempt == fetchAttempts || ctx.Err() != nil ||
+			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) {
+			return err
+		}
+		n.log.Info("fetch attempt failed; retrying", "cid", c, "attempt", attempt, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// fetchOnce finds providers (gossip first, then the DHT), fetches, indexes
+// the expert and becomes a provider of it.
+func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer) error {
 	progress := func(p fetch.Progress) {
 		n.mu.Lock()
 		t.Bytes, t.Total = p.Bytes, p.Total
