@@ -112,7 +112,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 	}
 	maxSize := uint64(cfg.Store.MaxExpertSize)
 	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
-		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, Logger: log,
+		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, MaxStreams: cfg.Fetch.MaxStreams,
+		PeerRate: int64(cfg.Fetch.ServeRate), Logger: log,
 		Served: func(_ peer.ID, b int) { n.metrics.BytesSent(b) },
 	})
 	n.fetcher = fetch.NewFetcher(n.host, n.store, fetch.Options{

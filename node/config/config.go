@@ -98,6 +98,8 @@ type StoreConfig struct {
 type FetchConfig struct {
 	MaxProviders   int           `mapstructure:"max_providers"`
 	StreamsPerPeer int           `mapstructure:"streams_per_peer"`
+	MaxStreams     int           `mapstructure:"max_streams"`
+	ServeRate      Size          `mapstructure:"serve_rate_per_peer"` // bytes per second; 0: no cap
 	IdleTimeout    time.Duration `mapstructure:"idle_timeout"`
 	MinRate        Size          `mapstructure:"min_rate"` // bytes per second
 }

@@ -175,6 +175,12 @@ func (f *FetchConfig) validate() []error {
 	if f.MaxProviders < 1 {
 		errs = append(errs, keyErr("fetch.max_providers", "must be at least 1, got %d", f.MaxProviders))
 	}
+	if f.MaxStreams < 1 {
+		errs = append(errs, keyErr("fetch.max_streams", "must be at least 1, got %d", f.MaxStreams))
+	}
+	if f.ServeRate < 0 {
+		errs = append(errs, keyErr("fetch.serve_rate_per_peer", "must not be negative"))
+	}
 	if f.StreamsPerPeer < 1 {
 		errs = append(errs, keyErr("fetch.streams_per_peer", "must be at least 1, got %d", f.StreamsPerPeer))
 	}

@@ -441,3 +441,27 @@ func TestFetchShareOfLateFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderPeerRate: a per-peer serving cap slows one peer's fetch to
+// about the configured rate.
+func TestProviderPeerRate(t *testing.T) {
+	data := randomBytes(3<<20, 12)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	h := newHost(t)
+	p := NewProvider(h, src, ProviderOptions{PeerRate: 2 << 20}) // 2 MiB/s
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Serve(ctx)
+	connect(t, reqHost, h)
+	waitHandler(t, h)
+	start := time.Now()
+	if _, err := NewFetcher(reqHost, newMem(), Options{}).Fetch(context.Background(), l.Root, ids(h), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The first leaf goes in the initial burst; the other two take >= 1 s.
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Fatalf("3 MiB at a 2 MiB/s cap took %v", took)
+	}
+}

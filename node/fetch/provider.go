@@ -27,7 +27,10 @@ type ProviderOptions struct {
 	StreamsPerPeer int           // concurrent fetch streams per peer (default 4)
 	MaxStreams     int           // concurrent fetch streams in all (default 64)
 	WriteTimeout   time.Duration // per frame (default 30s)
-	Logger         *slog.Logger
+	// PeerRate caps the bytes per second served to one peer, over all its
+	// streams (0: no cap).
+	PeerRate int64
+	Logger   *slog.Logger
 	// Served, if set, is called after each block sent, with its size.
 	Served func(p peer.ID, bytes int)
 }
@@ -56,6 +59,8 @@ type Provider struct {
 	blocks Blocks
 	opts   ProviderOptions
 
+	throttle *throttle
+
 	mu      sync.Mutex
 	perPeer map[peer.ID]int
 	total   int
@@ -64,7 +69,7 @@ type Provider struct {
 // NewProvider returns a provider; Serve registers it on the host.
 func NewProvider(h host.Host, b Blocks, o ProviderOptions) *Provider {
 	o.defaults()
-	return &Provider{host: h, blocks: b, opts: o, perPeer: map[peer.ID]int{}}
+	return &Provider{host: h, blocks: b, opts: o, perPeer: map[peer.ID]int{}, throttle: newThrottle(o.PeerRate)}
 }
 
 // Serve handles fetch streams until ctx is done.
@@ -153,6 +158,8 @@ func (p *Provider) serve(ctx context.Context, s network.Stream, remote peer.ID) 
 	if buf, err = writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, buf); err != nil {
 		return err
 	}
+	lim := p.throttle.open(remote)
+	defer p.throttle.close(remote)
 	frame := &pb.FetchFrame{}
 	blk := &pb.Block{}
 	frame.Body = &pb.FetchFrame_Block{Block: blk}
@@ -164,6 +171,9 @@ func (p *Provider) serve(ctx context.Context, s network.Stream, remote peer.ID) 
 			data, err := p.blocks.GetBlock(layout.Leaves[i].Cid)
 			if err != nil {
 				return fail(pb.FetchError_INTERNAL, "leaf %d: %v", i, err)
+			}
+			if err := wait(ctx, lim, len(data)); err != nil {
+				return err
 			}
 			blk.Index, blk.Data = i, data
 			_ = s.SetWriteDeadline(time.Now().Add(p.opts.WriteTimeout))
