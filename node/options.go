@@ -17,63 +17,15 @@ import (
 func hostOptions(cfg *config.Config, key crypto.PrivKey, log *slog.Logger) (p2p.Options, error) {
 	listen, err := p2p.ParseMultiaddrs(cfg.P2P.Listen)
 	if err != nil {
-		var psk []byte
-		if cfg.P2P.PSKFile != "" {
-			if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
-				return p2p.Options{}, fmt.Errorf("p2p.psk_file: %w", err)
-			}
-		}
-		var allow []peer.ID
-		for i, s := range cfg.P2P.AllowPeers {
-			id, err := peer.Decode(s)
-			if err != nil {
-				return p2p.Options{}, fmt.Errorf("p2p.allow_peers[%d]: %w", i, err)
-			}
-			allow = append(allow, id)
-		}
-		return p2p.Options{
-			PSK:        psk,
-			AllowPeers: allow}, fmt.Errorf("p2p.listen: %w", err)
+		return p2p.Options{}, fmt.Errorf("p2p.listen: %w", err)
 	}
 	boot, err := p2p.ParseAddrInfos(cfg.P2P.Bootstrap)
 	if err != nil {
-		var psk []byte
-		if cfg.P2P.PSKFile != "" {
-			if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
-				return p2p.Options{}, fmt.Errorf("p2p.psk_file: %w", err)
-			}
-		}
-		var allow []peer.ID
-		for i, s := range cfg.P2P.AllowPeers {
-			id, err := peer.Decode(s)
-			if err != nil {
-				return p2p.Options{}, fmt.Errorf("p2p.allow_peers[%d]: %w", i, err)
-			}
-			allow = append(allow, id)
-		}
-		return p2p.Options{
-			PSK:        psk,
-			AllowPeers: allow}, fmt.Errorf("p2p.bootstrap: %w", err)
+		return p2p.Options{}, fmt.Errorf("p2p.bootstrap: %w", err)
 	}
 	relays, err := p2p.ParseAddrInfos(cfg.P2P.Relays)
 	if err != nil {
-		var psk []byte
-		if cfg.P2P.PSKFile != "" {
-			if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
-				return p2p.Options{}, fmt.Errorf("p2p.psk_file: %w", err)
-			}
-		}
-		var allow []peer.ID
-		for i, s := range cfg.P2P.AllowPeers {
-			id, err := peer.Decode(s)
-			if err != nil {
-				return p2p.Options{}, fmt.Errorf("p2p.allow_peers[%d]: %w", i, err)
-			}
-			allow = append(allow, id)
-		}
-		return p2p.Options{
-			PSK:        psk,
-			AllowPeers: allow}, fmt.Errorf("p2p.relays: %w", err)
+		return p2p.Options{}, fmt.Errorf("p2p.relays: %w", err)
 	}
 	var psk []byte
 	if cfg.P2P.PSKFile != "" {

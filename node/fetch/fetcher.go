@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -289,9 +288,20 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			w.cut = true
 			w.cancel()
 		}
+		if len(r.idle) > 0 { // a victim's rate is known from its first block on
+			r.schedule(ctx)
+		}
 	case evEnd:
 		delete(r.active, w)
-		if w.want == nil && w.req.GetParts() > 0 {
+		if w.want == nil && len(w.req.GetRanges()) > 0 {
+			for _, rg := range w.req.GetRanges() { // failed before its header
+				for i := rg.GetStart(); i < rg.GetEnd(); i++ {
+					if !r.have[i] {
+						r.pool = append(r.pool, i)
+					}
+				}
+			}
+		} else if w.want == nil && w.req.GetParts() > 0 {
 			r.parts = append(r.parts, w.req.GetPart())
 		} else if w.want != nil && w.next < w.limit {
 			// Past limit was stolen: the thief's. Blocks already in flight
@@ -399,7 +409,9 @@ func (r *run) steal(ctx context.Context, p peer.ID) {
 		if w.want == nil || w.cut || left < 2 {
 			continue
 		}
-		eta := time.Duration(math.MaxInt64)
+		// No block yet: assume the first arrives now (not "never"), so a
+		// worker whose header just came in is not robbed.
+		eta := time.Duration(left) * time.Since(w.header)
 		if w.got > 0 {
 			rate := float64(w.got) / time.Since(w.header).Seconds()
 			eta = time.Duration(float64(left) * leaf / rate * float64(time.Second))
