@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -126,7 +127,7 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 	meta := store.Meta{Name: name, Publisher: n.host.ID().String(), Pinned: true}
 	c, err := n.store.AddFile(ctx, file, meta)
 	if err != nil {
-		return api.Expert{}, err
+		return api.Expert{}, storeErr(err)
 	}
 	m, err := n.store.Get(c)
 	if err != nil {
@@ -246,6 +247,11 @@ func (n *Node) Materialize(ctx context.Context, s string, r api.MaterializeReque
 	if !filepath.IsAbs(r.Dir) {
 		return api.Materialized{}, fmt.Errorf("%w: dir %q must be an absolute path", api.ErrBadRequest, r.Dir)
 	}
+	for _, root := range []string{n.handoff.Dir(), n.cfg.DataDir()} {
+		if rel, err := filepath.Rel(root, filepath.Clean(r.Dir)); root != "" && err == nil && !strings.HasPrefix(rel, "..") {
+			return api.Materialized{}, fmt.Errorf("%w: dir %q is inside %s, which expertd manages", api.ErrBadRequest, r.Dir, root)
+		}
+	}
 	rc, err := n.store.Open(ctx, c)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -255,7 +261,7 @@ func (n *Node) Materialize(ctx context.Context, s string, r api.MaterializeReque
 	}
 	defer rc.Close()
 	if _, err := compress.Expand(rc, r.Dir, compress.ExpandOptions{DType: r.DType}); err != nil {
-		if errors.Is(err, compress.ErrOption) {
+		if errors.Is(err, compress.ErrOption) || errors.Is(err, compress.ErrBase) {
 			return api.Materialized{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 		}
 		return api.Materialized{}, err
@@ -292,8 +298,13 @@ func (n *Node) Remove(s string) error {
 }
 
 func storeErr(err error) error {
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	case errors.Is(err, store.ErrQuota):
+		return fmt.Errorf("%w: %v", api.ErrConflict, err)
+	case errors.Is(err, store.ErrTooLarge):
+		return fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	return err
 }

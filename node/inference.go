@@ -96,11 +96,21 @@ func (n *Node) serveInference(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- n.handoff.Serve(ctx) }()
+	news, stop := n.gossip.View().Subscribe() // before the sync: nothing announced meanwhile is missed
+	defer stop()
 	if n.handoffOn() {
 		n.syncAdapters(ctx)
 	}
-	news, stop := n.gossip.View().Subscribe()
-	defer stop()
+	// Experts known before the subscription, and any whose notification
+	// was dropped (a catalog pull can add thousands at once), are found by
+	// rescanning the view.
+	rescan := func() {
+		for _, e := range n.gossip.View().List(gossipAll) {
+			n.prefetch(e.CID)
+		}
+	}
+	rescan()
+	dropped := n.gossip.Stats().NotifyDropped
 	failed := uint64(0)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
@@ -114,6 +124,10 @@ func (n *Node) serveInference(ctx context.Context) error {
 			st := n.handoff.Stats()
 			for f := st.LoadFailed + st.UnloadFailed; failed < f; failed++ {
 				n.metrics.HandoffFailed()
+			}
+			if d := n.gossip.Stats().NotifyDropped; d != dropped {
+				dropped = d
+				rescan()
 			}
 		}
 	}
@@ -176,9 +190,12 @@ func (n *Node) Resolve(ctx context.Context, name string) (api.Materialized, erro
 			target = m.CID
 		}
 	}
-	if target == "" {
+	if target == "" { // names are claims: only trusted experts, the served model's first
 		for _, e := range n.gossip.View().List(gossipAll) {
-			if e.Name == name {
+			if e.Name != name || !n.trustedEntry(e) {
+				continue
+			}
+			if target == "" || e.BaseModel == n.cfg.Inference.ServedModel {
 				target = e.CID.String()
 			}
 		}

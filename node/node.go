@@ -52,6 +52,7 @@ type Node struct {
 	want     []handoff.Rule
 
 	quit      chan struct{} // closed when Serve stops
+	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
 	mu        sync.Mutex
 	transfers map[string]*api.Transfer
 	wg        sync.WaitGroup // background fetches and announcements
@@ -70,7 +71,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	n = &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, quit: make(chan struct{})}
+	// Containers of publishes a crash interrupted.
+	if stale, _ := filepath.Glob(filepath.Join(dir, ".publish-*.cpeft")); len(stale) > 0 {
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
+	n = &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, quit: make(chan struct{}), slots: make(chan struct{}, 3)}
 	defer func() {
 		if err != nil {
 			n.Close()

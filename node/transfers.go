@@ -31,11 +31,21 @@ func (n *Node) StartFetch(s string) (api.Transfer, error) {
 	if t, ok := n.transfers[key]; ok && t.State == api.StateRunning {
 		return *t, nil
 	}
+	for k, old := range n.transfers { // forget finished transfers after a while
+		if old.State != api.StateRunning && time.Since(old.Finished) > transferKeep {
+			delete(n.transfers, k)
+		}
+	}
 	t := &api.Transfer{CID: key, State: api.StateRunning, Started: time.Now()}
 	n.transfers[key] = t
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		select { // a few fetches at a time: a provider serves 4 streams per peer
+		case n.slots <- struct{}{}:
+			defer func() { <-n.slots }()
+		case <-n.quit:
+		}
 		err := n.fetch(c, t)
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -65,11 +75,14 @@ func (n *Node) Transfer(s string) (api.Transfer, error) {
 		out = *t
 	}
 	n.mu.Unlock()
-	if ok {
+	if ok && out.State == api.StateRunning {
 		return out, nil
 	}
-	if m, err := n.store.Get(c); err == nil {
+	if m, err := n.store.Get(c); err == nil { // held now, whatever an old transfer said
 		return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size)}, nil
+	}
+	if ok {
+		return out, nil
 	}
 	return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
 }

@@ -93,6 +93,11 @@ func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.C
 	if err != nil {
 		return "", err
 	}
+	if err := f.Chmod(0o644); err != nil { // the daemon may run as another user
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
 	_, _, err = compress.Encode(f, src, compress.WithDensity(density), compress.WithAlpha(alpha), compress.WithScope(scope))
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -80,19 +80,25 @@ func (s *Server) routes() http.Handler {
 	return s.logRequests(mux)
 }
 
-// Serve listens on addr until ctx is done.
+// Serve serves on ln until ctx is done, then shuts down, waiting (up to 5 s)
+// for handlers in flight; their request contexts derive from ctx.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shut)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-done
+		return nil
 	}
-	return nil
+	return err
 }
 
 func (s *Server) authenticate(next http.Handler) http.Handler {

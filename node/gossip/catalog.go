@@ -140,27 +140,44 @@ func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, 
 		_ = st.Reset()
 		return 0, 0, err
 	}
-	r := bufio.NewReader(st)
+	accepted, rejected, err = s.readCatalog(st, p, time.Now, func(c checked, now time.Time) {
+		s.view.add(c)
+		s.noteCatalog(c, now)
+	})
+	if err != nil {
+		_ = st.Reset()
+		return accepted, rejected, err
+	}
+	_ = st.Close()
+	return accepted, rejected, nil
+}
+
+// readCatalog reads the catalog p serves on r, an untrusted stream, until
+// EOF: it checks each entry as of now() when its frame arrives
+// (checkEntry) and passes those that pass to add, with that time. It
+// returns how many entries it accepted and rejected, and fails with
+// ErrCatalog on a malformed or oversized frame or past MaxCatalog entries,
+// or with the error of a read.
+func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add func(checked, time.Time)) (accepted, rejected int, err error) {
+	br := bufio.NewReader(r)
 	var buf []byte
 	var firstErr error
 	n := 0
 	for {
 		var cat pb.Catalog
-		err := readMsg(r, &cat, maxCatalogFrame, &buf)
+		err := readMsg(br, &cat, maxCatalogFrame, &buf)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			_ = st.Reset()
 			return accepted, rejected, err
 		}
-		now := time.Now()
+		t := now()
 		for _, m := range cat.GetEntries() {
 			if n++; n > s.opts.MaxCatalog {
-				_ = st.Reset()
 				return accepted, rejected, fmt.Errorf("%w: more than %d entries", ErrCatalog, s.opts.MaxCatalog)
 			}
-			a, err := s.checkEntry(m, p, now)
+			c, err := s.checkEntry(m, p, t)
 			if err != nil {
 				rejected++
 				if firstErr == nil {
@@ -169,10 +186,9 @@ func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, 
 				continue
 			}
 			accepted++
-			s.view.add(a)
+			add(c, t)
 		}
 	}
-	_ = st.Close()
 	if firstErr != nil {
 		s.log.Debug("rejected catalog entries", "peer", p, "rejected", rejected, "first", firstErr)
 	}
@@ -211,27 +227,36 @@ func (s *Service) serveCatalog(st network.Stream) {
 	_ = st.Close()
 }
 
-// writeCatalog writes the catalog to w in frames of at most
-// maxCatalogFrame bytes, skipping invalid entries.
+// writeCatalog writes the catalog to st.
 func (s *Service) writeCatalog(st network.Stream) error {
-	_ = st.SetDeadline(time.Now().Add(s.opts.ExchangeTimeout))
-	w := bufio.NewWriter(st)
+	now := time.Now()
+	_ = st.SetDeadline(now.Add(s.opts.ExchangeTimeout))
+	skipped, lastErr, err := s.encodeCatalog(st, s.catalog(), now)
+	if skipped > 0 {
+		s.log.Debug("catalog entries not sent", "skipped", skipped, "last", lastErr)
+	}
+	return err
+}
+
+// encodeCatalog writes entries, stamped as this node's as of now, to w in
+// frames of at most maxCatalogFrame bytes, the first MaxCatalog valid
+// ones; it returns how many invalid entries it skipped, and why the last
+// one was.
+func (s *Service) encodeCatalog(w io.Writer, entries []Announcement, now time.Time) (skipped int, lastErr, err error) {
+	bw := bufio.NewWriter(w)
 	var (
-		frame   pb.Catalog
-		buf     []byte
-		size    int
-		sent    int
-		skipped int
-		lastErr error
+		frame pb.Catalog
+		buf   []byte
+		size  int
+		sent  int
 	)
 	flush := func() error {
 		var err error
-		buf, err = writeMsg(w, &frame, buf)
+		buf, err = writeMsg(bw, &frame, buf)
 		frame.Entries, size = frame.Entries[:0], 0
 		return err
 	}
-	now := time.Now()
-	for _, a := range s.catalog() {
+	for _, a := range entries {
 		if sent == s.opts.MaxCatalog {
 			break
 		}
@@ -249,7 +274,7 @@ func (s *Service) writeCatalog(st network.Stream) error {
 		n += 1 + binary.MaxVarintLen32 // tag and length inside the frame
 		if size+n > maxCatalogFrame {
 			if err := flush(); err != nil {
-				return err
+				return skipped, lastErr, err
 			}
 		}
 		frame.Entries = append(frame.Entries, m)
@@ -258,13 +283,10 @@ func (s *Service) writeCatalog(st network.Stream) error {
 	}
 	if len(frame.Entries) > 0 {
 		if err := flush(); err != nil {
-			return err
+			return skipped, lastErr, err
 		}
 	}
-	if skipped > 0 {
-		s.log.Debug("catalog entries not sent", "skipped", skipped, "last", lastErr)
-	}
-	return w.Flush()
+	return skipped, lastErr, bw.Flush()
 }
 
 // writeMsg writes m with a uvarint length prefix, reusing buf.
@@ -280,27 +302,53 @@ func writeMsg(w io.Writer, m gproto.Message, buf []byte) ([]byte, error) {
 }
 
 // readMsg reads one length-prefixed message of at most limit bytes into m,
-// reusing *buf. It returns io.EOF only at a clean end between messages.
+// reusing *buf. It returns io.EOF only at a clean end between messages,
+// ErrCatalog for a malformed or oversized one, and other read errors
+// wrapped.
 func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {
-	n, err := binary.ReadUvarint(r)
+	n, err := readLength(r, limit)
 	if err != nil {
-		if err == io.EOF {
-			return io.EOF
-		}
-		return fmt.Errorf("gossip: reading a catalog frame length: %w", err)
+		return err
 	}
-	if n > uint64(limit) {
-		return fmt.Errorf("%w: frame of %d bytes (limit %d)", ErrCatalog, n, limit)
-	}
-	if uint64(cap(*buf)) < n {
+	if cap(*buf) < n {
 		*buf = make([]byte, n)
 	}
 	b := (*buf)[:n]
 	if _, err := io.ReadFull(r, b); err != nil {
+		if err == io.EOF { // a frame cut after its length is no clean end
+			err = io.ErrUnexpectedEOF
+		}
 		return fmt.Errorf("gossip: reading a catalog frame: %w", err)
 	}
 	if err := gproto.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("%w: %v", ErrCatalog, err)
 	}
 	return nil
+}
+
+// readLength reads the uvarint length of a frame of at most limit bytes.
+// Unlike binary.ReadUvarint, it tells a malformed length (ErrCatalog:
+// over limit, or longer than any uvarint) from a failed read.
+func readLength(r io.ByteReader, limit int) (int, error) {
+	var n uint64
+	for i := range binary.MaxVarintLen64 {
+		b, err := r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				if i == 0 {
+					return 0, io.EOF
+				}
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("gossip: reading a catalog frame length: %w", err)
+		}
+		n |= uint64(b&0x7f) << (7 * i)
+		if n > uint64(limit) {
+			return 0, fmt.Errorf("%w: frame of more than %d bytes", ErrCatalog, limit)
+		}
+		if b < 0x80 {
+			return int(n), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: frame length of more than %d bytes", ErrCatalog, binary.MaxVarintLen64)
 }

@@ -17,7 +17,11 @@
 // remote end of the authenticated catalog stream) and, if it carries an
 // envelope, a publication of exactly its metadata signed by its publisher.
 // On the topic, garbage is rejected (the forwarding peer is penalized by peer
-// scoring) while stale and replayed announcements are ignored.
+// scoring) while stale and replayed announcements are ignored, and so are
+// those over a rate limit: a token bucket per provider and one per
+// publisher (Options.ProviderLimit, PublisherLimit) bound how fast a peer
+// can tell a node of experts new to it, while the periodic refreshes of
+// experts it knows are free.
 //
 // The provider's signature says only who holds an expert. Who published it
 // and what it is are vouched for by a publication: the publisher signs the

@@ -18,6 +18,9 @@ var (
 	// ErrDuplicate: an announcement is not newer than one already
 	// accepted from the same provider for the same expert (a replay).
 	ErrDuplicate = errors.New("gossip: duplicate announcement")
+	// ErrRateLimited: an announcement exceeds the rate limit of its
+	// provider or of its publisher (Options.ProviderLimit, PublisherLimit).
+	ErrRateLimited = errors.New("gossip: announcement rate limit exceeded")
 	// ErrPublication: a publication envelope is malformed, its signature
 	// does not verify, its signer is not the publisher it names, or the
 	// announcement carrying it differs from it.

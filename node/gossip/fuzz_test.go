@@ -2,7 +2,9 @@ package gossip
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -145,6 +147,113 @@ func FuzzPublication(f *testing.F) {
 		got.Provider = signer
 		if _, err := checkPublication(got); err != nil {
 			t.Fatalf("an opened publication does not match itself: %v", err)
+		}
+	})
+}
+
+// FuzzCatalog feeds arbitrary bytes, as a peer's catalog stream, to what
+// a catalog pull runs on it (readCatalog): it must not panic, must fail
+// only with ErrCatalog or on a truncated stream, must accept at most
+// MaxCatalog entries and only valid, fresh ones that the peer provides,
+// and what it accepts, served again, must be accepted again unchanged.
+func FuzzCatalog(f *testing.F) {
+	key, signer := fuzzKey(f)
+	o := Options{MaxCatalog: 16, Logger: testLogger()}
+	o.defaults()
+	s := &Service{self: signer, opts: o, log: o.Logger}
+	now := func() time.Time { return fuzzNow }
+	// serve renders entries as this node would serve them as signer's.
+	serve := func(entries ...Announcement) []byte {
+		var b bytes.Buffer
+		if _, _, err := s.encodeCatalog(&b, entries, fuzzNow); err != nil {
+			f.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	frame := func(entries ...Announcement) []byte {
+		cat := &pb.Catalog{}
+		for _, a := range entries {
+			cat.Entries = append(cat.Entries, toWire(a))
+		}
+		var b bytes.Buffer
+		if _, err := writeMsg(&b, cat, nil); err != nil {
+			f.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	plain := testAnn(1, signer)
+	bare := Announcement{CID: testCID(2), Size: 1, Publisher: signer}
+	published := testAnn(3, signer)
+	published.Time = fuzzNow.Add(-time.Hour)
+	env, err := SignPublication(key, published)
+	if err != nil {
+		f.Fatal(err)
+	}
+	published.Envelope = env
+	renamed := published
+	renamed.Name = "not what was signed"
+	fetched := testAnn(4, testPeers(f, 1)[0]) // another publisher's expert, unsigned
+	real := serve(plain, bare, published, fetched)
+	f.Add(real)
+	f.Add(serve())
+	f.Add(serve(published))
+	f.Add(append(serve(plain), serve(published, bare)...)) // two frames
+	f.Add(serve(renamed, plain))
+	many := make([]Announcement, o.MaxCatalog+1)
+	for i := range many {
+		many[i] = Announcement{CID: testCID(100 + i), Size: 1, Publisher: signer}
+	}
+	f.Add(serve(many...))
+	stale, other := plain, plain
+	stale.Provider, stale.Time = signer, fuzzNow.Add(-DefaultTTL-time.Minute)
+	other.Provider, other.Time = testPeers(f, 1)[0], fuzzNow
+	f.Add(frame(stale, other))
+	f.Add([]byte{0x00})                                 // an empty frame
+	f.Add(real[:len(real)/2])                           // cut short
+	f.Add(bytes.Repeat([]byte{0xff}, 11))               // a length longer than any uvarint
+	f.Add(binary.AppendUvarint(nil, maxCatalogFrame+1)) // an oversized frame
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got []checked
+		accepted, rejected, err := s.readCatalog(bytes.NewReader(data), signer, now, func(c checked, at time.Time) {
+			if !at.Equal(fuzzNow) {
+				t.Fatalf("checked as of %v", at)
+			}
+			got = append(got, c)
+		})
+		if err != nil && !errors.Is(err, ErrCatalog) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("error neither ErrCatalog nor a truncation: %v", err)
+		}
+		if accepted != len(got) || accepted < 0 || rejected < 0 || accepted+rejected > o.MaxCatalog {
+			t.Fatalf("accepted %d (%d added), rejected %d, of at most %d", accepted, len(got), rejected, o.MaxCatalog)
+		}
+		var again bytes.Buffer
+		for _, c := range got {
+			if c.Provider != signer {
+				t.Fatalf("accepted an entry of provider %s", c.Provider)
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatalf("accepted an invalid entry: %v", err)
+			}
+			if err := checkFresh(c.Announcement, fuzzNow, o.TTL); err != nil {
+				t.Fatalf("accepted an entry out of time: %v", err)
+			}
+			if (len(c.Envelope) > 0) != !c.signed.IsZero() {
+				t.Fatalf("envelope of %d bytes, signed at %v", len(c.Envelope), c.signed)
+			}
+			if _, err := writeMsg(&again, &pb.Catalog{Entries: []*pb.Announcement{toWire(c.Announcement)}}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i := 0
+		accepted, rejected, err = s.readCatalog(&again, signer, now, func(c checked, _ time.Time) {
+			if !sameAnn(c.Announcement, got[i].Announcement) || !c.signed.Equal(got[i].signed) {
+				t.Fatalf("entry %d served again: %+v became %+v", i, got[i], c)
+			}
+			i++
+		})
+		if err != nil || accepted != len(got) || rejected != 0 {
+			t.Fatalf("%d accepted entries served again: %d accepted, %d rejected, err %v", len(got), accepted, rejected, err)
 		}
 	})
 }

@@ -25,6 +25,17 @@ const (
 	DefaultMaxPerSecond    = 10
 	DefaultExchangeTimeout = 15 * time.Second
 	DefaultMaxCatalog      = 10_000
+	// DefaultAnnounceRate and DefaultAnnounceBurst are the defaults of
+	// Options.ProviderLimit and PublisherLimit: a burst of 20 new
+	// announcements, then 2 a second, about 3,600 experts in a TTL.
+	DefaultAnnounceRate  = 2
+	DefaultAnnounceBurst = 20
+	// DefaultRateLimitPeers bounds the token buckets kept, for providers
+	// and for publishers each.
+	DefaultRateLimitPeers = 10_000
+	// DefaultRefreshInterval is half of DefaultReannounce: a peer
+	// re-announcing on the default period refreshes its experts for free.
+	DefaultRefreshInterval = DefaultReannounce / 2
 )
 
 // Options tunes a Service. The zero value means every default.
@@ -46,6 +57,24 @@ type Options struct {
 	MaxCatalog int
 	// MaxExperts bounds the view (default DefaultMaxExperts).
 	MaxExperts int
+	// ProviderLimit and PublisherLimit rate-limit the announcements
+	// accepted from the topic, per provider and per publisher (defaults
+	// DefaultAnnounceRate and DefaultAnnounceBurst; a negative Rate: no
+	// limit). An
+	// announcement over either limit is ignored, neither forwarded nor
+	// added to the view, and counted in Stats.RateLimited. Re-announcing
+	// an expert this node already knows from that provider (from the
+	// topic or its catalog) spends no token, if its last re-announcement
+	// was accepted at least RefreshInterval ago; a publisher's limit
+	// counts only the announcements it vouches for (a publication it
+	// signed, or its own as provider).
+	ProviderLimit, PublisherLimit RateLimit
+	// RateLimitPeers bounds the buckets of each limit, the least recently
+	// used forgotten first (default DefaultRateLimitPeers).
+	RateLimitPeers int
+	// RefreshInterval: see ProviderLimit (default DefaultRefreshInterval;
+	// negative: every announcement spends a token).
+	RefreshInterval time.Duration
 	// TrustedPublishers (trust.publishers): in the view, a publication by
 	// one of them replaces a publication of the same expert by anyone
 	// else, and is never replaced by one (see View.Add). Which experts are
@@ -74,6 +103,14 @@ func (o *Options) defaults() {
 	if o.MaxExperts <= 0 {
 		o.MaxExperts = DefaultMaxExperts
 	}
+	o.ProviderLimit = o.ProviderLimit.orDefault()
+	o.PublisherLimit = o.PublisherLimit.orDefault()
+	if o.RateLimitPeers <= 0 {
+		o.RateLimitPeers = DefaultRateLimitPeers
+	}
+	if o.RefreshInterval == 0 {
+		o.RefreshInterval = DefaultRefreshInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -81,8 +118,10 @@ func (o *Options) defaults() {
 
 // Stats counts what a Service did since it was made.
 type Stats struct {
-	// Topic messages from other peers, by validation outcome.
-	Accepted, Rejected, Ignored uint64
+	// Topic messages from other peers, by validation outcome; RateLimited
+	// counts those ignored for exceeding ProviderLimit or PublisherLimit
+	// (they are in Ignored too).
+	Accepted, Rejected, Ignored, RateLimited uint64
 	// Announcements this node published, and publications that failed.
 	Published, PublishErrors uint64
 	// Catalog pulls that completed or failed, and the entries accepted
@@ -98,6 +137,7 @@ type Stats struct {
 
 type counters struct {
 	accepted, rejected, ignored      atomic.Uint64
+	rateLimited                      atomic.Uint64
 	published, publishErrors         atomic.Uint64
 	pulls, pullErrors                atomic.Uint64
 	catalogAccepted, catalogRejected atomic.Uint64
@@ -108,6 +148,7 @@ type counters struct {
 // swarm's. Make one with New, run it with Serve.
 type Service struct {
 	host    host.Host
+	self    peer.ID // host.ID()
 	ps      *pubsub.PubSub
 	topic   *pubsub.Topic
 	catalog func() []Announcement
@@ -120,9 +161,11 @@ type Service struct {
 	serving atomic.Int32 // catalog streams being served
 	started atomic.Bool
 
-	mu      sync.Mutex
-	replay  map[replayKey]time.Time // latest accepted topic announcement per expert and provider
-	pulling map[peer.ID]bool
+	mu         sync.Mutex
+	replay     map[replayKey]pairRecord // what is known of each expert's providers
+	providers  *limiter                 // ProviderLimit
+	publishers *limiter                 // PublisherLimit
+	pulling    map[peer.ID]bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -131,6 +174,13 @@ type Service struct {
 type replayKey struct {
 	cid      cid.Cid
 	provider peer.ID
+}
+
+// pairRecord is what the validator remembers of a provider of an expert.
+type pairRecord struct {
+	at    time.Time // time of the latest announcement accepted from the topic; zero: none
+	topic time.Time // when that one was accepted; zero: none
+	known time.Time // when the pair was last accepted, from the topic or a catalog
 }
 
 // New joins Topic on ps, registers the topic validator and the catalog
@@ -149,15 +199,18 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 		catalog = func() []Announcement { return nil }
 	}
 	s := &Service{
-		host:    h,
-		ps:      ps,
-		catalog: catalog,
-		opts:    o,
-		log:     o.Logger.With("component", "gossip"),
-		view:    NewView(o.TTL, o.MaxExperts).preferring(o.TrustedPublishers),
-		pace:    &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
-		replay:  map[replayKey]time.Time{},
-		pulling: map[peer.ID]bool{},
+		host:       h,
+		self:       h.ID(),
+		ps:         ps,
+		catalog:    catalog,
+		opts:       o,
+		log:        o.Logger.With("component", "gossip"),
+		view:       NewView(o.TTL, o.MaxExperts).preferring(o.TrustedPublishers),
+		pace:       &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
+		replay:     map[replayKey]pairRecord{},
+		providers:  newLimiter(o.ProviderLimit, o.RateLimitPeers),
+		publishers: newLimiter(o.PublisherLimit, o.RateLimitPeers),
+		pulling:    map[peer.ID]bool{},
 	}
 	if err := ps.RegisterTopicValidator(Topic, s.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("gossip: registering the validator: %w", err)
@@ -182,6 +235,7 @@ func (s *Service) Stats() Stats {
 		Accepted:           c.accepted.Load(),
 		Rejected:           c.rejected.Load(),
 		Ignored:            c.ignored.Load(),
+		RateLimited:        c.rateLimited.Load(),
 		Published:          c.published.Load(),
 		PublishErrors:      c.publishErrors.Load(),
 		CatalogPulls:       c.pulls.Load(),
@@ -208,7 +262,7 @@ func (s *Service) Announce(ctx context.Context, a Announcement) error {
 
 // stamp makes a this node's announcement as of now.
 func (s *Service) stamp(a Announcement, now time.Time) Announcement {
-	a.Provider = s.host.ID()
+	a.Provider = s.self
 	a.Time = time.UnixMilli(now.UnixMilli())
 	return a
 }
@@ -360,7 +414,8 @@ func (s *Service) reannounce(ctx context.Context) {
 	}
 }
 
-// expireLoop sweeps expired view entries and replay records.
+// expireLoop sweeps expired view entries and replay records, and the
+// token buckets full again.
 func (s *Service) expireLoop(ctx context.Context) {
 	t := time.NewTicker(max(min(s.opts.TTL/4, time.Minute), 100*time.Millisecond))
 	defer t.Stop()
@@ -371,13 +426,16 @@ func (s *Service) expireLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		s.view.Expire()
-		limit := time.Now().Add(-s.opts.TTL)
+		now := time.Now()
+		limit := now.Add(-s.opts.TTL)
 		s.mu.Lock()
-		for k, at := range s.replay {
-			if at.Before(limit) {
+		for k, r := range s.replay {
+			if r.at.Before(limit) && r.known.Before(limit) {
 				delete(s.replay, k)
 			}
 		}
+		s.providers.prune(now)
+		s.publishers.prune(now)
 		s.mu.Unlock()
 	}
 }
