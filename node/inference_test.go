@@ -59,6 +59,10 @@ func TestHandOff(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(adapters, "c-ia3")); !os.IsNotExist(err) {
 		t.Fatal("c-ia3 matches no want rule but was written")
 	}
+	// An API caller cannot write into the directory the server loads from.
+	if _, err := b.Materialize(context.Background(), pub.CID, api.MaterializeRequest{Dir: filepath.Join(adapters, "other")}); err == nil {
+		t.Fatal("materialize into the adapters dir was allowed")
+	}
 
 	eventually(t, 10*time.Second, "b knows c-ia3", func() bool {
 		for _, e := range b.Experts(api.Filter{Remote: true, Name: "c-ia3"}) {
