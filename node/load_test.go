@@ -27,7 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"go.uber.org/goleak"
 
-	"github.com/expertd/expertd/compress/safetensors"
+	"github.com/expertd/expertd/compress/synth"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/unixfs"
@@ -72,7 +72,9 @@ func TestConcurrentFetchLoad(t *testing.T) {
 	)
 	testStart := time.Now()
 	adapter := filepath.Join(t.TempDir(), "adapter")
-	writeLoadAdapter(t, adapter, 8<<20)
+	if err := synth.WriteLoRA(adapter, 8<<20, 1); err != nil {
+		t.Fatal(err)
+	}
 	prov := startNode(t, nil, map[string]any{
 		"fetch.streams_per_peer": perHost, "gossip.reannounce": "1h", "gossip.ttl": "2h",
 	})
@@ -199,47 +201,6 @@ func TestConcurrentFetchLoad(t *testing.T) {
 	}
 	t.Logf("goroutines: %d before, peak %d, %d after; file descriptors: %d before, peak %d, %d after; test took %v",
 		g0, peak.goroutines, runtime.NumGoroutine(), fd0, peak.fds, fd1, time.Since(testStart).Round(time.Millisecond))
-}
-
-// writeLoadAdapter writes a synthetic F32 LoRA adapter of n parameters
-// (as cmd/expertd's crash test does): noise, which compresses to about
-// n × 0.19 bytes at density 0.5.
-func writeLoadAdapter(t *testing.T, dir string, n int) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := `{"peft_type":"LORA","r":16,"lora_alpha":32,"target_modules":["q","v"],"base_model_name_or_path":"synthetic"}`
-	if err := os.WriteFile(filepath.Join(dir, "adapter_config.json"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	const per = 1 << 20
-	var infos []safetensors.TensorInfo
-	for i := 0; i*per < n; i++ {
-		infos = append(infos, safetensors.TensorInfo{Name: fmt.Sprintf("base_model.model.layers.%d.lora_A.weight", i), DType: "F32", Shape: []int64{16, per / 16}})
-	}
-	f, err := os.Create(filepath.Join(dir, "adapter_model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w, err := safetensors.NewWriter(f, map[string]string{"format": "pt"}, infos)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	vals := make([]float32, per)
-	for range infos {
-		for j := range vals {
-			vals[j] = float32(rng.NormFloat64() * 0.02)
-		}
-		if err := w.WriteFloat32(vals); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // readExpert reads an expert's container from n's store.

@@ -1,55 +1,15 @@
 package main
 
 import (
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/expertd/expertd/compress/safetensors"
+	"github.com/expertd/expertd/compress/synth"
 	"github.com/expertd/expertd/node/api"
 )
-
-// writeBigAdapter writes a synthetic F32 LoRA adapter of n parameters.
-func writeBigAdapter(t *testing.T, dir string, n int) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := `{"peft_type":"LORA","r":16,"lora_alpha":32,"target_modules":["q","v"],"base_model_name_or_path":"synthetic"}`
-	if err := os.WriteFile(filepath.Join(dir, "adapter_config.json"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	const per = 1 << 20
-	var infos []safetensors.TensorInfo
-	for i := 0; i*per < n; i++ {
-		infos = append(infos, safetensors.TensorInfo{Name: "base_model.model.layers." + string(rune('a'+i/26)) + string(rune('a'+i%26)) + ".lora_A.weight", DType: "F32", Shape: []int64{16, per / 16}})
-	}
-	f, err := os.Create(filepath.Join(dir, "adapter_model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w, err := safetensors.NewWriter(f, map[string]string{"format": "pt"}, infos)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	vals := make([]float32, per)
-	for range infos {
-		for j := range vals {
-			vals[j] = float32(rng.NormFloat64() * 0.02)
-		}
-		if err := w.WriteFloat32(vals); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestKill9DuringPublishAndFetch kills real daemon processes with SIGKILL
 // in the middle of a publish and of a fetch: after each kill the store
@@ -62,7 +22,10 @@ func TestKill9DuringPublishAndFetch(t *testing.T) {
 	root := t.TempDir()
 	bin := buildBinary(t)
 	adapter := filepath.Join(root, "adapter")
-	writeBigAdapter(t, adapter, 24<<20) // 96 MB of F32; about 4.5 MB compressed at d=0.5
+	// 96 MB of F32; about 4.5 MB compressed at d=0.5.
+	if err := synth.WriteLoRA(adapter, 24<<20, 1); err != nil {
+		t.Fatal(err)
+	}
 	cli := func(args ...string) string { return runBin(t, bin, root, args...) }
 	verify := func(d *daemon) {
 		t.Helper()
