@@ -247,7 +247,7 @@ func (n *Node) Materialize(ctx context.Context, s string, r api.MaterializeReque
 	if !filepath.IsAbs(r.Dir) {
 		return api.Materialized{}, fmt.Errorf("%w: dir %q must be an absolute path", api.ErrBadRequest, r.Dir)
 	}
-	for _, root := range []string{n.handoff.Dir(), filepath.Join(n.cfg.DataDir(), "store")} {
+	for _, root := range []string{n.handoff.Dir(), filepath.Join(n.cfg.DataDir(), StoreDir)} {
 		if rel, err := filepath.Rel(root, filepath.Clean(r.Dir)); root != "" && err == nil && !strings.HasPrefix(rel, "..") {
 			return api.Materialized{}, fmt.Errorf("%w: dir %q is inside %s, which expertd manages", api.ErrBadRequest, r.Dir, root)
 		}

@@ -26,8 +26,11 @@ import (
 	"github.com/expertd/expertd/node/store"
 )
 
-// IdentityFile is the node's private key under the data dir.
-const IdentityFile = "identity.key"
+// Files under the data dir: the node's private key and the store.
+const (
+	IdentityFile = "identity.key"
+	StoreDir     = "store"
+)
 
 // reprovideInterval renews the DHT provider records of stored experts
 // (kad-dht keeps them 48 hours).
@@ -83,7 +86,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 			n.Close()
 		}
 	}()
-	if n.store, err = store.Open(filepath.Join(dir, "store"), store.Options{
+	if n.store, err = store.Open(filepath.Join(dir, StoreDir), store.Options{
 		Quota: int64(cfg.Store.Quota), MaxExpertSize: int64(cfg.Store.MaxExpertSize), Logger: log,
 	}); err != nil {
 		return nil, err

@@ -6,10 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/expertd/expertd/node"
 	"github.com/expertd/expertd/node/store"
 )
 
@@ -26,6 +28,11 @@ func newVerifyCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return errors.New("verify: no data directory: give --data-dir")
+			}
+			// The daemon keeps its store in <data dir>/store; a store
+			// directory itself is accepted too.
+			if st, err := os.Stat(filepath.Join(dir, node.StoreDir)); err == nil && st.IsDir() {
+				dir = filepath.Join(dir, node.StoreDir)
 			}
 			if _, err := os.Stat(dir); err != nil {
 				return fmt.Errorf("verify: no store at %s: %w", dir, err)

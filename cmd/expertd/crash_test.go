@@ -29,7 +29,7 @@ func TestKill9DuringPublishAndFetch(t *testing.T) {
 	cli := func(args ...string) string { return runBin(t, bin, root, args...) }
 	verify := func(d *daemon) {
 		t.Helper()
-		out, err := runBinErr(bin, root, "verify", "--data-dir", filepath.Join(d.dir, "store"))
+		out, err := runBinErr(bin, root, "verify", "--data-dir", d.dir)
 		if err != nil {
 			t.Fatalf("%s: store does not verify after kill -9: %v", d.name, err)
 		}
