@@ -131,6 +131,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 		MinRate: float64(cfg.Fetch.MinRate), Logger: log,
 		Received: func(_ peer.ID, b int) { n.metrics.BytesReceived(b) },
 		Rejected: func(peer.ID) { n.metrics.BlockRejected() },
+		// A provider that failed (often one that went away) is dropped from
+		// the view for this expert until it announces again, so later
+		// fetches do not wait on it.
+		Failed: func(c cid.Cid, p peer.ID, _ error) { n.gossip.View().DropProvider(c, p) },
 	})
 	if n.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return nil, fmt.Errorf("api.listen: %w", err)

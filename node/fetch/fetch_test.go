@@ -346,9 +346,18 @@ func TestFetchProviderDiesMidStream(t *testing.T) {
 	dying.onFail = func() { go pDie.Close() }
 	pGood := startProvider(t, reqHost, src, nil)
 	dst := newMem()
-	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, []peer.ID{pDie.ID(), pGood.ID()}, nil)
+	var failed []peer.ID
+	opts := Options{Failed: func(root cid.Cid, p peer.ID, _ error) {
+		if root == l.Root {
+			failed = append(failed, p)
+		}
+	}}
+	got, err := NewFetcher(reqHost, dst, opts).Fetch(context.Background(), l.Root, []peer.ID{pDie.ID(), pGood.ID()}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(failed) != 1 || failed[0] != pDie.ID() {
+		t.Fatalf("Failed reported %v, want the dying provider only", failed)
 	}
 	if !bytes.Equal(readFile(t, dst, got), data) {
 		t.Fatal("fetched bytes differ")

@@ -34,6 +34,9 @@ type Options struct {
 	// Rejected, if set, is called when a peer's block or header fails
 	// verification.
 	Rejected func(p peer.ID)
+	// Failed, if set, is called when a provider could not serve root (it
+	// was unreachable, refused, broke off or sent bad data).
+	Failed func(root cid.Cid, p peer.ID, err error)
 }
 
 func (o *Options) defaults() {
@@ -331,6 +334,9 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			r.excluded[w.peer] = ev.err
 			r.lastErr = ev.err
 			r.f.opts.Logger.Info("fetch: provider failed", "peer", w.peer, "cid", r.root, "err", ev.err)
+		}
+		if ev.err != nil && !w.cut && ctx.Err() == nil && r.f.opts.Failed != nil {
+			r.f.opts.Failed(r.root, w.peer, ev.err)
 		}
 		r.schedule(ctx)
 	}
