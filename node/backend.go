@@ -161,17 +161,7 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 // compressDir compresses an adapter directory into a temporary container
 // under the data dir and returns its path.
 func (n *Node) compressDir(r api.PublishRequest) (string, error) {
-	density, alphaS, scope := n.cfg.Compress.Density, n.cfg.Compress.Alpha, n.cfg.Compress.Scope
-	if r.Density != 0 {
-		density = r.Density
-	}
-	if r.Alpha != "" {
-		alphaS = r.Alpha
-	}
-	if r.Scope != "" {
-		scope = r.Scope
-	}
-	alpha, err := compress.ParseAlpha(alphaS)
+	opts, err := n.cfg.Compress.Options(r.Density, r.Alpha, r.Scope)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
@@ -183,7 +173,7 @@ func (n *Node) compressDir(r api.PublishRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, _, err = compress.Encode(f, src, compress.WithDensity(density), compress.WithAlpha(alpha), compress.WithScope(scope))
+	_, _, err = compress.Encode(f, src, opts...)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

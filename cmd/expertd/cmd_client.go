@@ -66,17 +66,7 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 // container, showing progress, with the request's options over the
 // configured defaults.
 func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.CompressConfig) (string, error) {
-	density, alphaS, scope := def.Density, def.Alpha, def.Scope
-	if req.Density != 0 {
-		density = req.Density
-	}
-	if req.Alpha != "" {
-		alphaS = req.Alpha
-	}
-	if req.Scope != "" {
-		scope = req.Scope
-	}
-	alpha, err := compress.ParseAlpha(alphaS)
+	opts, err := def.Options(req.Density, req.Alpha, req.Scope)
 	if err != nil {
 		return "", err
 	}
@@ -98,7 +88,7 @@ func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.C
 		os.Remove(f.Name())
 		return "", err
 	}
-	_, _, err = compress.Encode(f, src, compress.WithDensity(density), compress.WithAlpha(alpha), compress.WithScope(scope))
+	_, _, err = compress.Encode(f, src, opts...)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
