@@ -2,8 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +35,7 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 			loaded := time.Since(start)
 			var h *compress.Header
 			var size int64
-			err = writeAtomic(out, func(f *os.File) error {
+			err = compress.WriteFileAtomic(out, func(f io.Writer) error {
 				h, size, err = compress.Encode(f, src,
 					compress.WithDensity(v.GetFloat64("compress.density")),
 					compress.WithAlpha(alpha),
@@ -61,27 +60,4 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 	f.String("base", "", "base model directory: compress the residual of a fully fine-tuned model")
 	bindFlags(v, "compress", f)
 	return cmd
-}
-
-// writeAtomic writes path through a synced temporary file in its directory.
-func writeAtomic(path string, write func(*os.File) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cpeft-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	err = write(tmp)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
