@@ -345,3 +345,19 @@ func dtypeSize(dt string) int {
 	}
 	return 0
 }
+
+// Verify reads a whole container, checking the header and every section's
+// checksum without decoding the payloads, and returns the header.
+func Verify(r io.Reader, opts ...ReaderOption) (*Header, error) {
+	cr, err := NewReader(r, opts...)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if _, err := cr.Next(); errors.Is(err, io.EOF) {
+			return cr.Header(), nil
+		} else if err != nil {
+			return nil, err
+		}
+	}
+}

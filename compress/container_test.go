@@ -93,3 +93,19 @@ func TestExpandLeavesNothingOnError(t *testing.T) {
 		t.Fatalf("output dir holds %d entries after a failed expand", len(entries))
 	}
 }
+
+func TestVerify(t *testing.T) {
+	data := fixtureContainer(t, "c-ia3")
+	h, err := Verify(bytes.NewReader(data))
+	if err != nil || h.PeftType != "IA3" || len(h.Tensors) == 0 {
+		t.Fatalf("Verify: %v, %+v", err, h)
+	}
+	bad := append([]byte(nil), data...)
+	bad[len(bad)-6] ^= 1
+	if _, err := Verify(bytes.NewReader(bad)); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("corrupt payload: %v", err)
+	}
+	if _, err := Verify(bytes.NewReader(data[:len(data)-1])); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("truncated: %v", err)
+	}
+}

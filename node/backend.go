@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,18 +193,8 @@ func checkContainer(path string) error {
 		return err
 	}
 	defer f.Close()
-	r, err := compress.NewReader(f)
-	if err != nil {
-		return err
-	}
-	for {
-		if _, err := r.Next(); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-	}
+	_, err = compress.Verify(f)
+	return err
 }
 
 // announce gossips that this node holds m and provides it on the DHT, in

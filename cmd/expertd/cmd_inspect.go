@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,18 +28,10 @@ func newInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := compress.NewReader(f)
+			h, err := compress.Verify(f)
 			if err != nil {
 				return fmt.Errorf("inspect %s: %w", args[0], err)
 			}
-			for { // verify every section's checksum
-				if _, err := r.Next(); errors.Is(err, io.EOF) {
-					break
-				} else if err != nil {
-					return fmt.Errorf("inspect %s: %w", args[0], err)
-				}
-			}
-			h := r.Header()
 			s := compress.Summarize(h, st.Size())
 			out := cmd.OutOrStdout()
 			if asJSON {
