@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -106,9 +106,20 @@ func (f *Fetcher) markBad(p peer.ID) {
 // not fetched again. On success it returns the verified layout; on failure
 // the verified blocks stay stored so a later Fetch resumes.
 func (f *Fetcher) Fetch(ctx context.Context, root cid.Cid, providers []peer.ID, progress func(Progress)) (*unixfs.Layout, error) {
+	return f.FetchFrom(ctx, root, func() []peer.ID { return providers }, progress)
+}
+
+// FetchFrom is Fetch from the providers that providers returns, which it
+// calls again while the fetch runs: peers that start holding the expert
+// meanwhile (partial holders among them) join the fetch.
+func (f *Fetcher) FetchFrom(ctx context.Context, root cid.Cid, providers func() []peer.ID, progress func(Progress)) (*unixfs.Layout, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &run{f: f, root: root, progress: progress, events: make(chan event, 16), idle: map[peer.ID]bool{}, excluded: map[peer.ID]error{}}
+	r := &run{
+		f: f, root: root, progress: progress, src: providers, events: make(chan event, 16),
+		idle: map[peer.ID]bool{}, excluded: map[peer.ID]error{}, inUse: map[peer.ID]bool{},
+		later: map[peer.ID]time.Time{}, backoff: map[peer.ID]time.Duration{}, holds: map[peer.ID]holding{},
+	}
 	if l, err := localLayout(ctx, f.blocks, root, f.opts.MaxSize); err == nil {
 		if err := r.setLayout(l, false); err != nil {
 			return nil, err
@@ -117,14 +128,7 @@ func (f *Fetcher) Fetch(ctx context.Context, root cid.Cid, providers []peer.ID, 
 			return l, nil
 		}
 	}
-	for _, p := range providers {
-		if p == f.host.ID() || r.idle[p] || f.IsBad(p) {
-			continue
-		}
-		if len(r.idle) < f.opts.MaxProviders {
-			r.idle[p] = true
-		}
-	}
+	r.addPeers(providers())
 	if len(r.idle) == 0 {
 		return nil, fmt.Errorf("%w for %s", ErrNoProviders, root)
 	}
@@ -136,6 +140,7 @@ type run struct {
 	f        *Fetcher
 	root     cid.Cid
 	progress func(Progress)
+	src      func() []peer.ID // providers, polled while the fetch runs
 	events   chan event
 
 	layout   *unixfs.Layout
@@ -145,9 +150,14 @@ type run struct {
 	pool     []uint64 // leaves to assign
 	parts    []uint32 // shares to re-request while the layout is unknown
 	nparts   uint32
+	rank     []int // a random order of the leaves: ties in rarity break by it
 	idle     map[peer.ID]bool
 	excluded map[peer.ID]error // peers not to ask again in this fetch
 	active   map[*worker]bool
+	inUse    map[peer.ID]bool          // peers of the active workers
+	later    map[peer.ID]time.Time     // busy peers, idle again at that time
+	backoff  map[peer.ID]time.Duration // a busy peer's next wait
+	holds    map[peer.ID]holding       // what partial holders said they hold
 	rate     map[peer.ID]float64       // bytes/s of a peer's last finished request
 	rtt      map[peer.ID]time.Duration // request to header, per peer
 	lastErr  error
@@ -181,6 +191,7 @@ type event struct {
 	kind   eventKind
 	layout *unixfs.Layout
 	want   []uint64
+	have   []bool // evHeader: the provider's holdings; nil: all
 	index  uint64
 	size   int
 	err    error
@@ -196,6 +207,7 @@ func (r *run) setLayout(l *unixfs.Layout, storeNodes bool) error {
 	}
 	r.layout = l
 	r.have = make([]bool, len(l.Leaves))
+	r.rank = rand.Perm(len(l.Leaves))
 	for i, leaf := range l.Leaves {
 		if ok, err := r.f.blocks.HasBlock(leaf.Cid); err == nil && ok {
 			r.have[i] = true
@@ -233,17 +245,19 @@ func (r *run) loop(ctx context.Context) (*unixfs.Layout, error) {
 		r.pool = r.missing()
 		r.report()
 	} else {
-		r.nparts = uint32(len(r.idle))
+		r.nparts = uint32(min(len(r.idle), r.f.opts.MaxProviders))
 		for i := range r.nparts {
 			r.parts = append(r.parts, i)
 		}
 	}
 	r.schedule(ctx)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
 	for {
 		if r.complete() {
 			return r.layout, nil
 		}
-		if len(r.active) == 0 {
+		if len(r.active) == 0 && len(r.later) == 0 && !r.waitForHolders() {
 			err := r.lastErr
 			if err == nil {
 				err = ErrNoProviders
@@ -255,6 +269,8 @@ func (r *run) loop(ctx context.Context) (*unixfs.Layout, error) {
 			if err := r.handle(ctx, ev); err != nil {
 				return nil, err
 			}
+		case <-tick.C:
+			r.poll(ctx)
 		case <-r.deadline:
 			return nil, fmt.Errorf("%w: %s: timed out with %d of %d leaves", ErrIncomplete, r.root, r.held, len(r.have))
 		case <-ctx.Done():
@@ -272,9 +288,29 @@ func (r *run) handle(ctx context.Context, ev event) error {
 				return err
 			}
 		}
-		w.want, w.limit = ev.want, len(ev.want)
+		// A non-nil want marks the header as received, even when it
+		// offers nothing.
+		w.want, w.limit = append(make([]uint64, 0, len(ev.want)), ev.want...), len(ev.want)
 		w.header = time.Now()
 		r.rtt[w.peer] = w.header.Sub(w.started)
+		if ev.have != nil {
+			r.holds[w.peer] = holding{have: ev.have, at: w.header}
+		} else {
+			delete(r.holds, w.peer)
+		}
+		// What was asked but not offered goes back to the pool.
+		if asked := askedLeaves(w.req, uint64(len(r.have))); len(asked) > len(w.want) {
+			offered := make(map[uint64]bool, len(w.want))
+			for _, i := range w.want {
+				offered[i] = true
+			}
+			for _, i := range asked {
+				if !offered[i] && !r.have[i] {
+					r.pool = append(r.pool, i)
+				}
+			}
+			r.schedule(ctx)
+		}
 		r.report()
 	case evBlock:
 		if w.want != nil {
@@ -296,6 +332,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		}
 	case evEnd:
 		delete(r.active, w)
+		delete(r.inUse, w.peer)
 		if w.want == nil && len(w.req.GetRanges()) > 0 {
 			for _, rg := range w.req.GetRanges() { // failed before its header
 				for i := rg.GetStart(); i < rg.GetEnd(); i++ {
@@ -318,6 +355,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		switch {
 		case ev.err == nil || w.cut:
 			r.idle[w.peer] = true
+			delete(r.backoff, w.peer)
 			if d := time.Since(w.header); w.got > 0 && !w.header.IsZero() && d > 0 {
 				r.rate[w.peer] = float64(w.got) / d.Seconds()
 			}
@@ -330,12 +368,20 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			r.lastErr = ev.err
 			r.f.opts.Logger.Warn("fetch: peer sent a block that failed verification", "peer", w.peer, "cid", r.root, "err", ev.err)
 		case ctx.Err() != nil:
+		case errors.Is(ev.err, ErrBusy):
+			// Serving others: ask again later, not a failure.
+			d := min(2*r.backoff[w.peer], maxBusyWait)
+			if d == 0 {
+				d = minBusyWait
+			}
+			r.backoff[w.peer] = d
+			r.later[w.peer] = time.Now().Add(d/2 + rand.N(d/2))
 		default:
 			r.excluded[w.peer] = ev.err
 			r.lastErr = ev.err
 			r.f.opts.Logger.Info("fetch: provider failed", "peer", w.peer, "cid", r.root, "err", ev.err)
 		}
-		if ev.err != nil && !w.cut && ctx.Err() == nil && r.f.opts.Failed != nil {
+		if ev.err != nil && !w.cut && ctx.Err() == nil && !errors.Is(ev.err, ErrBusy) && r.f.opts.Failed != nil {
 			r.f.opts.Failed(r.root, w.peer, ev.err)
 		}
 		r.schedule(ctx)
@@ -354,91 +400,9 @@ func (r *run) missing() []uint64 {
 	return m
 }
 
-// schedule hands out pending work to idle providers, and when there is
-// none, lets an idle provider take the second half of the largest remaining
-// assignment.
-func (r *run) schedule(ctx context.Context) {
-	if r.layout != nil && len(r.parts) > 0 {
-		// Shares handed back by providers that failed before their header,
-		// now that another header told the layout: their missing leaves
-		// go to the pool.
-		for _, part := range r.parts {
-			start, end := share(uint64(len(r.have)), part, r.nparts)
-			for i := start; i < end; i++ {
-				if !r.have[i] {
-					r.pool = append(r.pool, i)
-				}
-			}
-		}
-		r.parts = nil
-	}
-	var peers []peer.ID
-	for p := range r.idle {
-		peers = append(peers, p)
-	}
-	for _, p := range peers {
-		switch {
-		case len(r.parts) > 0 && r.layout == nil:
-			part := r.parts[0]
-			r.parts = r.parts[1:]
-			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Part: part, Parts: r.nparts})
-		case r.layout != nil && len(r.pool) > 0:
-			r.parts = nil
-			// Leftovers of several workers: a request's ranges must ascend.
-			slices.Sort(r.pool)
-			// Split the pool evenly between the idle peers left.
-			n := (len(r.pool) + len(r.idle) - 1) / len(r.idle)
-			take := r.pool[:n]
-			r.pool = r.pool[n:]
-			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Ranges: toRanges(take), SkipNodes: true})
-		case r.layout != nil:
-			r.steal(ctx, p)
-		}
-	}
-}
-
-// steal gives p the tail half of the slowest worker's remaining leaves when
-// p, at its measured rate and round trip, would bring them in well before
-// that worker would (its ETA over 3x p's time plus a second). Leaves the
-// victim already had in flight arrive twice, so equal providers must never
-// steal from each other: a healthy multi-source fetch moves every leaf once.
-func (r *run) steal(ctx context.Context, p peer.ID) {
-	thiefRate := r.rate[p]
-	if thiefRate <= 0 {
-		return
-	}
-	var victim *worker
-	var worst time.Duration
-	leaf := float64(unixfs.ChunkSize)
-	for w := range r.active {
-		left := w.limit - w.next
-		if w.want == nil || w.cut || left < 2 {
-			continue
-		}
-		// No block yet: assume the first arrives now (not "never"), so a
-		// worker whose header just came in is not robbed.
-		eta := time.Duration(left) * time.Since(w.header)
-		if w.got > 0 {
-			rate := float64(w.got) / time.Since(w.header).Seconds()
-			eta = time.Duration(float64(left) * leaf / rate * float64(time.Second))
-		}
-		take := left / 2
-		mine := r.rtt[p] + time.Duration(float64(take)*leaf/thiefRate*float64(time.Second))
-		if eta > 3*mine+time.Second && eta > worst {
-			victim, worst = w, eta
-		}
-	}
-	if victim == nil {
-		return
-	}
-	mid := victim.limit - (victim.limit-victim.next)/2
-	take := append([]uint64(nil), victim.want[mid:victim.limit]...)
-	victim.limit = mid
-	r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Ranges: toRanges(take), SkipNodes: true})
-}
-
 func (r *run) start(ctx context.Context, p peer.ID, req *pb.FetchRequest) {
 	delete(r.idle, p)
+	r.inUse[p] = true
 	wctx, cancel := context.WithCancel(ctx)
 	w := &worker{peer: p, req: req, cancel: cancel, started: time.Now()}
 	r.active[w] = true
@@ -532,7 +496,11 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	if err != nil {
 		return err
 	}
-	events <- event{w: w, kind: evHeader, layout: layout, want: want}
+	have, err := decodeHave(hdr.GetHave(), uint64(len(layout.Leaves)))
+	if err != nil {
+		return err
+	}
+	events <- event{w: w, kind: evHeader, layout: layout, want: want, have: have}
 	for _, idx := range want {
 		deadline()
 		if err := readMsg(br, &frame, maxBlockFrame, &buf); err != nil {
@@ -564,31 +532,48 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	return nil
 }
 
-// checkRanges checks that the provider will send exactly what was asked
-// and returns those leaves in order.
+// checkRanges checks that the provider will send asked leaves only, in
+// order (a partial or loaded provider offers some of them), and returns
+// those leaves.
 func checkRanges(req *pb.FetchRequest, got []*pb.LeafRange, n uint64) ([]uint64, error) {
-	asked := req.GetRanges()
-	if len(asked) == 0 {
-		start, end := uint64(0), n
-		if req.GetParts() > 0 {
-			start, end = share(n, req.GetPart(), req.GetParts())
-		}
-		asked = nil
-		if start < end {
-			asked = []*pb.LeafRange{{Start: start, End: end}}
-		}
-	}
-	if len(got) != len(asked) {
-		return nil, fmt.Errorf("%w: provider offers %d ranges, asked %d", ErrFrame, len(got), len(asked))
-	}
+	asked := askedLeaves(req, n)
 	var want []uint64
-	for i, a := range asked {
-		if got[i].GetStart() != a.GetStart() || got[i].GetEnd() != a.GetEnd() || a.GetEnd() > n {
-			return nil, fmt.Errorf("%w: provider offers [%d, %d), asked [%d, %d)", ErrFrame, got[i].GetStart(), got[i].GetEnd(), a.GetStart(), a.GetEnd())
+	j := 0
+	for _, g := range got {
+		if g.GetStart() >= g.GetEnd() || g.GetEnd() > n {
+			return nil, fmt.Errorf("%w: provider offers range [%d, %d) of %d leaves", ErrFrame, g.GetStart(), g.GetEnd(), n)
 		}
-		for j := a.GetStart(); j < a.GetEnd(); j++ {
-			want = append(want, j)
+		for i := g.GetStart(); i < g.GetEnd(); i++ {
+			for j < len(asked) && asked[j] < i {
+				j++
+			}
+			if j == len(asked) || asked[j] != i {
+				return nil, fmt.Errorf("%w: provider offers leaf %d, not asked or out of order", ErrFrame, i)
+			}
+			want = append(want, i)
+			j++
 		}
 	}
 	return want, nil
+}
+
+// askedLeaves lists, ascending, the leaves req asks of n.
+func askedLeaves(req *pb.FetchRequest, n uint64) []uint64 {
+	var out []uint64
+	if rs := req.GetRanges(); len(rs) > 0 {
+		for _, r := range rs {
+			for i := r.GetStart(); i < min(r.GetEnd(), n); i++ {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	start, end := uint64(0), n
+	if req.GetParts() > 0 {
+		start, end = share(n, req.GetPart(), req.GetParts())
+	}
+	for i := start; i < end; i++ {
+		out = append(out, i)
+	}
+	return out
 }

@@ -25,12 +25,17 @@ const ProtocolID protocol.ID = "/expertd/fetch/1.0.0"
 type ProviderOptions struct {
 	MaxSize        uint64        // largest expert served (default 4 GiB)
 	StreamsPerPeer int           // concurrent fetch streams per peer (default 4)
-	MaxStreams     int           // concurrent fetch streams in all (default 64)
+	MaxStreams     int           // concurrent fetch streams in all, upload slots (default 8)
 	WriteTimeout   time.Duration // per frame (default 30s)
 	// PeerRate caps the bytes per second served to one peer, over all its
 	// streams (0: no cap).
 	PeerRate int64
-	Logger   *slog.Logger
+	// LoadedShare is how many leaves one request gets while other peers
+	// are being served too (default 4; negative: no limit). Many peers
+	// fetching one new expert then get different leaves from its first
+	// holders and trade them among themselves (see offer).
+	LoadedShare int
+	Logger      *slog.Logger
 	// Served, if set, is called after each block sent, with its size.
 	Served func(p peer.ID, bytes int)
 }
@@ -43,10 +48,13 @@ func (o *ProviderOptions) defaults() {
 		o.StreamsPerPeer = 4
 	}
 	if o.MaxStreams == 0 {
-		o.MaxStreams = 64
+		o.MaxStreams = 8
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = 30 * time.Second
+	}
+	if o.LoadedShare == 0 {
+		o.LoadedShare = 4
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -89,6 +97,14 @@ func (p *Provider) acquire(id peer.ID) bool {
 	p.perPeer[id]++
 	p.total++
 	return true
+}
+
+// othersServed reports whether streams of peers other than id are being
+// served.
+func (p *Provider) othersServed(id peer.ID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total > p.perPeer[id]
 }
 
 func (p *Provider) release(id peer.ID) {
@@ -137,18 +153,15 @@ func (p *Provider) serve(ctx context.Context, s network.Stream, remote peer.ID) 
 		return fail(pb.FetchError_NOT_FOUND, "%s: %v", root, err)
 	}
 	n := uint64(len(layout.Leaves))
-	ranges, err := wanted(&req, n)
+	asked, err := wanted(&req, n)
 	if err != nil {
 		return fail(pb.FetchError_BAD_REQUEST, "%v", err)
 	}
-	for _, r := range ranges {
-		for i := r.GetStart(); i < r.GetEnd(); i++ {
-			if ok, err := p.blocks.HasBlock(layout.Leaves[i].Cid); err != nil || !ok {
-				return fail(pb.FetchError_NOT_FOUND, "%s: leaf %d not held", root, i)
-			}
-		}
+	ranges, have, err := p.offer(layout, asked, p.othersServed(remote))
+	if err != nil {
+		return fail(pb.FetchError_INTERNAL, "%v", err)
 	}
-	hdr := &pb.FetchHeader{Size: layout.Size, Leaves: n, Ranges: ranges}
+	hdr := &pb.FetchHeader{Size: layout.Size, Leaves: n, Ranges: ranges, Have: have}
 	if !req.GetSkipNodes() {
 		for _, b := range layout.Nodes {
 			hdr.Nodes = append(hdr.Nodes, b.Data)

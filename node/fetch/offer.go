@@ -1,0 +1,85 @@
+package fetch
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/expertd/expertd/node/unixfs"
+	pb "github.com/expertd/expertd/proto"
+)
+
+// offer decides what a provider sends for the asked ranges: the asked
+// leaves it holds (a node still fetching the expert holds some), and while
+// other peers are served too, at most LoadedShare of them, a window at a
+// random place, so that peers fetching a new expert at once get different
+// leaves and can trade them. have is the bitmap of every leaf held, sent
+// only when some leaf is missing.
+func (p *Provider) offer(layout *unixfs.Layout, asked []*pb.LeafRange, loaded bool) (ranges []*pb.LeafRange, have []byte, err error) {
+	var idx []uint64
+	partial := false
+	for _, r := range asked {
+		for i := r.GetStart(); i < r.GetEnd(); i++ {
+			ok, err := p.blocks.HasBlock(layout.Leaves[i].Cid)
+			if err != nil {
+				return nil, nil, fmt.Errorf("leaf %d: %w", i, err)
+			}
+			if ok {
+				idx = append(idx, i)
+			} else {
+				partial = true
+			}
+		}
+	}
+	if partial {
+		if have, err = p.holdings(layout); err != nil {
+			return nil, nil, err
+		}
+	}
+	if share := p.opts.LoadedShare; loaded && share > 0 && len(idx) > share {
+		start := rand.IntN(len(idx) - share + 1)
+		idx = idx[start : start+share]
+	}
+	if !partial && len(idx) == countLeaves(asked) {
+		return asked, nil, nil
+	}
+	return toRanges(idx), have, nil
+}
+
+// holdings is the bitmap of the leaves held (FetchHeader.have).
+func (p *Provider) holdings(layout *unixfs.Layout) ([]byte, error) {
+	have := make([]byte, (len(layout.Leaves)+7)/8)
+	for i, leaf := range layout.Leaves {
+		ok, err := p.blocks.HasBlock(leaf.Cid)
+		if err != nil {
+			return nil, fmt.Errorf("leaf %d: %w", i, err)
+		}
+		if ok {
+			have[i/8] |= 1 << (i % 8)
+		}
+	}
+	return have, nil
+}
+
+func countLeaves(rs []*pb.LeafRange) int {
+	n := 0
+	for _, r := range rs {
+		n += int(r.GetEnd() - r.GetStart())
+	}
+	return n
+}
+
+// decodeHave checks a header's have bitmap against n leaves; nil means
+// every leaf is held.
+func decodeHave(have []byte, n uint64) ([]bool, error) {
+	if len(have) == 0 {
+		return nil, nil
+	}
+	if uint64(len(have)) != (n+7)/8 {
+		return nil, fmt.Errorf("%w: have bitmap of %d bytes for %d leaves", ErrFrame, len(have), n)
+	}
+	out := make([]bool, n)
+	for i := range out {
+		out[i] = have[i/8]&(1<<(i%8)) != 0
+	}
+	return out, nil
+}

@@ -1,0 +1,208 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/node/unixfs"
+	pb "github.com/expertd/expertd/proto"
+)
+
+// delayBlocks serves every block after a delay.
+type delayBlocks struct {
+	Blocks
+	delay time.Duration
+}
+
+func (d delayBlocks) GetBlock(c cid.Cid) ([]byte, error) {
+	time.Sleep(d.delay)
+	return d.Blocks.GetBlock(c)
+}
+
+// partialCopy holds the nodes of l and the leaves for which keep is true,
+// as a node still fetching the expert does.
+func partialCopy(t testing.TB, src *memBlocks, l *unixfs.Layout, keep func(i int) bool) *memBlocks {
+	t.Helper()
+	b := newMem()
+	for _, n := range l.Nodes {
+		if err := b.PutBlock(n.Cid, n.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, leaf := range l.Leaves {
+		if keep(i) {
+			d, err := src.GetBlock(leaf.Cid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.PutBlock(leaf.Cid, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return b
+}
+
+// Two partial holders with complementary halves make a whole: each
+// offers what it holds, the requester takes the rest from the other.
+func TestFetchFromPartialHolders(t *testing.T) {
+	data := randomBytes(8<<20, 21)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	var servedEven, servedOdd atomic.Int64
+	even := startProvider(t, reqHost, partialCopy(t, src, l, func(i int) bool { return i%2 == 0 }), &servedEven)
+	odd := startProvider(t, reqHost, partialCopy(t, src, l, func(i int) bool { return i%2 == 1 }), &servedOdd)
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, ids(even, odd), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if servedEven.Load() != 4<<20 || servedOdd.Load() != 4<<20 {
+		t.Fatalf("served %d and %d bytes, want 4 MiB each", servedEven.Load(), servedOdd.Load())
+	}
+	for c, n := range dst.puts {
+		if n != 1 {
+			t.Fatalf("block %s stored %d times", c, n)
+		}
+	}
+}
+
+// A publisher and a partial holder: the partial holder's leaves come from
+// it, the publisher sends only what the partial holder lacks.
+func TestFetchPrefersPartialHolder(t *testing.T) {
+	data := randomBytes(8<<20, 22)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	var servedFull, servedPart atomic.Int64
+	full := startProvider(t, reqHost, src, &servedFull)
+	part := startProvider(t, reqHost, partialCopy(t, src, l, func(i int) bool { return i < 6 }), &servedPart)
+	dst := newMem()
+	f := NewFetcher(reqHost, dst, Options{})
+	// First from the partial holder alone: it offers its 6 leaves, the
+	// fetch waits on it, then the publisher appears.
+	var mu sync.Mutex
+	provs := []peer.ID{part.ID()}
+	go func() {
+		time.Sleep(time.Second)
+		mu.Lock()
+		provs = append(provs, full.ID())
+		mu.Unlock()
+	}()
+	got, err := f.FetchFrom(context.Background(), l.Root, func() []peer.ID {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]peer.ID(nil), provs...)
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if servedPart.Load() != 6<<20 || servedFull.Load() != 2<<20 {
+		t.Fatalf("partial holder served %d, publisher %d bytes; want 6 MiB and 2 MiB", servedPart.Load(), servedFull.Load())
+	}
+}
+
+// A provider at its stream limit answers BUSY: the requester asks again
+// later instead of giving the provider up.
+func TestFetchRetriesBusyProvider(t *testing.T) {
+	data := randomBytes(3<<20, 23)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	h := newHost(t)
+	slow := delayBlocks{src, 300 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go NewProvider(h, slow, ProviderOptions{MaxStreams: 1}).Serve(ctx)
+	waitHandler(t, h)
+	other := newHost(t)
+	connect(t, reqHost, h)
+	connect(t, other, h)
+	// other holds the provider's only stream for about a second.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := NewFetcher(other, newMem(), Options{}).Fetch(ctx, l.Root, ids(h), nil)
+		errc <- err
+	}()
+	time.Sleep(150 * time.Millisecond)
+	var failed atomic.Int32
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{Failed: func(_ cid.Cid, _ peer.ID, _ error) { failed.Add(1) }}).Fetch(ctx, l.Root, ids(h), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if failed.Load() != 0 {
+		t.Fatalf("a BUSY answer was reported as a failed provider %d times", failed.Load())
+	}
+}
+
+// While other peers are served, a request gets at most LoadedShare leaves.
+func TestProviderLoadedShare(t *testing.T) {
+	data := randomBytes(12<<20, 24)
+	src := newMem()
+	l := addFile(t, src, data)
+	h := newHost(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	prov := NewProvider(h, delayBlocks{src, 20 * time.Millisecond}, ProviderOptions{LoadedShare: 2})
+	go prov.Serve(ctx)
+	waitHandler(t, h)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		r := newHost(t)
+		connect(t, r, h)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dst := newMem()
+			got, err := NewFetcher(r, dst, Options{}).Fetch(ctx, l.Root, ids(h), nil)
+			if err != nil {
+				t.Errorf("requester %d: %v", i, err)
+				return
+			}
+			if !bytes.Equal(readFile(t, dst, got), data) {
+				t.Errorf("requester %d: fetched bytes differ", i)
+			}
+		}()
+	}
+	wg.Wait()
+	// Offers: unloaded, all asked; loaded, two.
+	layout, err := localLayout(ctx, src, l.Root, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked, _ := wanted(&pb.FetchRequest{}, uint64(len(layout.Leaves)))
+	prov.mu.Lock()
+	prov.total, prov.perPeer = 2, map[peer.ID]int{h.ID(): 1}
+	prov.mu.Unlock()
+	ranges, have, err := prov.offer(layout, asked, prov.othersServed(h.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countLeaves(ranges) != 2 || have != nil {
+		t.Fatalf("loaded provider offers %v (have %v), want 2 leaves", ranges, have)
+	}
+	if ranges, _, _ = prov.offer(layout, asked, false); countLeaves(ranges) != 12 {
+		t.Fatalf("unloaded provider offers %v, want all 12 leaves", ranges)
+	}
+}
