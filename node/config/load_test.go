@@ -82,7 +82,7 @@ func TestDefaults(t *testing.T) {
 	if c.Store != (StoreConfig{Quota: 0, MaxExpertSize: 4 << 30}) {
 		t.Errorf("store = %+v", c.Store)
 	}
-	if c.Fetch != (FetchConfig{MaxProviders: 8, StreamsPerPeer: 4, MaxStreams: 64, IdleTimeout: 20 * time.Second, MinRate: 64 << 10}) {
+	if c.Fetch != (FetchConfig{MaxProviders: 8, StreamsPerPeer: 4, MaxStreams: 8, IdleTimeout: 20 * time.Second, MinRate: 64 << 10}) {
 		t.Errorf("fetch = %+v", c.Fetch)
 	}
 	if c.Gossip != (GossipConfig{TTL: 30 * time.Minute, Reannounce: 5 * time.Minute, MaxPerSecond: 10}) {
