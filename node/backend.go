@@ -151,7 +151,7 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 			return api.Expert{}, err
 		}
 	}
-	n.announce(m)
+	n.announce(m, true)
 	n.handOff(m)
 	n.log.Info("published", "cid", c, "name", m.Name, "bytes", m.Size)
 	return expertFromMeta(m), nil
@@ -197,9 +197,11 @@ func checkContainer(path string) error {
 	return err
 }
 
-// announce gossips that this node holds m and provides it on the DHT, in
-// the background.
-func (n *Node) announce(m store.Meta) {
+// announce gossips, in the background, that this node serves m: the whole
+// expert (then it also provides it on the DHT) or, while it fetches m, the
+// leaves it holds so far (the fetch protocol offers a partial holder's
+// leaves; the DHT record waits for the whole expert).
+func (n *Node) announce(m store.Meta, whole bool) {
 	a, err := announcementFromMeta(m, n.host.ID())
 	if err != nil {
 		return
@@ -212,7 +214,9 @@ func (n *Node) announce(m store.Meta) {
 		if err := n.gossip.Announce(ctx, a); err != nil {
 			n.log.Warn("announce failed", "cid", a.CID, "err", err)
 		}
-		n.provide(ctx, a.CID)
+		if whole {
+			n.provide(ctx, a.CID)
+		}
 	}()
 }
 

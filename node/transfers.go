@@ -118,11 +118,6 @@ func (n *Node) fetch(c cid.Cid, t *api.Transfer) error {
 // fetchOnce finds providers (gossip first, then the DHT), fetches, indexes
 // the expert and becomes a provider of it.
 func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer) error {
-	progress := func(p fetch.Progress) {
-		n.mu.Lock()
-		t.Bytes, t.Total = p.Bytes, p.Total
-		n.mu.Unlock()
-	}
 	meta := store.Meta{}
 	if en, ok := n.gossip.View().Get(c); ok {
 		meta = metaFromEntry(en)
@@ -130,10 +125,23 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer) error 
 			return err
 		}
 	}
+	announced := false
+	progress := func(p fetch.Progress) {
+		n.mu.Lock()
+		t.Bytes, t.Total = p.Bytes, p.Total
+		n.mu.Unlock()
+		// Holding verified leaves, this node serves them to the others
+		// fetching the expert: the publisher's upload stays bounded.
+		if p.Leaves > 0 && p.Leaves < p.OfLeaf && !announced && meta.CID != "" {
+			announced = true
+			n.announce(meta, false)
+		}
+	}
 	providers := n.gossip.View().Providers(c)
 	var err error
 	if len(providers) > 0 {
-		if _, err = n.fetcher.Fetch(ctx, c, providers, progress); err == nil {
+		more := func() []peer.ID { return n.gossip.View().Providers(c) }
+		if _, err = n.fetcher.FetchFrom(ctx, c, more, progress); err == nil {
 			return n.complete(ctx, c, meta)
 		}
 		n.log.Info("fetch from gossip providers failed; asking the DHT", "cid", c, "err", err)
@@ -178,7 +186,7 @@ func (n *Node) complete(ctx context.Context, c cid.Cid, meta store.Meta) error {
 	if err != nil {
 		return err
 	}
-	n.announce(m)
+	n.announce(m, true)
 	n.handOff(m)
 	return nil
 }

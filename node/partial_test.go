@@ -1,0 +1,58 @@
+package node
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/expertd/expertd/compress/synth"
+	"github.com/expertd/expertd/node/api"
+)
+
+// A node fetching a multi-leaf expert announces itself as a provider as
+// soon as it holds verified leaves, before its fetch ends, so that others
+// fetching the expert can take those leaves from it.
+func TestPartialHolderAnnounced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes and compresses a 64 MB adapter")
+	}
+	adapter := filepath.Join(t.TempDir(), "lora")
+	if err := synth.WriteLoRA(adapter, 16<<20, 3); err != nil {
+		t.Fatal(err)
+	}
+	// The publisher serves 1 MiB/s: the fetch of a 4 leaf expert takes
+	// seconds.
+	pub := startNode(t, nil, map[string]any{"fetch.serve_rate_per_peer": "1MiB"})
+	fetcher := startNode(t, addr(pub), nil)
+	watcher := startNode(t, addr(pub), nil)
+	time.Sleep(1500 * time.Millisecond) // the gossip mesh
+	e, err := pub.Publish(context.Background(), api.PublishRequest{Path: adapter, Name: "partial", Density: 0.6667})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Size <= 2<<20 {
+		t.Fatalf("container of %d bytes: want several leaves", e.Size)
+	}
+	eventually(t, 10*time.Second, "fetcher hears of the expert", func() bool { return known(fetcher, e.CID) })
+	if _, err := fetcher.StartFetch(e.CID); err != nil {
+		t.Fatal(err)
+	}
+	fid := fetcher.Identity().ID
+	eventually(t, 10*time.Second, "watcher lists the fetching node as a provider", func() bool {
+		x, err := watcher.Expert(e.CID)
+		return err == nil && slices.Contains(x.Providers, fid)
+	})
+	tr, err := fetcher.Transfer(e.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.State != api.StateRunning || tr.Bytes == 0 || tr.Bytes >= tr.Total {
+		t.Fatalf("announced at %+v: want a running fetch holding some leaves", tr)
+	}
+	eventually(t, 30*time.Second, "the fetch completes", func() bool {
+		tr, err := fetcher.Transfer(e.CID)
+		return err == nil && tr.State == api.StateDone
+	})
+}
