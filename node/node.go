@@ -63,7 +63,11 @@ type Node struct {
 
 // New opens the store, the identity and the host, and binds the API
 // listener; Serve runs everything.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, err error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (n *Node, err error) {
+	var b buildOptions
+	for _, o := range opts {
+		o(&b)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -98,6 +102,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 	if err != nil {
 		return nil, err
 	}
+	hopts.Extra = b.host
 	if n.p2p, err = p2p.NewHost(ctx, hopts); err != nil {
 		return nil, err
 	}
@@ -136,6 +141,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 		// fetches do not wait on it.
 		Failed: func(c cid.Cid, p peer.ID, _ error) { n.gossip.View().DropProvider(c, p) },
 	})
+	if b.noAPI {
+		return n, nil
+	}
 	if n.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
@@ -143,8 +151,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (n *Node, er
 	return n, nil
 }
 
-// APIAddr is the address the API listens on.
-func (n *Node) APIAddr() string { return n.apiLn.Addr().String() }
+// APIAddr is the address the API listens on ("" without the API).
+func (n *Node) APIAddr() string {
+	if n.apiLn == nil {
+		return ""
+	}
+	return n.apiLn.Addr().String()
+}
 
 // Serve runs the node's services until ctx is done, then stops them all.
 func (n *Node) Serve(ctx context.Context) error {
@@ -162,7 +175,9 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	run("gossip", n.gossip.Serve)
 	run("fetch", n.provider.Serve)
-	run("api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) })
+	if n.api != nil {
+		run("api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) })
+	}
 	run("inference", n.serveInference)
 	run("bootstrap", func(ctx context.Context) error {
 		if err := n.p2p.Bootstrap(ctx); err != nil {

@@ -4,12 +4,34 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/p2p"
 )
+
+// Option changes how New builds a node: for programs that embed nodes,
+// such as simulations. A daemon uses none.
+type Option func(*buildOptions)
+
+type buildOptions struct {
+	host  []libp2p.Option
+	noAPI bool
+}
+
+// WithHostOptions adds libp2p options to the node's host, after its own
+// (a simulated transport, say).
+func WithHostOptions(opts ...libp2p.Option) Option {
+	return func(b *buildOptions) { b.host = append(b.host, opts...) }
+}
+
+// WithoutAPI runs the node without its HTTP API (api.* is ignored):
+// the embedding program calls the node's methods instead.
+func WithoutAPI() Option {
+	return func(b *buildOptions) { b.noAPI = true }
+}
 
 // hostOptions maps the p2p.* configuration onto the host's options.
 // The config was validated, so parse errors here are programming errors

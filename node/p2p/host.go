@@ -58,6 +58,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		libp2p.Identity(o.Identity),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
+		Muxer(),
 		libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
 			var err error
 			kad, err = dht.New(h, dhtOptions(&o)...)
@@ -95,6 +96,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 	if len(o.Relays) > 0 {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(o.Relays))
 	}
+	opts = append(opts, o.Extra...)
 
 	h, err := libp2p.New(opts...)
 	if err != nil {

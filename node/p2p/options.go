@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
@@ -51,6 +52,10 @@ type Options struct {
 	// DHT keeps only public addresses and peers reached at them, as IPFS's
 	// public (WAN) DHT does.
 	AllowPrivateAddrs bool
+
+	// Extra libp2p options, applied last: a simulation's transport
+	// (go-libp2p's x/simlibp2p), say. Empty for a daemon.
+	Extra []libp2p.Option
 
 	// PSK makes the swarm a private network: only peers holding the same
 	// 32-byte key can connect. libp2p's PSK protects TCP only (QUIC has no
