@@ -1,0 +1,254 @@
+package linkbench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/expertd/expertd/node/fetch"
+	"github.com/expertd/expertd/node/store"
+	"github.com/expertd/expertd/node/unixfs"
+)
+
+// memBlocks is an in-memory fetch.Blocks (the fetcher verifies).
+type memBlocks struct {
+	mu sync.Mutex
+	m  map[cid.Cid][]byte
+}
+
+func newMem() *memBlocks { return &memBlocks{m: map[cid.Cid][]byte{}} }
+
+func (b *memBlocks) PutBlock(c cid.Cid, data []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m[c] = append([]byte(nil), data...)
+	return nil
+}
+
+func (b *memBlocks) GetBlock(c cid.Cid) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, ok := b.m[c]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return d, nil
+}
+
+func (b *memBlocks) HasBlock(c cid.Cid) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.m[c]
+	return ok, nil
+}
+
+var _ fetch.Blocks = (*memBlocks)(nil)
+
+// addFile lays data out as a UnixFS file in b.
+func addFile(tb testing.TB, b *memBlocks, data []byte) *unixfs.Layout {
+	tb.Helper()
+	l, err := unixfs.Build(bytes.NewReader(data))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, n := range l.Nodes {
+		_ = b.PutBlock(n.Cid, n.Data)
+	}
+	for _, leaf := range l.Leaves {
+		_ = b.PutBlock(leaf.Cid, data[leaf.Offset:leaf.Offset+leaf.Size])
+	}
+	return l
+}
+
+// readFile reassembles l from b; nil if a leaf is missing.
+func readFile(b *memBlocks, l *unixfs.Layout) []byte {
+	var out []byte
+	for _, leaf := range l.Leaves {
+		d, err := b.GetBlock(leaf.Cid)
+		if err != nil {
+			return nil
+		}
+		out = append(out, d...)
+	}
+	return out
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// newHost starts a libp2p host on TCP only, closed with the benchmark.
+func newHost(tb testing.TB, opts ...libp2p.Option) host.Host {
+	tb.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.DisableRelay()}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close() })
+	return h
+}
+
+// serve runs p until the benchmark ends.
+func serve(tb testing.TB, p *Proxy) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	})
+}
+
+// proxyTo puts a proxy with the requester's links in front of target.
+func (s *scene) proxyTo(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	p, err := Listen(Config{Target: target, RTT: s.rtt, Up: s.up, Down: s.down})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	serve(tb, p)
+	return p
+}
+
+// scene is a requester with one access link (s.up, s.down) and, each
+// behind its own proxy on that link, three fetch providers of one expert
+// and an HTTP server of its bytes. The providers advertise only their
+// proxy's address and the requester listens nowhere, so every connection
+// between them crosses the link.
+type scene struct {
+	rtt      time.Duration
+	bits     float64
+	up, down *Link
+	data     []byte
+	layout   *unixfs.Layout
+	req      host.Host
+	provs    []host.Host
+	httpURL  string
+
+	connected atomic.Int64 // unix ns of the requester's latest new connection
+}
+
+func newScene(tb testing.TB, rtt time.Duration, bits float64, size int, hostOpts ...libp2p.Option) *scene {
+	tb.Helper()
+	s := &scene{rtt: rtt, bits: bits, up: NewLink(bits), down: NewLink(bits), data: randomBytes(size, 3)}
+	src := newMem()
+	s.layout = addFile(tb, src, s.data)
+	s.req = newHost(tb, append([]libp2p.Option{libp2p.NoListenAddrs}, hostOpts...)...)
+	s.req.Network().Notify(&network.NotifyBundle{ConnectedF: func(network.Network, network.Conn) {
+		s.connected.Store(time.Now().UnixNano())
+	}})
+	for range 3 {
+		var advertised atomic.Pointer[[]ma.Multiaddr]
+		advertised.Store(&[]ma.Multiaddr{})
+		h := newHost(tb, append([]libp2p.Option{
+			libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+			libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return *advertised.Load() }),
+		}, hostOpts...)...)
+		target, err := manet.ToNetAddr(h.Network().ListenAddresses()[0])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p := s.proxyTo(tb, target.String())
+		addr, err := manet.FromNetAddr(p.Addr())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		advertised.Store(&[]ma.Multiaddr{addr})
+		s.req.Peerstore().AddAddrs(h.ID(), []ma.Multiaddr{addr}, peerstore.PermanentAddrTTL)
+		ctx, cancel := context.WithCancel(context.Background())
+		tb.Cleanup(cancel)
+		go fetch.NewProvider(h, src, fetch.ProviderOptions{}).Serve(ctx)
+		s.provs = append(s.provs, h)
+	}
+	s.httpURL = "http://" + s.proxyTo(tb, serveHTTP(tb, s.data)).Addr().String() + "/expert"
+	return s
+}
+
+// serveHTTP serves body at every path on 127.0.0.1 and returns the address.
+func serveHTTP(tb testing.TB, body []byte) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// floor is the physical floor of the transfer, as issue #3 defines it:
+// the bytes at line rate plus two round trips (connection set-up, then
+// request and first byte).
+func (s *scene) floor() time.Duration {
+	return time.Duration(float64(len(s.data))*8/s.bits*float64(time.Second)) + 2*s.rtt
+}
+
+// disconnect closes the requester's connections to peers and waits until
+// the peers have noticed, so the next fetch dials anew.
+func (s *scene) disconnect(tb testing.TB, peers []host.Host) {
+	tb.Helper()
+	for _, p := range peers {
+		if err := s.req.Network().ClosePeer(p.ID()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for _, p := range peers {
+		for i := 0; len(p.Network().ConnsToPeer(s.req.ID())) > 0; i++ {
+			if i == 400 {
+				tb.Fatalf("%s still connected 2 s after the requester closed", p.ID())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// connect makes sure the requester is connected to peers.
+func (s *scene) connect(tb testing.TB, peers []host.Host) {
+	tb.Helper()
+	for _, p := range peers {
+		if err := s.req.Connect(context.Background(), peer.AddrInfo{ID: p.ID()}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func ids(hs []host.Host) []peer.ID {
+	out := make([]peer.ID, len(hs))
+	for i, h := range hs {
+		out[i] = h.ID()
+	}
+	return out
+}
