@@ -1,0 +1,54 @@
+package swarm
+
+import (
+	"net"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
+	"github.com/marcopolo/simnet"
+	"github.com/quic-go/quic-go"
+	"go.uber.org/fx"
+)
+
+// countingConn counts the bytes a node sends into the simulated network:
+// everything on its uplink, protocol overhead included.
+type countingConn struct {
+	*simnet.SimConn
+	sent *atomic.Int64
+}
+
+func (c countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	n, err := c.SimConn.WriteTo(p, addr)
+	c.sent.Add(int64(n))
+	return n, err
+}
+
+// quicSimnet is x/simlibp2p's QUICSimnet with the node's endpoint wrapped
+// in a countingConn.
+func quicSimnet(nw *simnet.Simnet, link simnet.NodeBiDiLinkSettings, sent *atomic.Int64) libp2p.Option {
+	m := &ipSelector{}
+	return libp2p.QUICReuse(
+		func(l fx.Lifecycle, resetKey quic.StatelessResetKey, tokenKey quic.TokenGeneratorKey, opts ...quicreuse.Option) (*quicreuse.ConnManager, error) {
+			cm, err := quicreuse.NewConnManager(resetKey, tokenKey, opts...)
+			if err != nil {
+				return nil, err
+			}
+			l.Append(fx.StopHook(cm.Close))
+			return cm, nil
+		},
+		quicreuse.OverrideSourceIPSelector(func() (quicreuse.SourceIPSelector, error) { return m, nil }),
+		quicreuse.OverrideListenUDP(func(_ string, addr *net.UDPAddr) (net.PacketConn, error) {
+			m.ip.Store(&addr.IP)
+			return countingConn{nw.NewEndpoint(addr, link), sent}, nil
+		}),
+	)
+}
+
+// ipSelector answers QUIC's source address question with the endpoint's
+// one address (what simlibp2p's MockSourceIPSelector does).
+type ipSelector struct{ ip atomic.Pointer[net.IP] }
+
+func (s *ipSelector) PreferredSourceIPForDestination(*net.UDPAddr) (net.IP, error) {
+	return *s.ip.Load(), nil
+}
