@@ -41,7 +41,7 @@ import (
 //
 // fetch.streams_per_peer is raised to 10 so each requester's ten fetches
 // are all admitted per peer and the provider's own cap on concurrent fetch
-// streams (fetch.ProviderOptions.MaxStreams, 64) is what is exercised, as
+// streams (fetch.max_streams, 8 upload slots) is what is exercised, as
 // with 100 distinct peers: the fetches past it get BUSY, and retry after a
 // short random pause, as a caller of the fetch protocol has to.
 //
@@ -54,8 +54,8 @@ import (
 // a fetch waiting after a BUSY answer holds a read buffer at most. At most
 // MaxStreams streams are served at once, and with GOGC=100 the heap in use
 // reaches twice what is live, so the bound is
-// 64 MiB + 2 × (64 × 4.25 frames + 100 × 256 KiB) ≈ 660 MiB, of which the
-// provider's share, 2 × 64 × 2 frames, grows neither with the number of
+// 64 MiB + 2 × (8 × 4.25 frames + 100 × 256 KiB) ≈ 182 MiB, of which the
+// provider's share, 2 × 8 × 2 frames, grows neither with the number of
 // fetches nor with the expert's size.
 func TestConcurrentFetchLoad(t *testing.T) {
 	if testing.Short() {
@@ -65,7 +65,7 @@ func TestConcurrentFetchLoad(t *testing.T) {
 		requesters = 10
 		perHost    = 10
 		fetches    = requesters * perHost
-		maxStreams = 64 // fetch.ProviderOptions.MaxStreams's default; the node does not set it
+		maxStreams = 8 // fetch.max_streams's default
 		frame      = unixfs.ChunkSize + 1024
 		readBuf    = 256 << 10 // the fetcher's bufio.Reader per stream
 		bound      = 64<<20 + 2*(maxStreams*(4*frame+readBuf)+fetches*readBuf)
