@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,92 +14,32 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
 // memBlocks is a verifying in-memory block store.
-type memBlocks struct {
-	mu   sync.Mutex
-	m    map[cid.Cid][]byte
-	puts map[cid.Cid]int
-}
+type memBlocks = fetchtest.Mem
 
-func newMem() *memBlocks { return &memBlocks{m: map[cid.Cid][]byte{}, puts: map[cid.Cid]int{}} }
-
-func (b *memBlocks) PutBlock(c cid.Cid, data []byte) error {
-	if len(data) > store.MaxBlockSize {
-		return store.ErrTooLarge
-	}
-	if err := unixfs.VerifyBlock(c, data); err != nil {
-		return err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.m[c] = append([]byte(nil), data...)
-	b.puts[c]++
-	return nil
-}
-
-func (b *memBlocks) GetBlock(c cid.Cid) ([]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	d, ok := b.m[c]
-	if !ok {
-		return nil, store.ErrNotFound
-	}
-	return append([]byte(nil), d...), nil
-}
-
-func (b *memBlocks) HasBlock(c cid.Cid) (bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	_, ok := b.m[c]
-	return ok, nil
-}
+func newMem() *memBlocks { return fetchtest.NewMem() }
 
 // addFile stores data as a UnixFS file in b and returns its layout.
 func addFile(t testing.TB, b Blocks, data []byte) *unixfs.Layout {
-	t.Helper()
-	l, err := unixfs.Build(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range l.Nodes {
-		if err := b.PutBlock(n.Cid, n.Data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, leaf := range l.Leaves {
-		if err := b.PutBlock(leaf.Cid, data[leaf.Offset:leaf.Offset+leaf.Size]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return l
+	return fetchtest.AddFile(t, b, data)
 }
 
-// readFile reassembles a file from b.
+// readFile reassembles the file l from b.
 func readFile(t testing.TB, b Blocks, l *unixfs.Layout) []byte {
 	t.Helper()
-	var out []byte
-	for _, leaf := range l.Leaves {
-		d, err := b.GetBlock(leaf.Cid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, d...)
+	out, err := fetchtest.ReadFile(b, l)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
-func randomBytes(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
+var randomBytes = fetchtest.RandomBytes
 
 func newHost(t testing.TB) host.Host {
 	t.Helper()
@@ -222,7 +161,7 @@ func TestFetchThreeProvidersEachLeafOnce(t *testing.T) {
 		t.Errorf("providers sent %d bytes for a %d-byte expert", total, len(data))
 	}
 	for _, leaf := range got.Leaves {
-		if n := dst.puts[leaf.Cid]; n != 1 {
+		if n := dst.Puts()[leaf.Cid]; n != 1 {
 			t.Errorf("leaf %s stored %d times", leaf.Cid, n)
 		}
 	}

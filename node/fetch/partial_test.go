@@ -71,7 +71,7 @@ func TestFetchFromPartialHolders(t *testing.T) {
 	if servedEven.Load() != 4<<20 || servedOdd.Load() != 4<<20 {
 		t.Fatalf("served %d and %d bytes, want 4 MiB each", servedEven.Load(), servedOdd.Load())
 	}
-	for c, n := range dst.puts {
+	for c, n := range dst.Puts() {
 		if n != 1 {
 			t.Fatalf("block %s stored %d times", c, n)
 		}

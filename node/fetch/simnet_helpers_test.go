@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
 	"github.com/marcopolo/simnet"
 
+	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -118,16 +119,7 @@ func serveHTTP(tb testing.TB, h host.Host, body []byte) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/octet-stream")
-			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-			_, _ = w.Write(body)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Close() })
+	fetchtest.ServeHTTP(tb, ln, body)
 }
 
 // httpGet downloads what p serves over a new stream: no keep-alive, so that

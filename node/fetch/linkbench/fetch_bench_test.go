@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/expertd/expertd/node/fetch"
+	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/p2p"
 )
 
@@ -136,13 +137,13 @@ func (s *scene) measure(b *testing.B, c linkCase, fresh bool) timing {
 	start := time.Now()
 	if c.peers != nil {
 		s.connected.Store(0)
-		dst := newMem() // a fresh empty store every time
+		dst := fetchtest.NewMem() // a fresh empty store every time
 		_, err = fetch.NewFetcher(s.req, dst, fetch.Options{}).Fetch(ctx, s.layout.Root, ids(c.peers), func(p fetch.Progress) {
 			if p.Bytes > 0 {
 				first()
 			}
 		})
-		got = func() []byte { return readFile(dst, s.layout) }
+		got = func() []byte { b, _ := fetchtest.ReadFile(dst, s.layout); return b }
 		if t := s.connected.Load(); t != 0 {
 			conn = time.Unix(0, t).Sub(start)
 		}

@@ -1,18 +1,12 @@
 package linkbench
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net"
-	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -23,81 +17,9 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/expertd/expertd/node/fetch"
-	"github.com/expertd/expertd/node/store"
+	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/unixfs"
 )
-
-// memBlocks is an in-memory fetch.Blocks (the fetcher verifies).
-type memBlocks struct {
-	mu sync.Mutex
-	m  map[cid.Cid][]byte
-}
-
-func newMem() *memBlocks { return &memBlocks{m: map[cid.Cid][]byte{}} }
-
-func (b *memBlocks) PutBlock(c cid.Cid, data []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.m[c] = append([]byte(nil), data...)
-	return nil
-}
-
-func (b *memBlocks) GetBlock(c cid.Cid) ([]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	d, ok := b.m[c]
-	if !ok {
-		return nil, store.ErrNotFound
-	}
-	return d, nil
-}
-
-func (b *memBlocks) HasBlock(c cid.Cid) (bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	_, ok := b.m[c]
-	return ok, nil
-}
-
-var _ fetch.Blocks = (*memBlocks)(nil)
-
-// addFile lays data out as a UnixFS file in b.
-func addFile(tb testing.TB, b *memBlocks, data []byte) *unixfs.Layout {
-	tb.Helper()
-	l, err := unixfs.Build(bytes.NewReader(data))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, n := range l.Nodes {
-		_ = b.PutBlock(n.Cid, n.Data)
-	}
-	for _, leaf := range l.Leaves {
-		_ = b.PutBlock(leaf.Cid, data[leaf.Offset:leaf.Offset+leaf.Size])
-	}
-	return l
-}
-
-// readFile reassembles l from b; nil if a leaf is missing.
-func readFile(b *memBlocks, l *unixfs.Layout) []byte {
-	var out []byte
-	for _, leaf := range l.Leaves {
-		d, err := b.GetBlock(leaf.Cid)
-		if err != nil {
-			return nil
-		}
-		out = append(out, d...)
-	}
-	return out
-}
-
-func randomBytes(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
 
 // newHost starts a libp2p host on TCP only, closed with the benchmark.
 func newHost(tb testing.TB, opts ...libp2p.Option) host.Host {
@@ -155,9 +77,9 @@ type scene struct {
 
 func newScene(tb testing.TB, rtt time.Duration, bits float64, size int, hostOpts ...libp2p.Option) *scene {
 	tb.Helper()
-	s := &scene{rtt: rtt, bits: bits, up: NewLink(bits), down: NewLink(bits), data: randomBytes(size, 3)}
-	src := newMem()
-	s.layout = addFile(tb, src, s.data)
+	s := &scene{rtt: rtt, bits: bits, up: NewLink(bits), down: NewLink(bits), data: fetchtest.RandomBytes(size, 3)}
+	src := fetchtest.NewMem()
+	s.layout = fetchtest.AddFile(tb, src, s.data)
 	s.req = newHost(tb, append([]libp2p.Option{libp2p.NoListenAddrs}, hostOpts...)...)
 	s.req.Network().Notify(&network.NotifyBundle{ConnectedF: func(network.Network, network.Conn) {
 		s.connected.Store(time.Now().UnixNano())
@@ -196,16 +118,7 @@ func serveHTTP(tb testing.TB, body []byte) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/octet-stream")
-			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-			_, _ = w.Write(body)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Close() })
+	fetchtest.ServeHTTP(tb, ln, body)
 	return ln.Addr().String()
 }
 

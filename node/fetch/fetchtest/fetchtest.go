@@ -1,0 +1,134 @@
+// Package fetchtest holds what the fetch protocol's tests and benchmarks
+// share: a verifying in-memory block store, UnixFS files of random bytes,
+// and the plain HTTP server they are compared with.
+package fetchtest
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/expertd/expertd/node/store"
+	"github.com/expertd/expertd/node/unixfs"
+)
+
+// Mem is a block store in memory that verifies every block put, as
+// node/store does, and counts the puts.
+type Mem struct {
+	mu   sync.Mutex
+	m    map[cid.Cid][]byte
+	puts map[cid.Cid]int
+}
+
+// NewMem returns an empty store.
+func NewMem() *Mem { return &Mem{m: map[cid.Cid][]byte{}, puts: map[cid.Cid]int{}} }
+
+// PutBlock stores data under c if it is c's block.
+func (b *Mem) PutBlock(c cid.Cid, data []byte) error {
+	if len(data) > store.MaxBlockSize {
+		return store.ErrTooLarge
+	}
+	if err := unixfs.VerifyBlock(c, data); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m[c] = append([]byte(nil), data...)
+	b.puts[c]++
+	return nil
+}
+
+// GetBlock returns a copy of c's block.
+func (b *Mem) GetBlock(c cid.Cid) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, ok := b.m[c]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return append([]byte(nil), d...), nil
+}
+
+// HasBlock reports whether c's block is held.
+func (b *Mem) HasBlock(c cid.Cid) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.m[c]
+	return ok, nil
+}
+
+// Puts returns how many times each block was put.
+func (b *Mem) Puts() map[cid.Cid]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[cid.Cid]int, len(b.puts))
+	for c, n := range b.puts {
+		out[c] = n
+	}
+	return out
+}
+
+// AddFile lays data out as a UnixFS file in b and returns its layout.
+func AddFile(tb testing.TB, b interface{ PutBlock(cid.Cid, []byte) error }, data []byte) *unixfs.Layout {
+	tb.Helper()
+	l, err := unixfs.Build(bytes.NewReader(data))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, n := range l.Nodes {
+		if err := b.PutBlock(n.Cid, n.Data); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for _, leaf := range l.Leaves {
+		if err := b.PutBlock(leaf.Cid, data[leaf.Offset:leaf.Offset+leaf.Size]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return l
+}
+
+// ReadFile reassembles the file l from b's leaves.
+func ReadFile(b interface{ GetBlock(cid.Cid) ([]byte, error) }, l *unixfs.Layout) ([]byte, error) {
+	var out []byte
+	for i, leaf := range l.Leaves {
+		d, err := b.GetBlock(leaf.Cid)
+		if err != nil {
+			return nil, fmt.Errorf("leaf %d: %w", i, err)
+		}
+		out = append(out, d...)
+	}
+	return out, nil
+}
+
+// RandomBytes returns n bytes reproducible from seed.
+func RandomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// ServeHTTP serves body at every path over HTTP/1.1 on ln until the test
+// ends: the plain HTTP baseline of the fetch benchmarks.
+func ServeHTTP(tb testing.TB, ln net.Listener, body []byte) {
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Close() })
+}
