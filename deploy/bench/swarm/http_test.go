@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -53,15 +54,7 @@ func serveHTTP(t *testing.T, h host.Host, body []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-			_, _ = w.Write(body)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	fetchtest.ServeHTTP(t, ln, body)
 }
 
 // httpGet downloads what p serves and checks it is want.
