@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/net/gostream"
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
 	"github.com/marcopolo/simnet"
 
@@ -108,50 +103,12 @@ func reconnect(tb testing.TB, a, b host.Host) {
 	connect(tb, a, b)
 }
 
-// httpProtocol carries the HTTP/1.1 baseline over libp2p streams, so that
-// HTTP and fetch share the QUIC connection, its windows and the link.
-const httpProtocol protocol.ID = "/expertd/bench-http/1.1"
-
-// serveHTTP serves body at every path over HTTP/1.1 on h's streams.
-func serveHTTP(tb testing.TB, h host.Host, body []byte) {
-	tb.Helper()
-	ln, err := gostream.Listen(h, httpProtocol)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	fetchtest.ServeHTTP(tb, ln, body)
-}
-
-// httpGet downloads what p serves over a new stream: no keep-alive, so that
-// like a fetch every request opens its own stream on the connection.
-func httpGet(ctx context.Context, h host.Host, p peer.ID) ([]byte, error) {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return gostream.Dial(ctx, h, p, httpProtocol)
-		},
-		DisableKeepAlives:  true,
-		DisableCompression: true,
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.String()+"/expert", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("http: %s", resp.Status)
-	}
-	var out bytes.Buffer
-	out.Grow(int(max(resp.ContentLength, 0)))
-	if _, err := out.ReadFrom(resp.Body); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
-}
+// serveHTTP and httpGet are the plain HTTP baseline over libp2p streams
+// on the same connection and link as a fetch.
+var (
+	serveHTTP = fetchtest.ServeHTTPOn
+	httpGet   = fetchtest.HTTPGetFrom
+)
 
 // simScene is a requester connected to three providers of one expert over
 // a simulated network; the first provider also serves it over HTTP.

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,14 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/net/gostream"
 	"github.com/marcopolo/simnet"
 )
-
-// httpProtocol carries the HTTP/1.1 baseline over libp2p streams: the
-// same simulated links and QUIC as the nodes.
-const httpProtocol protocol.ID = "/expertd/bench-http/1.1"
 
 // startHosts starts count plain libp2p hosts on nw with the nodes' links.
 func startHosts(t *testing.T, nw *simnet.Simnet, count int) ([]host.Host, []*atomic.Int64) {
@@ -48,44 +39,6 @@ func startHosts(t *testing.T, nw *simnet.Simnet, count int) ([]host.Host, []*ato
 	return hs, sent
 }
 
-// serveHTTP serves body at every path over HTTP/1.1 on h's streams.
-func serveHTTP(t *testing.T, h host.Host, body []byte) {
-	ln, err := gostream.Listen(h, httpProtocol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetchtest.ServeHTTP(t, ln, body)
-}
-
-// httpGet downloads what p serves and checks it is want.
-func httpGet(ctx context.Context, h host.Host, p peer.ID, want []byte) error {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return gostream.Dial(ctx, h, p, httpProtocol)
-		},
-		DisableKeepAlives:  true,
-		DisableCompression: true,
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.String()+"/expert", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, want) {
-		return fmt.Errorf("http: got %d bytes, not the %d served", len(got), len(want))
-	}
-	return nil
-}
-
 // httpResult is what one plain HTTP run measured.
 type httpResult struct {
 	Clients int
@@ -102,7 +55,7 @@ func runHTTP(t *testing.T, size int, clients int) httpResult {
 	for i := range body {
 		body[i] = byte(i*7 + i>>9)
 	}
-	serveHTTP(t, hs[0], body)
+	fetchtest.ServeHTTPOn(t, hs[0], body)
 	for _, h := range hs[1:] {
 		if err := h.Connect(context.Background(), peer.AddrInfo{ID: hs[0].ID(), Addrs: hs[0].Addrs()}); err != nil {
 			t.Fatal(err)
@@ -117,8 +70,9 @@ func runHTTP(t *testing.T, size int, clients int) httpResult {
 	start := time.Now()
 	for i, h := range hs[1:] {
 		wg.Go(func() {
-			if err := httpGet(ctx, h, hs[0].ID(), body); err != nil {
-				t.Errorf("client %d: %v", i, err)
+			got, err := fetchtest.HTTPGetFrom(ctx, h, hs[0].ID())
+			if err != nil || !bytes.Equal(got, body) {
+				t.Errorf("client %d: got %d bytes of %d (%v)", i, len(got), len(body), err)
 			}
 			res.Done[i] = time.Since(start)
 		})

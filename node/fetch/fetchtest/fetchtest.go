@@ -5,6 +5,7 @@ package fetchtest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -14,6 +15,10 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/gostream"
 
 	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/unixfs"
@@ -131,4 +136,50 @@ func ServeHTTP(tb testing.TB, ln net.Listener, body []byte) {
 	}
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
+}
+
+// HTTPProtocol carries the HTTP/1.1 baseline over libp2p streams, so that
+// HTTP and a fetch share the connection, its windows and the link.
+const HTTPProtocol protocol.ID = "/expertd/bench-http/1.1"
+
+// ServeHTTPOn serves body at every path over HTTP/1.1 on h's streams until
+// the test ends.
+func ServeHTTPOn(tb testing.TB, h host.Host, body []byte) {
+	tb.Helper()
+	ln, err := gostream.Listen(h, HTTPProtocol)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ServeHTTP(tb, ln, body)
+}
+
+// HTTPGetFrom downloads what p serves (ServeHTTPOn) over a new stream: no
+// keep-alive, so that like a fetch every request opens its own stream.
+func HTTPGetFrom(ctx context.Context, h host.Host, p peer.ID) ([]byte, error) {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return gostream.Dial(ctx, h, p, HTTPProtocol)
+		},
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.String()+"/expert", nil)
+	if err != nil {
+		return nil, fmt.Errorf("http request: %w", err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("http get: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("http get: %s", resp.Status)
+	}
+	var out bytes.Buffer
+	out.Grow(int(max(resp.ContentLength, 0)))
+	if _, err := out.ReadFrom(resp.Body); err != nil {
+		return nil, fmt.Errorf("http body: %w", err)
+	}
+	return out.Bytes(), nil
 }
