@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run the benchmarks of issue #7 and gather their reports in one README: the fetch-vs-RTT sweep
+# (sweep.md, fetch-vs-rtt.svg), the swarm and the memory benchmarks (swarm.md, memory.md). Each is
+# a go test that writes its fragment to the directory given by -out. A package not in the tree is
+# skipped; one that fails is left out of the README and makes the script exit 1 after writing it.
+#
+# Usage: scripts/bench.sh [OUT_DIR]    (OUT_DIR default: docs/bench)
+set -euo pipefail
+mkdir -p "${1:-docs/bench}"
+out=$(cd "${1:-docs/bench}" && pwd) # absolute: go test runs in each package's directory
+cd "$(dirname "$0")/.."
+
+failed=()
+for run in sweep:TestSweep memory:TestMemory swarm:TestSwarm; do
+	pkg=${run%%:*} test=${run#*:}
+	rm -f "$out/$pkg.md" # no stale fragment in the README
+	if [[ ! -d deploy/bench/$pkg ]]; then
+		echo "bench.sh: no deploy/bench/$pkg, skipped" >&2
+	elif ! go test "./deploy/bench/$pkg" -run "^$test\$" -count=1 -timeout 30m -args -out "$out"; then
+		failed+=("$pkg")
+		rm -f "$out/$pkg.md"
+	fi
+done
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1) || true
+{
+	echo "# expertd benchmarks"
+	echo
+	echo "Written by \`scripts/bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+	echo "$(go version | sed 's/^go version //'); $(uname -sr), $(getconf _NPROCESSORS_ONLN) CPUs${cpu:+ ($cpu)}."
+	for f in sweep swarm memory; do
+		[[ -f $out/$f.md ]] || continue
+		echo
+		cat "$out/$f.md"
+		if [[ $f == sweep ]]; then # its plot goes with its table
+			echo
+			echo "![Time to a 10 MiB expert against RTT: expertd and HTTP, fresh and warm, and the floor](fetch-vs-rtt.svg)"
+		fi
+	done
+} >"$out/README.md"
+echo "bench.sh: wrote $out/README.md"
+if ((${#failed[@]})); then
+	echo "bench.sh: failed: ${failed[*]}" >&2
+	exit 1
+fi
