@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"fmt"
-	"math/rand/v2"
 
 	"github.com/expertd/expertd/node/unixfs"
 	pb "github.com/expertd/expertd/proto"
@@ -10,10 +9,11 @@ import (
 
 // offer decides what a provider sends for the asked ranges: the asked
 // leaves it holds (a node still fetching the expert holds some), and while
-// other peers are served too, at most LoadedShare of them, a window at a
-// random place, so that peers fetching a new expert at once get different
-// leaves and can trade them. have is the bitmap of every leaf held, sent
-// only when some leaf is missing.
+// other peers are served too, at most LoadedShare of them: those of the
+// expert's leaves it has sent least, ties at random (BitTorrent's "super
+// seeding"), so that peers fetching a new expert at once get different
+// leaves from its publisher and trade them. have is the bitmap of every
+// leaf held, sent only when some leaf is missing.
 func (p *Provider) offer(layout *unixfs.Layout, asked []*pb.LeafRange, loaded bool) (ranges []*pb.LeafRange, have []byte, err error) {
 	var idx []uint64
 	partial := false
@@ -36,8 +36,7 @@ func (p *Provider) offer(layout *unixfs.Layout, asked []*pb.LeafRange, loaded bo
 		}
 	}
 	if share := p.opts.LoadedShare; loaded && share > 0 && len(idx) > share {
-		start := rand.IntN(len(idx) - share + 1)
-		idx = idx[start : start+share]
+		idx = p.sent.least(layout.Root, len(layout.Leaves), idx, share)
 	}
 	if !partial && len(idx) == countLeaves(asked) {
 		return asked, nil, nil

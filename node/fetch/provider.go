@@ -70,6 +70,7 @@ type Provider struct {
 	opts   ProviderOptions
 
 	throttle *throttle
+	sent     *sentCounts
 
 	mu      sync.Mutex
 	perPeer map[peer.ID]int
@@ -79,7 +80,7 @@ type Provider struct {
 // NewProvider returns a provider; Serve registers it on the host.
 func NewProvider(h host.Host, b Blocks, o ProviderOptions) *Provider {
 	o.defaults()
-	return &Provider{host: h, blocks: b, opts: o, perPeer: map[peer.ID]int{}, throttle: newThrottle(o.PeerRate)}
+	return &Provider{host: h, blocks: b, opts: o, perPeer: map[peer.ID]int{}, throttle: newThrottle(o.PeerRate), sent: newSentCounts()}
 }
 
 // Serve handles fetch streams until ctx is done.

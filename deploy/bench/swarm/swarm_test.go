@@ -31,6 +31,7 @@ var (
 	nodes = flag.Int("nodes", 50, "nodes in the swarm")
 	debug = flag.Bool("debug", false, "log the nodes' messages")
 	set   = flag.String("set", "", "extra configuration for every node: key=value,key=value")
+	trace = flag.Bool("trace", false, "log every second: nodes holding the expert, publisher's bytes sent")
 )
 
 // The link: every node has its own 20 Mbit/s uplink and downlink
@@ -179,7 +180,20 @@ func runSwarm(t *testing.T, adapter string, count int) swarmResult {
 	reach := make([]time.Duration, count)
 	done := make([]time.Duration, count)
 	left := count - 1
+	lastTrace := start
 	for left > 0 {
+		if *trace && time.Since(lastTrace) >= time.Second {
+			lastTrace = time.Now()
+			var bytes []string
+			for i, n := range ns[1:] {
+				if done[i+1] == 0 {
+					if tr, err := n.Transfer(e.CID); err == nil {
+						bytes = append(bytes, fmt.Sprintf("%d:%d", i+1, tr.Bytes>>20))
+					}
+				}
+			}
+			t.Logf("%5.1fs publisher %5.1f MiB, %d holders; fetching (node:MiB) %v", time.Since(start).Seconds(), float64(pub.sent.Load()-sent0[0])/(1<<20), count-1-left, bytes)
+		}
 		if time.Since(start) > 10*time.Minute {
 			t.Fatalf("after 10 minutes %d of %d nodes lack the expert", left, count-1)
 		}
