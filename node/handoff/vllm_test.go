@@ -249,12 +249,16 @@ func TestRemoveBeforeLoadSent(t *testing.T) {
 	}
 	fake.setDown(false)
 	eventually(t, "the unload", func() bool { _, ok := status(h, "python"); return !ok })
-	// The load never reached vLLM; the unload, sent in case it had, finds nothing.
-	if calls := fake.callLog(); !slices.Equal(calls, []string{"unload python"}) {
+	// The load normally never reaches vLLM and the unload, sent in case it
+	// had, finds nothing. A retry of the load already on its way when Remove
+	// came may still land once vLLM is back (a loaded machine): the unload
+	// then follows it. Either way vLLM ends without the adapter.
+	calls := fake.callLog()
+	if !slices.Equal(calls, []string{"unload python"}) && !slices.Equal(calls, []string{"load python", "unload python"}) {
 		t.Errorf("vLLM calls %v", calls)
 	}
-	if st := h.Stats(); st.LoadOK != 0 || st.UnloadOK != 1 {
-		t.Errorf("stats %+v", st)
+	if st := h.Stats(); st.LoadOK != uint64(len(calls)-1) || st.UnloadOK != 1 {
+		t.Errorf("stats %+v after calls %v", st, calls)
 	}
 }
 
