@@ -28,7 +28,11 @@ type Options struct {
 	// known: 30s + size/MinRate (default 64 KiB/s).
 	MinRate    float64
 	BadPeerTTL time.Duration // how long a peer that sent a bad block is avoided (default 10m)
-	Logger     *slog.Logger
+	// Stall ends a fetch that has had no request running and no new leaf
+	// for this long: its providers stayed busy, or its partial holders
+	// never got what it lacks (default 30s).
+	Stall  time.Duration
+	Logger *slog.Logger
 	// Received, if set, is called for every verified block stored.
 	Received func(p peer.ID, bytes int)
 	// Rejected, if set, is called when a peer's block or header fails
@@ -54,6 +58,9 @@ func (o *Options) defaults() {
 	}
 	if o.BadPeerTTL == 0 {
 		o.BadPeerTTL = 10 * time.Minute
+	}
+	if o.Stall == 0 {
+		o.Stall = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -143,25 +150,26 @@ type run struct {
 	src      func() []peer.ID // providers, polled while the fetch runs
 	events   chan event
 
-	layout   *unixfs.Layout
-	have     []bool
-	held     int
-	bytes    uint64
-	pool     []uint64 // leaves to assign
-	parts    []uint32 // shares to re-request while the layout is unknown
-	nparts   uint32
-	rank     []int // a random order of the leaves: ties in rarity break by it
-	idle     map[peer.ID]bool
-	excluded map[peer.ID]error // peers not to ask again in this fetch
-	active   map[*worker]bool
-	inUse    map[peer.ID]bool          // peers of the active workers
-	later    map[peer.ID]time.Time     // busy peers, idle again at that time
-	backoff  map[peer.ID]time.Duration // a busy peer's next wait
-	holds    map[peer.ID]holding       // what partial holders said they hold
-	rate     map[peer.ID]float64       // bytes/s of a peer's last finished request
-	rtt      map[peer.ID]time.Duration // request to header, per peer
-	lastErr  error
-	deadline <-chan time.Time
+	layout     *unixfs.Layout
+	have       []bool
+	held       int
+	bytes      uint64
+	pool       []uint64 // leaves to assign
+	parts      []uint32 // shares to re-request while the layout is unknown
+	nparts     uint32
+	rank       []int // a random order of the leaves: ties in rarity break by it
+	idle       map[peer.ID]bool
+	excluded   map[peer.ID]error // peers not to ask again in this fetch
+	active     map[*worker]bool
+	inUse      map[peer.ID]bool          // peers of the active workers
+	later      map[peer.ID]time.Time     // busy peers, idle again at that time
+	backoff    map[peer.ID]time.Duration // a busy peer's next wait
+	holds      map[peer.ID]holding       // what partial holders said they hold
+	rate       map[peer.ID]float64       // bytes/s of a peer's last finished request
+	rtt        map[peer.ID]time.Duration // request to header, per peer
+	lastErr    error
+	deadline   <-chan time.Time
+	progressAt time.Time // start, or the last header or new leaf
 }
 
 type worker struct {
@@ -250,6 +258,7 @@ func (r *run) loop(ctx context.Context) (*unixfs.Layout, error) {
 			r.parts = append(r.parts, i)
 		}
 	}
+	r.progressAt = time.Now()
 	r.schedule(ctx)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -257,12 +266,19 @@ func (r *run) loop(ctx context.Context) (*unixfs.Layout, error) {
 		if r.complete() {
 			return r.layout, nil
 		}
-		if len(r.active) == 0 && len(r.later) == 0 && !r.waitForHolders() {
-			err := r.lastErr
-			if err == nil {
-				err = ErrNoProviders
+		if len(r.active) == 0 {
+			if len(r.later) == 0 && !r.waitForHolders() {
+				err := r.lastErr
+				if err == nil {
+					err = ErrNoProviders
+				}
+				return nil, fmt.Errorf("%w: %s: %d of %d leaves: %w", ErrIncomplete, r.root, r.held, len(r.have), err)
 			}
-			return nil, fmt.Errorf("%w: %s: %d of %d leaves: %w", ErrIncomplete, r.root, r.held, len(r.have), err)
+			// Only busy providers and partial holders that lack the rest:
+			// wait for them, but not forever.
+			if time.Since(r.progressAt) > r.f.opts.Stall {
+				return nil, fmt.Errorf("%w: %s: %d of %d leaves, none for %v: providers busy or holding nothing more", ErrIncomplete, r.root, r.held, len(r.have), r.f.opts.Stall)
+			}
 		}
 		select {
 		case ev := <-r.events:
@@ -318,6 +334,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		}
 		w.got += uint64(ev.size)
 		if !r.have[ev.index] {
+			r.progressAt = time.Now()
 			r.have[ev.index] = true
 			r.held++
 			r.bytes += uint64(ev.size)

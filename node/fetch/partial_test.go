@@ -3,6 +3,7 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,5 +205,29 @@ func TestProviderLoadedShare(t *testing.T) {
 	}
 	if ranges, _, _ = prov.offer(layout, asked, false); countLeaves(ranges) != 12 {
 		t.Fatalf("unloaded provider offers %v, want all 12 leaves", ranges)
+	}
+}
+
+// Partial holders that never get the rest do not hold a fetch until its
+// deadline: with nothing to ask, it ends after Options.Stall.
+func TestFetchStallsOnPartialHolders(t *testing.T) {
+	data := randomBytes(4<<20, 25)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	part := startProvider(t, reqHost, partialCopy(t, src, l, func(i int) bool { return i < 2 }), nil)
+	dst := newMem()
+	start := time.Now()
+	_, err := NewFetcher(reqHost, dst, Options{Stall: time.Second}).Fetch(context.Background(), l.Root, ids(part), nil)
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("err = %v, want ErrIncomplete", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("gave up after %v", d)
+	}
+	for i, leaf := range l.Leaves { // what the holder had is kept for a later fetch
+		if ok, _ := dst.HasBlock(leaf.Cid); ok != (i < 2) {
+			t.Fatalf("leaf %d held: %v", i, ok)
+		}
 	}
 }
