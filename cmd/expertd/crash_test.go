@@ -29,30 +29,30 @@ func TestKill9DuringPublishAndFetch(t *testing.T) {
 	cli := func(args ...string) string { return runBin(t, bin, root, args...) }
 	verify := func(d *daemon) {
 		t.Helper()
-		out, err := runBinErr(bin, root, "verify", "--data-dir", d.dir)
+		out, err := runBinErr(bin, root, "verify", "--data-dir", d.Dir)
 		if err != nil {
-			t.Fatalf("%s: store does not verify after kill -9: %v", d.name, err)
+			t.Fatalf("%s: store does not verify after kill -9: %v", d.Name, err)
 		}
-		t.Logf("%s verify: %s", d.name, strings.ReplaceAll(out, "\n", "; "))
+		t.Logf("%s verify: %s", d.Name, strings.ReplaceAll(out, "\n", "; "))
 	}
 
 	a := startDaemon(t, bin, root, "a", "")
 	pub := make(chan error, 1)
 	go func() {
-		_, err := runBinErr(bin, root, "publish", adapter, "--density", "0.5", "--api", a.api)
+		_, err := runBinErr(bin, root, "publish", adapter, "--density", "0.5", "--api", a.API)
 		pub <- err
 	}()
 	time.Sleep(300 * time.Millisecond) // reading and compressing 96 MB takes longer
-	a.kill9(t)
+	a.Kill9(t)
 	<-pub
 	verify(a)
-	args := a.cmd.Args[1:]
-	a.start(t, bin, root, args)
-	cid := cli("publish", adapter, "--density", "0.5", "--api", a.api)
+	args := a.Cmd.Args[1:]
+	a.Restart(t, bin, root, args)
+	cid := cli("publish", adapter, "--density", "0.5", "--api", a.API)
 
-	b := startDaemon(t, bin, root, "b", a.addr)
+	b := startDaemon(t, bin, root, "b", a.Addr)
 	waitRemote(t, bin, root, b, cid)
-	c := api.NewClient(b.api, "")
+	c := api.NewClient(b.API, "")
 	if _, err := c.StartFetch(t.Context(), cid); err != nil {
 		t.Fatal(err)
 	}
@@ -63,15 +63,15 @@ func TestKill9DuringPublishAndFetch(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	b.kill9(t)
+	b.Kill9(t)
 	verify(b)
-	b.start(t, bin, root, b.cmd.Args[1:])
+	b.Restart(t, bin, root, b.Cmd.Args[1:])
 	out := filepath.Join(root, "fetched")
-	cli("fetch", cid, "-o", out, "--api", b.api)
+	cli("fetch", cid, "-o", out, "--api", b.API)
 	if _, err := os.Stat(filepath.Join(out, "adapter_model.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	verify2, err := runBinErr(bin, root, "ls", "--api", b.api)
+	verify2, err := runBinErr(bin, root, "ls", "--api", b.API)
 	if err != nil || !strings.Contains(verify2, cid) {
 		t.Fatalf("b does not list %s after the resumed fetch: %v\n%s", cid, err, verify2)
 	}
@@ -80,11 +80,11 @@ func TestKill9DuringPublishAndFetch(t *testing.T) {
 func waitRemote(t *testing.T, bin, root string, d *daemon, cid string) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if out, err := runBinErr(bin, root, "ls", "--remote", "--api", d.api); err == nil && strings.Contains(out, cid) {
+		if out, err := runBinErr(bin, root, "ls", "--remote", "--api", d.API); err == nil && strings.Contains(out, cid) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never learnt of %s", d.name, cid)
+			t.Fatalf("%s never learnt of %s", d.Name, cid)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

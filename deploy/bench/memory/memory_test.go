@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/cmd/expertd/daemontest"
 	"github.com/expertd/expertd/compress/synth"
 	"github.com/expertd/expertd/node/api"
 )
@@ -42,18 +43,18 @@ func TestMemory(t *testing.T) {
 	container, size := makeExpert(t, bin, root)
 
 	a := startDaemon(t, bin, root, "a", "")
-	b := startDaemon(t, bin, root, "b", a.addr)
-	idA, err := a.client.Identity(ctx)
+	b := startDaemon(t, bin, root, "b", a.Addr)
+	idA, err := a.Client().Identity(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.waitPeer(t, idA.ID)
+	waitPeer(t, b, idA.ID)
 	time.Sleep(settle)
 	var r result
 	r.idleA, r.idleB = readMem(t, a), readMem(t, b)
 	t.Logf("idle after %v: A %s, B %s", settle, mb(r.idleA.RSS), mb(r.idleB.RSS))
 
-	e, err := a.client.Publish(ctx, api.PublishRequest{Path: container, Name: "memory-100mib"})
+	e, err := a.Client().Publish(ctx, api.PublishRequest{Path: container, Name: "memory-100mib"})
 	if err != nil {
 		t.Fatalf("publish on A: %v", err)
 	}
@@ -61,15 +62,15 @@ func TestMemory(t *testing.T) {
 		t.Fatalf("A published %d bytes, the container has %d", e.Size, size)
 	}
 	eventually(t, 30*time.Second, "B to learn of "+e.CID, func() bool {
-		es, err := b.client.Experts(ctx, api.Filter{Remote: true})
+		es, err := b.Client().Experts(ctx, api.Filter{Remote: true})
 		return err == nil && slices.ContainsFunc(es, func(x api.Expert) bool { return x.CID == e.CID })
 	})
 	time.Sleep(2 * time.Second) // let A's publish work settle
 	r.preA, r.preB = readMem(t, a), readMem(t, b)
 
-	s := startSampler(period, a.pid(), b.pid())
+	s := startSampler(period, pid(a), pid(b))
 	start := time.Now()
-	tr, err := b.client.StartFetch(ctx, e.CID)
+	tr, err := b.Client().StartFetch(ctx, e.CID)
 	if err != nil {
 		t.Fatalf("fetch on B: %v", err)
 	}
@@ -79,7 +80,7 @@ func TestMemory(t *testing.T) {
 			t.Fatalf("fetch still running after %v: %d of %d bytes", fetchBudget, tr.Bytes, tr.Total)
 		}
 		time.Sleep(50 * time.Millisecond)
-		if tr, err = b.client.Transfer(ctx, e.CID); err != nil {
+		if tr, err = b.Client().Transfer(ctx, e.CID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,24 +94,24 @@ func TestMemory(t *testing.T) {
 		t.Fatalf("fetch ended %s with %d of %d bytes: %s", tr.State, tr.Bytes, size, tr.Error)
 	}
 	r.endA, r.endB = readMem(t, a), readMem(t, b)
-	r.peakA = fetchPeak(peaks[a.pid()], r.preA, r.endA)
-	r.peakB = fetchPeak(peaks[b.pid()], r.preB, r.endB)
+	r.peakA = fetchPeak(peaks[pid(a)], r.preA, r.endA)
+	r.peakB = fetchPeak(peaks[pid(b)], r.preB, r.endB)
 	r.samples, r.size = samples, size
 	t.Logf("fetched %d bytes in %v, %d samples", size, r.fetchTime.Round(time.Millisecond), samples)
 
 	// What `expertd fetch CID -o DIR` does next: write the expert as a PEFT
 	// directory (2 GiB of F32 here).
-	s = startSampler(period, b.pid())
+	s = startSampler(period, pid(b))
 	start = time.Now()
 	dir := filepath.Join(root, "materialized")
-	if _, err := b.client.Materialize(ctx, e.CID, api.MaterializeRequest{Dir: dir}); err != nil {
+	if _, err := b.Client().Materialize(ctx, e.CID, api.MaterializeRequest{Dir: dir}); err != nil {
 		t.Fatalf("materialize on B: %v", err)
 	}
 	r.matTime = time.Since(start)
 	if peaks, _, err = s.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	r.matB = fetchPeak(peaks[b.pid()], r.endB, readMem(t, b))
+	r.matB = fetchPeak(peaks[pid(b)], r.endB, readMem(t, b))
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func makeExpert(t *testing.T, bin, root string) (string, int64) {
 		t.Fatalf("write synthetic adapter: %v", err)
 	}
 	container := filepath.Join(root, "expert.cpeft")
-	out := runBin(t, bin, "compress", src, "-o", container, "--density", expertDensity)
+	out := daemontest.Run(t, bin, root, "compress", src, "-o", container, "--density", expertDensity)
 	t.Log(out[strings.LastIndexByte(out, '\n')+1:]) // the summary, not the progress lines
 	if err := os.RemoveAll(src); err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func makeExpert(t *testing.T, bin, root string) (string, int64) {
 
 func readMem(t *testing.T, d *daemon) procMem {
 	t.Helper()
-	m, err := readProcMem(d.pid())
+	m, err := readProcMem(pid(d))
 	if err != nil {
 		t.Fatal(err)
 	}
