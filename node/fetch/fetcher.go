@@ -447,7 +447,7 @@ func toRanges(idx []uint64) []*pb.LeafRange {
 // stream runs one request against one provider: it verifies the header
 // (unless the layout is known), then every leaf, storing each.
 func (f *Fetcher) stream(ctx context.Context, w *worker, root cid.Cid, known *unixfs.Layout, events chan<- event) error {
-	s, err := f.host.NewStream(ctx, w.peer, ProtocolID)
+	s, err := openStream(ctx, f.host, w.peer)
 	if err != nil {
 		return err
 	}
