@@ -28,9 +28,9 @@ type Options struct {
 	// known: 30s + size/MinRate (default 64 KiB/s).
 	MinRate    float64
 	BadPeerTTL time.Duration // how long a peer that sent a bad block is avoided (default 10m)
-	// Stall ends a fetch that has had no request running and no new leaf
-	// for this long: its providers stayed busy, or its partial holders
-	// never got what it lacks (default 30s).
+	// Stall ends a fetch that has had no new leaf (nor an offer of one)
+	// for this long: its providers stayed busy or slow, or its partial
+	// holders never got what it lacks (default 30s).
 	Stall  time.Duration
 	Logger *slog.Logger
 	// Received, if set, is called for every verified block stored.
@@ -169,7 +169,7 @@ type run struct {
 	rtt        map[peer.ID]time.Duration // request to header, per peer
 	lastErr    error
 	deadline   <-chan time.Time
-	progressAt time.Time // start, or the last header or new leaf
+	progressAt time.Time // start, the layout, the last header offering leaves, or the last new leaf
 }
 
 type worker struct {
@@ -266,19 +266,17 @@ func (r *run) loop(ctx context.Context) (*unixfs.Layout, error) {
 		if r.complete() {
 			return r.layout, nil
 		}
-		if len(r.active) == 0 {
-			if len(r.later) == 0 && !r.waitForHolders() {
-				err := r.lastErr
-				if err == nil {
-					err = ErrNoProviders
-				}
-				return nil, fmt.Errorf("%w: %s: %d of %d leaves: %w", ErrIncomplete, r.root, r.held, len(r.have), err)
+		if len(r.active) == 0 && len(r.later) == 0 && !r.waitForHolders() {
+			err := r.lastErr
+			if err == nil {
+				err = ErrNoProviders
 			}
-			// Only busy providers and partial holders that lack the rest:
-			// wait for them, but not forever.
-			if time.Since(r.progressAt) > r.f.opts.Stall {
-				return nil, fmt.Errorf("%w: %s: %d of %d leaves, none for %v: providers busy or holding nothing more", ErrIncomplete, r.root, r.held, len(r.have), r.f.opts.Stall)
-			}
+			return nil, fmt.Errorf("%w: %s: %d of %d leaves: %w", ErrIncomplete, r.root, r.held, len(r.have), err)
+		}
+		// Busy providers, partial holders that lack the rest or answer
+		// with nothing: wait for them, but not forever.
+		if time.Since(r.progressAt) > r.f.opts.Stall {
+			return nil, fmt.Errorf("%w: %s: %d of %d leaves, none for %v: providers busy, slow or holding nothing more", ErrIncomplete, r.root, r.held, len(r.have), r.f.opts.Stall)
 		}
 		select {
 		case ev := <-r.events:
@@ -299,7 +297,8 @@ func (r *run) handle(ctx context.Context, ev event) error {
 	w := ev.w
 	switch ev.kind {
 	case evHeader:
-		if r.layout == nil {
+		first := r.layout == nil
+		if first {
 			if err := r.setLayout(ev.layout, true); err != nil {
 				return err
 			}
@@ -308,6 +307,9 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		// offers nothing.
 		w.want, w.limit = append(make([]uint64, 0, len(ev.want)), ev.want...), len(ev.want)
 		w.header = time.Now()
+		if first || len(ev.want) > 0 {
+			r.progressAt = w.header // the layout, or leaves on their way
+		}
 		r.rtt[w.peer] = w.header.Sub(w.started)
 		if ev.have != nil {
 			r.holds[w.peer] = holding{have: ev.have, at: w.header}
@@ -517,6 +519,12 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	if err != nil {
 		return err
 	}
+	if len(want) == 0 && holdsAsked(w.req, have, uint64(len(layout.Leaves))) {
+		// An honest provider offers at least one asked leaf it holds: one
+		// that says it holds some and offers none would keep the requester
+		// waiting on it (and away from full providers) for nothing.
+		return fmt.Errorf("%w: provider offers none of the asked leaves it says it holds", ErrFrame)
+	}
 	events <- event{w: w, kind: evHeader, layout: layout, want: want, have: have}
 	for _, idx := range want {
 		deadline()
@@ -572,6 +580,16 @@ func checkRanges(req *pb.FetchRequest, got []*pb.LeafRange, n uint64) ([]uint64,
 		}
 	}
 	return want, nil
+}
+
+// holdsAsked reports whether have (nil: every leaf) holds a leaf req asks.
+func holdsAsked(req *pb.FetchRequest, have []bool, n uint64) bool {
+	for _, i := range askedLeaves(req, n) {
+		if have == nil || have[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // askedLeaves lists, ascending, the leaves req asks of n.

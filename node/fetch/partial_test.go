@@ -1,15 +1,18 @@
 package fetch
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/unixfs"
@@ -229,5 +232,48 @@ func TestFetchStallsOnPartialHolders(t *testing.T) {
 		if ok, _ := dst.HasBlock(leaf.Cid); ok != (i < 2) {
 			t.Fatalf("leaf %d held: %v", i, ok)
 		}
+	}
+}
+
+// A provider that claims leaves but offers none of them is dropped at its
+// first answer: it cannot hold a fetch (and the full providers) waiting.
+func TestFetchDropsProviderOfferingNothingItClaims(t *testing.T) {
+	data := randomBytes(4<<20, 27)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	liar := newHost(t)
+	connect(t, reqHost, liar)
+	liar.SetStreamHandler(ProtocolID, func(s network.Stream) {
+		defer s.Close()
+		var req pb.FetchRequest
+		var buf []byte
+		if err := readMsg(bufio.NewReader(s), &req, maxRequestFrame, &buf); err != nil {
+			return
+		}
+		nodes := make([][]byte, 0, len(l.Nodes))
+		for _, n := range l.Nodes {
+			nodes = append(nodes, n.Data)
+		}
+		all := make([]byte, (len(l.Leaves)+7)/8) // "I hold every leaf"
+		for i := range l.Leaves {
+			all[i/8] |= 1 << (i % 8)
+		}
+		_, _ = writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: &pb.FetchHeader{
+			Size: l.Size, Leaves: uint64(len(l.Leaves)), Nodes: nodes, Have: all}}}, nil)
+	})
+	full := startProvider(t, reqHost, src, nil)
+	var failed []peer.ID
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{Failed: func(_ cid.Cid, p peer.ID, _ error) { failed = append(failed, p) }}).
+		Fetch(context.Background(), l.Root, ids(liar, full), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if !slices.Contains(failed, liar.ID()) {
+		t.Fatalf("failed providers %v: want the liar", failed)
 	}
 }
