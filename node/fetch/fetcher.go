@@ -126,6 +126,7 @@ func (f *Fetcher) FetchFrom(ctx context.Context, root cid.Cid, providers func() 
 		f: f, root: root, progress: progress, src: providers, events: make(chan event, 16),
 		idle: map[peer.ID]bool{}, excluded: map[peer.ID]error{}, inUse: map[peer.ID]bool{},
 		later: map[peer.ID]time.Time{}, backoff: map[peer.ID]time.Duration{}, holds: map[peer.ID]holding{},
+		pooledAt: map[uint64]time.Time{},
 	}
 	if l, err := localLayout(ctx, f.blocks, root, f.opts.MaxSize); err == nil {
 		if err := r.setLayout(l, false); err != nil {
@@ -165,6 +166,7 @@ type run struct {
 	later      map[peer.ID]time.Time     // busy peers, idle again at that time
 	backoff    map[peer.ID]time.Duration // a busy peer's next wait
 	holds      map[peer.ID]holding       // what partial holders said they hold
+	pooledAt   map[uint64]time.Time      // when schedule first saw a leaf waiting in the pool
 	rate       map[peer.ID]float64       // bytes/s of a peer's last finished request
 	rtt        map[peer.ID]time.Duration // request to header, per peer
 	lastErr    error

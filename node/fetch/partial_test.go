@@ -277,3 +277,58 @@ func TestFetchDropsProviderOfferingNothingItClaims(t *testing.T) {
 		t.Fatalf("failed providers %v: want the liar", failed)
 	}
 }
+
+// A provider that claims every leaf but trickles them one slow leaf per
+// request does not keep the full providers off the leaves it claims: a
+// leaf that waited holderPatience goes to whoever can serve it.
+func TestFetchFullProviderTakesLeavesSlowHolderClaims(t *testing.T) {
+	data := randomBytes(4<<20, 28)
+	src := newMem()
+	l := addFile(t, src, data)
+	reqHost := newHost(t)
+	slow := newHost(t)
+	connect(t, reqHost, slow)
+	slow.SetStreamHandler(ProtocolID, func(s network.Stream) {
+		defer s.Close()
+		var req pb.FetchRequest
+		var buf []byte
+		if err := readMsg(bufio.NewReader(s), &req, maxRequestFrame, &buf); err != nil {
+			return
+		}
+		asked := askedLeaves(&req, uint64(len(l.Leaves)))
+		if len(asked) == 0 {
+			return
+		}
+		hdr := &pb.FetchHeader{Size: l.Size, Leaves: uint64(len(l.Leaves)), Ranges: toRanges(asked[:1]),
+			Have: make([]byte, (len(l.Leaves)+7)/8)}
+		for i := range l.Leaves { // "I hold every leaf"
+			hdr.Have[i/8] |= 1 << (i % 8)
+		}
+		if !req.GetSkipNodes() {
+			for _, n := range l.Nodes {
+				hdr.Nodes = append(hdr.Nodes, n.Data)
+			}
+		}
+		if _, err := writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
+			return
+		}
+		time.Sleep(2*holderPatience + time.Second) // then the one leaf offered
+		d, _ := src.GetBlock(l.Leaves[asked[0]].Cid)
+		_, _ = writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: asked[0], Data: d}}}, nil)
+	})
+	var served atomic.Int64
+	full := startProvider(t, reqHost, src, &served)
+	dst := newMem()
+	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, ids(slow, full), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	// The slow holder got half the leaves by share and offered one: the
+	// full provider served the other three.
+	if served.Load() != 3<<20 {
+		t.Fatalf("full provider served %d bytes, want 3 MiB", served.Load())
+	}
+}

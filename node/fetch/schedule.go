@@ -22,6 +22,9 @@ const (
 	// holdsFresh is how long what a partial holder said it holds is taken
 	// as all it holds; after that it is asked again, as it may hold more.
 	holdsFresh = time.Second
+	// holderPatience is how long a pooled leaf waits for the partial
+	// holders that claim it before a full provider may take it too.
+	holderPatience = 2 * time.Second
 	// knownPerSlot bounds the peers one fetch keeps track of, per peer it
 	// may fetch from at once (Options.MaxProviders).
 	knownPerSlot = 4
@@ -131,6 +134,9 @@ func (r *run) schedule(ctx context.Context) {
 			n := (len(cands) + len(peers) - k - 1) / (len(peers) - k)
 			take := cands[:n]
 			slices.Sort(take)
+			for _, i := range take {
+				delete(r.pooledAt, i)
+			}
 			r.pool = slices.DeleteFunc(r.pool, func(i uint64) bool { _, ok := slices.BinarySearch(take, i); return ok })
 			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Ranges: toRanges(take), SkipNodes: true})
 		case r.layout != nil:
@@ -145,8 +151,15 @@ func (r *run) schedule(ctx context.Context) {
 // partial holder said it holds (when it said so recently; else any, as it
 // may hold more now); from a full provider, or one not asked yet, the
 // leaves no partial holder of this fetch holds, so that a publisher's
-// upload goes to what the swarm lacks.
+// upload goes to what the swarm lacks, and those that waited for their
+// holders longer than holderPatience (busy, slow or lying holders).
 func (r *run) candidates(p peer.ID) []uint64 {
+	now := time.Now()
+	for _, i := range r.pool {
+		if _, ok := r.pooledAt[i]; !ok {
+			r.pooledAt[i] = now
+		}
+	}
 	holders := make(map[uint64]int, len(r.pool))
 	for q, h := range r.holds {
 		if r.excluded[q] != nil {
@@ -169,7 +182,7 @@ func (r *run) candidates(p peer.ID) []uint64 {
 			}
 		case partial:
 			out = append(out, i)
-		case holders[i] == 0:
+		case holders[i] == 0 || now.Sub(r.pooledAt[i]) > holderPatience:
 			out = append(out, i)
 		}
 	}
