@@ -114,6 +114,9 @@ func (r *run) schedule(ctx context.Context) {
 		}
 		return 0
 	})
+	// Leaves taken below leave the pool; the counts of the rest hold.
+	var holders map[uint64]int
+	now := time.Now()
 	for k, p := range peers {
 		if len(r.active) >= r.f.opts.MaxProviders {
 			return
@@ -125,7 +128,10 @@ func (r *run) schedule(ctx context.Context) {
 			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Part: part, Parts: r.nparts})
 		case r.layout != nil && len(r.pool) > 0:
 			r.parts = nil
-			cands := r.candidates(p)
+			if holders == nil {
+				holders = r.holders(now)
+			}
+			cands := r.candidates(p, holders, now)
 			if len(cands) == 0 {
 				continue
 			}
@@ -153,14 +159,15 @@ func (r *run) schedule(ctx context.Context) {
 // leaves no partial holder of this fetch holds, so that a publisher's
 // upload goes to what the swarm lacks, and those that waited for their
 // holders longer than holderPatience (busy, slow or lying holders).
-func (r *run) candidates(p peer.ID) []uint64 {
-	now := time.Now()
+// holders counts the partial holders that say they hold each pooled leaf;
+// it is what candidates ranks by.
+func (r *run) holders(now time.Time) map[uint64]int {
+	holders := make(map[uint64]int, len(r.pool))
 	for _, i := range r.pool {
 		if _, ok := r.pooledAt[i]; !ok {
 			r.pooledAt[i] = now
 		}
 	}
-	holders := make(map[uint64]int, len(r.pool))
 	for q, h := range r.holds {
 		if r.excluded[q] != nil {
 			continue
@@ -171,8 +178,12 @@ func (r *run) candidates(p peer.ID) []uint64 {
 			}
 		}
 	}
+	return holders
+}
+
+func (r *run) candidates(p peer.ID, holders map[uint64]int, now time.Time) []uint64 {
 	h, partial := r.holds[p]
-	fresh := partial && time.Since(h.at) < holdsFresh
+	fresh := partial && now.Sub(h.at) < holdsFresh
 	var out []uint64
 	for _, i := range r.pool {
 		switch {
