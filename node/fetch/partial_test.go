@@ -12,6 +12,7 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -235,6 +236,45 @@ func TestFetchStallsOnPartialHolders(t *testing.T) {
 	}
 }
 
+// claimingAll starts a provider of l, connected to req, that says it holds
+// every leaf but offers only the first offer leaves of each request and
+// sends them after delay: a lying or trickling partial holder.
+func claimingAll(t *testing.T, req host.Host, src Blocks, l *unixfs.Layout, offer int, delay time.Duration) host.Host {
+	h := newHost(t)
+	connect(t, req, h)
+	h.SetStreamHandler(ProtocolID, func(s network.Stream) {
+		defer s.Close()
+		var r pb.FetchRequest
+		var buf []byte
+		if err := readMsg(bufio.NewReader(s), &r, maxRequestFrame, &buf); err != nil {
+			return
+		}
+		asked := askedLeaves(&r, uint64(len(l.Leaves)))
+		offered := asked[:min(offer, len(asked))]
+		hdr := &pb.FetchHeader{Size: l.Size, Leaves: uint64(len(l.Leaves)), Ranges: toRanges(offered),
+			Have: make([]byte, (len(l.Leaves)+7)/8)}
+		for i := range l.Leaves { // "I hold every leaf"
+			hdr.Have[i/8] |= 1 << (i % 8)
+		}
+		if !r.GetSkipNodes() {
+			for _, n := range l.Nodes {
+				hdr.Nodes = append(hdr.Nodes, n.Data)
+			}
+		}
+		if _, err := writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
+			return
+		}
+		time.Sleep(delay)
+		for _, i := range offered {
+			d, _ := src.GetBlock(l.Leaves[i].Cid)
+			if _, err := writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: i, Data: d}}}, nil); err != nil {
+				return
+			}
+		}
+	})
+	return h
+}
+
 // A provider that claims leaves but offers none of them is dropped at its
 // first answer: it cannot hold a fetch (and the full providers) waiting.
 func TestFetchDropsProviderOfferingNothingItClaims(t *testing.T) {
@@ -242,26 +282,7 @@ func TestFetchDropsProviderOfferingNothingItClaims(t *testing.T) {
 	src := newMem()
 	l := addFile(t, src, data)
 	reqHost := newHost(t)
-	liar := newHost(t)
-	connect(t, reqHost, liar)
-	liar.SetStreamHandler(ProtocolID, func(s network.Stream) {
-		defer s.Close()
-		var req pb.FetchRequest
-		var buf []byte
-		if err := readMsg(bufio.NewReader(s), &req, maxRequestFrame, &buf); err != nil {
-			return
-		}
-		nodes := make([][]byte, 0, len(l.Nodes))
-		for _, n := range l.Nodes {
-			nodes = append(nodes, n.Data)
-		}
-		all := make([]byte, (len(l.Leaves)+7)/8) // "I hold every leaf"
-		for i := range l.Leaves {
-			all[i/8] |= 1 << (i % 8)
-		}
-		_, _ = writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: &pb.FetchHeader{
-			Size: l.Size, Leaves: uint64(len(l.Leaves)), Nodes: nodes, Have: all}}}, nil)
-	})
+	liar := claimingAll(t, reqHost, src, l, 0, 0)
 	full := startProvider(t, reqHost, src, nil)
 	var failed []peer.ID
 	dst := newMem()
@@ -286,36 +307,7 @@ func TestFetchFullProviderTakesLeavesSlowHolderClaims(t *testing.T) {
 	src := newMem()
 	l := addFile(t, src, data)
 	reqHost := newHost(t)
-	slow := newHost(t)
-	connect(t, reqHost, slow)
-	slow.SetStreamHandler(ProtocolID, func(s network.Stream) {
-		defer s.Close()
-		var req pb.FetchRequest
-		var buf []byte
-		if err := readMsg(bufio.NewReader(s), &req, maxRequestFrame, &buf); err != nil {
-			return
-		}
-		asked := askedLeaves(&req, uint64(len(l.Leaves)))
-		if len(asked) == 0 {
-			return
-		}
-		hdr := &pb.FetchHeader{Size: l.Size, Leaves: uint64(len(l.Leaves)), Ranges: toRanges(asked[:1]),
-			Have: make([]byte, (len(l.Leaves)+7)/8)}
-		for i := range l.Leaves { // "I hold every leaf"
-			hdr.Have[i/8] |= 1 << (i % 8)
-		}
-		if !req.GetSkipNodes() {
-			for _, n := range l.Nodes {
-				hdr.Nodes = append(hdr.Nodes, n.Data)
-			}
-		}
-		if _, err := writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
-			return
-		}
-		time.Sleep(2*holderPatience + time.Second) // then the one leaf offered
-		d, _ := src.GetBlock(l.Leaves[asked[0]].Cid)
-		_, _ = writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: asked[0], Data: d}}}, nil)
-	})
+	slow := claimingAll(t, reqHost, src, l, 1, 2*holderPatience+time.Second)
 	var served atomic.Int64
 	full := startProvider(t, reqHost, src, &served)
 	dst := newMem()
