@@ -459,7 +459,7 @@ func (f *Fetcher) stream(ctx context.Context, w *worker, root cid.Cid, known *un
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	var buf []byte
-	if _, err := writeMsg(s, w.req, buf); err != nil {
+	if _, err := pb.WriteFrame(s, w.req, buf); err != nil {
 		_ = s.Reset()
 		return err
 	}

@@ -20,18 +20,6 @@ const (
 	maxHeaderFrame  = 8 << 20
 )
 
-// writeMsg writes m with a uvarint length prefix, reusing buf.
-func writeMsg(w io.Writer, m gproto.Message, buf []byte) ([]byte, error) {
-	size := gproto.Size(m)
-	buf = binary.AppendUvarint(buf[:0], uint64(size))
-	buf, err := gproto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, m)
-	if err != nil {
-		return buf, err
-	}
-	_, err = w.Write(buf)
-	return buf, err
-}
-
 // readMsg reads one length-prefixed message of at most limit bytes into m,
 // reusing *buf: it never allocates more than limit for a frame.
 func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {

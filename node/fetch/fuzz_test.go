@@ -21,7 +21,7 @@ func response[M interface {
 	var buf []byte
 	var err error
 	for _, f := range frames {
-		if buf, err = writeMsg(&out, f, buf); err != nil {
+		if buf, err = pb.WriteFrame(&out, f, buf); err != nil {
 			t.Fatal(err)
 		}
 	}

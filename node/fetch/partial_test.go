@@ -261,13 +261,13 @@ func claimingAll(t *testing.T, req host.Host, src Blocks, l *unixfs.Layout, offe
 				hdr.Nodes = append(hdr.Nodes, n.Data)
 			}
 		}
-		if _, err := writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
+		if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
 			return
 		}
 		time.Sleep(delay)
 		for _, i := range offered {
 			d, _ := src.GetBlock(l.Leaves[i].Cid)
-			if _, err := writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: i, Data: d}}}, nil); err != nil {
+			if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: i, Data: d}}}, nil); err != nil {
 				return
 			}
 		}

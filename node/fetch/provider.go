@@ -133,7 +133,7 @@ func (p *Provider) serve(ctx context.Context, s network.Stream, remote peer.ID) 
 	var buf []byte
 	fail := func(code pb.FetchError_Code, format string, args ...any) error {
 		msg := fmt.Sprintf(format, args...)
-		_, _ = writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Error{Error: &pb.FetchError{Code: code, Message: msg}}}, buf)
+		_, _ = pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Error{Error: &pb.FetchError{Code: code, Message: msg}}}, buf)
 		_ = s.CloseWrite()
 		return fmt.Errorf("%s: %s", code, msg)
 	}
@@ -171,7 +171,7 @@ func (p *Provider) serve(ctx context.Context, s network.Stream, remote peer.ID) 
 		}
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(p.opts.WriteTimeout))
-	if buf, err = writeMsg(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, buf); err != nil {
+	if buf, err = pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, buf); err != nil {
 		return err
 	}
 	lim := p.throttle.open(remote)
@@ -193,7 +193,7 @@ func (p *Provider) serve(ctx context.Context, s network.Stream, remote peer.ID) 
 			}
 			blk.Index, blk.Data = i, data
 			_ = s.SetWriteDeadline(time.Now().Add(p.opts.WriteTimeout))
-			if buf, err = writeMsg(s, frame, buf); err != nil {
+			if buf, err = pb.WriteFrame(s, frame, buf); err != nil {
 				return err
 			}
 			if p.opts.Served != nil {

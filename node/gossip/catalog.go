@@ -252,7 +252,7 @@ func (s *Service) encodeCatalog(w io.Writer, entries []Announcement, now time.Ti
 	)
 	flush := func() error {
 		var err error
-		buf, err = writeMsg(bw, &frame, buf)
+		buf, err = pb.WriteFrame(bw, &frame, buf)
 		frame.Entries, size = frame.Entries[:0], 0
 		return err
 	}
@@ -287,18 +287,6 @@ func (s *Service) encodeCatalog(w io.Writer, entries []Announcement, now time.Ti
 		}
 	}
 	return skipped, lastErr, bw.Flush()
-}
-
-// writeMsg writes m with a uvarint length prefix, reusing buf.
-func writeMsg(w io.Writer, m gproto.Message, buf []byte) ([]byte, error) {
-	size := gproto.Size(m)
-	buf = binary.AppendUvarint(buf[:0], uint64(size))
-	buf, err := gproto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, m)
-	if err != nil {
-		return buf, err
-	}
-	_, err = w.Write(buf)
-	return buf, err
 }
 
 // readMsg reads one length-prefixed message of at most limit bytes into m,

@@ -176,7 +176,7 @@ func FuzzCatalog(f *testing.F) {
 			cat.Entries = append(cat.Entries, toWire(a))
 		}
 		var b bytes.Buffer
-		if _, err := writeMsg(&b, cat, nil); err != nil {
+		if _, err := pb.WriteFrame(&b, cat, nil); err != nil {
 			f.Fatal(err)
 		}
 		return b.Bytes()
@@ -241,7 +241,7 @@ func FuzzCatalog(f *testing.F) {
 			if (len(c.Envelope) > 0) != !c.signed.IsZero() {
 				t.Fatalf("envelope of %d bytes, signed at %v", len(c.Envelope), c.signed)
 			}
-			if _, err := writeMsg(&again, &pb.Catalog{Entries: []*pb.Announcement{toWire(c.Announcement)}}, nil); err != nil {
+			if _, err := pb.WriteFrame(&again, &pb.Catalog{Entries: []*pb.Announcement{toWire(c.Announcement)}}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -244,7 +244,7 @@ func TestCatalogChecksEntries(t *testing.T) {
 	cat := &pb.Catalog{Entries: []*pb.Announcement{toWire(valid), toWire(notProvider), toWire(stale), badCID}}
 	rh.SetStreamHandler(CatalogProtocol, func(s network.Stream) {
 		w := bufio.NewWriter(s)
-		if _, err := writeMsg(w, cat, nil); err != nil || w.Flush() != nil {
+		if _, err := pb.WriteFrame(w, cat, nil); err != nil || w.Flush() != nil {
 			_ = s.Reset()
 			return
 		}
@@ -281,7 +281,7 @@ func TestCatalogBounds(t *testing.T) {
 			for i := range 5 {
 				cat.Entries = append(cat.Entries, toWire(testAnn(100+i, p)))
 			}
-			_, err := writeMsg(w, cat, nil)
+			_, err := pb.WriteFrame(w, cat, nil)
 			return err
 		}},
 	} {
