@@ -9,7 +9,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
-	"github.com/marcopolo/simnet"
 
 	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/unixfs"
@@ -51,30 +50,6 @@ func (l simLink) floor(size int) time.Duration {
 
 func (l simLink) String() string {
 	return fmt.Sprintf("%v RTT, %d Mbit/s up and down per node", l.RTT, l.BitsPerSecond/simlibp2p.OneMbps)
-}
-
-// newSimHosts starts n libp2p hosts (QUIC only) on a new simulated network
-// with link l per node; hosts and network are closed in tb.Cleanup.
-func newSimHosts(tb testing.TB, n int, l simLink) []host.Host {
-	tb.Helper()
-	settings := simnet.NodeBiDiLinkSettings{
-		Uplink:   simnet.LinkSettings{BitsPerSecond: l.BitsPerSecond, MTU: l.Burst},
-		Downlink: simnet.LinkSettings{BitsPerSecond: l.BitsPerSecond, MTU: l.Burst},
-	}
-	nw, meta, err := simlibp2p.SimpleLibp2pNetwork(
-		[]simlibp2p.NodeLinkSettingsAndCount{{LinkSettings: settings, Count: n}},
-		simnet.StaticLatency(l.RTT/2), // added once per direction
-		simlibp2p.NetworkSettings{},
-	)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	nw.Start()
-	tb.Cleanup(nw.Close) // cleanups run last first: the hosts close before it
-	for _, h := range meta.Nodes {
-		tb.Cleanup(func() { h.Close() })
-	}
-	return meta.Nodes
 }
 
 // serveFetch runs a fetch Provider for b on h until the test ends.
@@ -125,7 +100,7 @@ func newSimScene(tb testing.TB, link simLink, size int) *simScene {
 	s := &simScene{link: link, data: randomBytes(size, 10)}
 	src := newMem()
 	s.layout = addFile(tb, src, s.data)
-	hosts := newSimHosts(tb, 4, link)
+	hosts := fetchtest.SimHosts(tb, 4, link.RTT, link.BitsPerSecond, link.Burst)
 	s.req, s.provs = hosts[0], hosts[1:]
 	for _, p := range s.provs {
 		serveFetch(tb, p, src)

@@ -29,7 +29,8 @@ func newScene(tb testing.TB, l link, size int) *scene {
 	s := &scene{link: l, data: fetchtest.RandomBytes(size, 7)}
 	src := fetchtest.NewMem()
 	s.layout = fetchtest.AddFile(tb, src, s.data)
-	s.req, s.prov = newPair(tb, l)
+	hs := fetchtest.SimHosts(tb, 2, l.RTT, l.BitsPerSecond, 0)
+	s.req, s.prov = hs[0], hs[1]
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	go fetch.NewProvider(s.prov, src, fetch.ProviderOptions{}).Serve(ctx)

@@ -10,7 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
-	"github.com/marcopolo/simnet"
 )
 
 // link is the access link of every node: simnet gives each node its own
@@ -30,30 +29,6 @@ func (l link) floor(size int) time.Duration {
 
 func (l link) String() string {
 	return fmt.Sprintf("%d Mbit/s up and down per node, RTT %v", l.BitsPerSecond/simlibp2p.OneMbps, l.RTT)
-}
-
-// newPair starts two QUIC hosts on a new simulated network with link l
-// per node; hosts and network are closed in tb.Cleanup.
-func newPair(tb testing.TB, l link) (a, b host.Host) {
-	tb.Helper()
-	settings := simnet.NodeBiDiLinkSettings{
-		Uplink:   simnet.LinkSettings{BitsPerSecond: l.BitsPerSecond},
-		Downlink: simnet.LinkSettings{BitsPerSecond: l.BitsPerSecond},
-	}
-	nw, meta, err := simlibp2p.SimpleLibp2pNetwork(
-		[]simlibp2p.NodeLinkSettingsAndCount{{LinkSettings: settings, Count: 2}},
-		simnet.StaticLatency(l.RTT/2), // once per direction
-		simlibp2p.NetworkSettings{},
-	)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	nw.Start()
-	tb.Cleanup(nw.Close) // cleanups run last first: the hosts close before it
-	for _, h := range meta.Nodes {
-		tb.Cleanup(func() { h.Close() })
-	}
-	return meta.Nodes[0], meta.Nodes[1]
 }
 
 // connect opens a connection from a to b and returns once both sides have

@@ -19,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/net/gostream"
+	"github.com/libp2p/go-libp2p/x/simlibp2p"
+	"github.com/marcopolo/simnet"
 
 	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/unixfs"
@@ -182,4 +184,30 @@ func HTTPGetFrom(ctx context.Context, h host.Host, p peer.ID) ([]byte, error) {
 		return nil, fmt.Errorf("http body: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+// SimHosts starts n libp2p hosts (QUIC) on a new go-libp2p simnet network:
+// each node has its own uplink and downlink of bitsPerSecond (a token
+// bucket of burst bytes; 0 is simnet's one MTU) and every packet is
+// delayed rtt/2. Hosts and network close when the test ends.
+func SimHosts(tb testing.TB, n int, rtt time.Duration, bitsPerSecond, burst int) []host.Host {
+	tb.Helper()
+	settings := simnet.NodeBiDiLinkSettings{
+		Uplink:   simnet.LinkSettings{BitsPerSecond: bitsPerSecond, MTU: burst},
+		Downlink: simnet.LinkSettings{BitsPerSecond: bitsPerSecond, MTU: burst},
+	}
+	nw, meta, err := simlibp2p.SimpleLibp2pNetwork(
+		[]simlibp2p.NodeLinkSettingsAndCount{{LinkSettings: settings, Count: n}},
+		simnet.StaticLatency(rtt/2), // added once per direction
+		simlibp2p.NetworkSettings{},
+	)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nw.Start()
+	tb.Cleanup(nw.Close) // cleanups run last first: the hosts close before it
+	for _, h := range meta.Nodes {
+		tb.Cleanup(func() { h.Close() })
+	}
+	return meta.Nodes
 }
