@@ -15,24 +15,27 @@ import (
 // leaves from its publisher and trade them. have is the bitmap of every
 // leaf held, sent only when some leaf is missing.
 func (p *Provider) offer(layout *unixfs.Layout, asked []*pb.LeafRange, loaded bool) (ranges []*pb.LeafRange, have []byte, err error) {
-	var idx []uint64
 	partial := false
 	for _, r := range asked {
-		for i := r.GetStart(); i < r.GetEnd(); i++ {
+		for i := r.GetStart(); i < r.GetEnd() && !partial; i++ {
 			ok, err := p.blocks.HasBlock(layout.Leaves[i].Cid)
 			if err != nil {
 				return nil, nil, fmt.Errorf("leaf %d: %w", i, err)
 			}
-			if ok {
-				idx = append(idx, i)
-			} else {
-				partial = true
-			}
+			partial = !ok
 		}
 	}
-	if partial {
+	if partial { // the holdings say which asked leaves to offer
 		if have, err = p.holdings(layout); err != nil {
 			return nil, nil, err
+		}
+	}
+	var idx []uint64
+	for _, r := range asked {
+		for i := r.GetStart(); i < r.GetEnd(); i++ {
+			if !partial || have[i/8]&(1<<(i%8)) != 0 {
+				idx = append(idx, i)
+			}
 		}
 	}
 	if share := p.opts.LoadedShare; loaded && share > 0 && len(idx) > share {

@@ -21,9 +21,9 @@ type sentCounts struct {
 
 func newSentCounts() *sentCounts { return &sentCounts{roots: map[cid.Cid][]uint32{}} }
 
-// least picks n of the candidate leaves of root (of n leaves in all) that
-// were offered least, ties at random, counts them as offered and returns
-// them ascending.
+// least picks n of the candidate leaves cands of root (an expert of leaves
+// leaves) that were offered least, ties at random, counts them as offered
+// and returns them ascending.
 func (s *sentCounts) least(root cid.Cid, leaves int, cands []uint64, n int) []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
