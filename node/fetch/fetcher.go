@@ -124,7 +124,7 @@ func (f *Fetcher) FetchFrom(ctx context.Context, root cid.Cid, providers func() 
 	defer cancel()
 	r := &run{
 		f: f, root: root, progress: progress, src: providers, events: make(chan event, 16),
-		idle: map[peer.ID]bool{}, excluded: map[peer.ID]error{}, inUse: map[peer.ID]bool{},
+		idle: map[peer.ID]bool{}, excluded: map[peer.ID]error{},
 		later: map[peer.ID]time.Time{}, backoff: map[peer.ID]time.Duration{}, holds: map[peer.ID]holding{},
 		pooledAt: map[uint64]time.Time{},
 	}
@@ -162,7 +162,6 @@ type run struct {
 	idle       map[peer.ID]bool
 	excluded   map[peer.ID]error // peers not to ask again in this fetch
 	active     map[*worker]bool
-	inUse      map[peer.ID]bool          // peers of the active workers
 	later      map[peer.ID]time.Time     // busy peers, idle again at that time
 	backoff    map[peer.ID]time.Duration // a busy peer's next wait
 	holds      map[peer.ID]holding       // what partial holders said they hold
@@ -201,7 +200,8 @@ type event struct {
 	kind   eventKind
 	layout *unixfs.Layout
 	want   []uint64
-	have   []bool // evHeader: the provider's holdings; nil: all
+	asked  []uint64 // evHeader: the leaves the request asked, ascending
+	have   []bool   // evHeader: the provider's holdings; nil: all
 	index  uint64
 	size   int
 	err    error
@@ -307,7 +307,9 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		}
 		// A non-nil want marks the header as received, even when it
 		// offers nothing.
-		w.want, w.limit = append(make([]uint64, 0, len(ev.want)), ev.want...), len(ev.want)
+		if w.want, w.limit = ev.want, len(ev.want); w.want == nil {
+			w.want = []uint64{}
+		}
 		w.header = time.Now()
 		if first || len(ev.want) > 0 {
 			r.progressAt = w.header // the layout, or leaves on their way
@@ -319,12 +321,12 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			delete(r.holds, w.peer)
 		}
 		// What was asked but not offered goes back to the pool.
-		if asked := askedLeaves(w.req, uint64(len(r.have))); len(asked) > len(w.want) {
+		if len(ev.asked) > len(w.want) {
 			offered := make(map[uint64]bool, len(w.want))
 			for _, i := range w.want {
 				offered[i] = true
 			}
-			for _, i := range asked {
+			for _, i := range ev.asked {
 				if !offered[i] && !r.have[i] {
 					r.pool = append(r.pool, i)
 				}
@@ -353,7 +355,6 @@ func (r *run) handle(ctx context.Context, ev event) error {
 		}
 	case evEnd:
 		delete(r.active, w)
-		delete(r.inUse, w.peer)
 		if w.want == nil && len(w.req.GetRanges()) > 0 {
 			for _, rg := range w.req.GetRanges() { // failed before its header
 				for i := rg.GetStart(); i < rg.GetEnd(); i++ {
@@ -423,7 +424,6 @@ func (r *run) missing() []uint64 {
 
 func (r *run) start(ctx context.Context, p peer.ID, req *pb.FetchRequest) {
 	delete(r.idle, p)
-	r.inUse[p] = true
 	wctx, cancel := context.WithCancel(ctx)
 	w := &worker{peer: p, req: req, cancel: cancel, started: time.Now()}
 	r.active[w] = true
@@ -513,7 +513,8 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	} else if hdr.GetSize() != layout.Size || hdr.GetLeaves() != uint64(len(layout.Leaves)) {
 		return fmt.Errorf("%w: header says %d bytes in %d leaves, expected %d in %d", ErrVerify, hdr.GetSize(), hdr.GetLeaves(), layout.Size, len(layout.Leaves))
 	}
-	want, err := checkRanges(w.req, hdr.GetRanges(), uint64(len(layout.Leaves)))
+	asked := askedLeaves(w.req, uint64(len(layout.Leaves)))
+	want, err := checkRanges(asked, hdr.GetRanges(), uint64(len(layout.Leaves)))
 	if err != nil {
 		return err
 	}
@@ -521,13 +522,13 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	if err != nil {
 		return err
 	}
-	if len(want) == 0 && holdsAsked(w.req, have, uint64(len(layout.Leaves))) {
+	if len(want) == 0 && holdsAsked(asked, have) {
 		// An honest provider offers at least one asked leaf it holds: one
 		// that says it holds some and offers none would keep the requester
 		// waiting on it (and away from full providers) for nothing.
 		return fmt.Errorf("%w: provider offers none of the asked leaves it says it holds", ErrFrame)
 	}
-	events <- event{w: w, kind: evHeader, layout: layout, want: want, have: have}
+	events <- event{w: w, kind: evHeader, layout: layout, asked: asked, want: want, have: have}
 	for _, idx := range want {
 		deadline()
 		if err := readMsg(br, &frame, maxBlockFrame, &buf); err != nil {
@@ -562,8 +563,7 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 // checkRanges checks that the provider will send asked leaves only, in
 // order (a partial or loaded provider offers some of them), and returns
 // those leaves.
-func checkRanges(req *pb.FetchRequest, got []*pb.LeafRange, n uint64) ([]uint64, error) {
-	asked := askedLeaves(req, n)
+func checkRanges(asked []uint64, got []*pb.LeafRange, n uint64) ([]uint64, error) {
 	var want []uint64
 	j := 0
 	for _, g := range got {
@@ -584,9 +584,9 @@ func checkRanges(req *pb.FetchRequest, got []*pb.LeafRange, n uint64) ([]uint64,
 	return want, nil
 }
 
-// holdsAsked reports whether have (nil: every leaf) holds a leaf req asks.
-func holdsAsked(req *pb.FetchRequest, have []bool, n uint64) bool {
-	for _, i := range askedLeaves(req, n) {
+// holdsAsked reports whether have (nil: every leaf) holds an asked leaf.
+func holdsAsked(asked []uint64, have []bool) bool {
+	for _, i := range asked {
 		if have == nil || have[i] {
 			return true
 		}

@@ -40,10 +40,10 @@ type holding struct {
 // known in all.
 func (r *run) addPeers(ps []peer.ID) {
 	for _, p := range ps {
-		if len(r.idle)+len(r.inUse)+len(r.later) >= knownPerSlot*r.f.opts.MaxProviders {
+		if len(r.idle)+len(r.active)+len(r.later) >= knownPerSlot*r.f.opts.MaxProviders {
 			return
 		}
-		if p == r.f.host.ID() || r.idle[p] || r.inUse[p] || r.excluded[p] != nil || r.f.IsBad(p) {
+		if p == r.f.host.ID() || r.idle[p] || r.asking(p) || r.excluded[p] != nil || r.f.IsBad(p) {
 			continue
 		}
 		if _, ok := r.later[p]; ok {
@@ -51,6 +51,16 @@ func (r *run) addPeers(ps []peer.ID) {
 		}
 		r.idle[p] = true
 	}
+}
+
+// asking reports whether a request to p is running.
+func (r *run) asking(p peer.ID) bool {
+	for w := range r.active {
+		if w.peer == p {
+			return true
+		}
+	}
+	return false
 }
 
 // poll wakes the busy peers whose wait is over, takes in new providers and
