@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"log/slog"
 	"sync"
 
@@ -13,6 +12,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	libp2pwebrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
+	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
 )
 
 // Host is expertd's libp2p host with its DHT and, if enabled, mDNS. It is a
@@ -66,8 +70,19 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		}),
 	}
 	if o.PSK != nil {
-		// QUIC, WebTransport and WebRTC cannot carry a PSK: TCP alone.
+		// QUIC, WebTransport and WebRTC cannot carry a PSK: TCP alone, and
+		// a PSK connection starts with its nonce, not a proposal TCP()
+		// could answer for.
 		opts = append(opts, libp2p.PrivateNetwork(o.PSK), libp2p.Transport(tcp.NewTCPTransport))
+	} else {
+		// go-libp2p's default transports, with TCP's optimistic security
+		// negotiation.
+		opts = append(opts, TCP(),
+			libp2p.Transport(quic.NewTransport),
+			libp2p.Transport(ws.New),
+			libp2p.Transport(webtransport.New),
+			libp2p.Transport(libp2pwebrtc.New),
+		)
 	}
 	if len(o.AllowPeers) > 0 {
 		opts = append(opts, libp2p.ConnectionGater(allowGater{allow: o.AllowPeers}))
