@@ -128,16 +128,18 @@ func RandomBytes(n int, seed uint64) []byte {
 // ServeHTTP serves body at every path over HTTP/1.1 on ln until the test
 // ends: the plain HTTP baseline of the fetch benchmarks.
 func ServeHTTP(tb testing.TB, ln net.Listener, body []byte) {
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/octet-stream")
-			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-			_, _ = w.Write(body)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := &http.Server{Handler: BodyHandler(body), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
+}
+
+// BodyHandler answers every request with body.
+func BodyHandler(body []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = w.Write(body)
+	})
 }
 
 // HTTPProtocol carries the HTTP/1.1 baseline over libp2p streams, so that

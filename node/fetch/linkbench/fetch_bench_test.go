@@ -3,6 +3,7 @@ package linkbench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/fetch/fetchtest"
@@ -21,23 +24,25 @@ import (
 
 // BenchmarkFetchProxy measures the time to a verified 10 MiB expert over a
 // 100 ms RTT, 100 Mbit/s link made by Proxy on 127.0.0.1 (libp2p over TCP
-// only), from one and from three providers, next to plain HTTP/1.1 over the
-// same link. The requester has one access link, a Link each way shared by
-// all its proxies, so three providers share its downlink and the floor is
-// size/bandwidth + 2 RTT = 1.039 s whatever the number of providers.
+// only), from one and from three providers, next to plain HTTP/1.1 and
+// HTTPS (TLS 1.3) over the same link. The requester has one access link, a
+// Link each way shared by all its proxies, so three providers share its
+// downlink and the floor is size/bandwidth + 2 RTT = 1.039 s whatever the
+// number of providers.
 //
 //	conn=fresh  the requester's connections are closed before the clock
 //	            starts and the fetch dials: TCP, security and muxer
-//	            handshakes and identify are timed. HTTP: a new TCP
-//	            connection per request, no keep-alive.
+//	            handshakes and identify are timed. HTTP(S): a new TCP
+//	            connection (and TLS handshake) per request, no keep-alive.
 //	conn=warm   an untimed warm-up transfer first, then back-to-back
 //	            transfers on the same connections (libp2p: a new stream
-//	            each; HTTP: keep-alive).
+//	            each; HTTP(S): keep-alive).
 //
-// The muxer=expertd cases run the same fetches between hosts with the
-// daemon's stream muxer (p2p.Muxer: yamux streams start with a 4 MiB
-// receive window, go-libp2p's default 256 KiB), the others with
-// go-libp2p's default.
+// The host=expertd cases run the same fetches between hosts configured as
+// the daemon's: its stream muxer (p2p.Muxer: yamux streams start with a
+// 4 MiB receive window, go-libp2p's default 256 KiB) and its TCP transport
+// (p2p.TCP: the security handshake starts without waiting for the answer to
+// its proposal). The others run go-libp2p's defaults.
 // Reported: s/fetch (median of the iterations), s_floor and x_floor, their
 // ratio (the target for expertd is 1.1). Every iteration is logged with when
 // the (last) connection was up and when the first data came (fetch: the
@@ -57,8 +62,8 @@ func BenchmarkFetchProxy(b *testing.B) {
 		name string
 		s    *scene
 	}{
-		{"", newScene(b, rtt, bits, size)},
-		{"muxer=expertd/", newScene(b, rtt, bits, size, p2p.Muxer())},
+		{"", newScene(b, rtt, bits, size, libp2p.Transport(tcp.NewTCPTransport))},
+		{"host=expertd/", newScene(b, rtt, bits, size, p2p.Muxer(), p2p.TCP())},
 	}
 	floor := scenes[0].s.floor()
 	b.Logf("link: %v RTT, %v Mbit/s each way, requester's links shared; floor %v", rtt, bits/1e6, floor)
@@ -99,12 +104,16 @@ type linkCase struct {
 	name  string
 	peers []host.Host // fetch: the providers; nil for HTTP
 	warm  *http.Transport
+	url   string      // HTTP: what to get
+	tls   *tls.Config // HTTPS: the client's configuration
 }
 
 func (s *scene) cases(withHTTP bool) []linkCase {
 	cs := []linkCase{{name: "providers=1", peers: s.provs[:1]}, {name: "providers=3", peers: s.provs}}
 	if withHTTP {
-		cs = append(cs, linkCase{name: "http", warm: &http.Transport{DisableCompression: true}})
+		cs = append(cs,
+			linkCase{name: "http", url: s.httpURL, warm: &http.Transport{DisableCompression: true}},
+			linkCase{name: "https", url: s.httpsURL, tls: s.https, warm: &http.Transport{DisableCompression: true, TLSClientConfig: s.https}})
 	}
 	return cs
 }
@@ -173,7 +182,7 @@ func (s *scene) measure(b *testing.B, c linkCase, fresh bool) timing {
 func (s *scene) httpGet(ctx context.Context, c linkCase, fresh bool, first func()) ([]byte, time.Duration, error) {
 	tr := c.warm
 	if fresh {
-		tr = &http.Transport{DisableKeepAlives: true, DisableCompression: true}
+		tr = &http.Transport{DisableKeepAlives: true, DisableCompression: true, TLSClientConfig: c.tls}
 		defer tr.CloseIdleConnections()
 	}
 	start := time.Now()
@@ -182,7 +191,7 @@ func (s *scene) httpGet(ctx context.Context, c linkCase, fresh bool, first func(
 		GotConn:              func(httptrace.GotConnInfo) { conn = time.Since(start) },
 		GotFirstResponseByte: first,
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.httpURL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -2,7 +2,10 @@ package linkbench
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
@@ -21,10 +23,11 @@ import (
 	"github.com/expertd/expertd/node/unixfs"
 )
 
-// newHost starts a libp2p host on TCP only, closed with the benchmark.
+// newHost starts a libp2p host, closed with the benchmark. opts name its
+// one transport (TCP).
 func newHost(tb testing.TB, opts ...libp2p.Option) host.Host {
 	tb.Helper()
-	h, err := libp2p.New(append([]libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.DisableRelay()}, opts...)...)
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.DisableRelay()}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,6 +74,8 @@ type scene struct {
 	req      host.Host
 	provs    []host.Host
 	httpURL  string
+	httpsURL string
+	https    *tls.Config // trusts the HTTPS server's certificate
 
 	connected atomic.Int64 // unix ns of the requester's latest new connection
 }
@@ -108,6 +113,11 @@ func newScene(tb testing.TB, rtt time.Duration, bits float64, size int, hostOpts
 		s.provs = append(s.provs, h)
 	}
 	s.httpURL = "http://" + s.proxyTo(tb, serveHTTP(tb, s.data)).Addr().String() + "/expert"
+	srv := httptest.NewUnstartedServer(fetchtest.BodyHandler(s.data))
+	srv.StartTLS() // TLS 1.3, HTTP/1.1, a certificate for 127.0.0.1
+	tb.Cleanup(srv.Close)
+	s.https = srv.Client().Transport.(*http.Transport).TLSClientConfig
+	s.httpsURL = "https://" + s.proxyTo(tb, srv.Listener.Addr().String()).Addr().String() + "/expert"
 	return s
 }
 
