@@ -127,6 +127,7 @@ type InferenceConfig struct {
 	VLLMAPIKey      string        `mapstructure:"vllm_api_key"`
 	RetryBackoff    time.Duration `mapstructure:"retry_backoff"`
 	RetryMaxBackoff time.Duration `mapstructure:"retry_max_backoff"`
+	VLLMCheck       time.Duration `mapstructure:"vllm_check"` // 0: never
 	Want            []string      `mapstructure:"want"`
 }
 

@@ -243,6 +243,9 @@ func (c *InferenceConfig) validate() []error {
 	if c.RetryBackoff <= 0 || c.RetryMaxBackoff < c.RetryBackoff {
 		errs = append(errs, keyErr("inference.retry_backoff", "%v .. %v: want 0 < retry_backoff <= retry_max_backoff", c.RetryBackoff, c.RetryMaxBackoff))
 	}
+	if c.VLLMCheck < 0 {
+		errs = append(errs, keyErr("inference.vllm_check", "%v: want >= 0 (0: never)", c.VLLMCheck))
+	}
 	if _, err := handoff.ParseRules(c.Want); err != nil {
 		errs = append(errs, keyErr("inference.want", "%w", err))
 	}

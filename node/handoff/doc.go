@@ -57,4 +57,9 @@
 //   - any other answer (400 bad adapter, 404 no such route, 401, a vLLM 500):
 //     failed; recorded in Status and Stats and not retried. Materializing
 //     the same expert again queues a new attempt.
+//
+// vLLM forgets runtime-loaded adapters when it restarts. Every
+// Options.Check, Serve lists vLLM's models (GET /v1/models, whose IDs are
+// the served models and the loaded adapters' lora_name) and queues a load
+// for each adapter it had acknowledged that is missing there.
 package handoff

@@ -12,8 +12,8 @@ import (
 	"github.com/expertd/expertd/compress/safetensors"
 )
 
-// fakeVLLM answers /v1/load_lora_adapter and /v1/unload_lora_adapter as a
-// vLLM started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True does
+// fakeVLLM answers /v1/load_lora_adapter, /v1/unload_lora_adapter and
+// /v1/models as a vLLM started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True does
 // (vllm/entrypoints/openai/models/serving.py, serve/lora/api_router.py):
 // 200 and a plain-text "Success: ..." message, or a JSON ErrorResponse with
 // the HTTP status in its code. Unlike vLLM's load route, it also checks what
@@ -31,6 +31,7 @@ type fakeVLLM struct {
 	down   bool              // answer 503 from a proxy, as while vLLM starts
 	loaded map[string]string // lora_name -> lora_path
 	calls  []string          // "load NAME" or "unload NAME", in order
+	lists  int               // GET /v1/models requests
 }
 
 func newFakeVLLM(served string) *fakeVLLM {
@@ -41,6 +42,20 @@ func (f *fakeVLLM) setDown(down bool) {
 	f.mu.Lock()
 	f.down = down
 	f.mu.Unlock()
+}
+
+// restart forgets every adapter loaded at runtime, as a restarted vLLM does.
+func (f *fakeVLLM) restart() {
+	f.mu.Lock()
+	f.loaded = map[string]string{}
+	f.mu.Unlock()
+}
+
+// listed returns how many times the model list was asked for.
+func (f *fakeVLLM) listed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lists
 }
 
 // preload marks name loaded, as if by an earlier run of expertd.
@@ -72,8 +87,15 @@ func (f *fakeVLLM) callLog() []string {
 func (f *fakeVLLM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if r.Method == http.MethodGet && r.URL.Path == modelsPath {
+		f.lists++
+	}
 	if f.down {
 		http.Error(w, "upstream connect error", http.StatusServiceUnavailable)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == modelsPath {
+		f.models(w)
 		return
 	}
 	if r.Method != http.MethodPost || (r.URL.Path != loadPath && r.URL.Path != unloadPath) {
@@ -184,6 +206,25 @@ func (f *fakeVLLM) unload(w http.ResponseWriter, name string) {
 	delete(f.loaded, name)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "Success: LoRA adapter '%s' removed successfully.", name)
+}
+
+// models lists the served model and the loaded adapters as vLLM's
+// show_available_models does (ModelList of ModelCard; an adapter's parent
+// is the base model, its root its path).
+func (f *fakeVLLM) models(w http.ResponseWriter) {
+	type card struct {
+		ID      string  `json:"id"`
+		Object  string  `json:"object"`
+		OwnedBy string  `json:"owned_by"`
+		Root    string  `json:"root"`
+		Parent  *string `json:"parent"`
+	}
+	data := []card{{ID: f.served, Object: "model", OwnedBy: "vllm", Root: f.served}}
+	for name, path := range f.loaded {
+		data = append(data, card{ID: name, Object: "model", OwnedBy: "vllm", Root: path, Parent: &f.served})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": data})
 }
 
 // fail writes an ErrorResponse in the configured shape.

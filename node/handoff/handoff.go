@@ -41,6 +41,10 @@ type Options struct {
 	// further failure up to MaxBackoff (defaults 1s and 1m).
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// Check is how often Serve asks vLLM which adapters it holds
+	// (GET /v1/models) and loads again those it acknowledged but no longer
+	// lists: vLLM forgets runtime-loaded adapters when it restarts. 0: never.
+	Check time.Duration
 }
 
 // Defaults of Options.
@@ -60,6 +64,7 @@ type Handoff struct {
 	log         *slog.Logger
 	backoff     time.Duration
 	maxBackoff  time.Duration
+	check       time.Duration // 0: never
 
 	locks   nameLocks
 	wake    chan struct{} // buffered 1: something became due
@@ -107,6 +112,7 @@ func New(o Options) (*Handoff, error) {
 		log:         o.Logger,
 		backoff:     o.Backoff,
 		maxBackoff:  o.MaxBackoff,
+		check:       max(o.Check, 0),
 		wake:        make(chan struct{}, 1),
 		adapters:    map[string]*adapter{},
 	}

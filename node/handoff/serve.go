@@ -27,6 +27,7 @@ func (h *Handoff) Serve(ctx context.Context) error {
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	nextCheck := time.Now().Add(h.check)
 	for {
 		j, wait := h.next(time.Now())
 		if j != nil {
@@ -35,6 +36,20 @@ func (h *Handoff) Serve(ctx context.Context) error {
 				return nil
 			}
 			continue
+		}
+		if h.check > 0 {
+			until := time.Until(nextCheck)
+			if until <= 0 {
+				h.checkLoaded(ctx)
+				if ctx.Err() != nil {
+					return nil
+				}
+				nextCheck = time.Now().Add(h.check)
+				continue
+			}
+			if wait == 0 || until < wait {
+				wait = until
+			}
 		}
 		var tick <-chan time.Time
 		if wait > 0 {
@@ -69,6 +84,46 @@ func (h *Handoff) next(now time.Time) (*job, time.Duration) {
 	}
 	first.attempts++
 	return &job{name: first.name, unload: first.needUnload, dir: first.dir, gen: first.gen}, 0
+}
+
+// checkLoaded asks vLLM which adapters it holds and queues a load for each
+// one it acknowledged but no longer lists (vLLM restarted, or someone
+// unloaded it) whose directory is still there. A vLLM that does not answer
+// is asked again at the next check.
+func (h *Handoff) checkLoaded(ctx context.Context) {
+	if !h.anyLoaded() {
+		return
+	}
+	ids, err := h.vllm.models(ctx)
+	if err != nil {
+		if !errCanceled(ctx, err) {
+			h.log.Debug("handoff: listing vLLM's adapters failed", "err", err)
+		}
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.adapters {
+		if !e.loaded || e.needLoad || e.needUnload || e.dir == "" || ids[e.name] {
+			continue
+		}
+		e.loaded, e.needLoad = false, true
+		h.queue(e)
+		h.stats.Reloads++
+		h.log.Warn("handoff: vLLM no longer holds the adapter (restarted?); loading it again", "name", e.name)
+	}
+}
+
+// anyLoaded reports whether vLLM acknowledged any adapter still wanted.
+func (h *Handoff) anyLoaded() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.adapters {
+		if e.loaded && e.dir != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // run makes the call j and records its outcome.

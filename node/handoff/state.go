@@ -35,6 +35,7 @@ type Stats struct {
 	UnloadOK     uint64 `json:"unload_ok"`
 	UnloadFailed uint64 `json:"unload_failed"` // refused for good
 	Retries      uint64 `json:"retries"`       // calls vLLM did not answer, to be retried
+	Reloads      uint64 `json:"reloads"`       // loaded adapters vLLM had lost (restarted), loaded again
 	Skipped      uint64 `json:"skipped"`       // adapters not sent to vLLM (not LoRA)
 }
 

@@ -16,7 +16,9 @@ import (
 const (
 	loadPath   = "/v1/load_lora_adapter"
 	unloadPath = "/v1/unload_lora_adapter"
-	maxBody    = 64 << 10 // of a vLLM answer, read for its error message
+	modelsPath = "/v1/models" // the OpenAI model list: base models and loaded adapters
+	maxBody    = 64 << 10     // of a vLLM answer, read for its error message
+	maxModels  = 8 << 20      // of a model list (~200 bytes an adapter)
 )
 
 // vllmClient calls vLLM's load and unload routes.
@@ -52,6 +54,53 @@ func (c *vllmClient) load(ctx context.Context, name, path string) (outcome, stri
 // unload asks vLLM to drop the adapter name.
 func (c *vllmClient) unload(ctx context.Context, name string) (outcome, string, error) {
 	return c.call(ctx, unloadPath, map[string]string{"lora_name": name})
+}
+
+// models returns the IDs vLLM lists at /v1/models: its served models and
+// the LoRA adapters it holds, by lora_name
+// (vllm/entrypoints/openai/serving_models.py, show_available_models).
+func (c *vllmClient) models(ctx context.Context) (map[string]bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+modelsPath, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrVLLM, err)
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("%w: %s: %d %s", ErrVLLM, modelsPath, resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxModels+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrUnavailable, modelsPath, err)
+	}
+	return parseModels(body)
+}
+
+// parseModels returns the model IDs in an OpenAI model list
+// {"object":"list","data":[{"id":...},...]} of at most maxModels bytes.
+func parseModels(body []byte) (map[string]bool, error) {
+	if len(body) > maxModels {
+		return nil, fmt.Errorf("%w: %s: answer over %d bytes", ErrVLLM, modelsPath, maxModels)
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil || list.Data == nil {
+		return nil, fmt.Errorf("%w: %s: not a model list: %.200q", ErrVLLM, modelsPath, body)
+	}
+	ids := make(map[string]bool, len(list.Data))
+	for _, m := range list.Data {
+		ids[m.ID] = true
+	}
+	return ids, nil
 }
 
 // call posts body to route and classifies the answer. On done, the string

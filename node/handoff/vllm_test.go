@@ -325,6 +325,129 @@ func TestRestartReconciles(t *testing.T) {
 	}
 }
 
+// TestVLLMRestartReloads: vLLM forgets runtime-loaded adapters when it
+// restarts; the periodic check sees one missing from /v1/models and loads it
+// again, and leaves alone the adapters vLLM still lists and one removed.
+func TestVLLMRestartReloads(t *testing.T) {
+	h, fake := vllmSetup(t, Options{Check: 5 * time.Millisecond})
+	ctx := context.Background()
+	for name, cid := range map[string]string{"python": cidA, "other": cidB} {
+		if _, err := h.Materialize(ctx, cid, name, opener(container(t, loraDir), nil)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, name+" loaded", loadedIn(h, name))
+	}
+	waitChecks(t, fake, 3) // checks that find both loaded change nothing
+	if calls := fake.callLog(); len(calls) != 2 {
+		t.Fatalf("vLLM calls %v before the restart, want the two loads", calls)
+	}
+
+	fake.restart()
+	eventually(t, "python loaded again", func() bool { _, ok := fake.isLoaded("python"); return ok })
+	eventually(t, "other loaded again", func() bool { _, ok := fake.isLoaded("other"); return ok })
+	eventually(t, "status loaded", func() bool { return loadedIn(h, "python")() && loadedIn(h, "other")() })
+	if st := h.Stats(); st.Reloads != 2 || st.LoadOK != 4 {
+		t.Errorf("stats %+v, want 2 reloads, 4 loads", st)
+	}
+
+	// Removed: unloaded, and not brought back by a check.
+	if err := h.Remove(ctx, cidB, "other"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "other unloaded", func() bool { _, ok := status(h, "other"); return !ok })
+	fake.restart()
+	eventually(t, "python loaded after the second restart", func() bool { _, ok := fake.isLoaded("python"); return ok })
+	waitChecks(t, fake, 3)
+	if _, ok := fake.isLoaded("other"); ok {
+		t.Error("a removed adapter was loaded again")
+	}
+}
+
+// TestVLLMCheckDown: a vLLM that does not answer the check is asked again;
+// nothing is reloaded or marked failed meanwhile.
+func TestVLLMCheckDown(t *testing.T) {
+	h, fake := vllmSetup(t, Options{Check: 5 * time.Millisecond})
+	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "python loaded", loadedIn(h, "python"))
+	fake.setDown(true)
+	waitChecks(t, fake, 3)
+	if s, _ := status(h, "python"); !s.Loaded || s.Pending != "" || s.Failed {
+		t.Errorf("status while vLLM is down: %+v", s)
+	}
+	fake.restart()
+	fake.setDown(false)
+	eventually(t, "python loaded again", func() bool { _, ok := fake.isLoaded("python"); return ok })
+}
+
+// waitChecks waits until the Handoff has asked fake for its model list n
+// more times.
+func waitChecks(t *testing.T, fake *fakeVLLM, n int) {
+	t.Helper()
+	want := fake.listed() + n
+	eventually(t, "the checks", func() bool { return fake.listed() >= want })
+}
+
+// FuzzParseModels feeds parseModels any body: a model list or an error,
+// never a panic.
+func FuzzParseModels(f *testing.F) {
+	f.Add([]byte(`{"object":"list","data":[{"id":"base","parent":null},{"id":"python","parent":"base"}]}`))
+	f.Add([]byte(`{"data":null}`))
+	f.Add([]byte(`{"detail":"Not Found"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ids, err := parseModels(body)
+		if err == nil && ids == nil {
+			t.Fatal("no error and no list")
+		}
+	})
+}
+
+func TestModelsList(t *testing.T) {
+	for _, tt := range []struct {
+		name, body string
+		status     int
+		want       []string
+		wantErr    bool
+	}{
+		{name: "vllm", status: 200, body: `{"object":"list","data":[{"id":"base","object":"model","root":"/m","parent":null},{"id":"python","root":"/a/python","parent":"base"}]}`, want: []string{"base", "python"}},
+		{name: "empty", status: 200, body: `{"object":"list","data":[]}`, want: []string{}},
+		{name: "not a list", status: 200, body: `{"detail":"Not Found"}`, wantErr: true},
+		{name: "html", status: 200, body: `<html>proxy</html>`, wantErr: true},
+		{name: "unauthorized", status: 401, body: `{"error":"Unauthorized"}`, wantErr: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != modelsPath || r.Header.Get("Authorization") != "Bearer k" {
+					t.Errorf("request %s %s %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
+				}
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			defer srv.Close()
+			c, err := newVLLMClient(srv.URL+"/v1", "k", srv.Client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, err := c.models(context.Background())
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("models = %v, want an error", ids)
+				}
+				return
+			}
+			if err != nil || len(ids) != len(tt.want) {
+				t.Fatalf("models = %v, %v; want %v", ids, err, tt.want)
+			}
+			for _, id := range tt.want {
+				if !ids[id] {
+					t.Errorf("%s missing from %v", id, ids)
+				}
+			}
+		})
+	}
+}
+
 func TestServeStopsWhileDown(t *testing.T) {
 	fake := newFakeVLLM(testModel)
 	fake.setDown(true)
