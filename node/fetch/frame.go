@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -20,30 +19,14 @@ const (
 	maxHeaderFrame  = 8 << 20
 )
 
-// readMsg reads one length-prefixed message of at most limit bytes into m,
-// reusing *buf: it never allocates more than limit for a frame.
+// readMsg reads one frame of at most limit bytes into m, reusing *buf (see
+// pb.ReadFrame). Every error but io.EOF, a clean end, is an ErrFrame.
 func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		if err == io.EOF {
-			return io.EOF
-		}
-		return fmt.Errorf("%w: length: %v", ErrFrame, err)
+	err := pb.ReadFrame(r, m, limit, buf)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("%w: %w", ErrFrame, err)
 	}
-	if n > uint64(limit) {
-		return fmt.Errorf("%w: %d bytes (limit %d)", ErrFrame, n, limit)
-	}
-	if uint64(cap(*buf)) < n {
-		*buf = make([]byte, n)
-	}
-	b := (*buf)[:n]
-	if _, err := io.ReadFull(r, b); err != nil {
-		return fmt.Errorf("%w: body: %v", ErrFrame, err)
-	}
-	if err := gproto.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%w: %v", ErrFrame, err)
-	}
-	return nil
+	return err
 }
 
 // remoteError maps a FetchError frame to a sentinel.

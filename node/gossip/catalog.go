@@ -289,54 +289,17 @@ func (s *Service) encodeCatalog(w io.Writer, entries []Announcement, now time.Ti
 	return skipped, lastErr, bw.Flush()
 }
 
-// readMsg reads one length-prefixed message of at most limit bytes into m,
-// reusing *buf. It returns io.EOF only at a clean end between messages,
-// ErrCatalog for a malformed or oversized one, and other read errors
-// wrapped.
+// readMsg reads one catalog frame of at most limit bytes into m, reusing
+// *buf (see pb.ReadFrame). It returns io.EOF only at a clean end between
+// frames, ErrCatalog for a malformed or oversized frame, and other read
+// errors wrapped.
 func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {
-	n, err := readLength(r, limit)
-	if err != nil {
+	err := pb.ReadFrame(r, m, limit, buf)
+	switch {
+	case err == nil || err == io.EOF:
 		return err
+	case errors.Is(err, pb.ErrBadFrame):
+		return fmt.Errorf("%w: %w", ErrCatalog, err)
 	}
-	if cap(*buf) < n {
-		*buf = make([]byte, n)
-	}
-	b := (*buf)[:n]
-	if _, err := io.ReadFull(r, b); err != nil {
-		if err == io.EOF { // a frame cut after its length is no clean end
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("gossip: reading a catalog frame: %w", err)
-	}
-	if err := gproto.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%w: %v", ErrCatalog, err)
-	}
-	return nil
-}
-
-// readLength reads the uvarint length of a frame of at most limit bytes.
-// Unlike binary.ReadUvarint, it tells a malformed length (ErrCatalog:
-// over limit, or longer than any uvarint) from a failed read.
-func readLength(r io.ByteReader, limit int) (int, error) {
-	var n uint64
-	for i := range binary.MaxVarintLen64 {
-		b, err := r.ReadByte()
-		if err != nil {
-			if err == io.EOF {
-				if i == 0 {
-					return 0, io.EOF
-				}
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, fmt.Errorf("gossip: reading a catalog frame length: %w", err)
-		}
-		n |= uint64(b&0x7f) << (7 * i)
-		if n > uint64(limit) {
-			return 0, fmt.Errorf("%w: frame of more than %d bytes", ErrCatalog, limit)
-		}
-		if b < 0x80 {
-			return int(n), nil
-		}
-	}
-	return 0, fmt.Errorf("%w: frame length of more than %d bytes", ErrCatalog, binary.MaxVarintLen64)
+	return fmt.Errorf("gossip: catalog: %w", err)
 }
