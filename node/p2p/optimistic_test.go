@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -177,7 +178,7 @@ func (pipeConn) RemoteMultiaddr() ma.Multiaddr { return nil }
 // proposal), and the read error other than EOF.
 func exchange(t testing.TB, first, answer []byte) ([]byte, error) {
 	a, b := net.Pipe()
-	c := newOptimisticConn(pipeConn{a})
+	c := newOptimisticConn(pipeConn{a}, "/noise")
 	defer c.Close()
 	go func() {
 		defer b.Close()
@@ -190,7 +191,7 @@ func exchange(t testing.TB, first, answer []byte) ([]byte, error) {
 	if _, err := c.Write(first); err != nil {
 		t.Fatal(err)
 	}
-	if isProposal(first) {
+	if proposes(first, "/noise") {
 		got := make([]byte, len(first))
 		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, first) {
 			t.Fatalf("selector read %q, %v; want its proposal back at once", got, err)
@@ -201,18 +202,19 @@ func exchange(t testing.TB, first, answer []byte) ([]byte, error) {
 
 func TestOptimisticConn(t *testing.T) {
 	tests := []struct {
-		name           string
-		first, answer  []byte
-		want           []byte
-		refused, fails bool
+		name                   string
+		first, answer          []byte
+		want                   []byte
+		refused, notMSS, fails bool
 	}{
 		{name: "accepted", first: noiseProposal, answer: append(bytes.Clone(noiseProposal), "msg2"...), want: []byte("msg2")},
 		{name: "refused", first: noiseProposal, answer: append(bytes.Clone(mssHeader), "\x03na\n"...), refused: true},
-		{name: "garbage", first: noiseProposal, answer: []byte("HTTP/1.1 400 Bad Request\r\n"), refused: true},
+		{name: "not libp2p", first: noiseProposal, answer: []byte("HTTP/1.1 400 Bad Request\r\n"), notMSS: true},
 		{name: "cut short", first: noiseProposal, answer: mssHeader, fails: true},
 		{name: "not a proposal", first: []byte("24-byte nonce of a PSK.."), answer: []byte("anything"), want: []byte("anything")},
 		{name: "two protocols", first: append(bytes.Clone(noiseProposal), "\x07/noise\n"...), answer: []byte("x"), want: []byte("x")},
 		{name: "header alone", first: mssHeader, answer: []byte("y"), want: []byte("y")},
+		{name: "another protocol", first: append(bytes.Clone(mssHeader), "\x0b/tls/1.0.0\n"...), answer: []byte("z"), want: []byte("z")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,8 +224,12 @@ func TestOptimisticConn(t *testing.T) {
 				if !errors.Is(err, ErrSecurityRefused) {
 					t.Fatalf("got %q, %v; want ErrSecurityRefused", got, err)
 				}
+			case tt.notMSS:
+				if !errors.Is(err, ErrNotMultistream) {
+					t.Fatalf("got %q, %v; want ErrNotMultistream", got, err)
+				}
 			case tt.fails:
-				if err == nil || errors.Is(err, ErrSecurityRefused) {
+				if err == nil || errors.Is(err, ErrSecurityRefused) || errors.Is(err, ErrNotMultistream) {
 					t.Fatalf("got %q, %v; want a read error", got, err)
 				}
 			case err != nil || !bytes.Equal(got, tt.want):
@@ -239,15 +245,54 @@ func TestOptimisticConn(t *testing.T) {
 func TestOptimisticConnCloseWakesReader(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
-	c := newOptimisticConn(pipeConn{a})
+	c := newOptimisticConn(pipeConn{a}, "/noise")
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Read(make([]byte, 1))
 		done <- err
 	}()
 	c.Close()
-	if err := <-done; !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("read after close: %v", err)
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read still waiting 10 s after Close")
+	}
+}
+
+// TestOptimisticConnResumes: a read deadline that expires in the middle of
+// the peer's answer fails that Read; the next one goes on checking from
+// where it stopped.
+func TestOptimisticConnResumes(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := newOptimisticConn(pipeConn{a}, "/noise")
+	defer c.Close()
+	rest := make(chan struct{})
+	go func() {
+		_, _ = io.ReadFull(b, make([]byte, len(noiseProposal)))
+		_, _ = b.Write(noiseProposal[:10])
+		<-rest
+		_, _ = b.Write(append(bytes.Clone(noiseProposal[10:]), "msg2"...))
+		b.Close()
+	}()
+	if _, err := c.Write(noiseProposal); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, len(noiseProposal))); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 4)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read with half an answer: %v, want the deadline", err)
+	}
+	close(rest)
+	_ = c.SetReadDeadline(time.Time{})
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "msg2" {
+		t.Fatalf("after the deadline: %q, %v; want msg2", got, err)
 	}
 }
 
@@ -265,6 +310,8 @@ func FuzzOptimisticAnswer(f *testing.F) {
 			t.Fatalf("correct answer then %q: read %q, %v", rest, got, err)
 		case !ok && err == nil:
 			t.Fatalf("answer %q accepted", answer)
+		case !ok && !errors.Is(err, ErrSecurityRefused) && !errors.Is(err, ErrNotMultistream) && !errors.Is(err, io.ErrUnexpectedEOF):
+			t.Fatalf("answer %q: %v", answer, err)
 		}
 	})
 }

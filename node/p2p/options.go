@@ -53,8 +53,10 @@ type Options struct {
 	// public (WAN) DHT does.
 	AllowPrivateAddrs bool
 
-	// Extra libp2p options, applied last: a simulation's transport
-	// (go-libp2p's x/simlibp2p), say. Empty for a daemon.
+	// Extra libp2p options, applied last; empty for a daemon. A transport
+	// given here is added to the host's own (go-libp2p's defaults, with
+	// TCP's from TCP), so a second TCP or QUIC one fails: a simulation
+	// puts QUIC on go-libp2p's simnet with libp2p.QUICReuse instead.
 	Extra []libp2p.Option
 
 	// PSK makes the swarm a private network: only peers holding the same
