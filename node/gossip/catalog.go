@@ -208,8 +208,15 @@ func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (chec
 	return verify(a, p, now, s.opts.TTL)
 }
 
-// serveCatalog is the stream handler: it writes this node's catalog.
+// serveCatalog is the stream handler: it writes this node's catalog, to
+// at most maxServing peers at once and each within CatalogLimit.
 func (s *Service) serveCatalog(st network.Stream) {
+	if !s.catalogAllowed(st.Conn().RemotePeer()) {
+		s.stats.catalogLimited.Add(1)
+		s.stats.serveErrors.Add(1)
+		_ = st.Reset()
+		return
+	}
 	if s.serving.Add(1) > maxServing {
 		s.serving.Add(-1)
 		s.stats.serveErrors.Add(1)
@@ -225,6 +232,18 @@ func (s *Service) serveCatalog(st network.Stream) {
 	}
 	s.stats.served.Add(1)
 	_ = st.Close()
+}
+
+// catalogAllowed spends one of p's catalog tokens, if it has one.
+func (s *Service) catalogAllowed(p peer.ID) bool {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.catalogs.allows(p, now) {
+		return false
+	}
+	s.catalogs.take(p, now)
+	return true
 }
 
 // writeCatalog writes the catalog to st.

@@ -1,14 +1,19 @@
 package gossip
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	pb "github.com/expertd/expertd/proto"
 )
 
 // TestReadCatalog: readCatalog on catalogs as encodeCatalog writes them,
@@ -79,5 +84,57 @@ func TestReadCatalog(t *testing.T) {
 				t.Errorf("a failed read looks like a clean end: %v", err)
 			}
 		})
+	}
+}
+
+// pullCatalog reads a's catalog over a new stream from h: its entries, or
+// the error of the stream.
+func pullCatalog(t *testing.T, h host.Host, a peer.ID) ([]*pb.Announcement, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := h.NewStream(ctx, a, CatalogProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	_ = st.CloseWrite()
+	var entries []*pb.Announcement
+	br := bufio.NewReader(st)
+	var buf []byte
+	for {
+		var cat pb.Catalog
+		err := readMsg(br, &cat, maxCatalogFrame, &buf)
+		if err == io.EOF {
+			return entries, nil
+		}
+		if err != nil {
+			return entries, err
+		}
+		entries = append(entries, cat.GetEntries()...)
+	}
+}
+
+// TestCatalogRateLimited: a peer gets CatalogLimit's burst of catalogs,
+// then its streams are reset; another peer is served meanwhile.
+func TestCatalogRateLimited(t *testing.T) {
+	a := newNode(t, Options{Logger: testLogger(), Reannounce: -1, CatalogLimit: RateLimit{Rate: 1e-9, Burst: 2}})
+	a.cat.add(testAnn(1, a.h.ID()))
+	b, c := newHost(t), newHost(t)
+	connect(t, b, a.h)
+	connect(t, c, a.h)
+	for i := range 2 {
+		if got, err := pullCatalog(t, b, a.h.ID()); err != nil || len(got) != 1 {
+			t.Fatalf("pull %d: %d entries, %v", i, len(got), err)
+		}
+	}
+	if got, err := pullCatalog(t, b, a.h.ID()); err == nil {
+		t.Fatalf("third pull within the limit's burst of 2: %d entries, no error", len(got))
+	}
+	if got, err := pullCatalog(t, c, a.h.ID()); err != nil || len(got) != 1 {
+		t.Fatalf("another peer's pull: %d entries, %v", len(got), err)
+	}
+	if st := a.s.Stats(); st.CatalogRateLimited != 1 {
+		t.Errorf("stats %+v: want 1 rate-limited", st)
 	}
 }

@@ -36,6 +36,11 @@ const (
 	// DefaultRefreshInterval is half of DefaultReannounce: a peer
 	// re-announcing on the default period refreshes its experts for free.
 	DefaultRefreshInterval = DefaultReannounce / 2
+	// DefaultCatalogRate and DefaultCatalogBurst are the defaults of
+	// Options.CatalogLimit: a peer pulls once a connection, so 3 pulls in
+	// a row, then one every 10 s.
+	DefaultCatalogRate  = 0.1
+	DefaultCatalogBurst = 3
 )
 
 // Options tunes a Service. The zero value means every default.
@@ -75,6 +80,12 @@ type Options struct {
 	// RefreshInterval: see ProviderLimit (default DefaultRefreshInterval;
 	// negative: every announcement spends a token).
 	RefreshInterval time.Duration
+	// CatalogLimit rate-limits the catalogs served to each peer (defaults
+	// DefaultCatalogRate and DefaultCatalogBurst; a negative Rate: no
+	// limit): a catalog can be thousands of entries, and a peer asking for
+	// it in a loop would otherwise have them all sent each time. A stream
+	// over the limit is reset and counted in Stats.CatalogRateLimited.
+	CatalogLimit RateLimit
 	// TrustedPublishers (trust.publishers): in the view, a publication by
 	// one of them replaces a publication of the same expert by anyone
 	// else, and is never replaced by one (see View.Add). Which experts are
@@ -111,6 +122,12 @@ func (o *Options) defaults() {
 	if o.RefreshInterval == 0 {
 		o.RefreshInterval = DefaultRefreshInterval
 	}
+	if o.CatalogLimit.Rate == 0 {
+		o.CatalogLimit.Rate = DefaultCatalogRate
+	}
+	if o.CatalogLimit.Burst <= 0 {
+		o.CatalogLimit.Burst = DefaultCatalogBurst
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -129,6 +146,9 @@ type Stats struct {
 	CatalogPulls, CatalogPullErrors   uint64
 	CatalogAccepted, CatalogRejected  uint64
 	CatalogServed, CatalogServeErrors uint64
+	// Catalog streams reset for exceeding CatalogLimit (also in
+	// CatalogServeErrors).
+	CatalogRateLimited uint64
 	// Experts in the view now; new-expert notifications dropped because a
 	// subscriber was slow; new experts refused because the view was full.
 	Experts                 int
@@ -142,6 +162,7 @@ type counters struct {
 	pulls, pullErrors                atomic.Uint64
 	catalogAccepted, catalogRejected atomic.Uint64
 	served, serveErrors              atomic.Uint64
+	catalogLimited                   atomic.Uint64
 }
 
 // Service announces this node's experts and maintains its View of the
@@ -165,6 +186,7 @@ type Service struct {
 	replay     map[replayKey]pairRecord // what is known of each expert's providers
 	providers  *limiter                 // ProviderLimit
 	publishers *limiter                 // PublisherLimit
+	catalogs   *limiter                 // CatalogLimit
 	pulling    map[peer.ID]bool
 
 	closeOnce sync.Once
@@ -210,6 +232,7 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 		replay:     map[replayKey]pairRecord{},
 		providers:  newLimiter(o.ProviderLimit, o.RateLimitPeers),
 		publishers: newLimiter(o.PublisherLimit, o.RateLimitPeers),
+		catalogs:   newLimiter(o.CatalogLimit, o.RateLimitPeers),
 		pulling:    map[peer.ID]bool{},
 	}
 	if err := ps.RegisterTopicValidator(Topic, s.validate, pubsub.WithValidatorInline(true)); err != nil {
@@ -244,6 +267,7 @@ func (s *Service) Stats() Stats {
 		CatalogRejected:    c.catalogRejected.Load(),
 		CatalogServed:      c.served.Load(),
 		CatalogServeErrors: c.serveErrors.Load(),
+		CatalogRateLimited: c.catalogLimited.Load(),
 		Experts:            s.view.Len(),
 		NotifyDropped:      s.view.dropped.Load(),
 		ViewFull:           s.view.full.Load(),
@@ -436,6 +460,7 @@ func (s *Service) expireLoop(ctx context.Context) {
 		}
 		s.providers.prune(now)
 		s.publishers.prune(now)
+		s.catalogs.prune(now)
 		s.mu.Unlock()
 	}
 }
