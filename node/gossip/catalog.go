@@ -209,14 +209,8 @@ func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (chec
 }
 
 // serveCatalog is the stream handler: it writes this node's catalog, to
-// at most maxServing peers at once and each within CatalogLimit.
+// at most maxServing peers at once and to each as catalogAllowed says.
 func (s *Service) serveCatalog(st network.Stream) {
-	if !s.catalogAllowed(st.Conn().RemotePeer()) {
-		s.stats.catalogLimited.Add(1)
-		s.stats.serveErrors.Add(1)
-		_ = st.Reset()
-		return
-	}
 	if s.serving.Add(1) > maxServing {
 		s.serving.Add(-1)
 		s.stats.serveErrors.Add(1)
@@ -224,6 +218,12 @@ func (s *Service) serveCatalog(st network.Stream) {
 		return
 	}
 	defer s.serving.Add(-1)
+	if !s.catalogAllowed(st.Conn().RemotePeer(), st.Conn().Stat().Opened) {
+		s.stats.catalogLimited.Add(1)
+		s.stats.serveErrors.Add(1)
+		_ = st.Reset()
+		return
+	}
 	if err := s.writeCatalog(st); err != nil {
 		s.stats.serveErrors.Add(1)
 		s.log.Debug("serving catalog", "peer", st.Conn().RemotePeer(), "err", err)
@@ -234,11 +234,19 @@ func (s *Service) serveCatalog(st network.Stream) {
 	_ = st.Close()
 }
 
-// catalogAllowed spends one of p's catalog tokens, if it has one.
-func (s *Service) catalogAllowed(p peer.ID) bool {
+// catalogAllowed reports whether p may have the catalog on a connection
+// opened at opened. The first catalog stream of each connection is served:
+// peers pull once a connection, and one that reconnects after a cut must
+// get what it missed. Further streams on a connection spend p's
+// CatalogLimit tokens.
+func (s *Service) catalogAllowed(p peer.ID, opened time.Time) bool {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if last, ok := s.catalogConn[p]; !ok || opened.After(last) {
+		s.catalogConn[p] = opened
+		return true
+	}
 	if !s.catalogs.allows(p, now) {
 		return false
 	}

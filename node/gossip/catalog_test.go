@@ -115,24 +115,33 @@ func pullCatalog(t *testing.T, h host.Host, a peer.ID) ([]*pb.Announcement, erro
 	}
 }
 
-// TestCatalogRateLimited: a peer gets CatalogLimit's burst of catalogs,
-// then its streams are reset; another peer is served meanwhile.
+// TestCatalogRateLimited: a peer gets one catalog on each connection and,
+// on the same connection, CatalogLimit's burst more; then its streams are
+// reset. Another peer is served meanwhile, and so is the first one again
+// when it reconnects.
 func TestCatalogRateLimited(t *testing.T) {
 	a := newNode(t, Options{Logger: testLogger(), Reannounce: -1, CatalogLimit: RateLimit{Rate: 1e-9, Burst: 2}})
 	a.cat.add(testAnn(1, a.h.ID()))
 	b, c := newHost(t), newHost(t)
 	connect(t, b, a.h)
 	connect(t, c, a.h)
-	for i := range 2 {
+	for i := range 3 {
 		if got, err := pullCatalog(t, b, a.h.ID()); err != nil || len(got) != 1 {
 			t.Fatalf("pull %d: %d entries, %v", i, len(got), err)
 		}
 	}
 	if got, err := pullCatalog(t, b, a.h.ID()); err == nil {
-		t.Fatalf("third pull within the limit's burst of 2: %d entries, no error", len(got))
+		t.Fatalf("pull beyond the free one and the burst of 2: %d entries, no error", len(got))
 	}
 	if got, err := pullCatalog(t, c, a.h.ID()); err != nil || len(got) != 1 {
 		t.Fatalf("another peer's pull: %d entries, %v", len(got), err)
+	}
+	if err := b.Network().ClosePeer(a.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, b, a.h)
+	if got, err := pullCatalog(t, b, a.h.ID()); err != nil || len(got) != 1 {
+		t.Fatalf("pull on a new connection: %d entries, %v", len(got), err)
 	}
 	if st := a.s.Stats(); st.CatalogRateLimited != 1 {
 		t.Errorf("stats %+v: want 1 rate-limited", st)

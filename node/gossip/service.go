@@ -13,6 +13,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -37,8 +38,8 @@ const (
 	// re-announcing on the default period refreshes its experts for free.
 	DefaultRefreshInterval = DefaultReannounce / 2
 	// DefaultCatalogRate and DefaultCatalogBurst are the defaults of
-	// Options.CatalogLimit: a peer pulls once a connection, so 3 pulls in
-	// a row, then one every 10 s.
+	// Options.CatalogLimit: a peer pulls once a connection (that one is
+	// free), so 3 more pulls in a row, then one every 10 s.
 	DefaultCatalogRate  = 0.1
 	DefaultCatalogBurst = 3
 )
@@ -80,11 +81,12 @@ type Options struct {
 	// RefreshInterval: see ProviderLimit (default DefaultRefreshInterval;
 	// negative: every announcement spends a token).
 	RefreshInterval time.Duration
-	// CatalogLimit rate-limits the catalogs served to each peer (defaults
-	// DefaultCatalogRate and DefaultCatalogBurst; a negative Rate: no
-	// limit): a catalog can be thousands of entries, and a peer asking for
-	// it in a loop would otherwise have them all sent each time. A stream
-	// over the limit is reset and counted in Stats.CatalogRateLimited.
+	// CatalogLimit rate-limits the catalogs served to each peer beyond the
+	// first on each connection (defaults DefaultCatalogRate and
+	// DefaultCatalogBurst; a negative Rate: no limit): a catalog can be
+	// thousands of entries, and a peer asking for it in a loop would
+	// otherwise have them all sent each time. A stream over the limit is
+	// reset and counted in Stats.CatalogRateLimited.
 	CatalogLimit RateLimit
 	// TrustedPublishers (trust.publishers): in the view, a publication by
 	// one of them replaces a publication of the same expert by anyone
@@ -187,7 +189,11 @@ type Service struct {
 	providers  *limiter                 // ProviderLimit
 	publishers *limiter                 // PublisherLimit
 	catalogs   *limiter                 // CatalogLimit
-	pulling    map[peer.ID]bool
+	// catalogConn: when the connection a peer was last served a catalog on
+	// for free was opened (see catalogAllowed); peers not connected are
+	// dropped by maintain.
+	catalogConn map[peer.ID]time.Time
+	pulling     map[peer.ID]bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -221,19 +227,20 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 		catalog = func() []Announcement { return nil }
 	}
 	s := &Service{
-		host:       h,
-		self:       h.ID(),
-		ps:         ps,
-		catalog:    catalog,
-		opts:       o,
-		log:        o.Logger.With("component", "gossip"),
-		view:       NewView(o.TTL, o.MaxExperts).preferring(o.TrustedPublishers),
-		pace:       &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
-		replay:     map[replayKey]pairRecord{},
-		providers:  newLimiter(o.ProviderLimit, o.RateLimitPeers),
-		publishers: newLimiter(o.PublisherLimit, o.RateLimitPeers),
-		catalogs:   newLimiter(o.CatalogLimit, o.RateLimitPeers),
-		pulling:    map[peer.ID]bool{},
+		host:        h,
+		self:        h.ID(),
+		ps:          ps,
+		catalog:     catalog,
+		opts:        o,
+		log:         o.Logger.With("component", "gossip"),
+		view:        NewView(o.TTL, o.MaxExperts).preferring(o.TrustedPublishers),
+		pace:        &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
+		replay:      map[replayKey]pairRecord{},
+		providers:   newLimiter(o.ProviderLimit, o.RateLimitPeers),
+		publishers:  newLimiter(o.PublisherLimit, o.RateLimitPeers),
+		catalogs:    newLimiter(o.CatalogLimit, o.RateLimitPeers),
+		catalogConn: map[peer.ID]time.Time{},
+		pulling:     map[peer.ID]bool{},
 	}
 	if err := ps.RegisterTopicValidator(Topic, s.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("gossip: registering the validator: %w", err)
@@ -461,6 +468,11 @@ func (s *Service) expireLoop(ctx context.Context) {
 		s.providers.prune(now)
 		s.publishers.prune(now)
 		s.catalogs.prune(now)
+		for p := range s.catalogConn {
+			if s.host.Network().Connectedness(p) != network.Connected {
+				delete(s.catalogConn, p)
+			}
+		}
 		s.mu.Unlock()
 	}
 }
