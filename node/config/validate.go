@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -243,8 +244,8 @@ func (c *InferenceConfig) validate() []error {
 	if c.RetryBackoff <= 0 || c.RetryMaxBackoff < c.RetryBackoff {
 		errs = append(errs, keyErr("inference.retry_backoff", "%v .. %v: want 0 < retry_backoff <= retry_max_backoff", c.RetryBackoff, c.RetryMaxBackoff))
 	}
-	if c.VLLMCheck < 0 {
-		errs = append(errs, keyErr("inference.vllm_check", "%v: want >= 0 (0: never)", c.VLLMCheck))
+	if c.VLLMCheck < 0 || c.VLLMCheck > 0 && c.VLLMCheck < time.Second {
+		errs = append(errs, keyErr("inference.vllm_check", "%v: want 0 (never) or at least 1s", c.VLLMCheck))
 	}
 	if _, err := handoff.ParseRules(c.Want); err != nil {
 		errs = append(errs, keyErr("inference.want", "%w", err))

@@ -65,6 +65,7 @@ type Handoff struct {
 	backoff     time.Duration
 	maxBackoff  time.Duration
 	check       time.Duration // 0: never
+	checkWarned bool          // a check failure was warned of; Serve's goroutine only
 
 	locks   nameLocks
 	wake    chan struct{} // buffered 1: something became due

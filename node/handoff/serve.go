@@ -14,9 +14,10 @@ type job struct {
 	gen    uint64
 }
 
-// Serve makes the queued vLLM calls, one at a time, until ctx is done, and
-// returns nil then. Without a vLLM URL it just waits for ctx. Serve may be
-// called once.
+// Serve makes the queued vLLM calls, one at a time, and every
+// Options.Check checks that vLLM still holds the adapters it loaded (see
+// checkLoaded), until ctx is done; it returns nil then. Without a vLLM URL
+// it just waits for ctx. Serve may be called once.
 func (h *Handoff) Serve(ctx context.Context) error {
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("handoff: Serve called twice")
@@ -88,21 +89,30 @@ func (h *Handoff) next(now time.Time) (*job, time.Duration) {
 
 // checkLoaded asks vLLM which adapters it holds and queues a load for each
 // one it acknowledged but no longer lists (vLLM restarted, or someone
-// unloaded it) whose directory is still there. A vLLM that does not answer
-// is asked again at the next check.
+// unloaded it) and that is still materialized. A vLLM that does not answer
+// is asked again at the next check; one that answers, being up, ends any
+// backoff of the queued calls. A refusal (a wrong API key, a proxy without
+// the route) is logged once as a warning, as it turns the check off.
 func (h *Handoff) checkLoaded(ctx context.Context) {
 	if !h.anyLoaded() {
 		return
 	}
 	ids, err := h.vllm.models(ctx)
 	if err != nil {
-		if !errCanceled(ctx, err) {
+		switch {
+		case errCanceled(ctx, err):
+		case errors.Is(err, ErrUnavailable) || h.checkWarned:
 			h.log.Debug("handoff: listing vLLM's adapters failed", "err", err)
+		default:
+			h.checkWarned = true
+			h.log.Warn("handoff: cannot list vLLM's adapters; adapters it loses on a restart are not loaded again", "err", err)
 		}
 		return
 	}
+	h.checkWarned = false
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.fails, h.notBefore = 0, time.Time{}
 	for _, e := range h.adapters {
 		if !e.loaded || e.needLoad || e.needUnload || e.dir == "" || ids[e.name] {
 			continue

@@ -35,7 +35,7 @@ type Stats struct {
 	UnloadOK     uint64 `json:"unload_ok"`
 	UnloadFailed uint64 `json:"unload_failed"` // refused for good
 	Retries      uint64 `json:"retries"`       // calls vLLM did not answer, to be retried
-	Reloads      uint64 `json:"reloads"`       // loaded adapters vLLM had lost (restarted), loaded again
+	Reloads      uint64 `json:"reloads"`       // loads queued again for adapters vLLM had lost (restarted)
 	Skipped      uint64 `json:"skipped"`       // adapters not sent to vLLM (not LoRA)
 }
 

@@ -21,7 +21,7 @@ const (
 	maxModels  = 8 << 20      // of a model list (~200 bytes an adapter)
 )
 
-// vllmClient calls vLLM's load and unload routes.
+// vllmClient calls vLLM's load and unload routes and lists its models.
 type vllmClient struct {
 	base string // scheme://host[:port][/prefix], no trailing slash or /v1
 	key  string
@@ -73,7 +73,11 @@ func (c *vllmClient) models(ctx context.Context) (map[string]bool, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%w: %s: %d %s", ErrVLLM, modelsPath, resp.StatusCode, http.StatusText(resp.StatusCode))
+		err := ErrVLLM
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			err = ErrUnavailable // down or starting, as for the calls
+		}
+		return nil, fmt.Errorf("%w: %s: %d %s", err, modelsPath, resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxModels+1))
 	if err != nil {

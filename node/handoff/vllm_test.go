@@ -403,6 +403,29 @@ func FuzzParseModels(f *testing.F) {
 	})
 }
 
+// TestVLLMCheckEndsBackoff: a call that found vLLM down waits out its
+// backoff, but a check that finds vLLM up again ends the wait.
+func TestVLLMCheckEndsBackoff(t *testing.T) {
+	h, fake := vllmSetup(t, Options{Check: 5 * time.Millisecond, Backoff: 30 * time.Second, MaxBackoff: time.Minute})
+	ctx := context.Background()
+	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "python loaded", loadedIn(h, "python"))
+	fake.setDown(true)
+	if _, err := h.Materialize(ctx, cidB, "other", opener(container(t, loraDir), nil)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a load tried while vLLM is down", func() bool { return h.Stats().Retries > 0 })
+	fake.restart()
+	fake.setDown(false)
+	eventually(t, "both loaded before the 30 s backoff ends", func() bool {
+		_, a := fake.isLoaded("python")
+		_, b := fake.isLoaded("other")
+		return a && b
+	})
+}
+
 func TestModelsList(t *testing.T) {
 	for _, tt := range []struct {
 		name, body string
@@ -415,6 +438,7 @@ func TestModelsList(t *testing.T) {
 		{name: "not a list", status: 200, body: `{"detail":"Not Found"}`, wantErr: true},
 		{name: "html", status: 200, body: `<html>proxy</html>`, wantErr: true},
 		{name: "unauthorized", status: 401, body: `{"error":"Unauthorized"}`, wantErr: true},
+		{name: "starting", status: 503, body: `upstream connect error`, wantErr: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
