@@ -12,7 +12,7 @@ import (
 
 // ErrBadFrame marks a frame that cannot be one: a length over the limit or
 // longer than any uvarint, or a body that is not the message.
-var ErrBadFrame = errors.New("malformed frame")
+var ErrBadFrame = errors.New("proto: malformed frame")
 
 // WriteFrame writes m to w with a uvarint length prefix, the framing of
 // every expertd stream protocol, marshalling into buf (reused, returned
@@ -70,6 +70,9 @@ func readLength(r io.ByteReader, limit int) (int, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			return 0, fmt.Errorf("reading a frame length: %w", err)
+		}
+		if i == binary.MaxVarintLen64-1 && b > 1 {
+			return 0, fmt.Errorf("%w: length overflows 64 bits", ErrBadFrame)
 		}
 		n |= uint64(b&0x7f) << (7 * i)
 		if n > uint64(limit) {

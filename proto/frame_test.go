@@ -31,6 +31,7 @@ func TestReadFrame(t *testing.T) {
 		{"cut in a length", []byte{0x80}, 0, io.ErrUnexpectedEOF},
 		{"over the limit", binary.AppendUvarint(nil, 65), 0, ErrBadFrame},
 		{"overlong length", bytes.Repeat([]byte{0x80}, binary.MaxVarintLen64+1), 0, ErrBadFrame},
+		{"length overflows", append(bytes.Repeat([]byte{0x80}, binary.MaxVarintLen64-1), 2), 0, ErrBadFrame},
 		{"not the message", []byte{2, 0xff, 0xff}, 0, ErrBadFrame},
 	}
 	for _, tt := range tests {
