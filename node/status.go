@@ -61,5 +61,7 @@ func (n *Node) snapshot() metrics.Snapshot {
 	s.StoreBytes, _ = n.store.Usage()
 	st := n.gossip.Stats()
 	s.GossipAccepted, s.GossipRejected, s.GossipIgnored = st.Accepted, st.Rejected, st.Ignored
+	s.CatalogRateLimited = st.CatalogRateLimited
+	s.HandoffReloads = n.handoff.Stats().Reloads
 	return s
 }

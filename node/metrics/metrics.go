@@ -17,6 +17,8 @@
 //	| `expertd_gossip_messages_total{result}` | counter   | Gossip messages from peers, by validation `result`: `accepted`, `rejected` (invalid; the sender is penalized) or `ignored`. |
 //	| `expertd_materializations_total`        | counter   | Experts written out as PEFT directories. |
 //	| `expertd_handoff_failures_total`        | counter   | Hand-offs of an expert to the inference server (adapter directory or vLLM load/unload) that failed. |
+//	| `expertd_handoff_reloads_total`         | counter   | Adapters vLLM had lost (it restarted) whose load was queued again. |
+//	| `expertd_catalog_rate_limited_total`    | counter   | Catalog streams from peers refused for asking too often. |
 package metrics
 
 import (
@@ -40,6 +42,10 @@ type Snapshot struct {
 	// Gossip messages from peers by validation outcome, since start
 	// (gossip.Stats Accepted, Rejected, Ignored).
 	GossipAccepted, GossipRejected, GossipIgnored uint64
+	// Catalog streams refused by the per-peer limit
+	// (gossip.Stats.CatalogRateLimited) and adapters reloaded into vLLM
+	// after it lost them (handoff.Stats.Reloads), since start.
+	CatalogRateLimited, HandoffReloads uint64
 }
 
 // FetchBuckets are the fetch duration histogram's upper bounds in seconds:

@@ -77,7 +77,8 @@ expertd_fetch_duration_seconds_count 2
 
 func TestSnapshotReadAtScrape(t *testing.T) {
 	var calls atomic.Int32
-	s := Snapshot{Peers: 3, Stored: 5, Pinned: 2, Remote: 9, StoreBytes: 1 << 20, GossipAccepted: 40, GossipRejected: 1, GossipIgnored: 4}
+	s := Snapshot{Peers: 3, Stored: 5, Pinned: 2, Remote: 9, StoreBytes: 1 << 20, GossipAccepted: 40, GossipRejected: 1, GossipIgnored: 4,
+		CatalogRateLimited: 6, HandoffReloads: 7}
 	m := New(func() Snapshot { calls.Add(1); return s })
 	want := `
 # HELP expertd_peers Peers connected now.
@@ -96,8 +97,15 @@ expertd_store_bytes 1.048576e+06
 expertd_gossip_messages_total{result="accepted"} 40
 expertd_gossip_messages_total{result="ignored"} 4
 expertd_gossip_messages_total{result="rejected"} 1
+# HELP expertd_catalog_rate_limited_total Catalog streams from peers refused for asking too often.
+# TYPE expertd_catalog_rate_limited_total counter
+expertd_catalog_rate_limited_total 6
+# HELP expertd_handoff_reloads_total Adapters vLLM had lost (it restarted) whose load was queued again.
+# TYPE expertd_handoff_reloads_total counter
+expertd_handoff_reloads_total 7
 `
-	names := []string{"expertd_peers", "expertd_experts", "expertd_store_bytes", "expertd_gossip_messages_total"}
+	names := []string{"expertd_peers", "expertd_experts", "expertd_store_bytes", "expertd_gossip_messages_total",
+		"expertd_catalog_rate_limited_total", "expertd_handoff_reloads_total"}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}

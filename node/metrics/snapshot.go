@@ -13,6 +13,10 @@ var (
 	gossipDesc = prometheus.NewDesc("expertd_gossip_messages_total",
 		"Gossip messages from peers by validation result (accepted, rejected, ignored).",
 		[]string{"result"}, nil)
+	catalogLimitedDesc = prometheus.NewDesc("expertd_catalog_rate_limited_total",
+		"Catalog streams from peers refused for asking too often.", nil, nil)
+	reloadsDesc = prometheus.NewDesc("expertd_handoff_reloads_total",
+		"Adapters vLLM had lost (it restarted) whose load was queued again.", nil, nil)
 )
 
 // snapshotCollector exports a Snapshot, read once per scrape so the values
@@ -20,7 +24,7 @@ var (
 type snapshotCollector func() Snapshot
 
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersDesc, expertsDesc, storeBytesDesc, gossipDesc} {
+	for _, d := range []*prometheus.Desc{peersDesc, expertsDesc, storeBytesDesc, gossipDesc, catalogLimitedDesc, reloadsDesc} {
 		ch <- d
 	}
 }
@@ -41,4 +45,6 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(gossipDesc, s.GossipAccepted, "accepted")
 	counter(gossipDesc, s.GossipRejected, "rejected")
 	counter(gossipDesc, s.GossipIgnored, "ignored")
+	counter(catalogLimitedDesc, s.CatalogRateLimited)
+	counter(reloadsDesc, s.HandoffReloads)
 }
