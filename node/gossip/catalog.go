@@ -30,10 +30,13 @@ const (
 	// maxCatalogFrame bounds one Catalog frame; a frame always has room
 	// for one entry of MaxMessageSize.
 	maxCatalogFrame = 256 << 10
-	// maxServing bounds the catalog streams served at once.
-	maxServing = 16
 	// maxPulls bounds the catalog pulls run at once.
 	maxPulls = 8
+	// A pull whose stream the peer reset (it was serving MaxServing
+	// catalogs already, say) is tried again while the peer stays
+	// connected, after pullRetry, then twice that: pullTries in all.
+	pullTries = 3
+	pullRetry = 2 * time.Second
 )
 
 // subscribeConnections subscribes to connectedness changes.
@@ -59,13 +62,26 @@ func (s *Service) pullLoop(ctx context.Context, conns event.Subscription) {
 		}
 		wg.Go(func() {
 			defer s.releasePull(p)
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
+			for try := 1; ; try++ {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				err := s.pullLogged(ctx, p)
+				<-sem
+				if try == pullTries || !errors.Is(err, network.ErrReset) ||
+					s.host.Network().Connectedness(p) != network.Connected {
+					return
+				}
+				t := time.NewTimer(time.Duration(try) * pullRetry)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return
+				}
 			}
-			defer func() { <-sem }()
-			s.pullLogged(ctx, p)
 		})
 	}
 	for _, p := range s.host.Network().Peers() {
@@ -104,8 +120,9 @@ func (s *Service) releasePull(p peer.ID) {
 	s.mu.Unlock()
 }
 
-// pullLogged pulls p's catalog, counting and logging the outcome.
-func (s *Service) pullLogged(ctx context.Context, p peer.ID) {
+// pullLogged pulls p's catalog, counting and logging the outcome, and
+// returns the error of the pull.
+func (s *Service) pullLogged(ctx context.Context, p peer.ID) error {
 	accepted, rejected, err := s.pull(ctx, p)
 	s.stats.catalogAccepted.Add(uint64(accepted))
 	s.stats.catalogRejected.Add(uint64(rejected))
@@ -121,6 +138,7 @@ func (s *Service) pullLogged(ctx context.Context, p peer.ID) {
 		s.stats.pullErrors.Add(1)
 		s.log.Debug("pulling catalog", "peer", p, "err", err)
 	}
+	return err
 }
 
 // pull reads p's catalog into the view. It accepts only entries whose
@@ -209,9 +227,9 @@ func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (chec
 }
 
 // serveCatalog is the stream handler: it writes this node's catalog, to
-// at most maxServing peers at once and to each as catalogAllowed says.
+// at most MaxServing peers at once and to each as catalogAllowed says.
 func (s *Service) serveCatalog(st network.Stream) {
-	if s.serving.Add(1) > maxServing {
+	if s.serving.Add(1) > int32(s.opts.MaxServing) {
 		s.serving.Add(-1)
 		s.stats.serveErrors.Add(1)
 		_ = st.Reset()

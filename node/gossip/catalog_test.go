@@ -147,3 +147,34 @@ func TestCatalogRateLimited(t *testing.T) {
 		t.Errorf("stats %+v: want 1 rate-limited", st)
 	}
 }
+
+// TestCatalogPullRetried: a node serving MaxServing catalogs already resets
+// the next catalog stream; the puller tries again while connected and gets
+// the catalog once the node is free.
+func TestCatalogPullRetried(t *testing.T) {
+	a := newNode(t, Options{Logger: testLogger(), Reannounce: -1, MaxServing: 1})
+	for i := range 4000 { // more than a stream's window: a slow reader holds the serve
+		a.cat.add(testAnn(i, a.h.ID()))
+	}
+	hog := newHost(t)
+	connect(t, hog, a.h)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := hog.NewStream(ctx, a.h.ID(), CatalogProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.CloseWrite()
+	if _, err := st.Read(make([]byte, 1)); err != nil { // a's one serving slot is taken, and kept
+		t.Fatal(err)
+	}
+
+	b := newNode(t, Options{Logger: testLogger(), Reannounce: -1})
+	connect(t, b.h, a.h)
+	eventually(t, 10*time.Second, "b's pull refused", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
+	_ = st.Reset()
+	eventually(t, 10*time.Second, "b holds a's catalog", func() bool { return b.s.View().Len() == 4000 })
+	if st := a.s.Stats(); st.CatalogServeErrors == 0 {
+		t.Errorf("a's stats %+v: no refused catalog stream", st)
+	}
+}

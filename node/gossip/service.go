@@ -26,6 +26,7 @@ const (
 	DefaultMaxPerSecond    = 10
 	DefaultExchangeTimeout = 15 * time.Second
 	DefaultMaxCatalog      = 10_000
+	DefaultMaxServing      = 16
 	// DefaultAnnounceRate and DefaultAnnounceBurst are the defaults of
 	// Options.ProviderLimit and PublisherLimit: a burst of 20 new
 	// announcements, then 2 a second, about 3,600 experts in a TTL.
@@ -61,6 +62,9 @@ type Options struct {
 	// MaxCatalog bounds the entries of a catalog, sent or received
 	// (default DefaultMaxCatalog).
 	MaxCatalog int
+	// MaxServing bounds the catalog streams served at once; more are reset
+	// (the puller tries again later). Default DefaultMaxServing.
+	MaxServing int
 	// MaxExperts bounds the view (default DefaultMaxExperts).
 	MaxExperts int
 	// ProviderLimit and PublisherLimit rate-limit the announcements
@@ -112,6 +116,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxCatalog <= 0 {
 		o.MaxCatalog = DefaultMaxCatalog
+	}
+	if o.MaxServing <= 0 {
+		o.MaxServing = DefaultMaxServing
 	}
 	if o.MaxExperts <= 0 {
 		o.MaxExperts = DefaultMaxExperts
