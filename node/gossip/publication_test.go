@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -377,20 +376,11 @@ func TestCatalogEnvelopeOnTheWire(t *testing.T) {
 	a.cat.add(own)
 	h := newHost(t)
 	connect(t, h, a.h)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := h.NewStream(ctx, a.h.ID(), CatalogProtocol)
+	entries, err := pullCatalog(t, h, a.h.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	_ = st.CloseWrite()
-	var cat pb.Catalog
-	var buf []byte
-	if err := readMsg(bufio.NewReader(st), &cat, maxCatalogFrame, &buf); err != nil {
-		t.Fatal(err)
-	}
-	if len(cat.Entries) != 1 || !bytes.Equal(cat.Entries[0].GetEnvelope(), own.Envelope) {
-		t.Fatalf("served %v", cat.Entries)
+	if len(entries) != 1 || !bytes.Equal(entries[0].GetEnvelope(), own.Envelope) {
+		t.Fatalf("served %v", entries)
 	}
 }
