@@ -22,7 +22,7 @@ import (
 // Options configures a Fetcher.
 type Options struct {
 	MaxSize      uint64        // largest expert accepted (default 4 GiB)
-	MaxProviders int           // requests (streams) run at once, to as many providers at most (default 8)
+	MaxProviders int           // providers used at once (default 8)
 	IdleTimeout  time.Duration // a stream silent this long fails (default 20s)
 	// MinRate (bytes/s) sets the whole fetch's deadline once the size is
 	// known: 30s + size/MinRate (default 64 KiB/s).
@@ -255,7 +255,7 @@ func (r *run) loop(ctx context.Context) (*unixfs.Layout, error) {
 		r.pool = r.missing()
 		r.report()
 	} else {
-		r.nparts = uint32(min(len(r.idle)*sharesPerProvider, r.f.opts.MaxProviders))
+		r.nparts = uint32(min(len(r.idle), r.f.opts.MaxProviders))
 		for i := range r.nparts {
 			r.parts = append(r.parts, i)
 		}
@@ -374,19 +374,13 @@ func (r *run) handle(ctx context.Context, ev event) error {
 				}
 			}
 		}
-		// A peer may have several requests running (sharesPerProvider):
-		// one failure excludes it, and is reported once.
-		excluded := r.excluded[w.peer] != nil
 		switch {
 		case ev.err == nil || w.cut:
-			if !excluded {
-				r.idle[w.peer] = true
-			}
+			r.idle[w.peer] = true
 			delete(r.backoff, w.peer)
 			if d := time.Since(w.header); w.got > 0 && !w.header.IsZero() && d > 0 {
 				r.rate[w.peer] = float64(w.got) / d.Seconds()
 			}
-		case excluded || ctx.Err() != nil:
 		case errors.Is(ev.err, ErrVerify):
 			r.f.markBad(w.peer)
 			if r.f.opts.Rejected != nil {
@@ -395,6 +389,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			r.excluded[w.peer] = ev.err
 			r.lastErr = ev.err
 			r.f.opts.Logger.Warn("fetch: peer sent a block that failed verification", "peer", w.peer, "cid", r.root, "err", ev.err)
+		case ctx.Err() != nil:
 		case errors.Is(ev.err, ErrBusy):
 			// Serving others: ask again later, not a failure.
 			d := min(2*r.backoff[w.peer], maxBusyWait)
@@ -408,7 +403,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			r.lastErr = ev.err
 			r.f.opts.Logger.Info("fetch: provider failed", "peer", w.peer, "cid", r.root, "err", ev.err)
 		}
-		if ev.err != nil && !excluded && !w.cut && ctx.Err() == nil && !errors.Is(ev.err, ErrBusy) && r.f.opts.Failed != nil {
+		if ev.err != nil && !w.cut && ctx.Err() == nil && !errors.Is(ev.err, ErrBusy) && r.f.opts.Failed != nil {
 			r.f.opts.Failed(r.root, w.peer, ev.err)
 		}
 		r.schedule(ctx)

@@ -28,13 +28,6 @@ const (
 	// knownPerSlot bounds the peers one fetch keeps track of, per peer it
 	// may fetch from at once (Options.MaxProviders).
 	knownPerSlot = 4
-	// sharesPerProvider is how many shares of an expert a fetch that knows
-	// fewer than MaxProviders providers asks each of them for at once, on
-	// streams of their own. Over QUIC a stream starts with a 512 KiB
-	// receive window that go-libp2p does not let us raise, and it grows
-	// only as it is used: one stream per provider was 1.20 x the floor on
-	// the simnet benchmark, two 1.10 x.
-	sharesPerProvider = 2
 )
 
 // holding is what a partial holder said it holds, and when.
@@ -140,17 +133,9 @@ func (r *run) schedule(ctx context.Context) {
 		}
 		switch {
 		case len(r.parts) > 0 && r.layout == nil:
-			// Shares spread evenly over the idle peers left, at most
-			// sharesPerProvider each.
-			n := min((len(r.parts)+len(peers)-k-1)/(len(peers)-k), sharesPerProvider)
-			for range n {
-				if len(r.active) >= r.f.opts.MaxProviders {
-					return
-				}
-				part := r.parts[0]
-				r.parts = r.parts[1:]
-				r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Part: part, Parts: r.nparts})
-			}
+			part := r.parts[0]
+			r.parts = r.parts[1:]
+			r.start(ctx, p, &pb.FetchRequest{Cid: r.root.Bytes(), Part: part, Parts: r.nparts})
 		case r.layout != nil && len(r.pool) > 0:
 			r.parts = nil
 			if holders == nil {
