@@ -34,7 +34,8 @@ const (
 	maxPulls = 8
 	// A pull whose stream the peer reset (it was serving MaxServing
 	// catalogs already, say) is tried again while the peer stays
-	// connected, after pullRetry, then twice that: pullTries in all.
+	// connected, after pullRetry, then twice that: pullTries in all. A
+	// pull that timed out is not.
 	pullTries = 3
 	pullRetry = 2 * time.Second
 )
@@ -62,16 +63,16 @@ func (s *Service) pullLoop(ctx context.Context, conns event.Subscription) {
 		}
 		wg.Go(func() {
 			defer s.releasePull(p)
+			pctx := ctx
 			for try := 1; ; try++ {
 				select {
 				case sem <- struct{}{}:
 				case <-ctx.Done():
 					return
 				}
-				err := s.pullLogged(ctx, p)
+				err := s.pullLogged(pctx, p)
 				<-sem
-				if try == pullTries || !errors.Is(err, network.ErrReset) ||
-					s.host.Network().Connectedness(p) != network.Connected {
+				if try == pullTries || !resetByPeer(err) {
 					return
 				}
 				t := time.NewTimer(time.Duration(try) * pullRetry)
@@ -81,6 +82,10 @@ func (s *Service) pullLoop(ctx context.Context, conns event.Subscription) {
 					t.Stop()
 					return
 				}
+				if s.host.Network().Connectedness(p) != network.Connected {
+					return // gone: its next connection pulls anew
+				}
+				pctx = network.WithNoDial(ctx, "catalog pull retry")
 			}
 		})
 	}
@@ -102,6 +107,13 @@ func (s *Service) pullLoop(ctx context.Context, conns event.Subscription) {
 			}
 		}
 	}
+}
+
+// resetByPeer reports whether err is a stream the other side reset (a
+// catalog server that was busy), not one this side reset (a timeout).
+func resetByPeer(err error) bool {
+	var se *network.StreamError
+	return errors.As(err, &se) && se.Remote
 }
 
 func (s *Service) claimPull(p peer.ID) bool {

@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	pb "github.com/expertd/expertd/proto"
@@ -176,5 +178,23 @@ func TestCatalogPullRetried(t *testing.T) {
 	eventually(t, 10*time.Second, "b holds a's catalog", func() bool { return b.s.View().Len() == 4000 })
 	if st := a.s.Stats(); st.CatalogServeErrors == 0 {
 		t.Errorf("a's stats %+v: no refused catalog stream", st)
+	}
+}
+
+// TestCatalogPullTimeoutNotRetried: a peer that takes the catalog stream
+// and never answers costs one pull, ended by ExchangeTimeout, not three.
+func TestCatalogPullTimeoutNotRetried(t *testing.T) {
+	silent := newHost(t)
+	var streams atomic.Int32
+	silent.SetStreamHandler(CatalogProtocol, func(st network.Stream) {
+		streams.Add(1)
+		_, _ = io.Copy(io.Discard, st) // reads the close, writes nothing
+	})
+	b := newNode(t, Options{Logger: testLogger(), Reannounce: -1, ExchangeTimeout: 200 * time.Millisecond})
+	connect(t, b.h, silent)
+	eventually(t, 10*time.Second, "the pull timed out", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
+	time.Sleep(pullRetry + 500*time.Millisecond) // a retry would have come by now
+	if n := streams.Load(); n != 1 {
+		t.Fatalf("%d catalog streams to a silent peer, want 1", n)
 	}
 }
