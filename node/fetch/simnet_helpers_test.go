@@ -66,15 +66,7 @@ func serveFetch(tb testing.TB, h host.Host, b Blocks) {
 // (initial congestion window, stream windows not grown).
 func reconnect(tb testing.TB, a, b host.Host) {
 	tb.Helper()
-	if err := a.Network().ClosePeer(b.ID()); err != nil {
-		tb.Fatal(err)
-	}
-	for range 200 { // until b has noticed, so nothing lands on the old one
-		if len(b.Network().ConnsToPeer(a.ID())) == 0 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	fetchtest.Disconnect(tb, a, b)
 	connect(tb, a, b)
 }
 

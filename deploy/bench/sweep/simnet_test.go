@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
+
+	"github.com/expertd/expertd/node/fetch/fetchtest"
 )
 
 // link is the access link of every node: simnet gives each node its own
@@ -55,14 +57,6 @@ func connect(tb testing.TB, a, b host.Host, rtt time.Duration) {
 // starts from QUIC's initial congestion window and stream windows.
 func reconnect(tb testing.TB, a, b host.Host, rtt time.Duration) {
 	tb.Helper()
-	if err := a.Network().ClosePeer(b.ID()); err != nil {
-		tb.Fatal(err)
-	}
-	for range 200 { // until b has noticed, so nothing lands on the old one
-		if len(b.Network().ConnsToPeer(a.ID())) == 0 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	fetchtest.Disconnect(tb, a, b)
 	connect(tb, a, b, rtt)
 }

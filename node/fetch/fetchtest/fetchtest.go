@@ -213,3 +213,19 @@ func SimHosts(tb testing.TB, n int, rtt time.Duration, bitsPerSecond, burst int)
 	}
 	return meta.Nodes
 }
+
+// Disconnect closes a's connections to b and waits, up to 2 s, until b has
+// noticed too, so that the next transfer between them starts on a new
+// connection and nothing lands on the old one.
+func Disconnect(tb testing.TB, a, b host.Host) {
+	tb.Helper()
+	if err := a.Network().ClosePeer(b.ID()); err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; len(b.Network().ConnsToPeer(a.ID())) > 0; i++ {
+		if i == 400 {
+			tb.Fatalf("%s still connected 2 s after %s closed", b.ID(), a.ID())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

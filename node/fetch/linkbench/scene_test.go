@@ -144,17 +144,7 @@ func (s *scene) floor() time.Duration {
 func (s *scene) disconnect(tb testing.TB, peers []host.Host) {
 	tb.Helper()
 	for _, p := range peers {
-		if err := s.req.Network().ClosePeer(p.ID()); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	for _, p := range peers {
-		for i := 0; len(p.Network().ConnsToPeer(s.req.ID())) > 0; i++ {
-			if i == 400 {
-				tb.Fatalf("%s still connected 2 s after the requester closed", p.ID())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		fetchtest.Disconnect(tb, s.req, p)
 	}
 }
 
