@@ -594,23 +594,16 @@ func holdsAsked(asked []uint64, have []bool) bool {
 	return false
 }
 
-// askedLeaves lists, ascending, the leaves req asks of n.
+// askedLeaves lists, ascending, the leaves req asks of n: those of the
+// ranges the provider resolves it to (wanted; a requester's own request is
+// valid for the layout it was made for).
 func askedLeaves(req *pb.FetchRequest, n uint64) []uint64 {
+	rs, _ := wanted(req, n)
 	var out []uint64
-	if rs := req.GetRanges(); len(rs) > 0 {
-		for _, r := range rs {
-			for i := r.GetStart(); i < min(r.GetEnd(), n); i++ {
-				out = append(out, i)
-			}
+	for _, r := range rs {
+		for i := r.GetStart(); i < r.GetEnd(); i++ {
+			out = append(out, i)
 		}
-		return out
-	}
-	start, end := uint64(0), n
-	if req.GetParts() > 0 {
-		start, end = share(n, req.GetPart(), req.GetParts())
-	}
-	for i := start; i < end; i++ {
-		out = append(out, i)
 	}
 	return out
 }
