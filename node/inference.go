@@ -172,7 +172,7 @@ func (n *Node) prefetch(c cid.Cid) {
 		return
 	}
 	n.log.Info("prefetching", "cid", c, "name", e.Name)
-	if _, err := n.StartFetch(c.String()); err != nil {
+	if _, err := n.startFetch(c, false); err != nil {
 		n.log.Warn("prefetch", "cid", c, "err", err)
 	}
 }
@@ -203,7 +203,11 @@ func (n *Node) Resolve(ctx context.Context, name string) (api.Materialized, erro
 	if target == "" {
 		return api.Materialized{}, fmt.Errorf("no expert named %q is known: %w", name, api.ErrNotFound)
 	}
-	if _, err := n.StartFetch(target); err != nil {
+	c, err := cid.Decode(target)
+	if err != nil {
+		return api.Materialized{}, err
+	}
+	if _, err := n.startFetch(c, false); err != nil {
 		return api.Materialized{}, err
 	}
 	for {
@@ -223,7 +227,6 @@ func (n *Node) Resolve(ctx context.Context, name string) (api.Materialized, erro
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	c, _ := cid.Decode(target)
 	m, err := n.store.Get(c)
 	if err != nil {
 		return api.Materialized{}, err
@@ -235,9 +238,11 @@ func (n *Node) Resolve(ctx context.Context, name string) (api.Materialized, erro
 	return api.Materialized{CID: target, Dir: dir}, nil
 }
 
-// trustedPeers is trust.publishers plus this node itself.
+// trustedPeers is this node and trust.publishers: the publishers whose
+// signed experts it fetches for want rules and hands to the inference
+// server on its own. It is nil when trust.publishers is "*".
 func (n *Node) trustedPeers() []peer.ID {
-	if len(n.cfg.Trust.Publishers) == 0 {
+	if n.cfg.Trust.Everyone() {
 		return nil
 	}
 	out := []peer.ID{n.host.ID()}
@@ -249,12 +254,12 @@ func (n *Node) trustedPeers() []peer.ID {
 	return out
 }
 
-// trustedMeta applies trust.publishers to a stored expert: with an empty
-// list everyone is trusted; otherwise only an expert whose publication
-// envelope verifies and names a listed publisher (or this node).
+// trustedMeta reports whether a stored expert may go to the inference
+// server: when trust.publishers is "*", when this node's user fetched it by
+// its CID (m.Requested), or when its publication envelope verifies and names
+// this node or a publisher in trust.publishers.
 func (n *Node) trustedMeta(m store.Meta) bool {
-	pubs := n.trustedPeers()
-	if pubs == nil {
+	if n.cfg.Trust.Everyone() || m.Requested {
 		return true
 	}
 	if len(m.Envelope) == 0 {
@@ -264,11 +269,13 @@ func (n *Node) trustedMeta(m store.Meta) bool {
 	if err != nil || a.CID.String() != m.CID {
 		return false
 	}
-	return slices.Contains(pubs, a.Publisher)
+	return slices.Contains(n.trustedPeers(), a.Publisher)
 }
 
-// trustedEntry applies trust.publishers to an expert known from the swarm.
+// trustedEntry reports whether an expert known from the swarm may be
+// fetched for a want rule, resolved by name and handed to the inference
+// server: when trust.publishers is "*", or when it is signed by this node
+// or a publisher in trust.publishers.
 func (n *Node) trustedEntry(e gossip.Entry) bool {
-	pubs := n.trustedPeers()
-	return pubs == nil || gossip.Trusted(e, pubs)
+	return n.cfg.Trust.Everyone() || gossip.Trusted(e, n.trustedPeers())
 }

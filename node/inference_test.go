@@ -25,9 +25,9 @@ func TestHandOff(t *testing.T) {
 		"inference.adapters_dir": adapters,
 		"inference.served_model": "tiny-gpt",
 		"inference.want":         []string{"name=python*"},
+		"trust.publishers":       []string{a.Identity().ID},
 	})
-	eventually(t, 10*time.Second, "b connected to a", func() bool { return len(b.Peers()) > 0 })
-	time.Sleep(time.Second) // let the gossip mesh form, as between running daemons
+	waitTopic(t, a, b)
 
 	py, _ := filepath.Abs(fixture)
 	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
@@ -111,8 +111,7 @@ func TestTrustedPublishers(t *testing.T) {
 		"inference.want":         []string{"name=*"},
 		"trust.publishers":       []string{good.Identity().ID},
 	})
-	eventually(t, 10*time.Second, "b connected", func() bool { return len(b.Peers()) > 0 })
-	time.Sleep(time.Second)
+	waitTopic(t, good, other, b)
 	py, _ := filepath.Abs(fixture)
 	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
 	gp, err := good.Publish(context.Background(), api.PublishRequest{Path: py, Name: "from-good"})
@@ -138,12 +137,71 @@ func TestTrustedPublishers(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(adapters, "from-other")); !os.IsNotExist(err) {
 		t.Fatal("an untrusted expert was written for the inference server")
 	}
-	// Fetched by hand it is stored, but still not handed to the server.
+	if _, err := b.Resolve(context.Background(), "from-other"); err == nil {
+		t.Fatal("resolve handed an untrusted expert to the server")
+	}
+	// Fetched by hand it is the user's choice: stored and handed off.
 	waitFetched(t, b, op.CID)
 	if _, err := b.Materialize(context.Background(), op.CID, api.MaterializeRequest{Dir: filepath.Join(t.TempDir(), "x")}); err != nil {
 		t.Fatalf("explicit materialize to a user dir: %v", err)
 	}
-	if _, err := b.Resolve(context.Background(), "from-other"); err == nil {
-		t.Fatal("resolve handed an untrusted expert to the server")
+	if _, err := b.Resolve(context.Background(), "from-other"); err != nil {
+		t.Fatalf("resolve of the expert the user fetched: %v", err)
+	}
+}
+
+// TestTrustByDefault: with no trust list a node hands to the inference
+// server only what it published or what its user fetched by CID; want
+// rules follow nobody else's experts until trust.publishers says so, and
+// "*" trusts the whole swarm.
+func TestTrustByDefault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three libp2p nodes")
+	}
+	pub := startNode(t, nil, nil)
+	closed, open := t.TempDir(), t.TempDir()
+	wantAll := []string{"name=*"}
+	b := startNode(t, addr(pub), map[string]any{"inference.adapters_dir": closed, "inference.want": wantAll})
+	c := startNode(t, addr(pub), map[string]any{
+		"inference.adapters_dir": open, "inference.want": wantAll, "trust.publishers": []string{"*"},
+	})
+	waitTopic(t, pub, b, c)
+	py, _ := filepath.Abs(fixture)
+	e, err := pub.Publish(context.Background(), api.PublishRequest{Path: py, Name: "stranger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights := func(dir string) string { return filepath.Join(dir, "stranger", "adapter_model.safetensors") }
+	eventually(t, 20*time.Second, `"*" prefetched and handed off the expert`, func() bool {
+		_, err := os.Stat(weights(open))
+		return err == nil
+	})
+	eventually(t, 10*time.Second, "b lists the expert", func() bool { return known(b, e.CID) })
+	if x, _ := b.Expert(e.CID); x.Trusted || x.Local {
+		t.Fatalf("with no trust list, another publisher's expert: %+v", x)
+	}
+	if _, err := b.Resolve(context.Background(), "stranger"); err == nil {
+		t.Fatal("resolve by name handed an untrusted expert to the server")
+	}
+	if _, err := os.Stat(filepath.Join(closed, "stranger")); !os.IsNotExist(err) {
+		t.Fatal("an expert from an untrusted publisher was written for the server")
+	}
+	// The user fetching it by CID vouches for it.
+	waitFetched(t, b, e.CID)
+	eventually(t, 10*time.Second, "the expert the user fetched handed off", func() bool {
+		_, err := os.Stat(weights(closed))
+		return err == nil
+	})
+	if x, _ := b.Expert(e.CID); !x.Trusted || !x.Local {
+		t.Fatalf("fetched by the user: %+v", x)
+	}
+	// This node's own experts are always trusted.
+	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
+	own, err := b.Publish(context.Background(), api.PublishRequest{Path: ia3, Name: "own"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := b.Expert(own.CID); !x.Trusted {
+		t.Fatalf("own expert: %+v", x)
 	}
 }

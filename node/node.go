@@ -58,7 +58,8 @@ type Node struct {
 	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
 	mu        sync.Mutex
 	transfers map[string]*api.Transfer
-	wg        sync.WaitGroup // background fetches and announcements
+	requested map[string]bool // CIDs of running fetches the user asked for (StartFetch)
+	wg        sync.WaitGroup  // background fetches and announcements
 }
 
 // New opens the store, the identity and the host, and binds the API
@@ -84,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			os.Remove(f)
 		}
 	}
-	n = &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, quit: make(chan struct{}), slots: make(chan struct{}, 3)}
+	n = &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3)}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -107,6 +108,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	n.host = n.p2p.Host
+	if cfg.Trust.Everyone() {
+		log.Warn(`trust.publishers is "*": experts from every publisher of the swarm are fetched for want rules and handed to the inference server`)
+	}
 	// The pubsub runs until its context ends: Close ends it, not New's ctx
 	// (which, as for the host, bounds construction only).
 	psCtx, stopPS := context.WithCancel(context.Background())

@@ -75,6 +75,15 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
+// waitTopic waits until every node has a peer on the announcement topic,
+// so that what one publishes reaches the others.
+func waitTopic(t *testing.T, nodes ...*Node) {
+	t.Helper()
+	for _, n := range nodes {
+		eventually(t, 10*time.Second, "a peer on the gossip topic", func() bool { return len(n.gossip.TopicPeers()) > 0 })
+	}
+}
+
 func known(n *Node, c string) bool {
 	e, err := n.Expert(c)
 	return err == nil && len(e.Providers) > 0

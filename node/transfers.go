@@ -15,19 +15,37 @@ import (
 )
 
 // StartFetch implements api.Backend: it starts fetching an expert in the
-// background, or joins the fetch already running.
+// background, or joins the fetch already running. The user asked for the
+// expert by its CID, which vouches for it: once held, it is handed to the
+// inference server whoever published it (store.Meta.Requested).
 func (n *Node) StartFetch(s string) (api.Transfer, error) {
 	c, err := parseCID(s)
 	if err != nil {
 		return api.Transfer{}, err
 	}
+	return n.startFetch(c, true)
+}
+
+// startFetch starts fetching c in the background, or joins the fetch
+// already running; requested says that the user asked for c by its CID.
+func (n *Node) startFetch(c cid.Cid, requested bool) (api.Transfer, error) {
 	key := c.String()
 	if m, err := n.store.Get(c); err == nil {
+		if requested && !m.Requested {
+			if err := n.store.Update(c, func(m *store.Meta) { m.Requested = true }); err != nil {
+				return api.Transfer{}, storeErr(err)
+			}
+			m.Requested = true
+			n.handOff(m)
+		}
 		now := time.Now()
 		return api.Transfer{CID: key, State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size), Started: now, Finished: now}, nil
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if requested {
+		n.requested[key] = true // read by complete
+	}
 	if t, ok := n.transfers[key]; ok && t.State == api.StateRunning {
 		return *t, nil
 	}
@@ -49,6 +67,7 @@ func (n *Node) StartFetch(s string) (api.Transfer, error) {
 		err := n.fetch(c, t)
 		n.mu.Lock()
 		defer n.mu.Unlock()
+		delete(n.requested, key)
 		t.Finished = time.Now()
 		n.metrics.FetchDone(t.Finished.Sub(t.Started), err)
 		if err != nil {
@@ -179,6 +198,9 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer) error 
 
 func (n *Node) complete(ctx context.Context, c cid.Cid, meta store.Meta) error {
 	meta.Pinned = false
+	n.mu.Lock()
+	meta.Requested = n.requested[c.String()]
+	n.mu.Unlock()
 	if err := n.store.Complete(ctx, c, meta); err != nil {
 		return err
 	}

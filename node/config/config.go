@@ -133,7 +133,20 @@ type InferenceConfig struct {
 
 // TrustConfig is trust.*: whose experts are trusted.
 type TrustConfig struct {
-	Publishers []string `mapstructure:"publishers"` // peer IDs
+	Publishers []string `mapstructure:"publishers"` // peer IDs, or TrustEveryone
+}
+
+// TrustEveryone in trust.publishers trusts every publisher of the swarm.
+const TrustEveryone = "*"
+
+// Everyone reports whether trust.publishers trusts every publisher.
+func (t TrustConfig) Everyone() bool {
+	for _, s := range t.Publishers {
+		if s == TrustEveryone {
+			return true
+		}
+	}
+	return false
 }
 
 // DataDir returns the data directory: data_dir with a leading ~ expanded,

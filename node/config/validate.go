@@ -50,8 +50,11 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Compress.validate()...)
 	errs = append(errs, c.Inference.validate()...)
 	for i, s := range c.Trust.Publishers {
+		if s == TrustEveryone {
+			continue
+		}
 		if _, err := peer.Decode(s); err != nil {
-			errs = append(errs, keyErr(fmt.Sprintf("trust.publishers[%d]", i), "invalid peer ID %q: %w", s, err))
+			errs = append(errs, keyErr(fmt.Sprintf("trust.publishers[%d]", i), "invalid peer ID %q (or %q for every publisher): %w", s, TrustEveryone, err))
 		}
 	}
 	return errors.Join(errs...)

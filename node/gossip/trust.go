@@ -6,20 +6,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Trusted reports whether e, as the View returned it, is trusted under the
-// list of trusted publishers (trust.publishers), that is, whether the node
-// may fetch it and hand it to the inference server on its own:
-//
-//   - with an empty list (the default, an open swarm), every expert is
-//     trusted, signed or not, as before publications existed;
-//   - otherwise only an expert whose metadata come from a verified
-//     publication (e.Signed) by a listed publisher is; unsigned experts,
-//     and experts signed by anyone else, are not.
-//
-// A user may still fetch an untrusted expert by hand.
+// Trusted reports whether e, as the View returned it, comes from one of
+// publishers: its metadata come from a verified publication (e.Signed) by
+// a listed publisher. Unsigned experts, whose publisher is only a
+// provider's claim, and experts signed by anyone else are not trusted; an
+// empty list trusts nothing. Trusting every publisher (trust.publishers:
+// ["*"]) is the caller's decision, made before asking.
 func Trusted(e Entry, publishers []peer.ID) bool {
-	if len(publishers) == 0 {
-		return true
-	}
-	return e.Signed && slices.Contains(publishers, e.Publisher)
+	return e.Signed && e.Publisher != "" && slices.Contains(publishers, e.Publisher)
 }

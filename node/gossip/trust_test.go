@@ -17,9 +17,9 @@ func TestTrusted(t *testing.T) {
 		publishers []peer.ID
 		want       bool
 	}{
-		{"open, unsigned", entry(alice, false), nil, true},
-		{"open, signed", entry(alice, true), nil, true},
-		{"open (empty list), unsigned", entry(alice, false), []peer.ID{}, true},
+		{"no list, unsigned", entry(alice, false), nil, false},
+		{"no list, signed", entry(alice, true), nil, false},
+		{"empty list, signed", entry(alice, true), []peer.ID{}, false},
 		{"listed, signed", entry(alice, true), []peer.ID{bob, alice}, true},
 		{"listed, unsigned claim", entry(alice, false), []peer.ID{alice}, false},
 		{"not listed, signed", entry(carol, true), []peer.ID{alice, bob}, false},

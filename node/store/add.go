@@ -109,6 +109,7 @@ func (s *Store) commit(ctx context.Context, l *unixfs.Layout, m Meta) error {
 		merged := e.meta.clone()
 		merged.fill(m)
 		merged.Pinned = merged.Pinned || m.Pinned
+		merged.Requested = merged.Requested || m.Requested
 		merged.LastUsed = now
 		if err := s.writeEntry(merged); err != nil {
 			return err

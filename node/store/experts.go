@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"fmt"
+	"reflect"
 	"slices"
 
 	cid "github.com/ipfs/go-cid"
@@ -38,6 +39,13 @@ func (s *Store) List() []Meta {
 
 // Pin sets whether the expert under root is pinned, so never evicted.
 func (s *Store) Pin(root cid.Cid, pinned bool) error {
+	return s.Update(root, func(m *Meta) { m.Pinned = pinned })
+}
+
+// Update changes the index entry of the expert under root with f and
+// writes it if f changed it. The fields the store sets (CID, Size, Added,
+// LastUsed) keep their values whatever f does.
+func (s *Store) Update(root cid.Cid, f func(*Meta)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
@@ -47,11 +55,12 @@ func (s *Store) Pin(root cid.Cid, pinned bool) error {
 	if !ok {
 		return fmt.Errorf("%w: expert %s", ErrNotFound, root)
 	}
-	if e.meta.Pinned == pinned {
+	m := e.meta.clone()
+	f(&m)
+	m.CID, m.Size, m.Added, m.LastUsed = e.meta.CID, e.meta.Size, e.meta.Added, e.meta.LastUsed
+	if reflect.DeepEqual(m, e.meta) {
 		return nil
 	}
-	m := e.meta.clone()
-	m.Pinned = pinned
 	if err := s.writeEntry(m); err != nil {
 		return err
 	}

@@ -33,6 +33,11 @@ type Meta struct {
 	// the caller; an entry rebuilt at Open is pinned, since whether it
 	// was is lost.
 	Pinned bool `json:"pinned"`
+	// Requested: this node's user asked for the expert by its CID (an
+	// explicit fetch), which vouches for it as publishing it here does.
+	// Like Pinned it is the caller's, never filled, and lost when an entry
+	// is rebuilt.
+	Requested bool `json:"requested,omitempty"`
 	// Envelope is the expert's publication as its publisher signed it (a
 	// libp2p signed envelope), kept to be announced with it; nil if it
 	// has none. The store keeps it as given, never reading it: when set,
