@@ -17,6 +17,7 @@ import (
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
+	"github.com/expertd/expertd/node/unixfs"
 )
 
 var _ api.Backend = (*Node)(nil)
@@ -100,11 +101,21 @@ func (n *Node) Expert(s string) (api.Expert, error) {
 }
 
 // Publish implements api.Backend: it compresses an adapter directory (or
-// takes a ready container), stores and pins it, announces it and provides
-// it on the DHT.
+// takes a ready container), signs its publication, stores and pins it,
+// announces it and provides it on the DHT. It is all or nothing: the
+// request and the publication are checked before anything is stored.
+// Publishing bytes already published here under the same name publishes
+// them again; under another name it fails with ErrConflict.
 func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, error) {
 	if r.Path == "" {
 		return api.Expert{}, fmt.Errorf("%w: path is required", api.ErrBadRequest)
+	}
+	name := r.Name
+	if name == "" {
+		name = filepath.Base(filepath.Clean(r.Path))
+	}
+	if err := gossip.CheckName(name); err != nil {
+		return api.Expert{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	st, err := os.Stat(r.Path)
 	if err != nil {
@@ -116,45 +127,73 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 			return api.Expert{}, err
 		}
 		defer os.Remove(file)
-	} else if err := checkContainer(file); err != nil {
-		return api.Expert{}, fmt.Errorf("%w: %s: %v", api.ErrBadRequest, r.Path, err)
 	}
-	name := r.Name
-	if name == "" {
-		name = filepath.Base(filepath.Clean(r.Path))
-	}
-	meta := store.Meta{Name: name, Publisher: n.host.ID().String(), Pinned: true}
-	c, err := n.store.AddFile(ctx, file, meta)
+	meta, err := n.publication(file, name)
 	if err != nil {
+		return api.Expert{}, err
+	}
+	c, err := cid.Decode(meta.CID)
+	if err != nil {
+		return api.Expert{}, err
+	}
+	if old, err := n.store.Get(c); err == nil && len(old.Envelope) > 0 {
+		if old.Name != name {
+			return api.Expert{}, fmt.Errorf("%w: these bytes are already published as %q (%s)", api.ErrConflict, old.Name, c)
+		}
+		// The same expert again: pin it and announce it anew.
+	}
+	if _, err := n.store.AddFile(ctx, file, meta); err != nil {
+		return api.Expert{}, storeErr(err)
+	}
+	// An entry held already keeps its fields (Add fills only empty ones): an
+	// unsigned one, say rebuilt after a crash, takes the publication now.
+	if err := n.store.Update(c, func(m *store.Meta) {
+		if len(m.Envelope) == 0 {
+			m.Name, m.Publisher, m.Envelope = meta.Name, meta.Publisher, meta.Envelope
+		}
+		m.Pinned = true
+	}); err != nil {
 		return api.Expert{}, storeErr(err)
 	}
 	m, err := n.store.Get(c)
 	if err != nil {
 		return api.Expert{}, err
 	}
-	if len(m.Envelope) == 0 || !m.Pinned {
-		// Sign what the store recorded (CID and metadata read from the
-		// container) so peers can check who published it.
-		a, err := announcementFromMeta(m, n.host.ID())
-		if err != nil {
-			return api.Expert{}, err
-		}
-		a.Publisher = n.host.ID()
-		if m.Envelope, err = gossip.SignPublication(n.key, a); err != nil {
-			return api.Expert{}, err
-		}
-		m.Pinned = true
-		if _, err := n.store.AddFile(ctx, file, m); err != nil {
-			return api.Expert{}, err
-		}
-		if m, err = n.store.Get(c); err != nil {
-			return api.Expert{}, err
-		}
-	}
 	n.announce(m, true)
 	n.handOff(m)
 	n.log.Info("published", "cid", c, "name", m.Name, "bytes", m.Size)
 	return expertFromMeta(m), nil
+}
+
+// publication checks the container at file and returns the index entry of
+// its publication by this node under name: its metadata, read from the
+// container, signed.
+func (n *Node) publication(file, name string) (store.Meta, error) {
+	h, err := checkContainer(file)
+	if err != nil {
+		return store.Meta{}, fmt.Errorf("%w: %s: %v", api.ErrBadRequest, file, err)
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return store.Meta{}, err
+	}
+	c, err := unixfs.FileCID(file)
+	if err != nil {
+		return store.Meta{}, err
+	}
+	m := store.MetaFromHeader(h)
+	m.CID, m.Size, m.Name, m.Publisher, m.Pinned = c.String(), st.Size(), name, n.host.ID().String(), true
+	a, err := announcementFromMeta(m, n.host.ID())
+	if err != nil {
+		return store.Meta{}, err
+	}
+	if m.Envelope, err = gossip.SignPublication(n.key, a); err != nil {
+		if errors.Is(err, gossip.ErrInvalid) || errors.Is(err, gossip.ErrTooLarge) {
+			return store.Meta{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+		}
+		return store.Meta{}, err
+	}
+	return m, nil
 }
 
 // compressDir compresses an adapter directory into a temporary container
@@ -186,15 +225,15 @@ func (n *Node) compressDir(r api.PublishRequest) (string, error) {
 	return f.Name(), nil
 }
 
-// checkContainer reads a container through, verifying every checksum.
-func checkContainer(path string) error {
+// checkContainer reads a container through, verifying every checksum,
+// and returns its header.
+func checkContainer(path string) (*compress.Header, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	_, err = compress.Verify(f)
-	return err
+	return compress.Verify(f)
 }
 
 // announce gossips, in the background, that this node serves m: the whole

@@ -154,8 +154,14 @@ func checkPeer(what string, id peer.ID) error {
 	return nil
 }
 
-// checkString bounds s and keeps control characters out of what ends up
-// in logs, terminals and web pages.
+// CheckName reports whether name is a valid expert name (ErrInvalid
+// otherwise): at most 256 bytes of UTF-8 without control or format
+// characters.
+func CheckName(name string) error { return checkString("name", name, maxNameLen) }
+
+// checkString bounds s and keeps control and format characters out of
+// what ends up in logs, terminals and web pages: a bidi override (U+202E)
+// or a zero-width character makes a string display as another.
 func checkString(what, s string, limit int) error {
 	if len(s) > limit {
 		return fmt.Errorf("%w: %s of %d bytes (limit %d)", ErrInvalid, what, len(s), limit)
@@ -166,6 +172,9 @@ func checkString(what, s string, limit int) error {
 	for _, r := range s {
 		if unicode.IsControl(r) {
 			return fmt.Errorf("%w: %s holds control character %U", ErrInvalid, what, r)
+		}
+		if unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("%w: %s holds format character %U", ErrInvalid, what, r)
 		}
 	}
 	return nil

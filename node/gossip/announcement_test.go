@@ -90,6 +90,8 @@ func TestCheck(t *testing.T) {
 		{name: "provider not sender", mod: func(*Announcement) {}, sender: testPeer(t), want: ErrNotProvider},
 		{name: "long name", mod: func(a *Announcement) { a.Name = strings.Repeat("n", maxNameLen+1) }, want: ErrInvalid},
 		{name: "control in name", mod: func(a *Announcement) { a.Name = "evil\x1b[2J" }, want: ErrInvalid},
+		{name: "bidi override in name", mod: func(a *Announcement) { a.Name = "team-\u202elqs" }, want: ErrInvalid},
+		{name: "zero-width in base model", mod: func(a *Announcement) { a.BaseModel = "gpt\u200b2" }, want: ErrInvalid},
 		{name: "many modules", mod: func(a *Announcement) { a.TargetModules = make([]string, maxTargetModules+1) }, want: ErrInvalid},
 		{name: "empty module", mod: func(a *Announcement) { a.TargetModules = []string{""} }, want: ErrInvalid},
 		{name: "negative rank", mod: func(a *Announcement) { a.Rank = -1 }, want: ErrInvalid},

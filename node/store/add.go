@@ -85,7 +85,7 @@ func (s *Store) Complete(ctx context.Context, root cid.Cid, m Meta) error {
 func (s *Store) commit(ctx context.Context, l *unixfs.Layout, m Meta) error {
 	m = m.clone()
 	if h, err := s.header(ctx, l); err == nil {
-		m.fill(metaFromHeader(h))
+		m.fill(MetaFromHeader(h))
 	} else {
 		s.log.Debug("store: expert is not a readable container", "cid", l.Root, "err", err)
 	}

@@ -102,7 +102,7 @@ func (s *Store) rebuild(ctx context.Context, root cid.Cid, path string, cause er
 	var m Meta
 	h, herr := s.header(ctx, l)
 	if herr == nil {
-		m = metaFromHeader(h)
+		m = MetaFromHeader(h)
 	}
 	when := s.now()
 	if fi, err := os.Stat(path); err == nil {

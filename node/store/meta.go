@@ -85,10 +85,10 @@ func (m *Meta) fill(o Meta) {
 	}
 }
 
-// metaFromHeader returns what a container header says about its expert:
+// MetaFromHeader returns what a container header says about its expert:
 // peft type, params, density, source bytes and, from the adapter config it
 // carries, base model, rank and target modules.
-func metaFromHeader(h *compress.Header) Meta {
+func MetaFromHeader(h *compress.Header) Meta {
 	m := Meta{PeftType: h.PeftType, Density: h.Density, SourceBytes: h.SourceBytes}
 	for i := range h.Tensors {
 		m.Params += h.Tensors[i].Elements()
