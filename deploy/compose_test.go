@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -111,10 +112,10 @@ type cluster struct {
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("docker is not installed; skipping the docker compose cluster test")
+		testutil.Missing(t, "docker is not installed; skipping the docker compose cluster test")
 	}
 	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		t.Skipf("no docker engine answers (%v: %s); skipping the docker compose cluster test", err, bytes.TrimSpace(out))
+		testutil.Missing(t, "no docker engine answers (%v: %s); skipping the docker compose cluster test", err, bytes.TrimSpace(out))
 	}
 	var compose []string
 	if exec.Command("docker", "compose", "version").Run() == nil {
@@ -122,7 +123,7 @@ func newCluster(t *testing.T) *cluster {
 	} else if p, err := exec.LookPath("docker-compose"); err == nil {
 		compose = []string{p}
 	} else {
-		t.Skip("neither `docker compose` nor docker-compose is installed; skipping the docker compose cluster test")
+		testutil.Missing(t, "neither `docker compose` nor docker-compose is installed; skipping the docker compose cluster test")
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {

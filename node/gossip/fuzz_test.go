@@ -17,15 +17,9 @@ import (
 	pb "github.com/expertd/expertd/proto"
 )
 
-// fuzzSigner is a fixed peer ID, so that corpus entries naming it as
-// provider stay valid.
-func fuzzSigner(t testing.TB) peer.ID {
-	_, id := fuzzKey(t)
-	return id
-}
-
-// fuzzKey is the fixed key of fuzzSigner, so that corpus entries holding a
-// publication it signed (Ed25519 signatures are deterministic) stay valid.
+// fuzzKey is a fixed key and its peer ID, so that corpus entries naming it
+// as provider, or holding a publication it signed (Ed25519 signatures are
+// deterministic), stay valid.
 func fuzzKey(t testing.TB) (crypto.PrivKey, peer.ID) {
 	sk, pub, err := crypto.GenerateEd25519Key(bytes.NewReader(make([]byte, 32)))
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 // mdnsNetns makes the network namespace TestMDNSConnects runs in: loopback
@@ -39,7 +41,7 @@ func TestMDNSConnects(t *testing.T) {
 		t.Skip("mDNS multicasts beyond this machine; set EXPERTD_TEST_MDNS=1 to run it where that is allowed")
 	}
 	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
-		t.Skipf("cannot make a network namespace for the mDNS test (%v); set EXPERTD_TEST_MDNS=1 to run it where multicast is allowed", err)
+		testutil.Missing(t, "cannot make a network namespace for the mDNS test (%v); set EXPERTD_TEST_MDNS=1 to run it where multicast is allowed", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -48,7 +50,7 @@ func TestMDNSConnects(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 77 {
-		t.Skipf("cannot set up the mDNS test's network namespace:\n%s", out)
+		testutil.Missing(t, "cannot set up the mDNS test's network namespace:\n%s", out)
 	}
 	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestMDNSConnects")) {
 		t.Fatalf("mDNS test in its network namespace: %v\n%s", err, out)
