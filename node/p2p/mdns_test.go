@@ -3,14 +3,19 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/expertd/expertd/internal/testutil"
@@ -71,13 +76,66 @@ func testMDNSConnects(t *testing.T) {
 	})
 }
 
-// The notifee ignores finds after close, and close waits for attempts.
+// The notifee connects to what mDNS finds; close cancels the attempts in
+// flight and waits for them; finds after close start nothing.
 func TestMDNSNotifeeClose(t *testing.T) {
 	a := newTestHost(t, testOptions(t))
 	b := newTestHost(t, testOptions(t))
 	n := newMDNSNotifee(a, a.log)
 	n.HandlePeerFound(info(b))
-	n.close()
-	n.HandlePeerFound(info(b)) // after close: ignored, no panic
-	n.close()
+	eventually(t, 10*time.Second, "the notifee to connect to a found peer", func() bool {
+		return a.Network().Connectedness(b.ID()) == network.Connected
+	})
+
+	// A peer that accepts TCP and never answers: the attempt hangs until
+	// its 10 s timeout unless close cancels it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	silent := peer.AddrInfo{ID: testPeerID(t), Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))}}
+	n.HandlePeerFound(silent)
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the notifee did not dial the found peer")
+	}
+	closed := make(chan struct{})
+	go func() { n.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(mdnsConnectTimeout / 2):
+		t.Fatal("close did not cancel the attempt in flight")
+	}
+	if len(n.slots) != 0 {
+		t.Fatalf("%d attempts still hold a slot after close", len(n.slots))
+	}
+
+	c := newTestHost(t, testOptions(t))
+	n.HandlePeerFound(info(c)) // after close: ignored
+	if len(n.slots) != 0 {
+		t.Fatal("a find after close started an attempt")
+	}
+	n.close() // twice: no panic
+}
+
+func testPeerID(t *testing.T) peer.ID {
+	t.Helper()
+	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
