@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -20,8 +22,18 @@ type Client struct {
 	http  *http.Client
 }
 
-// NewClient returns a client for the API at addr (host:port or a URL).
+// NewClient returns a client for the API at addr (host:port or a URL). An
+// unspecified host (0.0.0.0:5180, the daemon's api.listen in a container,
+// say) is dialled on loopback: the API refuses a Host naming no address.
 func NewClient(addr, token string) *Client {
+	if h, port, err := net.SplitHostPort(addr); err == nil {
+		if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort(netip.IPv6Loopback().String(), port)
+			if ip.Is4() {
+				addr = net.JoinHostPort("127.0.0.1", port)
+			}
+		}
+	}
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -45,7 +57,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	if in != nil || method != http.MethodGet {
+		// The API refuses a request that may change state without it.
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
@@ -155,5 +168,5 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // Resolve asks the daemon to fetch and materialize the expert called name.
 func (c *Client) Resolve(ctx context.Context, name string) (Materialized, error) {
 	var v Materialized
-	return v, c.do(ctx, http.MethodGet, "/v1/resolve/"+url.PathEscape(name), nil, &v)
+	return v, c.do(ctx, http.MethodPost, "/v1/resolve/"+url.PathEscape(name), nil, &v)
 }

@@ -22,6 +22,7 @@ type Server struct {
 	token   string
 	log     *slog.Logger
 	metrics http.Handler
+	access  Access
 	handler http.Handler
 }
 
@@ -33,11 +34,18 @@ func WithMetrics(h http.Handler) ServerOption {
 	return func(s *Server) { s.metrics = h }
 }
 
+// WithAccess admits the hosts and origins of a besides the loopback names
+// and the API's own origin.
+func WithAccess(a Access) ServerOption {
+	return func(s *Server) { s.access = a }
+}
+
 // NewServer returns a server over b. With a non-empty token every route but
 // /v1/health and the status page's static files requires
 // "Authorization: Bearer TOKEN"; that includes /metrics, so a Prometheus
 // scrape config sets it (authorization: {credentials: TOKEN}). The page
 // itself is opened as /?token=TOKEN and sends the token on from there.
+// Before any of that, every request passes the guard (guard.go).
 func NewServer(b Backend, token string, log *slog.Logger, opts ...ServerOption) *Server {
 	if log == nil {
 		log = slog.Default()
@@ -73,11 +81,15 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/publish", auth(s.publish))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
-	mux.Handle("GET /v1/resolve/{name}", auth(s.resolve))
+	mux.Handle("POST /v1/resolve/{name}", auth(s.resolve))
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.authenticate(s.metrics))
 	}
-	return s.logRequests(mux)
+	g, err := newGuard(s.access)
+	if err != nil { // config.Validate refuses these first
+		s.log.Warn("api: ignoring bad access entries", "err", err)
+	}
+	return s.logRequests(g.wrap(mux))
 }
 
 // Serve serves on ln until ctx is done, then shuts down, waiting (up to 5 s)

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -75,11 +75,33 @@ func (f *fakeBackend) Status() Status { return f.status }
 
 var _ Backend = (*fakeBackend)(nil)
 
+// serve runs s on a loopback port until the test ends and returns its URL.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	base := "http://" + ln.Addr().String()
+	// The listener is bound: this waits until Serve accepts.
+	if err := NewClient(base, "").Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
+
 func newTestAPI(t *testing.T, token string, opts ...ServerOption) (*Client, *fakeBackend) {
 	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}, pinned: map[string]bool{}}
-	ts := httptest.NewServer(NewServer(b, token, nil, opts...).Handler())
-	t.Cleanup(ts.Close)
-	return NewClient(ts.URL, token), b
+	return NewClient(serve(t, NewServer(b, token, nil, opts...)), token), b
 }
 
 func TestAPIRoutes(t *testing.T) {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -78,9 +77,7 @@ func row(dom, body, key string) string {
 func TestStatusPage(t *testing.T) {
 	bin := chromium(t)
 	b := &fakeBackend{status: testStatus()}
-	ts := httptest.NewServer(NewServer(b, "s3cret", nil).Handler())
-	t.Cleanup(ts.Close)
-	url := ts.URL + "/?token=s3cret"
+	url := serve(t, NewServer(b, "s3cret", nil)) + "/?token=s3cret"
 
 	dom := runChromium(t, bin, url, "--dump-dom")
 	if _, msg, shown := strings.Cut(dom, `<p id="error" class="error">`); shown {
