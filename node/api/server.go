@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,7 +24,9 @@ type Server struct {
 	log     *slog.Logger
 	metrics http.Handler
 	access  Access
+	limits  Limits
 	handler http.Handler
+	conns   atomic.Pointer[connLimit] // while Serve runs
 }
 
 // ServerOption configures a Server.
@@ -50,7 +53,7 @@ func NewServer(b Backend, token string, log *slog.Logger, opts ...ServerOption) 
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{backend: b, token: token, log: log}
+	s := &Server{backend: b, token: token, log: log, limits: DefaultLimits}
 	for _, o := range opts {
 		o(s)
 	}
@@ -93,10 +96,25 @@ func (s *Server) routes() http.Handler {
 }
 
 // Serve serves on ln until ctx is done, then shuts down, waiting (up to 5 s)
-// for handlers in flight; their request contexts derive from ctx.
+// for handlers in flight; their request contexts derive from ctx. The
+// server's Limits bound each connection and their number.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	lim := s.limits
+	cl := newConnLimit(ln, max(lim.MaxConns, 1))
+	srv := &http.Server{
+		Handler:           cl.track(s.handler),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ConnState:         cl.connState,
+		ConnContext:       cl.connContext,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.conns.Store(cl)
+	ln = cl
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -145,6 +163,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.status = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -202,7 +223,9 @@ func (s *Server) materialize(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	done := s.longRoute(w)
 	m, err := s.backend.Materialize(r.Context(), r.PathValue("cid"), req)
+	done()
 	respond(w, m, err)
 }
 
@@ -211,7 +234,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	done := s.longRoute(w)
 	e, err := s.backend.Publish(r.Context(), req)
+	done()
 	respond(w, e, err)
 }
 
@@ -230,11 +255,17 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	done := s.longRoute(w)
 	m, err := s.backend.Resolve(r.Context(), r.PathValue("name"))
+	done()
 	respond(w, m, err)
 }
 
+// readJSON decodes r's body into v. While it reads, the connection waits
+// on its client (see connLimit).
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	waitOnClient(r.Context(), true)
+	defer waitOnClient(r.Context(), false)
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
