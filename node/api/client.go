@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -109,17 +110,39 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return v, c.do(ctx, http.MethodGet, "/v1/peers", nil, &v)
 }
 
+// Experts lists every expert f selects, page after page.
 func (c *Client) Experts(ctx context.Context, f Filter) ([]Expert, error) {
+	var all []Expert
+	cursor := ""
+	for {
+		p, err := c.ExpertPage(ctx, f, MaxLimit, cursor)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p.Experts...)
+		if p.Next == "" || p.Next == cursor {
+			return all, nil
+		}
+		cursor = p.Next
+	}
+}
+
+// ExpertPage lists one page: at most limit experts (0: the server's
+// default) after cursor ("": from the start).
+func (c *Client) ExpertPage(ctx context.Context, f Filter, limit int, cursor string) (ExpertPage, error) {
 	q := url.Values{}
 	if f.Remote {
 		q.Set("remote", "1")
 	}
-	for k, v := range map[string]string{"base_model": f.BaseModel, "peft_type": f.PeftType, "name": f.Name} {
+	for k, v := range map[string]string{"base_model": f.BaseModel, "peft_type": f.PeftType, "name": f.Name, "cursor": cursor} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	var v []Expert
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var v ExpertPage
 	return v, c.do(ctx, http.MethodGet, "/v1/experts?"+q.Encode(), nil, &v)
 }
 
@@ -160,6 +183,7 @@ func (c *Client) Remove(ctx context.Context, cid string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/experts/"+url.PathEscape(cid), nil, nil)
 }
 
+// Status returns the status with the first page of experts.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var v Status
 	return v, c.do(ctx, http.MethodGet, "/v1/status", nil, &v)

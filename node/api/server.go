@@ -171,13 +171,19 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	st := s.backend.Status()
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	p, err := ParsePage(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	st := s.backend.Status(p)
 	// Empty lists as [], not null, for the page.
 	st.Node.Addrs = orEmpty(st.Node.Addrs)
 	st.Peers = orEmpty(st.Peers)
 	st.Experts = orEmpty(st.Experts)
 	st.Transfers = orEmpty(st.Transfers)
+	st.Adapters = orEmpty(st.Adapters)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -199,7 +205,14 @@ func (s *Server) peers(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) experts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := Filter{Remote: q.Get("remote") == "1" || q.Get("remote") == "true", BaseModel: q.Get("base_model"), PeftType: q.Get("peft_type"), Name: q.Get("name")}
-	writeJSON(w, http.StatusOK, s.backend.Experts(f))
+	p, err := ParsePage(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	page := s.backend.Experts(f, p)
+	page.Experts = orEmpty(page.Experts)
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (s *Server) expert(w http.ResponseWriter, r *http.Request) {

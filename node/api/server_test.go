@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -22,14 +23,14 @@ func (f *fakeBackend) Identity() Identity {
 	return Identity{ID: "12D3Koo", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}
 }
 func (f *fakeBackend) Peers() []Peer { return []Peer{{ID: "p1"}} }
-func (f *fakeBackend) Experts(fl Filter) []Expert {
+func (f *fakeBackend) Experts(fl Filter, p Page) ExpertPage {
 	var out []Expert
 	for _, e := range f.experts {
 		if fl.Name == "" || e.Name == fl.Name {
 			out = append(out, e)
 		}
 	}
-	return out
+	return p.Of(out)
 }
 func (f *fakeBackend) Expert(c string) (Expert, error) {
 	e, ok := f.experts[c]
@@ -71,7 +72,28 @@ func (f *fakeBackend) Resolve(_ context.Context, name string) (Materialized, err
 	}
 	return Materialized{}, fmt.Errorf("%w: no expert %q", ErrNotFound, name)
 }
-func (f *fakeBackend) Status() Status { return f.status }
+
+// Status pages and counts as the node does (node/status.go).
+func (f *fakeBackend) Status(p Page) Status {
+	st := f.status
+	for _, e := range st.Experts {
+		if e.Local {
+			st.Counts.LocalExperts++
+		} else {
+			st.Counts.RemoteExperts++
+		}
+	}
+	for _, t := range st.Transfers {
+		if t.State == StateRunning {
+			st.Counts.RunningTransfers++
+		}
+	}
+	st.Counts.Peers, st.Counts.Transfers, st.Counts.Adapters = len(st.Peers), len(st.Transfers), len(st.Adapters)
+	page := p.Of(slices.Clone(st.Experts))
+	st.Experts, st.ExpertsNext = page.Experts, page.Next
+	st.Peers, st.Transfers, st.Adapters = Cut(st.Peers, p), Cut(st.Transfers, p), Cut(st.Adapters, p)
+	return st
+}
 
 var _ Backend = (*fakeBackend)(nil)
 
