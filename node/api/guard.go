@@ -92,10 +92,10 @@ func newGuard(a Access) (*guard, error) {
 
 // Why a request was refused; each names the setting that would admit it.
 var (
-	errHost        = errors.New("Host header names neither this API nor an entry of api.allowed_hosts (DNS rebinding?)")
+	errHost        = errors.New("refused: the Host header names neither this API nor an entry of api.allowed_hosts (DNS rebinding?)")
 	errOrigin      = errors.New("cross-origin request refused: the Origin is not the API's own nor in api.allowed_origins")
 	errCrossSite   = errors.New("cross-site request refused (Sec-Fetch-Site): only the API's own pages, api.allowed_origins and non-browser clients may call it")
-	errContentType = errors.New("Content-Type must be application/json on POST, PUT, PATCH and DELETE, with a body or without")
+	errContentType = errors.New("unsupported media type: send Content-Type: application/json on POST, PUT, PATCH and DELETE, with a body or without")
 )
 
 // wrap refuses what check refuses and answers CORS preflights from allowed
