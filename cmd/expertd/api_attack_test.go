@@ -242,9 +242,15 @@ func TestAPIFloodsOnDaemon(t *testing.T) {
 			t.Logf("%d %s connections opened in %v: daemon goroutines %d -> %d, open fds %d -> %d, still open %d; honest request took %v",
 				len(conns), k.name, opened.Round(time.Millisecond), g0, g, fd0, fd, open, took.Round(time.Microsecond))
 			maxConns := api.DefaultLimits.MaxConns
-			if open > maxConns || fd-fd0 > maxConns+32 || g-g0 > 2*maxConns+64 {
-				t.Errorf("the daemon holds %d connections (%d fds, %d goroutines more), over the cap of %d", open, fd-fd0, g-g0, maxConns)
+			if open > maxConns || fd-fd0 > maxConns+32 {
+				t.Errorf("the daemon holds %d connections (%d fds more), over the cap of %d", open, fd-fd0, maxConns)
 			}
+			// Goroutines of connections closed to make room may still be
+			// on their way out at the scrape: the held ones settle within.
+			daemontest.Eventually(t, 10*time.Second, "the daemon's goroutines within 2 per held connection", func() bool {
+				g, _ := scrape(t, d.API)
+				return g-g0 <= 2*maxConns+64
+			})
 			if *floodWait {
 				lim := api.DefaultLimits
 				bound := max(lim.IdleTimeout, lim.ReadTimeout, lim.ReadHeaderTimeout) + 10*time.Second

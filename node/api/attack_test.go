@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -267,9 +269,16 @@ func TestConnFloods(t *testing.T) {
 				t.Errorf("server held %d (open %d), cap %d", maxHeld, open, lim.MaxConns)
 			}
 			// Per connection the server runs one goroutine and, while a
-			// handler waits, one background read.
-			if maxG-before > 2*lim.MaxConns+16 {
-				t.Errorf("goroutines grew from %d to %d, over 2 x %d", before, maxG, lim.MaxConns)
+			// handler waits, one background read; those of the connections
+			// closed to make room end as soon as they see it (the peak above
+			// may catch some still on their way out).
+			bound := before + 2*lim.MaxConns + 16
+			deadline := time.Now().Add(10 * time.Second)
+			for runtime.NumGoroutine() > bound {
+				if time.Now().After(deadline) {
+					t.Fatalf("goroutines %d with the flood held, over %d (2 x %d connections)", runtime.NumGoroutine(), bound, lim.MaxConns)
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		})
 	}
@@ -340,4 +349,53 @@ func (s *slowBackend) Materialize(ctx context.Context, c string, r MaterializeRe
 func (s *slowBackend) Peers() []Peer {
 	time.Sleep(s.delay)
 	return s.fakeBackend.Peers()
+}
+
+// TestSlowReaders: clients that ask for a response larger than the socket
+// buffers and never read it hold their handler in a write; at the cap they
+// are closed for an honest newcomer like any other connection waiting on its
+// client, long before WriteTimeout.
+func TestSlowReaders(t *testing.T) {
+	lim := DefaultLimits
+	lim.MaxConns, lim.WriteTimeout = 8, time.Minute
+	big := bytes.Repeat([]byte("expertd_padding 1\n"), 8<<20/18) // beyond the kernel's 4 MiB send buffer
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(big) })
+	s := NewServer(&fakeBackend{}, "", nil, WithLimits(lim), WithMetrics(metrics))
+	base := serve(t, s)
+	addr := strings.TrimPrefix(base, "http://")
+	// A receive buffer of 4 KiB, set before connecting, keeps the window
+	// small: the server's writes block.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		_ = rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range lim.MaxConns {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		// Its handler is writing once the response begins to arrive.
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	honest := NewClient(base, "")
+	honest.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	t0 := time.Now()
+	if _, err := honest.Identity(context.Background()); err != nil {
+		t.Fatalf("honest request behind %d slow readers: %v", len(conns), err)
+	}
+	held, evicted := s.conns.Load().stats()
+	t.Logf("%d slow readers of an 8 MiB response: server holds %d, closed %d to make room; honest request took %v",
+		len(conns), held, evicted, time.Since(t0).Round(time.Microsecond))
 }

@@ -11,12 +11,12 @@ import (
 // connLimit caps the connections the server holds at max. A connection
 // either waits on its client (accepted and silent, idle between requests,
 // sending its request line, headers or body, or the rest of a body its
-// handler refused) or is being served. At the cap a new connection takes the
-// place of the one that has waited on its client the longest, so idle
-// keep-alives, silent sockets and slow headers or bodies cannot lock other
-// clients out; when all max are being served, Accept waits for one to end
-// (newcomers queue in the kernel's backlog). The server so runs at most max
-// connections' goroutines.
+// handler refused, or not reading its response) or is being served. At the
+// cap a new connection takes the place of the one that has waited on its
+// client the longest, so idle keep-alives, silent sockets, slow headers or
+// bodies and slow readers cannot lock other clients out; when all max are
+// being served, Accept waits for one to end (newcomers queue in the kernel's
+// backlog). The server so runs at most max connections' goroutines.
 type connLimit struct {
 	net.Listener
 	max int
@@ -136,16 +136,39 @@ func (l *connLimit) connContext(ctx context.Context, c net.Conn) context.Context
 	return context.WithValue(ctx, connKey{}, c)
 }
 
-// track marks the connection served while its handler runs.
+// track marks the connection served while its handler runs, except while
+// its client is to act: sending the body (readJSON) or taking a response
+// that does not fit the socket's buffers (a write that blocks).
 func (l *connLimit) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		waitOnClient(r.Context(), false)
-		// After the handler the server reads what is left of the body,
-		// then the next request: the client's turn.
-		defer waitOnClient(r.Context(), true)
-		next.ServeHTTP(w, r)
+		c, ok := r.Context().Value(connKey{}).(*limitedConn)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.wait(false)
+		// After the handler the server flushes the response, reads what
+		// is left of the body, then the next request: the client's turn.
+		defer c.wait(true)
+		next.ServeHTTP(&clientWriter{ResponseWriter: w, c: c}, r)
 	})
 }
+
+// clientWriter marks its connection as waiting on the client during each
+// write: a write blocks while the client does not read.
+type clientWriter struct {
+	http.ResponseWriter
+	c *limitedConn
+}
+
+func (w *clientWriter) Write(b []byte) (int, error) {
+	w.c.wait(true)
+	defer w.c.wait(false)
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *clientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // waitOnClient marks the connection of a request's context as waiting on
 // its client (reading the body) or as served; without a connLimit it does
