@@ -51,7 +51,13 @@ func (n *Node) Peers() []api.Peer {
 }
 
 // Experts implements api.Backend.
-func (n *Node) Experts(f api.Filter) []api.Expert {
+func (n *Node) Experts(f api.Filter, p api.Page) api.ExpertPage {
+	return p.Of(n.experts(f))
+}
+
+// experts lists every expert f selects: local ones, then with f.Remote
+// those known from the swarm only.
+func (n *Node) experts(f api.Filter) []api.Expert {
 	var out []api.Expert
 	local := map[string]bool{}
 	match := func(e api.Expert) bool {

@@ -53,7 +53,7 @@ func TestHandOff(t *testing.T) {
 	if e, err := b.Expert(pub.CID); err != nil || !e.Local {
 		t.Fatalf("prefetched expert not stored: %+v %v", e, err)
 	}
-	if st := b.Status(); len(st.Adapters) == 0 || st.Adapters[0].Name != "python-helper" {
+	if st := b.Status(api.Page{}); len(st.Adapters) == 0 || st.Adapters[0].Name != "python-helper" {
 		t.Fatalf("status adapters: %+v", st.Adapters)
 	}
 	if _, err := os.Stat(filepath.Join(adapters, "c-ia3")); !os.IsNotExist(err) {
@@ -65,7 +65,7 @@ func TestHandOff(t *testing.T) {
 	}
 
 	eventually(t, 10*time.Second, "b knows c-ia3", func() bool {
-		for _, e := range b.Experts(api.Filter{Remote: true, Name: "c-ia3"}) {
+		for _, e := range b.experts(api.Filter{Remote: true, Name: "c-ia3"}) {
 			if len(e.Providers) > 0 {
 				return true
 			}

@@ -151,7 +151,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if n.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return nil, fmt.Errorf("api.listen: %w", err)
 	}
-	n.api = api.NewServer(n, cfg.API.Token, log, api.WithMetrics(n.metrics.Handler()))
+	n.api = api.NewServer(n, cfg.API.Token, log, api.WithMetrics(n.metrics.Handler()),
+		api.WithAccess(api.Access{Hosts: cfg.API.AllowedHosts, Origins: cfg.API.AllowedOrigins}))
 	return n, nil
 }
 

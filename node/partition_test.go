@@ -166,7 +166,7 @@ func connectTo(t *testing.T, a, b *Node) {
 
 // sees reports whether c is in n's catalog, local or remote.
 func sees(n *Node, c string) bool {
-	for _, e := range n.Experts(api.Filter{Remote: true}) {
+	for _, e := range n.experts(api.Filter{Remote: true}) {
 		if e.CID == c {
 			return true
 		}

@@ -14,13 +14,19 @@ var gossipAll gossip.Filter
 // transferKeep is how long finished transfers stay listed.
 const transferKeep = time.Hour
 
-// Status implements api.Backend: everything the status page shows.
-func (n *Node) Status() api.Status {
-	s := api.Status{
-		Node:    n.Identity(),
-		Peers:   n.Peers(),
-		Experts: n.Experts(api.Filter{Remote: true}),
+// Status implements api.Backend: everything the status page shows, every
+// list cut to p.Limit.
+func (n *Node) Status(p api.Page) api.Status {
+	s := api.Status{Node: n.Identity(), Peers: n.Peers()}
+	all := n.experts(api.Filter{Remote: true})
+	for _, e := range all {
+		if e.Local {
+			s.Counts.LocalExperts++
+		}
 	}
+	s.Counts.RemoteExperts = len(all) - s.Counts.LocalExperts
+	page := p.Of(all)
+	s.Experts, s.ExpertsNext = page.Experts, page.Next
 	n.mu.Lock()
 	for key, t := range n.transfers {
 		if t.State != api.StateRunning && time.Since(t.Finished) > transferKeep {
@@ -31,6 +37,11 @@ func (n *Node) Status() api.Status {
 	}
 	n.mu.Unlock()
 	sort.Slice(s.Transfers, func(i, j int) bool { return s.Transfers[i].Started.After(s.Transfers[j].Started) })
+	for _, t := range s.Transfers {
+		if t.State == api.StateRunning {
+			s.Counts.RunningTransfers++
+		}
+	}
 	s.Adapters = []api.Adapter{}
 	for _, a := range n.handoff.Status() {
 		s.Adapters = append(s.Adapters, api.Adapter{
@@ -38,6 +49,8 @@ func (n *Node) Status() api.Status {
 			Attempts: a.Attempts, Failed: a.Failed, LastError: a.LastError, Note: a.Note,
 		})
 	}
+	s.Counts.Peers, s.Counts.Transfers, s.Counts.Adapters = len(s.Peers), len(s.Transfers), len(s.Adapters)
+	s.Peers, s.Transfers, s.Adapters = api.Cut(s.Peers, p), api.Cut(s.Transfers, p), api.Cut(s.Adapters, p)
 	return s
 }
 

@@ -191,7 +191,7 @@ func newLsCmd(v *viper.Viper) *cobra.Command {
 					where = "local, pinned"
 				}
 				if !e.Local {
-					where = fmt.Sprintf("remote (%d providers)", len(e.Providers))
+					where = fmt.Sprintf("remote (%d providers)", max(e.ProviderCount, len(e.Providers)))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.CID, e.Name, e.PeftType, e.BaseModel, human(e.Size), where)
 			}

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,8 +23,18 @@ type Client struct {
 	http  *http.Client
 }
 
-// NewClient returns a client for the API at addr (host:port or a URL).
+// NewClient returns a client for the API at addr (host:port or a URL). An
+// unspecified host (0.0.0.0:5180, the daemon's api.listen in a container,
+// say) is dialled on loopback: the API refuses a Host naming no address.
 func NewClient(addr, token string) *Client {
+	if h, port, err := net.SplitHostPort(addr); err == nil {
+		if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort(netip.IPv6Loopback().String(), port)
+			if ip.Is4() {
+				addr = net.JoinHostPort("127.0.0.1", port)
+			}
+		}
+	}
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -45,7 +58,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	if in != nil || method != http.MethodGet {
+		// The API refuses a request that may change state without it.
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
@@ -96,17 +110,39 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return v, c.do(ctx, http.MethodGet, "/v1/peers", nil, &v)
 }
 
+// Experts lists every expert f selects, page after page.
 func (c *Client) Experts(ctx context.Context, f Filter) ([]Expert, error) {
+	var all []Expert
+	cursor := ""
+	for {
+		p, err := c.ExpertPage(ctx, f, MaxLimit, cursor)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p.Experts...)
+		if p.Next == "" || p.Next == cursor {
+			return all, nil
+		}
+		cursor = p.Next
+	}
+}
+
+// ExpertPage lists one page: at most limit experts (0: the server's
+// default) after cursor ("": from the start).
+func (c *Client) ExpertPage(ctx context.Context, f Filter, limit int, cursor string) (ExpertPage, error) {
 	q := url.Values{}
 	if f.Remote {
 		q.Set("remote", "1")
 	}
-	for k, v := range map[string]string{"base_model": f.BaseModel, "peft_type": f.PeftType, "name": f.Name} {
+	for k, v := range map[string]string{"base_model": f.BaseModel, "peft_type": f.PeftType, "name": f.Name, "cursor": cursor} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	var v []Expert
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var v ExpertPage
 	return v, c.do(ctx, http.MethodGet, "/v1/experts?"+q.Encode(), nil, &v)
 }
 
@@ -147,6 +183,7 @@ func (c *Client) Remove(ctx context.Context, cid string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/experts/"+url.PathEscape(cid), nil, nil)
 }
 
+// Status returns the status with the first page of experts.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var v Status
 	return v, c.do(ctx, http.MethodGet, "/v1/status", nil, &v)
@@ -155,5 +192,5 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // Resolve asks the daemon to fetch and materialize the expert called name.
 func (c *Client) Resolve(ctx context.Context, name string) (Materialized, error) {
 	var v Materialized
-	return v, c.do(ctx, http.MethodGet, "/v1/resolve/"+url.PathEscape(name), nil, &v)
+	return v, c.do(ctx, http.MethodPost, "/v1/resolve/"+url.PathEscape(name), nil, &v)
 }

@@ -12,4 +12,13 @@
 // header. The token then sits in the browser's address bar and history:
 // open the page that way only on a machine you trust. Prometheus sends it with
 // `authorization: {credentials: TOKEN}` in the scrape config.
+//
+// A loopback API is reachable from every page a browser opens, so before
+// any route each request passes the guard (guard.go): a Host naming this API
+// (loopback, the address the connection arrived on, Access.Hosts), no
+// foreign Origin or cross-site fetch (Access.Origins get CORS), and
+// Content-Type: application/json on every POST, PUT, PATCH and DELETE.
+// Nothing changes state on GET. Limits (limits.go) bound time per request,
+// header bytes and connections (conns.go); GET /v1/experts and /v1/status
+// answer one page at a time (page.go).
 package api

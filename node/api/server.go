@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +23,10 @@ type Server struct {
 	token   string
 	log     *slog.Logger
 	metrics http.Handler
+	access  Access
+	limits  Limits
 	handler http.Handler
+	conns   atomic.Pointer[connLimit] // while Serve runs
 }
 
 // ServerOption configures a Server.
@@ -33,16 +37,23 @@ func WithMetrics(h http.Handler) ServerOption {
 	return func(s *Server) { s.metrics = h }
 }
 
+// WithAccess admits the hosts and origins of a besides the loopback names
+// and the API's own origin.
+func WithAccess(a Access) ServerOption {
+	return func(s *Server) { s.access = a }
+}
+
 // NewServer returns a server over b. With a non-empty token every route but
 // /v1/health and the status page's static files requires
 // "Authorization: Bearer TOKEN"; that includes /metrics, so a Prometheus
 // scrape config sets it (authorization: {credentials: TOKEN}). The page
 // itself is opened as /?token=TOKEN and sends the token on from there.
+// Before any of that, every request passes the guard (guard.go).
 func NewServer(b Backend, token string, log *slog.Logger, opts ...ServerOption) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{backend: b, token: token, log: log}
+	s := &Server{backend: b, token: token, log: log, limits: DefaultLimits}
 	for _, o := range opts {
 		o(s)
 	}
@@ -73,18 +84,37 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/publish", auth(s.publish))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
-	mux.Handle("GET /v1/resolve/{name}", auth(s.resolve))
+	mux.Handle("POST /v1/resolve/{name}", auth(s.resolve))
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.authenticate(s.metrics))
 	}
-	return s.logRequests(mux)
+	g, err := newGuard(s.access)
+	if err != nil { // config.Validate refuses these first
+		s.log.Warn("api: ignoring bad access entries", "err", err)
+	}
+	return s.logRequests(g.wrap(mux))
 }
 
 // Serve serves on ln until ctx is done, then shuts down, waiting (up to 5 s)
-// for handlers in flight; their request contexts derive from ctx.
+// for handlers in flight; their request contexts derive from ctx. The
+// server's Limits bound each connection and their number.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	lim := s.limits
+	cl := newConnLimit(ln, max(lim.MaxConns, 1))
+	srv := &http.Server{
+		Handler:           cl.track(s.handler),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ConnState:         cl.connState,
+		ConnContext:       cl.connContext,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.conns.Store(cl)
+	ln = cl
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -134,17 +164,26 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	st := s.backend.Status()
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	p, err := ParsePage(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	st := s.backend.Status(p)
 	// Empty lists as [], not null, for the page.
 	st.Node.Addrs = orEmpty(st.Node.Addrs)
 	st.Peers = orEmpty(st.Peers)
 	st.Experts = orEmpty(st.Experts)
 	st.Transfers = orEmpty(st.Transfers)
+	st.Adapters = orEmpty(st.Adapters)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -166,7 +205,14 @@ func (s *Server) peers(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) experts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := Filter{Remote: q.Get("remote") == "1" || q.Get("remote") == "true", BaseModel: q.Get("base_model"), PeftType: q.Get("peft_type"), Name: q.Get("name")}
-	writeJSON(w, http.StatusOK, s.backend.Experts(f))
+	p, err := ParsePage(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	page := s.backend.Experts(f, p)
+	page.Experts = orEmpty(page.Experts)
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (s *Server) expert(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +236,9 @@ func (s *Server) materialize(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	done := s.longRoute(w)
 	m, err := s.backend.Materialize(r.Context(), r.PathValue("cid"), req)
+	done()
 	respond(w, m, err)
 }
 
@@ -199,7 +247,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	done := s.longRoute(w)
 	e, err := s.backend.Publish(r.Context(), req)
+	done()
 	respond(w, e, err)
 }
 
@@ -218,11 +268,17 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	done := s.longRoute(w)
 	m, err := s.backend.Resolve(r.Context(), r.PathValue("name"))
+	done()
 	respond(w, m, err)
 }
 
+// readJSON decodes r's body into v. While it reads, the connection waits
+// on its client (see connLimit).
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	waitOnClient(r.Context(), true)
+	defer waitOnClient(r.Context(), false)
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -22,14 +23,14 @@ func (f *fakeBackend) Identity() Identity {
 	return Identity{ID: "12D3Koo", Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}
 }
 func (f *fakeBackend) Peers() []Peer { return []Peer{{ID: "p1"}} }
-func (f *fakeBackend) Experts(fl Filter) []Expert {
+func (f *fakeBackend) Experts(fl Filter, p Page) ExpertPage {
 	var out []Expert
 	for _, e := range f.experts {
 		if fl.Name == "" || e.Name == fl.Name {
 			out = append(out, e)
 		}
 	}
-	return out
+	return p.Of(out)
 }
 func (f *fakeBackend) Expert(c string) (Expert, error) {
 	e, ok := f.experts[c]
@@ -71,15 +72,58 @@ func (f *fakeBackend) Resolve(_ context.Context, name string) (Materialized, err
 	}
 	return Materialized{}, fmt.Errorf("%w: no expert %q", ErrNotFound, name)
 }
-func (f *fakeBackend) Status() Status { return f.status }
+
+// Status pages and counts as the node does (node/status.go).
+func (f *fakeBackend) Status(p Page) Status {
+	st := f.status
+	for _, e := range st.Experts {
+		if e.Local {
+			st.Counts.LocalExperts++
+		} else {
+			st.Counts.RemoteExperts++
+		}
+	}
+	for _, t := range st.Transfers {
+		if t.State == StateRunning {
+			st.Counts.RunningTransfers++
+		}
+	}
+	st.Counts.Peers, st.Counts.Transfers, st.Counts.Adapters = len(st.Peers), len(st.Transfers), len(st.Adapters)
+	page := p.Of(slices.Clone(st.Experts))
+	st.Experts, st.ExpertsNext = page.Experts, page.Next
+	st.Peers, st.Transfers, st.Adapters = Cut(st.Peers, p), Cut(st.Transfers, p), Cut(st.Adapters, p)
+	return st
+}
 
 var _ Backend = (*fakeBackend)(nil)
 
+// serve runs s on a loopback port until the test ends and returns its URL.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	base := "http://" + ln.Addr().String()
+	// The listener is bound: this waits until Serve accepts.
+	if err := NewClient(base, "").Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
+
 func newTestAPI(t *testing.T, token string, opts ...ServerOption) (*Client, *fakeBackend) {
 	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}, pinned: map[string]bool{}}
-	ts := httptest.NewServer(NewServer(b, token, nil, opts...).Handler())
-	t.Cleanup(ts.Close)
-	return NewClient(ts.URL, token), b
+	return NewClient(serve(t, NewServer(b, token, nil, opts...)), token), b
 }
 
 func TestAPIRoutes(t *testing.T) {

@@ -19,9 +19,9 @@ var (
 type Backend interface {
 	Identity() Identity
 	Peers() []Peer
-	// Experts lists local experts and, with f.Remote, those known from the
-	// swarm.
-	Experts(f Filter) []Expert
+	// Experts lists one page of the local experts and, with f.Remote, those
+	// known from the swarm (Page.Of makes it from all of them).
+	Experts(f Filter, p Page) ExpertPage
 	Expert(cid string) (Expert, error)
 	Publish(ctx context.Context, r PublishRequest) (Expert, error)
 	// StartFetch starts (or joins) an asynchronous fetch.
@@ -33,23 +33,40 @@ type Backend interface {
 	// Resolve fetches (if needed) and materializes the expert called name
 	// for the inference server and returns its directory.
 	Resolve(ctx context.Context, name string) (Materialized, error)
-	// Status is everything the status page shows, read in one call.
-	Status() Status
+	// Status is everything the status page shows, read in one call, with
+	// one page of experts (p) and at most p.Limit of every other list.
+	Status(p Page) Status
 }
 
 // Status is the node at a glance, for the status page (GET /v1/status).
+// Its size is bounded whatever the node knows: every list holds at most the
+// page's limit, and Counts has the full numbers.
 type Status struct {
 	Node  Identity `json:"node"`
 	Peers []Peer   `json:"peers"`
-	// Experts holds the local experts and those known from the swarm
-	// (Local tells them apart), remote ones with their Providers.
+	// Experts is one page (Page) of the local experts and those known from
+	// the swarm (Local tells them apart), remote ones with their Providers.
 	Experts []Expert `json:"experts"`
-	// Transfers are the fetches the node tracks: the running ones and any
-	// finished ones it still remembers.
+	// ExpertsNext is the cursor of the next page of experts ("" on the
+	// last), for GET /v1/status or /v1/experts?remote=1.
+	ExpertsNext string `json:"experts_next,omitempty"`
+	// Transfers are the fetches the node tracks, newest first: the running
+	// ones and any finished ones it still remembers.
 	Transfers []Transfer `json:"transfers"`
 	// Adapters are the experts handed to the inference server
 	// (inference.adapters_dir) and their vLLM state.
 	Adapters []Adapter `json:"adapters"`
+	Counts   Counts    `json:"counts"`
+}
+
+// Counts are the lengths of the status lists before they were cut to a page.
+type Counts struct {
+	Peers            int `json:"peers"`
+	LocalExperts     int `json:"local_experts"`
+	RemoteExperts    int `json:"remote_experts"`
+	Transfers        int `json:"transfers"`
+	RunningTransfers int `json:"running_transfers"`
+	Adapters         int `json:"adapters"`
 }
 
 // Identity is the node's peer ID and addresses.
@@ -91,6 +108,9 @@ type Expert struct {
 	Trusted       bool      `json:"trusted"` // per trust.publishers`
 	Pinned        bool      `json:"pinned"`
 	Providers     []string  `json:"providers,omitempty"`
+	// ProviderCount counts all providers; in a list Providers holds at
+	// most MaxListedProviders of them.
+	ProviderCount int `json:"provider_count,omitempty"`
 }
 
 // PublishRequest publishes an adapter directory (compressed with the

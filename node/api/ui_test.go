@@ -2,7 +2,7 @@ package api
 
 import (
 	"context"
-	"net/http/httptest"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -72,14 +72,21 @@ func row(dom, body, key string) string {
 }
 
 // TestStatusPage loads the status page in headless Chromium against a
-// server with a token and checks what it rendered. With
-// EXPERTD_UI_SCREENSHOT=file.png it also takes a screenshot.
+// server with a token and checks what it rendered: the first page of a
+// swarm of experts with the full counts. With EXPERTD_UI_SCREENSHOT=file.png
+// it also takes a screenshot.
 func TestStatusPage(t *testing.T) {
 	bin := chromium(t)
-	b := &fakeBackend{status: testStatus()}
-	ts := httptest.NewServer(NewServer(b, "s3cret", nil).Handler())
-	t.Cleanup(ts.Close)
-	url := ts.URL + "/?token=s3cret"
+	st := testStatus()
+	for i := range 20 {
+		st.Experts[1].Providers = append(st.Experts[1].Providers, fmt.Sprintf("12D3KooWProvider%02d", i))
+	}
+	for i := range 150 { // one page holds the local expert, code-ia3 and 98 of these
+		st.Experts = append(st.Experts, Expert{CID: fmt.Sprintf("bafkreiswarm%03d", i), Name: fmt.Sprintf("swarm-%03d", i),
+			PeftType: "LORA", Size: 1 << 20, Providers: []string{"12D3KooWProviderGamma"}})
+	}
+	b := &fakeBackend{status: st}
+	url := serve(t, NewServer(b, "s3cret", nil)) + "/?token=s3cret"
 
 	dom := runChromium(t, bin, url, "--dump-dom")
 	if _, msg, shown := strings.Cut(dom, `<p id="error" class="error">`); shown {
@@ -107,7 +114,17 @@ func TestStatusPage(t *testing.T) {
 	checkRow("peers", "12D3KooWPeerAlpha", "12.5 ms", "/ip4/10.0.0.2/tcp/4001")
 	// Names are text, never markup.
 	checkRow("local", "bafkreilocalexpert", "math-lora &lt;b&gt;bold&lt;/b&gt;", "LORA", "3.0 MiB", "pinned")
-	checkRow("remote", "bafkreiremoteexpert", "code-ia3", "IA3", "Qwen/Qwen2.5-7B", "12D3KooWProviderBeta")
+	checkRow("remote", "bafkreiremoteexpert", "code-ia3", "IA3", "Qwen/Qwen2.5-7B", "12D3KooWProviderBeta", "+5 more")
+	checkRow("remote", "bafkreiswarm097", "swarm-097")
+	if row(dom, "remote", "bafkreiswarm098") != "" {
+		t.Error("the page shows more than the first page of experts")
+	}
+	for _, want := range []string{`id="local-count" class="count">(1)`, `id="remote-count" class="count">(99 of 151)`,
+		`<p id="experts-more" class="muted">`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
 	checkRow("transfers", "bafkreiremoteexpert", "running", "42% · 42.0 MiB of 100.0 MiB", "<progress")
 	if strings.Contains(dom, "<b>bold</b>") {
 		t.Error("an expert name was rendered as HTML")

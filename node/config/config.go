@@ -84,8 +84,10 @@ type ResourcesConfig struct {
 
 // APIConfig is api.*: the local HTTP API.
 type APIConfig struct {
-	Listen string `mapstructure:"listen"` // host:port
-	Token  string `mapstructure:"token"`
+	Listen         string   `mapstructure:"listen"` // host:port
+	Token          string   `mapstructure:"token"`
+	AllowedHosts   []string `mapstructure:"allowed_hosts"`   // names the Host header may carry, without a port
+	AllowedOrigins []string `mapstructure:"allowed_origins"` // web origins whose pages may call the API
 }
 
 // StoreConfig is store.*: the expert store.

@@ -76,7 +76,7 @@ func TestDefaults(t *testing.T) {
 	if p.Resources != (ResourcesConfig{MaxMemory: 256 << 20, MaxFDs: 512, MaxConns: 256, MaxStreams: 2048}) {
 		t.Errorf("p2p.resources = %+v", p.Resources)
 	}
-	if c.API != (APIConfig{Listen: "127.0.0.1:5180"}) {
+	if a := c.API; a.Listen != "127.0.0.1:5180" || a.Token != "" || len(a.AllowedHosts) != 0 || len(a.AllowedOrigins) != 0 {
 		t.Errorf("api = %+v", c.API)
 	}
 	if c.Store != (StoreConfig{Quota: 0, MaxExpertSize: 4 << 30}) {
@@ -190,7 +190,11 @@ func TestEnvOverridesFile(t *testing.T) {
 	t.Setenv("EXPERTD_P2P_CONN_MGR_GRACE", "1m30s")
 	t.Setenv("EXPERTD_FETCH_MAX_PROVIDERS", "3")
 	t.Setenv("EXPERTD_DATA_DIR", "/tmp/x")
+	t.Setenv("EXPERTD_API_ALLOWED_HOSTS", "node1,node2")
 	c := mustLoad(t, viper.New(), file)
+	if !slices.Equal(c.API.AllowedHosts, []string{"node1", "node2"}) {
+		t.Errorf("api.allowed_hosts = %q", c.API.AllowedHosts)
+	}
 	if c.API.Listen != "127.0.0.1:7000" || c.Store.Quota != 10<<30 || c.P2P.MDNS {
 		t.Errorf("api %+v store %+v mdns %v", c.API, c.Store, c.P2P.MDNS)
 	}
@@ -279,6 +283,10 @@ func TestValidationErrorsNameTheirKey(t *testing.T) {
 		{"api:\n  listen: localhost\n", "api.listen", "want host:port"},
 		{"api:\n  listen: 127.0.0.1:99999\n", "api.listen", "port"},
 		{"api:\n  listen: 0.0.0.0:5180\n", "api.token", "required when api.listen"},
+		{"api:\n  allowed_hosts: [node1:5180]\n", "api.allowed_hosts[0]", "without a port"},
+		{"api:\n  allowed_hosts: [\"*\"]\n", "api.allowed_hosts[0]", "not a host name"},
+		{"api:\n  allowed_origins: [\"null\"]\n", "api.allowed_origins[0]", "not an origin"},
+		{"api:\n  allowed_origins: [http://example.org/app]\n", "api.allowed_origins[0]", "not an origin"},
 		{"store:\n  quota: -1\n", "store.quota", "negative"},
 		{"store:\n  quota: lots\n", "store.quota", "invalid size"},
 		{"store:\n  max_expert_size: 0\n", "store.max_expert_size", "at least 1 byte"},

@@ -16,6 +16,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/handoff"
 )
 
@@ -144,6 +145,21 @@ func peerAddrs(key string, list []string) []error {
 }
 
 func (a *APIConfig) validate() []error {
+	var errs []error
+	for i, h := range a.AllowedHosts {
+		if _, err := api.ParseHost(h); err != nil {
+			errs = append(errs, keyErr(fmt.Sprintf("api.allowed_hosts[%d]", i), "%w", err))
+		}
+	}
+	for i, o := range a.AllowedOrigins {
+		if _, err := api.ParseOrigin(o); err != nil {
+			errs = append(errs, keyErr(fmt.Sprintf("api.allowed_origins[%d]", i), "%w", err))
+		}
+	}
+	return append(errs, a.validateListen()...)
+}
+
+func (a *APIConfig) validateListen() []error {
 	host, port, err := net.SplitHostPort(a.Listen)
 	if err != nil {
 		return []error{keyErr("api.listen", "%q: want host:port, e.g. 127.0.0.1:5180: %w", a.Listen, err)}

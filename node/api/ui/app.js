@@ -1,4 +1,5 @@
-// expertd status page: polls GET /v1/status every 2 s and renders it.
+// expertd status page: polls GET /v1/status every 2 s and renders it: the
+// first page of experts (and of every list), with the full counts.
 // With an API token, open the page as /?token=TOKEN: the token is sent as
 // "Authorization: Bearer TOKEN". Everything from the API is put in the page
 // as text, never as HTML: names and IDs come from the swarm.
@@ -43,6 +44,9 @@
     return t.toLocaleTimeString() + " (" + ago + " ago)";
   }
 
+  // count is "(total)", or "(shown of total)" when the list was cut.
+  const count = (shown, total) => "(" + (shown < total ? shown + " of " + total : total) + ")";
+
   // fill replaces a table body's rows, or shows empty when there are none.
   function fill(id, rows, cols, empty) {
     const body = $(id);
@@ -60,6 +64,12 @@
     return el("div", { class: "bar" }, el("progress"), el("span", null, bytes(t.bytes)));
   }
 
+  function providers(e) {
+    const ps = e.providers || [];
+    const more = (e.provider_count || 0) - ps.length;
+    return el("div", null, list(ps), more > 0 ? el("span", { class: "muted" }, "+" + more + " more") : null);
+  }
+
   function expertRow(e, last) {
     return el("tr", { "data-cid": e.cid },
       el("td", null, e.name || "—"),
@@ -74,7 +84,8 @@
     $("node-id").textContent = st.node.id;
     $("node-addrs").replaceChildren(...st.node.addrs.map((a) => el("li", null, code(a))));
 
-    $("peers-count").textContent = "(" + st.peers.length + ")";
+    const n = st.counts;
+    $("peers-count").textContent = count(st.peers.length, n.peers);
     fill("peers", st.peers.map((p) => el("tr", { "data-peer": p.id },
       el("td", null, code(p.id)),
       el("td", { class: "num" }, latency(p.latency_ms)),
@@ -82,12 +93,14 @@
 
     const local = st.experts.filter((e) => e.local);
     const remote = st.experts.filter((e) => !e.local);
-    $("local-count").textContent = "(" + local.length + ")";
+    $("local-count").textContent = count(local.length, n.local_experts);
     fill("local", local.map((e) => expertRow(e, e.pinned ? "pinned" : "no")), 6, "No experts stored.");
-    $("remote-count").textContent = "(" + remote.length + ")";
-    fill("remote", remote.map((e) => expertRow(e, list(e.providers || []))), 6, "No remote experts known.");
+    $("remote-count").textContent = count(remote.length, n.remote_experts);
+    fill("remote", remote.map((e) => expertRow(e, providers(e))), 6, "No remote experts known.");
+    $("experts-more").hidden = !st.experts_next;
 
-    $("transfers-count").textContent = "(" + st.transfers.filter((t) => t.state === "running").length + " running)";
+    $("transfers-count").textContent = "(" + n.running_transfers + " running" +
+      (st.transfers.length < n.transfers ? ", newest " + st.transfers.length + " of " + n.transfers + " shown" : "") + ")";
     fill("transfers", st.transfers.map((t) => el("tr", { "data-cid": t.cid, class: "state-" + t.state },
       el("td", null, code(t.cid)),
       el("td", null, el("span", { class: "state" }, t.state), t.error ? el("div", { class: "error-text" }, t.error) : null),
