@@ -23,7 +23,7 @@ func TestPublishAllOrNothing(t *testing.T) {
 		if !errors.Is(err, api.ErrBadRequest) {
 			t.Fatalf("publish as %q: %v, want a bad request", name, err)
 		}
-		if got := n.Experts(api.Filter{}); len(got) != 0 {
+		if got := n.Experts(api.Filter{}, api.Page{}).Experts; len(got) != 0 {
 			t.Fatalf("a refused publish stored %+v", got)
 		}
 	}
@@ -42,7 +42,7 @@ func TestPublishAllOrNothing(t *testing.T) {
 	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), `"python"`) {
 		t.Fatalf("same bytes under another name: %v", err)
 	}
-	if got := n.Experts(api.Filter{}); len(got) != 1 || got[0].Name != "python" {
+	if got := n.Experts(api.Filter{}, api.Page{}).Experts; len(got) != 1 || got[0].Name != "python" {
 		t.Fatalf("experts after the refused rename: %+v", got)
 	}
 }
