@@ -64,7 +64,7 @@ type Node struct {
 
 // New opens the store, the identity and the host, and binds the API
 // listener; Serve runs everything.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (n *Node, err error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Node, err error) {
 	var b buildOptions
 	for _, o := range opts {
 		o(&b)
@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			os.Remove(f)
 		}
 	}
-	n = &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3)}
+	n := &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3)}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -94,7 +94,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if n.store, err = store.Open(filepath.Join(dir, StoreDir), store.Options{
 		Quota: int64(cfg.Store.Quota), MaxExpertSize: int64(cfg.Store.MaxExpertSize), Logger: log,
 	}); err != nil {
-		return nil, err
+		return nil, lockedErr(dir, err)
+	}
+	if !b.noAPI { // before the host, so that a port in use is said before anything starts
+		if n.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
+			return nil, apiListenErr(cfg.API.Listen, err)
+		}
 	}
 	if n.key, err = p2p.LoadIdentity(filepath.Join(dir, IdentityFile)); err != nil {
 		return nil, err
@@ -104,6 +109,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	hopts.Extra = b.host
+	hopts.ListenAddrs = uniqueAddrs(hopts.ListenAddrs)
+	if err := checkListenFree(hopts.ListenAddrs); err != nil {
+		return nil, err
+	}
 	if n.p2p, err = p2p.NewHost(ctx, hopts); err != nil {
 		return nil, err
 	}
@@ -147,9 +156,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	})
 	if b.noAPI {
 		return n, nil
-	}
-	if n.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
-		return nil, fmt.Errorf("api.listen: %w", err)
 	}
 	n.api = api.NewServer(n, cfg.API.Token, log, api.WithMetrics(n.metrics.Handler()),
 		api.WithAccess(api.Access{Hosts: cfg.API.AllowedHosts, Origins: cfg.API.AllowedOrigins}))

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
@@ -22,7 +20,7 @@ func newDaemonCmd(v *viper.Viper) *cobra.Command {
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.SlogLevel())
 			n, err := node.New(cmd.Context(), cfg, log)
 			if err != nil {
-				return fmt.Errorf("daemon: %w", err)
+				return err
 			}
 			defer n.Close()
 			return n.Serve(cmd.Context())

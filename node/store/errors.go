@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by this package, wrapped with detail; test with errors.Is.
 // Blocks that fail their CID check also wrap unixfs.ErrHashMismatch or
@@ -24,3 +27,20 @@ var (
 	// ErrClosed: the Store has been closed.
 	ErrClosed = errors.New("store: closed")
 )
+
+// LockedError is ErrLocked with the lock file and, when known, the process
+// that holds it.
+type LockedError struct {
+	Path string
+	PID  int // 0: unknown
+}
+
+func (e *LockedError) Error() string {
+	if e.PID > 0 {
+		return fmt.Sprintf("%v: %s is held by process %d", ErrLocked, e.Path, e.PID)
+	}
+	return fmt.Sprintf("%v: %s", ErrLocked, e.Path)
+}
+
+// Is makes a LockedError match ErrLocked.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
