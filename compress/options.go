@@ -52,6 +52,13 @@ type options struct {
 // Option configures Compress; constructors validate their argument.
 type Option func(*options) error
 
+// CheckOptions reports the first bad option (ErrOption), so a caller can
+// refuse a request before it reads an expert.
+func CheckOptions(opts ...Option) error {
+	_, err := buildOptions(opts)
+	return err
+}
+
 // WithDensity sets the kept fraction d in (0, 1]; k = floor(n*d).
 func WithDensity(d float64) Option {
 	return func(o *options) error {

@@ -97,6 +97,14 @@ func TestCompose(t *testing.T) {
 		sameFiles(t, want, dst)
 	}
 	step("the adapters on node2 and node3 equal the host's decompress of the fixture")
+
+	// The CLI in a node publishes a directory of that node, as documented.
+	out := c.compose(ctx, time.Minute, "exec", "-T", "node2", "/expertd", "publish", "/fixtures/python-lora-r16",
+		"--name", "python-dense", "--density", "0.5")
+	if f := strings.Fields(out); len(f) == 0 || !strings.HasPrefix(f[len(f)-1], "baf") {
+		t.Fatalf("publish in node2 printed no CID:\n%s", out)
+	}
+	step("node2 published a directory of its own: %s", strings.TrimSpace(out))
 }
 
 // cluster is one compose project, named uniquely so runs do not clash.

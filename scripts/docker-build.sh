@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 tag=${1:-${EXPERTD_IMAGE:-expertd:dev}}
 
-mkdir -p build/rootfs/data
+mkdir -p build/rootfs/data build/rootfs/tmp
 export CGO_ENABLED=0
 go build -trimpath -ldflags='-s -w' -o build/expertd ./cmd/expertd
 go build -trimpath -ldflags='-s -w' -o build/expertd-demo ./deploy/demo

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
+	"github.com/expertd/expertd/node/gossip"
 )
 
 // The commands in this file talk to a running daemon through its API.
@@ -36,14 +38,34 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 			if req.Name == "" {
 				req.Name = filepath.Base(req.Path)
 			}
-			if st, err := os.Stat(req.Path); err == nil && st.IsDir() {
+			// Everything that can be checked is, before the adapter is read.
+			st, err := os.Stat(req.Path)
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			if err := gossip.CheckName(req.Name); err != nil {
+				return fmt.Errorf("publish: --name: %w", err)
+			}
+			if _, err := cfg.Compress.Options(req.Density, req.Alpha, req.Scope); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			if err := c.Health(cmd.Context()); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			if st.IsDir() {
 				// Compress here, with progress, and hand the daemon the container.
 				file, err := compressForPublish(cmd, req, cfg.Compress)
-				if err != nil {
+				switch {
+				case errors.Is(err, errNoTemp):
+					// No temporary directory here (a scratch image has no
+					// /tmp): the daemon compresses it in its data dir.
+					fmt.Fprintf(cmd.ErrOrStderr(), "publish %s: %v; the daemon compresses it\n", args[0], err)
+				case err != nil:
 					return fmt.Errorf("publish %s: %w", args[0], err)
+				default:
+					defer os.Remove(file)
+					req.Path, req.Base = file, ""
 				}
-				defer os.Remove(file)
-				req.Path, req.Base = file, ""
 			}
 			e, err := c.Publish(cmd.Context(), req)
 			if err != nil {
@@ -62,12 +84,30 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 	return cmd
 }
 
+// errNoTemp: no temporary file could be made to compress into.
+var errNoTemp = errors.New("cannot create a temporary file")
+
 // compressForPublish compresses an adapter directory into a temporary
 // container, showing progress, with the request's options over the
 // configured defaults.
-func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.CompressConfig) (string, error) {
+func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.CompressConfig) (_ string, err error) {
 	opts, err := def.Options(req.Density, req.Alpha, req.Scope)
 	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "expertd-publish-*.cpeft")
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errNoTemp, err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o644); err != nil { // the daemon may run as another user
 		return "", err
 	}
 	size := dirWeightsSize(req.Path)
@@ -79,21 +119,7 @@ func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.C
 		return "", err
 	}
 	bar.finish(uint64(size), uint64(size))
-	f, err := os.CreateTemp("", "expertd-publish-*.cpeft")
-	if err != nil {
-		return "", err
-	}
-	if err := f.Chmod(0o644); err != nil { // the daemon may run as another user
-		f.Close()
-		os.Remove(f.Name())
-		return "", err
-	}
-	_, _, err = compress.Encode(f, src, opts...)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if _, _, err := compress.Encode(f, src, opts...); err != nil {
 		return "", err
 	}
 	return f.Name(), nil

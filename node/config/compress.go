@@ -19,5 +19,9 @@ func (c CompressConfig) Options(density float64, alpha, scope string) ([]compres
 	if err != nil {
 		return nil, err
 	}
-	return []compress.Option{compress.WithDensity(c.Density), compress.WithAlpha(a), compress.WithScope(c.Scope)}, nil
+	opts := []compress.Option{compress.WithDensity(c.Density), compress.WithAlpha(a), compress.WithScope(c.Scope)}
+	if err := compress.CheckOptions(opts...); err != nil {
+		return nil, err
+	}
+	return opts, nil
 }

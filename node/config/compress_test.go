@@ -15,12 +15,11 @@ func TestCompressOptionsOverrides(t *testing.T) {
 	if _, err := def.Options(0, "zero", ""); !errors.Is(err, compress.ErrOption) {
 		t.Fatalf("bad alpha override: %v", err)
 	}
-	// Bad density or scope overrides surface when the options are applied.
-	opts, err := def.Options(2, "", "row")
-	if err != nil {
-		t.Fatal(err)
+	// Bad density or scope overrides are refused before anything is read.
+	if _, err := def.Options(2, "", ""); !errors.Is(err, compress.ErrOption) {
+		t.Fatalf("bad density override: %v", err)
 	}
-	if _, err := compress.Compress(nil, opts...); !errors.Is(err, compress.ErrOption) {
-		t.Fatalf("bad density/scope overrides: %v", err)
+	if _, err := def.Options(0, "", "row"); !errors.Is(err, compress.ErrOption) {
+		t.Fatalf("bad scope override: %v", err)
 	}
 }
