@@ -171,8 +171,8 @@ func (n *Node) APIAddr() string {
 }
 
 // Serve runs the node's services until ctx is done, then stops them all.
-func (n *Node) Serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+func (n *Node) Serve(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
@@ -204,10 +204,19 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 	})
 	n.log.Info("expertd running", "id", n.host.ID(), "addrs", n.host.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
+	if n.api != nil {
+		url := "http://" + n.APIAddr() + "/"
+		if n.cfg.API.Token != "" {
+			url += "?token=<api.token>"
+		}
+		n.log.Info("status page", "url", url)
+	}
 	var err error
 	select {
 	case <-ctx.Done():
+		n.log.Info("shutting down", "reason", context.Cause(parent))
 	case err = <-errc:
+		n.log.Error("shutting down", "err", err)
 	}
 	cancel()
 	close(n.quit)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -88,5 +89,14 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 	out, _ := runCLI(t, "inspect", file, "--json")
 	if !strings.Contains(out, `"density": 0.05`) {
 		t.Fatalf("EXPERTD_COMPRESS_DENSITY ignored:\n%s", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, err := runCLI(t, args...)
+		if err != nil || !strings.HasPrefix(out, "expertd ") || !strings.Contains(out, runtime.Version()) {
+			t.Errorf("%v: %q, %v", args, out, err)
+		}
 	}
 }

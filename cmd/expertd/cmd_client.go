@@ -217,7 +217,7 @@ func newLsCmd(v *viper.Viper) *cobra.Command {
 					where = "local, pinned"
 				}
 				if !e.Local {
-					where = fmt.Sprintf("remote (%d providers)", max(e.ProviderCount, len(e.Providers)))
+					where = "remote (" + plural(max(e.ProviderCount, len(e.Providers)), "provider") + ")"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.CID, e.Name, e.PeftType, e.BaseModel, human(e.Size), where)
 			}
@@ -312,4 +312,12 @@ func printJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// plural says "1 provider", "2 providers".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -31,7 +31,9 @@ func newRootCmd(v *viper.Viper) *cobra.Command {
 		Short:         "Compress PEFT experts with ComPEFT and share them peer to peer",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionInfo(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	daemonCmds := []*cobra.Command{
 		newDaemonCmd(v),
 		newPublishCmd(v),
@@ -53,6 +55,7 @@ func newRootCmd(v *viper.Viper) *cobra.Command {
 		newInspectCmd(),
 		newCidCmd(),
 		newVerifyCmd(),
+		newVersionCmd(),
 	)
 	return root
 }
