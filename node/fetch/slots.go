@@ -3,6 +3,7 @@ package fetch
 import (
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -27,12 +28,14 @@ import (
 //     BitTorrent's rechoke period) when its peer holds more slots than the
 //     asker. The choked stream ends with a BUSY frame; its requester asks
 //     again later or elsewhere.
-//   - Peers refused a slot wait in line, first refused first (libtorrent
-//     unchokes the peer that waited longest): a free or freed slot goes to
-//     a peer in line before a newcomer, so a peer that frees and retakes
-//     slots at once cannot keep one from a peer that asks every few
-//     seconds. A peer that does not ask again within WaitFor (the
-//     fetcher's longest wait after BUSY, and a second) leaves the line.
+//   - Peers refused a slot wait in line: those holding fewer slots first
+//     (one upload slot per peer, as BitTorrent's), then first refused
+//     first (libtorrent unchokes the peer that waited longest). A free or
+//     freed slot goes to a peer in line before a newcomer, so a peer that
+//     frees and retakes slots at once cannot keep one from a peer that
+//     asks every few seconds. A peer that does not ask again within
+//     WaitFor (the fetcher's longest wait after BUSY, and a second) leaves
+//     the line.
 type slots struct {
 	cfg     slotConfig
 	last    streamID
@@ -70,6 +73,7 @@ const (
 
 type slotStream struct {
 	peer    peer.ID
+	root    cid.Cid // the expert it asked for, once it asked
 	state   streamState
 	opened  time.Time
 	granted time.Time
@@ -112,16 +116,17 @@ func (s *slots) Open(p peer.ID, now time.Time) (id, evict streamID, ok bool) {
 	return s.last, evict, true
 }
 
-// Ask asks a slot for a pending stream whose request was read. It grants
+// Ask asks a slot for a pending stream whose request for root was read. It grants
 // one when a slot is free for it (free slots outnumber the peers in line
 // before it), or when it can choke a holder (victim, which the caller
 // ends); else it refuses, and the peer gets in line unless it already
 // holds PerPeer slots.
-func (s *slots) Ask(id streamID, now time.Time) (granted bool, victim streamID) {
+func (s *slots) Ask(id streamID, root cid.Cid, now time.Time) (granted bool, victim streamID) {
 	st := s.streams[id]
 	if st == nil || st.state != statePending {
 		return false, 0
 	}
+	st.root = root
 	p := st.peer
 	if s.holding[p] >= s.cfg.PerPeer {
 		return false, 0
@@ -177,10 +182,21 @@ func (s *slots) Close(id streamID) {
 	}
 }
 
-// Others reports whether peers other than stream id's hold slots.
-func (s *slots) Others(id streamID) bool {
+// Others reports whether peers other than stream id's are being served
+// the same expert: they hold a slot for it and their writes move (neither
+// stalled nor slow). This is what offer calls loaded: a requester that
+// reads nothing does not make the provider split an expert between peers.
+func (s *slots) Others(id streamID, now time.Time) bool {
 	st := s.streams[id]
-	return st != nil && s.held > s.holding[st.peer]
+	if st == nil {
+		return false
+	}
+	for _, o := range s.streams {
+		if o.state == stateServing && o.peer != st.peer && o.root == st.root && !s.idle(o, now) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *slots) serving(id streamID) *slotStream {
@@ -231,12 +247,16 @@ func (s *slots) expire(now time.Time) {
 	}
 }
 
-// ahead counts the peers in line before p: all of them if p is not in it.
+// ahead counts the peers in line before p: those holding fewer slots,
+// then those holding as many that were refused first (all of those if p
+// is not in line).
 func (s *slots) ahead(p peer.ID) int {
 	w, queued := s.waiting[p]
+	mine := s.holding[p]
 	n := 0
 	for q, x := range s.waiting {
-		if q != p && (!queued || x.first.Before(w.first)) {
+		theirs := s.holding[q]
+		if q != p && (theirs < mine || theirs == mine && (!queued || x.first.Before(w.first))) {
 			n++
 		}
 	}
@@ -278,17 +298,22 @@ func (s *slots) victim(asker peer.ID, now time.Time) (streamID, int) {
 // holders of one class, greatest first: the longest stall, the lowest
 // rate, the longest hold.
 func (s *slots) classify(st *slotStream, asker peer.ID, now time.Time) (class int, key float64) {
-	m := &st.meter
-	if d := m.stalled(now); d >= s.cfg.Stall {
+	if d := st.meter.stalled(now); d >= s.cfg.Stall {
 		return stalled, d.Seconds()
 	}
-	if rate, ok := m.rateAt(now, s.cfg.RateWindow); ok && rate < s.cfg.SlowRate {
+	if rate, ok := st.meter.rateAt(now, s.cfg.RateWindow); ok && rate < s.cfg.SlowRate {
 		return slow, -rate
 	}
 	if held := now.Sub(st.granted); held >= s.cfg.Turn && s.holding[st.peer] > s.holding[asker] {
 		return turnOver, held.Seconds()
 	}
 	return notVictim, 0
+}
+
+// idle reports whether a holder is stalled or slow.
+func (s *slots) idle(st *slotStream, now time.Time) bool {
+	class, _ := s.classify(st, st.peer, now)
+	return class == stalled || class == slow
 }
 
 // meter measures a holder's rate over its write time: the time the

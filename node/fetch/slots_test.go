@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -49,7 +50,7 @@ func runSlotSteps(t *testing.T, cfg slotConfig, steps []slotStep) *slots {
 			_, evict, ok := s.Open(peer.ID(st.arg), now)
 			got = answer(ok, "evict", evict)
 		case "ask":
-			ok, victim := s.Ask(id, now)
+			ok, victim := s.Ask(id, cid.Undef, now)
 			got = answer(ok, "choke", victim)
 		case "write":
 			s.Writing(id, now)
@@ -211,6 +212,14 @@ func TestSlotPolicy(t *testing.T) {
 				{4, "open", "x", 0, "ok"}, {4, "ask", "6", 0, "ok"}, {4, "close", "5", 0, ""},
 				{4, "close", "2", 0, ""}, {4.5, "open", "y", 0, "ok"}, {4.5, "ask", "7", 0, "ok"}},
 		)},
+		{"a peer holding fewer slots goes first in line", &twoEach, steps(
+			hold(0, "a", "1"), hold(0, "b", "2"),
+			[]slotStep{{0.1, "wrote", "1", 64 << 10, ""}, {0.1, "wrote", "2", 64 << 10, ""},
+				{0.1, "idle", "1", 0, ""}, {0.1, "idle", "2", 0, ""},
+				{1, "open", "a", 0, "ok"}, {1, "ask", "3", 0, "refused"},
+				{2, "open", "h", 0, "ok"}, {2, "ask", "4", 0, "refused"},
+				{3, "close", "2", 0, ""}, {3.5, "ask", "3", 0, "refused"}, {4, "ask", "4", 0, "ok"}},
+		)},
 		{"a peer that stops asking leaves the line", nil, steps(
 			hold(0, "a", "1"), hold(0, "b", "2"),
 			[]slotStep{{0.1, "wrote", "1", 64 << 10, ""}, {0.1, "wrote", "2", 64 << 10, ""},
@@ -253,14 +262,37 @@ func TestSlotPolicy(t *testing.T) {
 	}
 }
 
+// Others: whether another peer is being served the same expert, and its
+// writes move.
 func TestSlotOthers(t *testing.T) {
-	s := runSlotSteps(t, testSlotConfig, steps(hold(0, "a", "1"), []slotStep{{0, "open", "b", 0, "ok"}}))
-	if s.Others(1) || !s.Others(2) {
-		t.Fatal("a alone holds a slot: it should see no other, b's stream should see a")
+	t0 := time.Unix(1000, 0)
+	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	root := fetchtestRoot(t, 1)
+	other := fetchtestRoot(t, 2)
+	s := newSlots(testSlotConfig)
+	s.cfg.Slots = 4
+	a, _, _ := s.Open("a", at(0))
+	b, _, _ := s.Open("b", at(0))
+	c, _, _ := s.Open("c", at(0))
+	s.Ask(a, root, at(0))
+	s.Writing(a, at(0))
+	if s.Others(a, at(0)) {
+		t.Fatal("a alone holds a slot, yet sees another")
 	}
-	if ok, _ := s.Ask(2, time.Unix(1000, 0)); !ok || !s.Others(1) || !s.Others(2) {
-		t.Fatal("a and b hold slots: each should see the other")
+	s.Ask(b, root, at(0))
+	s.Ask(c, other, at(0))
+	if !s.Others(a, at(0)) || !s.Others(b, at(0)) || s.Others(c, at(0)) {
+		t.Fatal("a and b are served one expert, c another: a and b should see each other, c none")
 	}
+	s.Wrote(a, 1<<20, at(0.5))
+	if !s.Others(b, at(3.4)) || s.Others(b, at(3.6)) {
+		t.Fatal("a writes nothing from 0.5 s: b should see it served until a 3 s stall, and not after")
+	}
+}
+
+// fetchtestRoot is a CID of a small random expert.
+func fetchtestRoot(t *testing.T, seed uint64) cid.Cid {
+	return addFile(t, newMem(), randomBytes(100, seed)).Root
 }
 
 func TestMeter(t *testing.T) {
