@@ -23,9 +23,10 @@ import (
 //	noread  asks for an expert, reads the header and never reads again
 //	slow    asks for an expert and reads 1 KiB every 100 ms (10 KiB/s)
 //
-// A refused squatter asks again 20 ms later: on loopback, asking again at
-// once would be a flood of streams (thousands a second) that tests the
-// CPU of the machine running the test more than the slot policy.
+// A squatter opens its next stream 20 ms after one ends, as a round trip
+// of a WAN link would pace it: on loopback, at once would be a flood of
+// streams (thousands a second) that tests the CPU of the machine running
+// the test more than the slot policy.
 type squatter struct {
 	kind string
 	h    host.Host
@@ -42,6 +43,10 @@ func (a *squatter) run(ctx context.Context, wg *sync.WaitGroup, streams int) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				a.once(ctx)
+				select { // a WAN round trip
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
 			}
 		})
 	}
@@ -50,10 +55,6 @@ func (a *squatter) run(ctx context.Context, wg *sync.WaitGroup, streams int) {
 func (a *squatter) once(ctx context.Context) {
 	s, err := a.h.NewStream(ctx, a.prov, ProtocolID)
 	if err != nil {
-		select { // the provider may be closing down
-		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
 		return
 	}
 	defer s.Reset()
@@ -74,12 +75,8 @@ func (a *squatter) once(ctx context.Context) {
 		return
 	}
 	a.answered.Add(1)
-	if frame.GetHeader() == nil { // refused: ask again, after a WAN round trip
-		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
-		}
-		return
+	if frame.GetHeader() == nil {
+		return // refused: ask again
 	}
 	a.served.Add(1)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -111,6 +108,7 @@ func (a *squatter) once(ctx context.Context) {
 // and the 4 MiB one.
 type squatScene struct {
 	prov              host.Host
+	provider          *Provider
 	src               *memBlocks
 	small, mid, large cid.Cid
 	smallData, mid4   []byte
@@ -125,18 +123,23 @@ func newSquatScene(t *testing.T) *squatScene {
 	s.large = addFile(t, s.src, randomBytes(16<<20, 33)).Root
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go NewProvider(s.prov, s.src, ProviderOptions{}).Serve(ctx)
+	s.provider = NewProvider(s.prov, s.src, ProviderOptions{})
+	go s.provider.Serve(ctx)
 	waitHandler(t, s.prov)
 	return s
 }
 
 // attack starts identities squatters of each kind asking for root, each
-// opening streamsPerPeer streams (fetch.streams_per_peer's default), and returns
+// opening 4 streams (fetch.streams_per_peer's default), and returns
 // when each stream was opened and every request answered once: the
 // provider's slots are as full as the attack can make them.
 func (s *squatScene) attack(t *testing.T, ctx context.Context, kinds []string, identities int, root cid.Cid) []*squatter {
+	return s.attackWith(t, ctx, kinds, identities, 4, root)
+}
+
+// attackWith is attack with streamsPerPeer streams per squatter.
+func (s *squatScene) attackWith(t *testing.T, ctx context.Context, kinds []string, identities, streamsPerPeer int, root cid.Cid) []*squatter {
 	t.Helper()
-	const streamsPerPeer = 4
 	var all []*squatter
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
@@ -150,7 +153,7 @@ func (s *squatScene) attack(t *testing.T, ctx context.Context, kinds []string, i
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, a := range all {
-		for a.opened.Load() < streamsPerPeer || (a.kind != "silent" && a.answered.Load() < streamsPerPeer) {
+		for n := int64(streamsPerPeer); a.opened.Load() < n || (a.kind != "silent" && a.answered.Load() < n); {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s squatter: %d streams opened, %d answered after 10 s", a.kind, a.opened.Load(), a.answered.Load())
 			}
@@ -230,5 +233,50 @@ func TestSlotSquatting(t *testing.T) {
 			}
 			cancel()
 		})
+	}
+}
+
+// Identities opening far more streams than they may (silent ones: 6 x 20
+// against 8 per peer and 32 in all) get no more open on the provider, and
+// an honest requester still gets its expert: the oldest silent stream
+// makes room for its request.
+func TestProviderBoundsStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods a provider with 120 streams for a second")
+	}
+	s := newSquatScene(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.attackWith(t, ctx, []string{"silent"}, 6, 20, s.large)
+	cfg := s.provider.opts.slotConfig()
+	var maxOpen, maxPeer int
+	sample := func() {
+		s.provider.mu.Lock()
+		defer s.provider.mu.Unlock()
+		maxOpen = max(maxOpen, len(s.provider.slots.streams))
+		for _, n := range s.provider.slots.open {
+			maxPeer = max(maxPeer, n)
+		}
+	}
+	done := make(chan time.Duration)
+	go func() {
+		d, _ := s.honestFetch(t, s.small, s.smallData, time.Minute)
+		done <- d
+	}()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case d := <-done:
+			sample()
+			t.Logf("honest 67 KB fetch in %v; at most %d streams open (bound %d), %d of one peer (bound %d)",
+				d.Round(time.Millisecond), maxOpen, cfg.MaxOpen, maxPeer, cfg.OpenPerPeer)
+			if maxOpen > cfg.MaxOpen || maxPeer > cfg.OpenPerPeer || maxOpen < cfg.MaxOpen/2 {
+				t.Fatalf("%d streams open, %d of one peer: want at most %d and %d (and the flood to reach half the bound)", maxOpen, maxPeer, cfg.MaxOpen, cfg.OpenPerPeer)
+			}
+			return
+		case <-tick.C:
+			sample()
+		}
 	}
 }
