@@ -7,4 +7,9 @@
 // "share i of n" when the leaf count is not known yet); the provider answers
 // with a header carrying the internal dag-pb nodes, then the leaves in order,
 // each a length-prefixed protobuf frame (see proto/fetch.proto).
+//
+// A provider serves a few streams at once (upload slots), shared the way
+// BitTorrent chokes and unchokes peers (slots.go): a stream takes a slot
+// only once its request is read, and a holder that stalls, reads slowly or
+// has had its turn loses it to a peer that asks, with a BUSY frame.
 package fetch

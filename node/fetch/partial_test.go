@@ -197,10 +197,14 @@ func TestProviderLoadedShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	asked, _ := wanted(&pb.FetchRequest{}, uint64(len(layout.Leaves)))
-	prov.mu.Lock()
-	prov.total, prov.perPeer = 2, map[peer.ID]int{h.ID(): 1}
+	prov.mu.Lock() // h and another peer hold a slot each
+	now := time.Now()
+	mine, _, _ := prov.slots.Open(h.ID(), now)
+	prov.slots.Ask(mine, l.Root, now)
+	other, _, _ := prov.slots.Open("other", now)
+	prov.slots.Ask(other, l.Root, now)
 	prov.mu.Unlock()
-	ranges, have, err := prov.offer(layout, asked, prov.othersServed(h.ID()))
+	ranges, have, err := prov.offer(layout, asked, prov.othersServed(&servedStream{id: mine}))
 	if err != nil {
 		t.Fatal(err)
 	}
