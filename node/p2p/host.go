@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	libp2pwebrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
@@ -29,8 +30,9 @@ type Host struct {
 
 	opts  Options
 	log   *slog.Logger
-	mdns  mdns.Service // nil when off
-	found *mdnsNotifee // nil when off
+	mdns  mdns.Service   // nil when off
+	found *mdnsNotifee   // nil when off
+	relay *relayv2.Relay // nil when off
 
 	closeOnce sync.Once
 	closeErr  error
@@ -111,6 +113,15 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 	if len(o.Relays) > 0 {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(o.Relays))
 	}
+	if !o.Announce.empty() {
+		f, err := o.Announce.factory()
+		if err != nil {
+			cm.Close()
+			rm.Close()
+			return nil, fmt.Errorf("p2p: %w", err)
+		}
+		opts = append(opts, libp2p.AddrsFactory(f))
+	}
 	opts = append(opts, o.Extra...)
 
 	h, err := libp2p.New(opts...)
@@ -125,6 +136,15 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		return nil, fmt.Errorf("p2p: host: %w", err)
 	}
 	n := &Host{Host: h, DHT: kad, opts: o, log: o.Logger}
+	if o.RelayService != nil {
+		if n.relay, err = startRelay(h, o.RelayService, o.AllowPrivateAddrs); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("p2p: %w", err)
+		}
+		n.log.Info("relay service on", "max_circuit_bytes", o.RelayService.MaxCircuitBytes,
+			"max_circuit_duration", o.RelayService.MaxCircuitDuration, "max_circuits", o.RelayService.MaxCircuits,
+			"max_reservations", o.RelayService.MaxReservations)
+	}
 	if o.MDNS {
 		n.found = newMDNSNotifee(h, o.Logger)
 		n.mdns = mdns.NewMdnsService(h, MDNSServiceName, n.found)
@@ -148,6 +168,9 @@ func (n *Host) Close() error {
 		}
 		if n.found != nil {
 			n.found.close()
+		}
+		if n.relay != nil {
+			errs = append(errs, n.relay.Close())
 		}
 		if n.DHT != nil {
 			errs = append(errs, n.DHT.Close())
