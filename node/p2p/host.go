@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	libp2pwebrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
@@ -33,6 +34,7 @@ type Host struct {
 	mdns  mdns.Service   // nil when off
 	found *mdnsNotifee   // nil when off
 	relay *relayv2.Relay // nil when off
+	net   *netState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -60,6 +62,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 	}
 
 	var kad *dht.IpfsDHT
+	net := newNetState(o.Logger)
 	opts := []libp2p.Option{
 		libp2p.Identity(o.Identity),
 		libp2p.ResourceManager(rm),
@@ -102,7 +105,9 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		opts = append(opts, libp2p.NATPortMap())
 	}
 	if o.HolePunching {
-		opts = append(opts, libp2p.EnableHolePunching())
+		// The tracer tells hole-punched connections from dialed ones (and
+		// replaces go-libp2p's Prometheus one, which nothing here serves).
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithMetricsAndEventTracer(net, net)))
 	}
 	if o.AutoNAT {
 		// v2 checks our own addresses one by one; the v1 service answers
@@ -135,7 +140,11 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		rm.Close()
 		return nil, fmt.Errorf("p2p: host: %w", err)
 	}
-	n := &Host{Host: h, DHT: kad, opts: o, log: o.Logger}
+	n := &Host{Host: h, DHT: kad, opts: o, log: o.Logger, net: net}
+	if err := net.start(h); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
 	if o.RelayService != nil {
 		if n.relay, err = startRelay(h, o.RelayService, o.AllowPrivateAddrs); err != nil {
 			n.Close()
@@ -176,6 +185,7 @@ func (n *Host) Close() error {
 			errs = append(errs, n.DHT.Close())
 		}
 		errs = append(errs, n.Host.Close())
+		n.net.close()
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
