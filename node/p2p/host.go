@@ -10,8 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -61,18 +61,12 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
 
-	var kad *dht.IpfsDHT
 	net := newNetState(o.Logger)
 	opts := []libp2p.Option{
 		libp2p.Identity(o.Identity),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		Muxer(),
-		libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
-			var err error
-			kad, err = dht.New(h, dhtOptions(&o)...)
-			return kad, err
-		}),
 	}
 	if o.PSK != nil {
 		// QUIC, WebTransport and WebRTC cannot carry a PSK: TCP alone, and
@@ -129,17 +123,25 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 	}
 	opts = append(opts, o.Extra...)
 
-	h, err := libp2p.New(opts...)
+	bh, err := libp2p.New(opts...)
 	if err != nil {
 		// libp2p.New does not always close what it was given (not when a
 		// listener fails, say); closing these twice is harmless.
-		if kad != nil {
-			kad.Close()
-		}
 		cm.Close()
 		rm.Close()
 		return nil, fmt.Errorf("p2p: host: %w", err)
 	}
+	// The DHT starts after the host listens (not as libp2p.Routing, which
+	// builds it before): it dials the bootstrap peers at once, and a dial
+	// made before the QUIC listener exists leaves from a random port,
+	// whose observed address is of no use for hole punching, on a
+	// connection that then lasts.
+	kad, err := dht.New(bh, dhtOptions(&o)...)
+	if err != nil {
+		bh.Close()
+		return nil, fmt.Errorf("p2p: dht: %w", err)
+	}
+	h := routedhost.Wrap(bh, kad) // dialing a peer with no known address asks the DHT
 	n := &Host{Host: h, DHT: kad, opts: o, log: o.Logger, net: net}
 	if err := net.start(h); err != nil {
 		n.Close()
