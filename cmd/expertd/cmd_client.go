@@ -260,11 +260,15 @@ func printPeers(w io.Writer, id api.Identity, ps []api.Peer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tLATENCY\tCONNECTION\tADDRESS")
 	for _, p := range ps {
+		latency := "-" // not measured yet
+		if p.LatencyMS > 0 {
+			latency = fmt.Sprintf("%.1f ms", p.LatencyMS)
+		}
 		if len(p.Conns) == 0 {
-			fmt.Fprintf(tw, "%s\t%.1f ms\t-\t%s\n", p.ID, p.LatencyMS, strings.Join(p.Addrs, " "))
+			fmt.Fprintf(tw, "%s\t%s\t-\t%s\n", p.ID, latency, strings.Join(p.Addrs, " "))
 		}
 		for _, c := range p.Conns {
-			fmt.Fprintf(tw, "%s\t%.1f ms\t%s\t%s\n", p.ID, p.LatencyMS, connKind(c), c.Addr)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, latency, connKind(c), c.Addr)
 		}
 	}
 	tw.Flush()

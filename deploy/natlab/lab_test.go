@@ -389,7 +389,7 @@ func runSites(t *testing.T, names []string, warmReps int) []caseResult {
 		}
 	}
 	for _, r := range results {
-		t.Logf("%-8s %-22s %-26s cold %8v  %s%s", r.c.name, r.c.natA, r.c.relay, r.cold.took.Round(time.Millisecond), r.carrier, r.cold.err)
+		t.Logf("%-8s %-22s %-26s cold %8v  %s%s\nexpertd peers on B:\n%s", r.c.name, r.c.natA, r.c.relay, r.cold.took.Round(time.Millisecond), r.carrier, r.cold.err, r.peersOut)
 	}
 	return results
 }
