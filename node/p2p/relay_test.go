@@ -136,3 +136,40 @@ func TestRelayServiceValidate(t *testing.T) {
 		}
 	}
 }
+
+// A peer cannot take more of a relay than its share: relayed connections
+// are bounded per peer and in all.
+func TestRelayServiceCircuitLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		total, per, ok int
+	}{
+		{"per peer", 8, 1, 1},
+		{"in all", 2, 4, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t)
+			o.RelayService = testRelayService(1<<20, time.Minute)
+			o.RelayService.MaxCircuits, o.RelayService.MaxCircuitsPerPeer = tc.total, tc.per
+			r := newTestHost(t, o)
+			b := behindNAT(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := client.Reserve(ctx, b, info(r)); err != nil {
+				t.Fatalf("reserve: %v", err)
+			}
+			circuit := r.Addrs()[0].Encapsulate(ma.StringCast("/p2p/" + r.ID().String() + "/p2p-circuit"))
+			connected := 0
+			for range tc.ok + 1 {
+				a := behindNAT(t)
+				if err := a.Connect(network.WithAllowLimitedConn(ctx, "test"), peer.AddrInfo{ID: b.ID(), Addrs: []ma.Multiaddr{circuit}}); err == nil {
+					connected++
+				}
+			}
+			if connected != tc.ok {
+				t.Fatalf("%d of %d sources connected to one destination through a relay allowing %d a peer, %d in all: want %d",
+					connected, tc.ok+1, tc.per, tc.total, tc.ok)
+			}
+		})
+	}
+}
