@@ -24,9 +24,16 @@ var _ api.Backend = (*Node)(nil)
 
 // Identity implements api.Backend.
 func (n *Node) Identity() api.Identity {
-	id := api.Identity{ID: n.host.ID().String()}
+	id := api.Identity{ID: n.host.ID().String(), Reachability: n.p2p.Reachability(), RelayService: n.p2p.RelayService()}
 	for _, a := range n.host.Addrs() {
 		id.Addrs = append(id.Addrs, a.String()+"/p2p/"+id.ID)
+	}
+	for _, r := range n.p2p.Reservations() {
+		rv := api.Reservation{Relay: r.Relay.String()}
+		for _, a := range r.Addrs {
+			rv.Addrs = append(rv.Addrs, a.String())
+		}
+		id.Reservations = append(id.Reservations, rv)
 	}
 	return id
 }
@@ -43,6 +50,13 @@ func (n *Node) Peers() []api.Peer {
 		}
 		if l := n.host.Peerstore().LatencyEWMA(p); l > 0 {
 			ap.LatencyMS = float64(l) / float64(time.Millisecond)
+		}
+		for _, c := range n.p2p.Conns(p) {
+			ac := api.Conn{Addr: c.Addr.String(), Kind: string(c.Kind), LimitBytes: c.LimitBytes, LimitSeconds: int64(c.LimitDuration / time.Second)}
+			if c.Relay != "" {
+				ac.Relay = c.Relay.String()
+			}
+			ap.Conns = append(ap.Conns, ac)
 		}
 		out = append(out, ap)
 	}

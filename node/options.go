@@ -49,6 +49,19 @@ func hostOptions(cfg *config.Config, key crypto.PrivKey, log *slog.Logger) (p2p.
 	if err != nil {
 		return p2p.Options{}, fmt.Errorf("p2p.relays: %w", err)
 	}
+	announce, err := p2p.ParseAnnounce(cfg.P2P.Announce, cfg.P2P.AppendAnnounce, cfg.P2P.NoAnnounce)
+	if err != nil {
+		return p2p.Options{}, fmt.Errorf("p2p: %w", err)
+	}
+	var relay *p2p.RelayService
+	if r := cfg.P2P.RelayService; r.Enabled {
+		relay = &p2p.RelayService{
+			MaxCircuitBytes: int64(r.MaxCircuitBytes), MaxCircuitDuration: r.MaxCircuitDuration,
+			MaxCircuits: r.MaxCircuits, MaxCircuitsPerPeer: r.MaxCircuitsPerPeer,
+			MaxReservations: r.MaxReservations, MaxReservationsPerIP: r.MaxReservationsPerIP,
+			ReservationTTL: r.ReservationTTL,
+		}
+	}
 	var psk []byte
 	if cfg.P2P.PSKFile != "" {
 		if psk, err = p2p.LoadPSK(cfg.P2P.PSKFile); err != nil {
@@ -70,6 +83,8 @@ func hostOptions(cfg *config.Config, key crypto.PrivKey, log *slog.Logger) (p2p.
 		ListenAddrs:       listen,
 		Bootstrap:         boot,
 		Relays:            relays,
+		Announce:          announce,
+		RelayService:      relay,
 		MDNS:              cfg.P2P.MDNS,
 		NATPortMap:        cfg.P2P.NATPortMap,
 		HolePunching:      cfg.P2P.HolePunching,

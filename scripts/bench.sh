@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the benchmarks of issue #7 and gather their reports in one README: the fetch-vs-RTT sweep
-# (sweep.md, fetch-vs-rtt.svg), the swarm and the memory benchmarks (swarm.md, memory.md). Each is
+# (sweep.md, fetch-vs-rtt.svg), the swarm and the memory benchmarks (swarm.md, memory.md), and the
+# NAT lab of issue #20 (natlab.md; it needs root, else it is skipped). Each is
 # a go test that writes its fragment to the directory given by -out. A package not in the tree is
 # skipped; one that fails is left out of the README and makes the script exit 1 after writing it.
 #
@@ -11,12 +12,13 @@ out=$(cd "${1:-docs/bench}" && pwd) # absolute: go test runs in each package's d
 cd "$(dirname "$0")/.."
 
 failed=()
-for run in sweep:TestSweep memory:TestMemory swarm:TestSwarm; do
-	pkg=${run%%:*} test=${run#*:}
+for run in bench/sweep:TestSweep bench/memory:TestMemory bench/swarm:TestSwarm natlab:TestNATLab; do
+	dir=deploy/${run%%:*} test=${run#*:}
+	pkg=${dir##*/}
 	rm -f "$out/$pkg.md" # no stale fragment in the README
-	if [[ ! -d deploy/bench/$pkg ]]; then
-		echo "bench.sh: no deploy/bench/$pkg, skipped" >&2
-	elif ! go test "./deploy/bench/$pkg" -run "^$test\$" -count=1 -timeout 30m -args -out "$out"; then
+	if [[ ! -d $dir ]]; then
+		echo "bench.sh: no $dir, skipped" >&2
+	elif ! go test "./$dir" -run "^$test\$" -count=1 -timeout 30m -args -out "$out"; then
 		failed+=("$pkg")
 		rm -f "$out/$pkg.md"
 	fi
@@ -28,7 +30,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -
 	echo
 	echo "Written by \`scripts/bench.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
 	echo "$(go version | sed 's/^go version //'); $(uname -sr), $(getconf _NPROCESSORS_ONLN) CPUs${cpu:+ ($cpu)}."
-	for f in sweep swarm memory; do
+	for f in sweep swarm memory natlab; do
 		[[ -f $out/$f.md ]] || continue
 		echo
 		cat "$out/$f.md"

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -234,12 +236,17 @@ func newLsCmd(v *viper.Viper) *cobra.Command {
 }
 
 func newPeersCmd(v *viper.Viper) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "peers",
-		Short: "List connected peers",
+		Short: "List connected peers and how each is reached (direct, relayed, hole-punched)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client(cmd, v)
+			if err != nil {
+				return err
+			}
+			id, err := c.Identity(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -247,12 +254,68 @@ func newPeersCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, p := range ps {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%.1f ms\t%v\n", p.ID, p.LatencyMS, p.Addrs)
+			if asJSON {
+				return printJSON(cmd, struct {
+					Node  api.Identity `json:"node"`
+					Peers []api.Peer   `json:"peers"`
+				}{id, ps})
 			}
+			printPeers(cmd.OutOrStdout(), id, ps)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: this node's identity and its peers")
+	return cmd
+}
+
+// printPeers prints this node's reachability and relay reservations, then
+// a table of its peers, each connection with its kind.
+func printPeers(w io.Writer, id api.Identity, ps []api.Peer) {
+	reach := id.Reachability
+	if reach == "" {
+		reach = "unknown"
+	}
+	fmt.Fprintf(w, "reachability: %s", reach)
+	if id.RelayService {
+		fmt.Fprint(w, "; relay service on")
+	}
+	fmt.Fprintln(w)
+	for _, r := range id.Reservations {
+		fmt.Fprintf(w, "relay reservation: %s %v\n", r.Relay, r.Addrs)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tLATENCY\tCONNECTION\tADDRESS")
+	for _, p := range ps {
+		latency := "-" // not measured yet
+		if p.LatencyMS > 0 {
+			latency = fmt.Sprintf("%.1f ms", p.LatencyMS)
+		}
+		if len(p.Conns) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t-\t%s\n", p.ID, latency, strings.Join(p.Addrs, " "))
+		}
+		for _, c := range p.Conns {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, latency, connKind(c), c.Addr)
+		}
+	}
+	tw.Flush()
+}
+
+// connKind is a connection's kind, with a relay's limits.
+func connKind(c api.Conn) string {
+	if c.Kind != "relayed" || c.LimitBytes == 0 && c.LimitSeconds == 0 {
+		return c.Kind
+	}
+	lim := []string{}
+	if c.LimitBytes > 0 && c.LimitBytes < 1<<62 {
+		lim = append(lim, human(int64(c.LimitBytes)))
+	}
+	if c.LimitSeconds > 0 && c.LimitSeconds < 1<<31 {
+		lim = append(lim, (time.Duration(c.LimitSeconds) * time.Second).String())
+	}
+	if len(lim) == 0 {
+		return c.Kind
+	}
+	return c.Kind + " (limit " + strings.Join(lim, ", ") + ")"
 }
 
 func newIDCmd(v *viper.Viper) *cobra.Command {

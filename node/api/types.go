@@ -73,6 +73,20 @@ type Counts struct {
 type Identity struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
+	// Reachability is what AutoNAT finds of this node: public, private
+	// (behind NAT or a firewall) or unknown.
+	Reachability string `json:"reachability,omitempty"`
+	// Reservations are the relays this node holds a slot on: peers reach
+	// it through them.
+	Reservations []Reservation `json:"reservations,omitempty"`
+	RelayService bool          `json:"relay_service,omitempty"` // this node is a relay (p2p.relay_service)
+}
+
+// Reservation is a slot held on a relay, and the addresses peers reach
+// this node at through it.
+type Reservation struct {
+	Relay string   `json:"relay"`
+	Addrs []string `json:"addrs,omitempty"`
 }
 
 // Peer is a connected peer.
@@ -80,6 +94,18 @@ type Peer struct {
 	ID        string   `json:"id"`
 	Addrs     []string `json:"addrs"`
 	LatencyMS float64  `json:"latency_ms,omitempty"`
+	Conns     []Conn   `json:"conns,omitempty"`
+}
+
+// Conn is one connection to a peer.
+type Conn struct {
+	Addr string `json:"addr"`
+	Kind string `json:"kind"` // direct, relayed or hole-punched
+	// Relay is a relayed connection's relay; LimitBytes and LimitSeconds
+	// what it carries each way and for how long (0: no limit).
+	Relay        string `json:"relay,omitempty"`
+	LimitBytes   uint64 `json:"limit_bytes,omitempty"`
+	LimitSeconds int64  `json:"limit_seconds,omitempty"`
 }
 
 // Filter selects experts.

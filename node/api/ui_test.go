@@ -16,8 +16,12 @@ import (
 func testStatus() Status {
 	started := time.Now().Add(-90 * time.Second)
 	return Status{
-		Node:  Identity{ID: "12D3KooWNodeUnderTest", Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWNodeUnderTest"}},
-		Peers: []Peer{{ID: "12D3KooWPeerAlpha", Addrs: []string{"/ip4/10.0.0.2/tcp/4001"}, LatencyMS: 12.5}},
+		Node: Identity{ID: "12D3KooWNodeUnderTest", Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWNodeUnderTest"},
+			Reachability: "private", Reservations: []Reservation{{Relay: "12D3KooWRelayGamma"}}},
+		Peers: []Peer{{ID: "12D3KooWPeerAlpha", Addrs: []string{"/ip4/10.0.0.2/tcp/4001"}, LatencyMS: 12.5, Conns: []Conn{
+			{Addr: "/ip4/10.0.0.2/tcp/4001", Kind: "direct"},
+			{Addr: "/ip4/192.0.0.130/tcp/4001/p2p/12D3KooWRelayGamma/p2p-circuit", Kind: "relayed", Relay: "12D3KooWRelayGamma", LimitBytes: 1 << 30, LimitSeconds: 600},
+			{Addr: "/ip4/192.0.0.132/udp/4001/quic-v1", Kind: "hole-punched"}}}},
 		Experts: []Expert{
 			{CID: "bafkreilocalexpert", Name: "math-lora <b>bold</b>", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B",
 				Size: 3 << 20, Local: true, Pinned: true},
@@ -111,7 +115,13 @@ func TestStatusPage(t *testing.T) {
 			}
 		}
 	}
-	checkRow("peers", "12D3KooWPeerAlpha", "12.5 ms", "/ip4/10.0.0.2/tcp/4001")
+	checkRow("peers", "12D3KooWPeerAlpha", "12.5 ms", "direct", "/ip4/10.0.0.2/tcp/4001",
+		"relayed (limit 1.0 GiB, 600 s)", "/p2p/12D3KooWRelayGamma/p2p-circuit", "hole-punched", "/ip4/192.0.0.132/udp/4001/quic-v1")
+	for _, want := range []string{`<dd id="node-reach">private</dd>`, "12D3KooWRelayGamma</code></li>"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
 	// Names are text, never markup.
 	checkRow("local", "bafkreilocalexpert", "math-lora &lt;b&gt;bold&lt;/b&gt;", "LORA", "3.0 MiB", "pinned")
 	checkRow("remote", "bafkreiremoteexpert", "code-ia3", "IA3", "Qwen/Qwen2.5-7B", "12D3KooWProviderBeta", "+5 more")

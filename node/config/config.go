@@ -47,18 +47,37 @@ func (l LogConfig) SlogLevel() slog.Level {
 
 // P2PConfig is p2p.*: the libp2p host and its discovery.
 type P2PConfig struct {
-	Listen       []string        `mapstructure:"listen"`    // multiaddrs
-	Bootstrap    []string        `mapstructure:"bootstrap"` // multiaddrs with /p2p/ID
-	MDNS         bool            `mapstructure:"mdns"`
-	NATPortMap   bool            `mapstructure:"nat_port_map"`
-	HolePunching bool            `mapstructure:"hole_punching"`
-	AutoNAT      bool            `mapstructure:"autonat"`
-	Relays       []string        `mapstructure:"relays"` // multiaddrs with /p2p/ID
-	PSKFile      string          `mapstructure:"psk_file"`
-	AllowPeers   []string        `mapstructure:"allow_peers"` // peer IDs
-	DHT          DHTConfig       `mapstructure:"dht"`
-	ConnMgr      ConnMgrConfig   `mapstructure:"conn_mgr"`
-	Resources    ResourcesConfig `mapstructure:"resources"`
+	Listen       []string `mapstructure:"listen"`    // multiaddrs
+	Bootstrap    []string `mapstructure:"bootstrap"` // multiaddrs with /p2p/ID
+	MDNS         bool     `mapstructure:"mdns"`
+	NATPortMap   bool     `mapstructure:"nat_port_map"`
+	HolePunching bool     `mapstructure:"hole_punching"`
+	AutoNAT      bool     `mapstructure:"autonat"`
+	Relays       []string `mapstructure:"relays"` // multiaddrs with /p2p/ID
+	// Announce, AppendAnnounce and NoAnnounce are kubo's Addresses.Announce,
+	// AppendAnnounce and NoAnnounce: multiaddrs (NoAnnounce also
+	// /ip4/<net>/ipcidr/<bits> ranges).
+	Announce       []string           `mapstructure:"announce"`
+	AppendAnnounce []string           `mapstructure:"append_announce"`
+	NoAnnounce     []string           `mapstructure:"no_announce"`
+	RelayService   RelayServiceConfig `mapstructure:"relay_service"`
+	PSKFile        string             `mapstructure:"psk_file"`
+	AllowPeers     []string           `mapstructure:"allow_peers"` // peer IDs
+	DHT            DHTConfig          `mapstructure:"dht"`
+	ConnMgr        ConnMgrConfig      `mapstructure:"conn_mgr"`
+	Resources      ResourcesConfig    `mapstructure:"resources"`
+}
+
+// RelayServiceConfig is p2p.relay_service.*: the circuit relay v2 service.
+type RelayServiceConfig struct {
+	Enabled              bool          `mapstructure:"enabled"`
+	MaxCircuitBytes      Size          `mapstructure:"max_circuit_bytes"`    // 0: no limit
+	MaxCircuitDuration   time.Duration `mapstructure:"max_circuit_duration"` // 0: no limit
+	MaxCircuits          int           `mapstructure:"max_circuits"`
+	MaxCircuitsPerPeer   int           `mapstructure:"max_circuits_per_peer"`
+	MaxReservations      int           `mapstructure:"max_reservations"`
+	MaxReservationsPerIP int           `mapstructure:"max_reservations_per_ip"`
+	ReservationTTL       time.Duration `mapstructure:"reservation_ttl"`
 }
 
 // DHTConfig is p2p.dht.*.

@@ -206,6 +206,32 @@ func TestEnvOverridesFile(t *testing.T) {
 	}
 }
 
+// The NAT keys: relay service limits sized for experts by default, and
+// set from the environment as the compose file does.
+func TestRelayServiceAndAnnounceKeys(t *testing.T) {
+	isolate(t)
+	c := mustLoad(t, viper.New(), "")
+	r := c.P2P.RelayService
+	if r.Enabled || r.MaxCircuitBytes != 1<<30 || r.MaxCircuitDuration != 10*time.Minute || r.MaxCircuits != 64 ||
+		r.MaxCircuitsPerPeer != 16 || r.MaxReservations != 128 || r.MaxReservationsPerIP != 8 || r.ReservationTTL != time.Hour {
+		t.Errorf("relay_service defaults %+v", r)
+	}
+	if len(c.P2P.Announce)+len(c.P2P.AppendAnnounce)+len(c.P2P.NoAnnounce) != 0 {
+		t.Errorf("announce defaults %q %q %q", c.P2P.Announce, c.P2P.AppendAnnounce, c.P2P.NoAnnounce)
+	}
+	t.Setenv("EXPERTD_P2P_RELAY_SERVICE_ENABLED", "true")
+	t.Setenv("EXPERTD_P2P_RELAY_SERVICE_MAX_CIRCUIT_BYTES", "0")
+	t.Setenv("EXPERTD_P2P_APPEND_ANNOUNCE", "/ip4/192.0.0.140/tcp/4001,/ip4/192.0.0.140/udp/4001/quic-v1")
+	t.Setenv("EXPERTD_P2P_NO_ANNOUNCE", "/ip4/10.0.0.0/ipcidr/8")
+	c = mustLoad(t, viper.New(), "")
+	if !c.P2P.RelayService.Enabled || c.P2P.RelayService.MaxCircuitBytes != 0 {
+		t.Errorf("relay_service %+v", c.P2P.RelayService)
+	}
+	if len(c.P2P.AppendAnnounce) != 2 || !slices.Equal(c.P2P.NoAnnounce, []string{"/ip4/10.0.0.0/ipcidr/8"}) {
+		t.Errorf("append_announce %q no_announce %q", c.P2P.AppendAnnounce, c.P2P.NoAnnounce)
+	}
+}
+
 func TestFlagOverridesEnv(t *testing.T) {
 	isolate(t)
 	file := writeFile(t, "api:\n  listen: 127.0.0.1:6000\nlog:\n  level: warn\n")
@@ -270,6 +296,14 @@ func TestValidationErrorsNameTheirKey(t *testing.T) {
 		{"p2p:\n  bootstrap: [/ip4/192.0.2.1/tcp/4001]\n", "p2p.bootstrap[0]", "must end in /p2p/"},
 		{"p2p:\n  relays: [nonsense]\n", "p2p.relays[0]", "invalid multiaddr"},
 		{"p2p:\n  allow_peers: [nobody]\n", "p2p.allow_peers[0]", "invalid peer ID"},
+		{"p2p:\n  announce: [/ip4/192.0.0.140/tcp]\n", "p2p.announce[0]", "invalid multiaddr"},
+		{"p2p:\n  append_announce: [/ip4/192.0.0.140/tcp/4001/p2p/12D3KooWGRUVh7V3ghYYZRfEgQPGc6ZUBHVohDXbhwuqa1FtZ9sb]\n", "p2p.append_announce[0]", "name no peer"},
+		{"p2p:\n  no_announce: [/ip4/10.0.0.0/ipcidr/33]\n", "p2p.no_announce", "more than the address has"},
+		{"p2p:\n  relay_service:\n    max_circuit_bytes: -1\n", "p2p.relay_service.max_circuit_bytes", "negative"},
+		{"p2p:\n  relay_service:\n    max_circuit_duration: 10ms\n", "p2p.relay_service.max_circuit_duration", "at least 1s"},
+		{"p2p:\n  relay_service:\n    max_circuits: 0\n", "p2p.relay_service.max_circuits", "at least 1"},
+		{"p2p:\n  relay_service:\n    max_reservations_per_ip: 0\n", "p2p.relay_service.max_reservations_per_ip", "at least 1"},
+		{"p2p:\n  relay_service:\n    reservation_ttl: 1m\n", "p2p.relay_service.reservation_ttl", "at least 5m"},
 		{"p2p:\n  psk_file: /nonexistent/swarm.key\n", "p2p.psk_file", "no such file"},
 		{"p2p:\n  dht:\n    mode: peer\n", "p2p.dht.mode", "must be one of auto, server, client"},
 		{"p2p:\n  conn_mgr:\n    low: 50\n    high: 40\n", "p2p.conn_mgr.low", "above p2p.conn_mgr.high"},

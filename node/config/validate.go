@@ -18,6 +18,7 @@ import (
 	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/handoff"
+	"github.com/expertd/expertd/node/p2p"
 )
 
 // Allowed values of the enumerated keys.
@@ -76,6 +77,8 @@ func (p *P2PConfig) validate() []error {
 	}
 	errs = append(errs, peerAddrs("p2p.bootstrap", p.Bootstrap)...)
 	errs = append(errs, peerAddrs("p2p.relays", p.Relays)...)
+	errs = append(errs, p.validateAnnounce()...)
+	errs = append(errs, p.RelayService.validate()...)
 	for i, s := range p.AllowPeers {
 		if _, err := peer.Decode(s); err != nil {
 			errs = append(errs, keyErr(fmt.Sprintf("p2p.allow_peers[%d]", i), "invalid peer ID %q: %w", s, err))
@@ -123,6 +126,57 @@ func (p *P2PConfig) validate() []error {
 		if f.n < 1 {
 			errs = append(errs, keyErr(f.key, "must be at least 1, got %d", f.n))
 		}
+	}
+	return errs
+}
+
+// validateAnnounce checks p2p.announce, append_announce and no_announce.
+func (p *P2PConfig) validateAnnounce() []error {
+	var errs []error
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"p2p.announce", p.Announce}, {"p2p.append_announce", p.AppendAnnounce}, {"p2p.no_announce", p.NoAnnounce}} {
+		for i, s := range l.list {
+			a, err := ma.NewMultiaddr(s)
+			if err != nil {
+				errs = append(errs, keyErr(fmt.Sprintf("%s[%d]", l.key, i), "invalid multiaddr %q: %w", s, err))
+			} else if _, err := a.ValueForProtocol(ma.P_P2P); err == nil {
+				errs = append(errs, keyErr(fmt.Sprintf("%s[%d]", l.key, i), "%q: name no peer (/p2p/...): the node's own ID is added", s))
+			}
+		}
+	}
+	if len(errs) == 0 {
+		if _, err := p2p.ParseAnnounce(p.Announce, p.AppendAnnounce, p.NoAnnounce); err != nil {
+			errs = append(errs, keyErr("p2p.no_announce", "%w", err))
+		}
+	}
+	return errs
+}
+
+func (r *RelayServiceConfig) validate() []error {
+	var errs []error
+	if r.MaxCircuitBytes < 0 {
+		errs = append(errs, keyErr("p2p.relay_service.max_circuit_bytes", "must not be negative"))
+	}
+	if d := r.MaxCircuitDuration; d < 0 || d > 0 && d < time.Second {
+		errs = append(errs, keyErr("p2p.relay_service.max_circuit_duration", "%v: want 0s (no limit) or at least 1s", d))
+	}
+	for _, f := range []struct {
+		key string
+		n   int
+	}{
+		{"p2p.relay_service.max_circuits", r.MaxCircuits},
+		{"p2p.relay_service.max_circuits_per_peer", r.MaxCircuitsPerPeer},
+		{"p2p.relay_service.max_reservations", r.MaxReservations},
+		{"p2p.relay_service.max_reservations_per_ip", r.MaxReservationsPerIP},
+	} {
+		if f.n < 1 {
+			errs = append(errs, keyErr(f.key, "must be at least 1, got %d", f.n))
+		}
+	}
+	if r.ReservationTTL < p2p.MinReservationTTL {
+		errs = append(errs, keyErr("p2p.relay_service.reservation_ttl", "%v: want at least %v (peers renew from two minutes before it ends)", r.ReservationTTL, p2p.MinReservationTTL))
 	}
 	return errs
 }

@@ -31,8 +31,13 @@ type Options struct {
 	// Stall ends a fetch that has had no new leaf (nor an offer of one)
 	// for this long: its providers stayed busy or slow, or its partial
 	// holders never got what it lacks (default 30s).
-	Stall  time.Duration
-	Logger *slog.Logger
+	Stall time.Duration
+	// DirectWait is how long a request to a provider reached only through
+	// a relay waits for a direct connection (a hole punch) before it runs
+	// on the relayed one, counted from when that opened (default
+	// DefaultDirectWait).
+	DirectWait time.Duration
+	Logger     *slog.Logger
 	// Received, if set, is called for every verified block stored.
 	Received func(p peer.ID, bytes int)
 	// Rejected, if set, is called when a peer's block or header fails
@@ -61,6 +66,9 @@ func (o *Options) defaults() {
 	}
 	if o.Stall == 0 {
 		o.Stall = 30 * time.Second
+	}
+	if o.DirectWait == 0 {
+		o.DirectWait = DefaultDirectWait
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -181,6 +189,7 @@ type worker struct {
 	limit  int      // stop after want[:limit]; lowered when work is stolen
 	cut    bool     // cancelled by us after reaching limit
 	cancel context.CancelFunc
+	path   *relayPath // set by the request's goroutine when it runs through a relay
 
 	started time.Time // request sent
 	header  time.Time // header received
@@ -374,8 +383,9 @@ func (r *run) handle(ctx context.Context, ev event) error {
 				}
 			}
 		}
+		moved := errors.Is(ev.err, errMoved) // a direct connection replaced a relayed one
 		switch {
-		case ev.err == nil || w.cut:
+		case ev.err == nil || w.cut || moved:
 			r.idle[w.peer] = true
 			delete(r.backoff, w.peer)
 			if d := time.Since(w.header); w.got > 0 && !w.header.IsZero() && d > 0 {
@@ -403,7 +413,7 @@ func (r *run) handle(ctx context.Context, ev event) error {
 			r.lastErr = ev.err
 			r.f.opts.Logger.Info("fetch: provider failed", "peer", w.peer, "cid", r.root, "err", ev.err)
 		}
-		if ev.err != nil && !w.cut && ctx.Err() == nil && !errors.Is(ev.err, ErrBusy) && r.f.opts.Failed != nil {
+		if ev.err != nil && !w.cut && !moved && ctx.Err() == nil && !errors.Is(ev.err, ErrBusy) && r.f.opts.Failed != nil {
 			r.f.opts.Failed(r.root, w.peer, ev.err)
 		}
 		r.schedule(ctx)
@@ -450,14 +460,26 @@ func toRanges(idx []uint64) []*pb.LeafRange {
 
 // stream runs one request against one provider: it verifies the header
 // (unless the layout is known), then every leaf, storing each.
-func (f *Fetcher) stream(ctx context.Context, w *worker, root cid.Cid, known *unixfs.Layout, events chan<- event) error {
-	s, err := openStream(ctx, f.host, w.peer)
+func (f *Fetcher) stream(ctx context.Context, w *worker, root cid.Cid, known *unixfs.Layout, events chan<- event) (err error) {
+	s, err := openStream(ctx, f.host, w.peer, f.opts.DirectWait)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
+	if w.path = pathOf(s.Conn()); w.path != nil { // NAT traversal: see relay.go
+		f.opts.Logger.Info("fetch: through a relay", "peer", w.peer, "relay", w.path.relay,
+			"limit_bytes", w.path.limitBytes, "limit_duration", w.path.limitDuration)
+		moved := moveWhenDirect(f.host, w.peer, s)
+		defer func() {
+			if moved() {
+				err = errMoved
+			} else if err != nil {
+				err = w.path.ended(err)
+			}
+		}()
+	}
 	var buf []byte
 	if _, err := pb.WriteFrame(s, w.req, buf); err != nil {
 		_ = s.Reset()
@@ -520,6 +542,9 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	}
 	have, err := decodeHave(hdr.GetHave(), uint64(len(layout.Leaves)))
 	if err != nil {
+		return err
+	}
+	if err := w.path.check(layout, want); err != nil {
 		return err
 	}
 	if len(want) == 0 && holdsAsked(asked, have) {

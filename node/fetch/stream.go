@@ -22,18 +22,26 @@ const negotiationTimeout = 10 * time.Second
 // address of p is known: it looks p up), opens a stream and selects ProtocolID lazily, the
 // proposal travelling with the request; a provider without the protocol
 // fails the first read.
-func openStream(ctx context.Context, h host.Host, p peer.ID) (network.Stream, error) {
+//
+// A provider reached only through a relay (NAT traversal, see relay.go):
+// the stream waits up to directWait for a direct connection (a hole
+// punch), then takes the relayed one, limited or not.
+func openStream(ctx context.Context, h host.Host, p peer.ID, directWait time.Duration) (network.Stream, error) {
 	err := network.ErrNoConn
-	if h.Network().Connectedness(p) == network.Connected || len(h.Peerstore().Addrs(p)) > 0 {
+	if h.Network().Connectedness(p) != network.NotConnected || len(h.Peerstore().Addrs(p)) > 0 {
 		_, err = h.Network().DialPeer(ctx, p)
 	}
 	if err != nil && ctx.Err() == nil { // no address known, or stale ones: the host looks p up
-		err = h.Connect(ctx, peer.AddrInfo{ID: p})
+		err = h.Connect(network.WithAllowLimitedConn(ctx, "fetch"), peer.AddrInfo{ID: p})
 	}
 	if err != nil {
+		if ctx.Err() == nil {
+			err = unreachable(h, p, err)
+		}
 		return nil, err
 	}
-	s, err := h.Network().NewStream(network.WithNoDial(ctx, "connected"), p)
+	waitDirect(ctx, h, p, directWait)
+	s, err := h.Network().NewStream(network.WithAllowLimitedConn(network.WithNoDial(ctx, "connected"), "fetch"), p)
 	if err != nil {
 		return nil, err
 	}

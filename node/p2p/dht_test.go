@@ -9,6 +9,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -77,5 +78,35 @@ func TestProvideFindChain(t *testing.T) {
 	// A host that provides does not find itself.
 	if _, err := first.FindProviders(ctx, testCID(t, "nobody has this"), 0); !errors.Is(err, ErrNoProviders) {
 		t.Fatalf("err = %v, want ErrNoProviders", err)
+	}
+}
+
+// The DHT dials the bootstrap peers as it starts: that must be after the
+// host listens, or the QUIC connection leaves from a random port instead
+// of the listening one, and what peers observe of it (the NAT's mapping)
+// is no use for hole punching.
+func TestBootstrapDialsFromTheListenPort(t *testing.T) {
+	o := testOptions(t)
+	o.ListenAddrs = []ma.Multiaddr{loopQUIC}
+	boot := newTestHost(t, o)
+	for i := range 5 {
+		o := testOptions(t)
+		o.ListenAddrs = []ma.Multiaddr{loopQUIC}
+		o.Bootstrap = []peer.AddrInfo{info(boot)}
+		h := newTestHost(t, o)
+		eventually(t, 10*time.Second, "the DHT to dial the bootstrap peer", func() bool {
+			return len(h.Network().ConnsToPeer(boot.ID())) > 0
+		})
+		var listen string
+		for _, a := range h.Network().ListenAddresses() {
+			if port, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+				listen = port
+			}
+		}
+		for _, c := range h.Network().ConnsToPeer(boot.ID()) {
+			if port, _ := c.LocalMultiaddr().ValueForProtocol(ma.P_UDP); port != listen {
+				t.Fatalf("host %d: connection to the bootstrap peer from %s, not the listening port %s", i, c.LocalMultiaddr(), listen)
+			}
+		}
 	}
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	libp2pwebrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
@@ -29,8 +31,10 @@ type Host struct {
 
 	opts  Options
 	log   *slog.Logger
-	mdns  mdns.Service // nil when off
-	found *mdnsNotifee // nil when off
+	mdns  mdns.Service   // nil when off
+	found *mdnsNotifee   // nil when off
+	relay *relayv2.Relay // nil when off
+	net   *netState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -57,17 +61,12 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
 
-	var kad *dht.IpfsDHT
+	net := newNetState(o.Logger)
 	opts := []libp2p.Option{
 		libp2p.Identity(o.Identity),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		Muxer(),
-		libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
-			var err error
-			kad, err = dht.New(h, dhtOptions(&o)...)
-			return kad, err
-		}),
 	}
 	if o.PSK != nil {
 		// QUIC, WebTransport and WebRTC cannot carry a PSK: TCP alone, and
@@ -100,7 +99,9 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		opts = append(opts, libp2p.NATPortMap())
 	}
 	if o.HolePunching {
-		opts = append(opts, libp2p.EnableHolePunching())
+		// The tracer tells hole-punched connections from dialed ones (and
+		// replaces go-libp2p's Prometheus one, which nothing here serves).
+		opts = append(opts, libp2p.EnableHolePunching(holepunch.WithMetricsAndEventTracer(net, net)))
 	}
 	if o.AutoNAT {
 		// v2 checks our own addresses one by one; the v1 service answers
@@ -111,20 +112,50 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 	if len(o.Relays) > 0 {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(o.Relays))
 	}
+	if !o.Announce.empty() {
+		f, err := o.Announce.factory()
+		if err != nil {
+			cm.Close()
+			rm.Close()
+			return nil, fmt.Errorf("p2p: %w", err)
+		}
+		opts = append(opts, libp2p.AddrsFactory(f))
+	}
 	opts = append(opts, o.Extra...)
 
-	h, err := libp2p.New(opts...)
+	bh, err := libp2p.New(opts...)
 	if err != nil {
 		// libp2p.New does not always close what it was given (not when a
 		// listener fails, say); closing these twice is harmless.
-		if kad != nil {
-			kad.Close()
-		}
 		cm.Close()
 		rm.Close()
 		return nil, fmt.Errorf("p2p: host: %w", err)
 	}
-	n := &Host{Host: h, DHT: kad, opts: o, log: o.Logger}
+	// The DHT starts after the host listens (not as libp2p.Routing, which
+	// builds it before): it dials the bootstrap peers at once, and a dial
+	// made before the QUIC listener exists leaves from a random port,
+	// whose observed address is of no use for hole punching, on a
+	// connection that then lasts.
+	kad, err := dht.New(bh, dhtOptions(&o)...)
+	if err != nil {
+		bh.Close()
+		return nil, fmt.Errorf("p2p: dht: %w", err)
+	}
+	h := routedhost.Wrap(bh, kad) // dialing a peer with no known address asks the DHT
+	n := &Host{Host: h, DHT: kad, opts: o, log: o.Logger, net: net}
+	if err := net.start(h); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
+	if o.RelayService != nil {
+		if n.relay, err = startRelay(h, o.RelayService, o.AllowPrivateAddrs); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("p2p: %w", err)
+		}
+		n.log.Info("relay service on", "max_circuit_bytes", o.RelayService.MaxCircuitBytes,
+			"max_circuit_duration", o.RelayService.MaxCircuitDuration, "max_circuits", o.RelayService.MaxCircuits,
+			"max_reservations", o.RelayService.MaxReservations)
+	}
 	if o.MDNS {
 		n.found = newMDNSNotifee(h, o.Logger)
 		n.mdns = mdns.NewMdnsService(h, MDNSServiceName, n.found)
@@ -149,10 +180,14 @@ func (n *Host) Close() error {
 		if n.found != nil {
 			n.found.close()
 		}
+		if n.relay != nil {
+			errs = append(errs, n.relay.Close())
+		}
 		if n.DHT != nil {
 			errs = append(errs, n.DHT.Close())
 		}
 		errs = append(errs, n.Host.Close())
+		n.net.close()
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr

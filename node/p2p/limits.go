@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 )
 
 // limits returns the resource manager's limits: go-libp2p's defaults
@@ -31,6 +32,9 @@ func limits(o *Options) rcmgr.ConcreteLimitConfig {
 	partial := rcmgr.PartialLimitConfig{
 		System:    sys,
 		Transient: capped(def.Transient, sys), // connections not yet attached to a peer
+	}
+	if o.RelayService != nil {
+		partial.Service = map[string]rcmgr.ResourceLimits{relayv2.ServiceName: o.RelayService.serviceLimits()}
 	}
 	return partial.Build(scaled)
 }

@@ -40,6 +40,8 @@ type Options struct {
 	ListenAddrs  []ma.Multiaddr  // empty: dial out only
 	Bootstrap    []peer.AddrInfo // connected to by Bootstrap; they also seed the DHT
 	Relays       []peer.AddrInfo // static relays for AutoRelay; empty: AutoRelay off
+	Announce     Announce        // addresses advertised instead of, beside or not among those observed
+	RelayService *RelayService   // serve as a circuit relay v2; nil: off
 	MDNS         bool            // discover and connect to peers on the LAN
 	NATPortMap   bool            // UPnP / NAT-PMP port mapping
 	HolePunching bool            // DCUtR hole punching
@@ -139,6 +141,14 @@ func (o *Options) validate() error {
 	case o.MaxMemory < 1<<20 || o.MaxFDs < 1 || o.MaxConns < 1 || o.MaxStreams < 1:
 		return fmt.Errorf("resource limits: memory %d, fds %d, conns %d, streams %d: want memory >= 1 MiB and the rest >= 1",
 			o.MaxMemory, o.MaxFDs, o.MaxConns, o.MaxStreams)
+	}
+	if o.RelayService != nil {
+		if err := o.RelayService.validate(); err != nil {
+			return err
+		}
+	}
+	if _, err := o.Announce.factory(); err != nil {
+		return err
 	}
 	return nil
 }

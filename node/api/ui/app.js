@@ -80,16 +80,32 @@
       el("td", null, last));
   }
 
+  // conn is one connection to a peer: its kind (direct, relayed with the
+  // relay's limits, hole-punched) and the peer's address.
+  function conn(c) {
+    let kind = c.kind;
+    const lim = [];
+    if (c.limit_bytes > 0 && c.limit_bytes < 2 ** 62) lim.push(bytes(c.limit_bytes));
+    if (c.limit_seconds > 0 && c.limit_seconds < 2 ** 31) lim.push(c.limit_seconds + " s");
+    if (lim.length > 0) kind += " (limit " + lim.join(", ") + ")";
+    return el("li", null, el("span", { class: "kind kind-" + c.kind }, kind), " ", code(c.addr));
+  }
+
   function render(st) {
     $("node-id").textContent = st.node.id;
     $("node-addrs").replaceChildren(...st.node.addrs.map((a) => el("li", null, code(a))));
+    $("node-reach").textContent = (st.node.reachability || "unknown") + (st.node.relay_service ? " · relay service on" : "");
+    const rsv = st.node.reservations || [];
+    $("node-relays").replaceChildren(...(rsv.length === 0 ? [el("li", { class: "muted" }, "none")]
+      : rsv.map((r) => el("li", null, code(r.relay), (r.addrs || []).length > 0 ? list(r.addrs) : null))));
 
     const n = st.counts;
     $("peers-count").textContent = count(st.peers.length, n.peers);
     fill("peers", st.peers.map((p) => el("tr", { "data-peer": p.id },
       el("td", null, code(p.id)),
       el("td", { class: "num" }, latency(p.latency_ms)),
-      el("td", null, list(p.addrs || [])))), 3, "No peers connected.");
+      el("td", null, p.conns && p.conns.length > 0 ? el("ul", { class: "plain" }, ...p.conns.map(conn)) : list(p.addrs || [])))),
+      3, "No peers connected.");
 
     const local = st.experts.filter((e) => e.local);
     const remote = st.experts.filter((e) => !e.local);
