@@ -219,6 +219,9 @@ func (h *Header) validate(maxElems int64) error {
 	if h.Scope != ScopeGlobal && h.Scope != ScopeTensor {
 		return bad("scope %q", h.Scope)
 	}
+	if err := h.validateStrings(); err != nil {
+		return err
+	}
 	if len(h.Tensors) > MaxTensors {
 		return fmt.Errorf("%w: %d tensors (max %d)", ErrLimit, len(h.Tensors), MaxTensors)
 	}
@@ -227,6 +230,9 @@ func (h *Header) validate(maxElems int64) error {
 		t := &h.Tensors[i]
 		if t.Name == "" || (i > 0 && h.Tensors[i-1].Name >= t.Name) {
 			return bad("tensor %d: name %q empty or out of order", i, t.Name)
+		}
+		if !displayable(t.Name) {
+			return bad("tensor %d: name %q holds control or format characters", i, t.Name)
 		}
 		if dtypeSize(t.DType) == 0 {
 			return bad("tensor %q: dtype %q", t.Name, t.DType)

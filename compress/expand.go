@@ -96,8 +96,8 @@ func Expand(r io.Reader, outDir string, o ExpandOptions) (*Header, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h.ConfigName != "" {
-		if err := writeFileAtomic(filepath.Join(outDir, filepath.Base(h.ConfigName)), []byte(h.Config)); err != nil {
+	if h.ConfigName != "" { // validated: exactly ConfigFileFor(h.PeftType)
+		if err := writeFileAtomic(filepath.Join(outDir, ConfigFileFor(h.PeftType)), []byte(h.Config)); err != nil {
 			return nil, err
 		}
 	}

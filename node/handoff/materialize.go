@@ -117,7 +117,7 @@ func (h *Handoff) write(ctx context.Context, cid, name string, open func() (io.R
 	if err != nil {
 		return tmp, "", fmt.Errorf("handoff: decoding expert %s: %w", cid, err)
 	}
-	if hdr.PeftType == compress.PeftTypeFull || filepath.Base(hdr.ConfigName) != compress.AdapterConfigFile {
+	if hdr.PeftType == compress.PeftTypeFull || hdr.ConfigName != compress.AdapterConfigFile {
 		return tmp, "", fmt.Errorf("%w: expert %s is %s with config %q", ErrNotAdapter, cid, hdr.PeftType, hdr.ConfigName)
 	}
 	if h.servedModel != "" {
