@@ -42,6 +42,28 @@ func decodeAll(data []byte, opts ...ReaderOption) error {
 	}
 }
 
+// decodeChunked reads every tensor of a container in chunks of chunk
+// elements.
+func decodeChunked(data []byte, chunk int, opts ...ReaderOption) error {
+	r, err := NewReader(bytes.NewReader(data), opts...)
+	if err != nil {
+		return err
+	}
+	dst := make([]float32, chunk)
+	for {
+		if _, err := r.Next(); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		for r.Remaining() > 0 {
+			if err := r.ReadValues(dst[:min(int64(chunk), r.Remaining())]); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 func TestTruncatedContainer(t *testing.T) {
 	data := fixtureContainer(t, "c-ia3")
 	for n := 0; n < len(data); n++ {

@@ -107,6 +107,10 @@ func Expand(r io.Reader, outDir string, o ExpandOptions) (*Header, error) {
 	return h, nil
 }
 
+// ChunkElements is how many elements Expand decodes, converts and writes
+// at a time (4 MiB of float32): its memory does not grow with the tensors.
+const ChunkElements = 1 << 20
+
 func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorInfo, base *safetensors.Dir, total int64, progress func(int64, int64)) error {
 	bw := newBufWriter(f)
 	sw, err := safetensors.NewWriter(bw, h.Metadata, infos)
@@ -114,7 +118,7 @@ func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorI
 		return err
 	}
 	fp := newFingerprint()
-	var vals []float32
+	vals := make([]float32, min(ChunkElements, max(total, 1)))
 	var done int64
 	for {
 		t, err := cr.Next()
@@ -125,26 +129,36 @@ func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorI
 			return err
 		}
 		if base != nil {
-			if vals, err = base.ReadFloat32(t.Name, vals); err != nil {
-				return fmt.Errorf("base: %w", err)
+			if err := checkBaseTensor(base, t); err != nil {
+				return err
 			}
-			if int64(len(vals)) != t.Elements() {
-				return fmt.Errorf("%w: tensor %q has %d elements in the base, %d in the container", ErrBase, t.Name, len(vals), t.Elements())
+			fp.begin(t.Name)
+		}
+		for rem := t.Elements(); rem > 0; {
+			chunk := vals[:min(rem, int64(len(vals)))]
+			if base != nil {
+				if err := base.ReadFloat32At(t.Name, t.Elements()-rem, chunk); err != nil {
+					return fmt.Errorf("base: %w", err)
+				}
+				fp.write(chunk)
+				err = cr.AddValues(chunk)
+			} else {
+				err = cr.ReadValues(chunk)
 			}
-			fp.add(t.Name, vals)
-			err = cr.AddTo(vals)
-		} else {
-			vals, err = cr.Values(vals)
+			if err != nil {
+				return err
+			}
+			if err := sw.WriteFloat32(chunk); err != nil {
+				return err
+			}
+			rem -= int64(len(chunk))
+			done += int64(len(chunk))
+			if progress != nil {
+				progress(done, total)
+			}
 		}
-		if err != nil {
-			return err
-		}
-		if err := sw.WriteFloat32(vals); err != nil {
-			return err
-		}
-		done += t.Elements()
-		if progress != nil {
-			progress(done, total)
+		if base != nil {
+			fp.end()
 		}
 	}
 	if base != nil && fp.sum() != h.Base {
@@ -157,6 +171,19 @@ func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorI
 		return err
 	}
 	return f.Sync()
+}
+
+// checkBaseTensor checks that the base model has t, as floats, with as
+// many elements.
+func checkBaseTensor(base *safetensors.Dir, t *TensorHeader) error {
+	bi, ok := base.Lookup(t.Name)
+	if !ok {
+		return fmt.Errorf("%w: tensor %q is not in the base model", ErrBase, t.Name)
+	}
+	if !bi.DType.IsFloat() || bi.NumElements() != t.Elements() {
+		return fmt.Errorf("%w: tensor %q is %s of %d elements in the base, %d in the container", ErrBase, t.Name, bi.DType, bi.NumElements(), t.Elements())
+	}
+	return nil
 }
 
 // WriteFileAtomic creates path with what write writes, through a synced
