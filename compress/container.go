@@ -171,8 +171,8 @@ func (h *Header) validate(maxElems int64) error {
 		if !finite(t.Scale) || !finite(float64(t.Offset)) {
 			return bad("tensor %q: scale %v offset %v", t.Name, t.Scale, t.Offset)
 		}
-		if t.Bytes < 0 || t.Bytes > maxPayload(n, t.code(nil)) {
-			return bad("tensor %q: payload of %d bytes", t.Name, t.Bytes)
+		if err := checkCode(n, t.code(nil), t.Bytes); err != nil {
+			return fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 	}
 	return nil

@@ -51,6 +51,7 @@ func benchExpand(b *testing.B, ts []Tensor, base string, o ExpandOptions) {
 		b.Fatal(err)
 	}
 	out := b.TempDir()
+	o.Overwrite = true // the same directory every time
 	b.SetBytes(denseBytes(ts))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -342,6 +342,43 @@ func (k *kept) put(dst []float32, i int64, sign uint64) {
 	}
 }
 
+// checkCode checks a tensor's code against what encodeTensor writes:
+// sparse mode exactly when at most half the elements are kept, and a
+// payload between the shortest and the longest the counts allow (each
+// Golomb code takes at least max(b, 1) bits, b = ceil(log2 m); a kept
+// element also takes its sign bit).
+//
+// The kept count is not checked against the density, because no count is
+// inconsistent with it. For a selection scope of N elements (the whole
+// container in scope global, each tensor in scope tensor) and
+// k = floor(N*d), the encoder keeps the nonzero elements with
+// |x| >= t, t the (N-k)-th smallest |x| (select.go): k+1 of them when
+// t > 0, up to N with ties at t; and when t = 0 (at least N-k zeros) only
+// the nonzero ones, 0 to k. Every count from 0 to N is what some input
+// gives; an IA3 offset changes nothing (it is added to every element). So
+// an all-zero tensor of any size has kept 0 and an empty payload: the
+// output limits of Expand, not the codes, bound what a container expands
+// to.
+func checkCode(n int64, tc tensorCode, bytes int64) error {
+	if (tc.Mode == modeDense) != (tc.Kept*2 > n) {
+		return fmt.Errorf("%w: %s mode with %d of %d elements kept (the encoder codes the smaller side)", ErrCorrupt, tc.Mode, tc.Kept, n)
+	}
+	if lo, hi := minPayload(n, tc), maxPayload(n, tc); bytes < lo || bytes > hi {
+		return fmt.Errorf("%w: payload of %d bytes for %d of %d elements kept (%d to %d possible)", ErrCorrupt, bytes, tc.Kept, n, lo, hi)
+	}
+	return nil
+}
+
+// minPayload is the shortest payload the counts of tc allow.
+func minPayload(n int64, tc tensorCode) int64 {
+	code := max(int64(newGolomb(tc.M).b), 1)
+	bits := tc.Kept * (code + 1) // sparse: a code and a sign per kept element
+	if tc.Mode == modeDense {
+		bits = (n-tc.Kept)*code + tc.Kept // a code per dropped element, a sign per kept one
+	}
+	return (bits + 7) / 8
+}
+
 // maxPayload bounds the payload size a valid encoder can produce for a
 // tensor of n elements with the given code, so a decoder can refuse to
 // allocate more.

@@ -30,42 +30,17 @@ type Writer struct {
 // order, and writes the header to w. Only Name, DType and Shape of each
 // TensorInfo are used. Metadata, if non-nil, is written as "__metadata__".
 func NewWriter(w io.Writer, metadata map[string]string, tensors []TensorInfo) (*Writer, error) {
-	ts := make([]TensorInfo, len(tensors))
-	seen := make(map[string]struct{}, len(tensors))
-	var off int64
-	for i, t := range tensors {
-		what := "tensor " + quote(t.Name)
-		switch {
-		case t.Name == metadataKey:
-			return nil, fmt.Errorf("%w: %s is reserved", ErrBadHeader, what)
-		case !utf8.ValidString(t.Name):
-			return nil, fmt.Errorf("%w: %s: name is not valid UTF-8", ErrBadHeader, what)
-		}
-		if _, dup := seen[t.Name]; dup {
-			return nil, fmt.Errorf("%w: %s appears twice", ErrDuplicate, what)
-		}
-		seen[t.Name] = struct{}{}
-		size, err := byteSize(what, t.DType, t.Shape)
-		if err != nil {
-			return nil, err
-		}
-		if off > math.MaxInt64-size {
-			return nil, fmt.Errorf("%w: %s: total data size overflows int64", ErrShape, what)
-		}
-		ts[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape), Offset: off, Size: size}
-		off += size
+	ts, _, err := layout(metadata, tensors)
+	if err != nil {
+		return nil, err
 	}
-	for k, v := range metadata {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("%w: metadata %s: not valid UTF-8", ErrBadHeader, quote(k))
-		}
+	var hdr bytes.Buffer
+	encodeHeader(&hdr, metadata, ts)
+	if hdr.Len() > MaxHeaderSize {
+		return nil, fmt.Errorf("%w: header of %d bytes exceeds the limit of %d", ErrHeaderTooLarge, hdr.Len(), MaxHeaderSize)
 	}
-	hdr := encodeHeader(metadata, ts)
-	if len(hdr) > MaxHeaderSize {
-		return nil, fmt.Errorf("%w: header of %d bytes exceeds the limit of %d", ErrHeaderTooLarge, len(hdr), MaxHeaderSize)
-	}
-	prefix := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(hdr)), uint64(len(hdr)))
-	if _, err := w.Write(append(prefix, hdr...)); err != nil {
+	prefix := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+hdr.Len()), uint64(hdr.Len()))
+	if _, err := w.Write(append(prefix, hdr.Bytes()...)); err != nil {
 		return nil, fmt.Errorf("safetensors: write header: %w", err)
 	}
 	wr := &Writer{w: w, tensors: ts}
@@ -76,34 +51,105 @@ func NewWriter(w io.Writer, metadata map[string]string, tensors []TensorInfo) (*
 	return wr, nil
 }
 
+// FileSize returns the size of the file a Writer writes for these tensors
+// and metadata, checking them as NewWriter does, without building its
+// header in memory.
+func FileSize(metadata map[string]string, tensors []TensorInfo) (int64, error) {
+	ts, data, err := layout(metadata, tensors)
+	if err != nil {
+		return 0, err
+	}
+	var c countingWriter
+	encodeHeader(&c, metadata, ts)
+	if c.n > MaxHeaderSize {
+		return 0, fmt.Errorf("%w: header of %d bytes exceeds the limit of %d", ErrHeaderTooLarge, c.n, MaxHeaderSize)
+	}
+	if data > math.MaxInt64-8-int64(c.n) {
+		return 0, fmt.Errorf("%w: file size overflows int64", ErrShape)
+	}
+	return 8 + int64(c.n) + data, nil
+}
+
+// layout validates the tensors and metadata and returns the tensors laid
+// out contiguously (Offset relative to the data buffer) and the data size.
+func layout(metadata map[string]string, tensors []TensorInfo) ([]TensorInfo, int64, error) {
+	ts := make([]TensorInfo, len(tensors))
+	seen := make(map[string]struct{}, len(tensors))
+	var off int64
+	for i, t := range tensors {
+		what := "tensor " + quote(t.Name)
+		switch {
+		case t.Name == metadataKey:
+			return nil, 0, fmt.Errorf("%w: %s is reserved", ErrBadHeader, what)
+		case !utf8.ValidString(t.Name):
+			return nil, 0, fmt.Errorf("%w: %s: name is not valid UTF-8", ErrBadHeader, what)
+		}
+		if _, dup := seen[t.Name]; dup {
+			return nil, 0, fmt.Errorf("%w: %s appears twice", ErrDuplicate, what)
+		}
+		seen[t.Name] = struct{}{}
+		size, err := byteSize(what, t.DType, t.Shape)
+		if err != nil {
+			return nil, 0, err
+		}
+		if off > math.MaxInt64-size {
+			return nil, 0, fmt.Errorf("%w: %s: total data size overflows int64", ErrShape, what)
+		}
+		ts[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape), Offset: off, Size: size}
+		off += size
+	}
+	for k, v := range metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, 0, fmt.Errorf("%w: metadata %s: not valid UTF-8", ErrBadHeader, quote(k))
+		}
+	}
+	return ts, off, nil
+}
+
+// headerWriter is where encodeHeader renders: a bytes.Buffer, or a
+// countingWriter that only measures.
+type headerWriter interface {
+	io.Writer
+	io.ByteWriter
+	io.StringWriter
+	Len() int
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct{ n int }
+
+func (c *countingWriter) Write(p []byte) (int, error)       { c.n += len(p); return len(p), nil }
+func (c *countingWriter) WriteByte(byte) error              { c.n++; return nil }
+func (c *countingWriter) WriteString(s string) (int, error) { c.n += len(s); return len(s), nil }
+func (c *countingWriter) Len() int                          { return c.n }
+
 // encodeHeader renders the JSON header, padded with spaces to a multiple of 8
 // bytes so that the data buffer starts 8-byte aligned.
-func encodeHeader(metadata map[string]string, ts []TensorInfo) []byte {
-	var b bytes.Buffer
-	b.WriteByte('{')
+func encodeHeader(b headerWriter, metadata map[string]string, ts []TensorInfo) {
 	sep := func() {
 		if b.Len() > 1 {
 			b.WriteByte(',')
 		}
 	}
+	b.WriteByte('{')
 	if metadata != nil {
-		writeString(&b, metadataKey)
+		writeString(b, metadataKey)
 		b.WriteString(":{")
 		for i, k := range slices.Sorted(maps.Keys(metadata)) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			writeString(&b, k)
+			writeString(b, k)
 			b.WriteByte(':')
-			writeString(&b, metadata[k])
+			writeString(b, metadata[k])
 		}
 		b.WriteByte('}')
 	}
 	for _, t := range ts {
 		sep()
-		writeString(&b, t.Name)
+		writeString(b, t.Name)
 		b.WriteString(`:{"dtype":`)
-		writeString(&b, string(t.DType))
+		writeString(b, string(t.DType))
 		b.WriteString(`,"shape":[`)
 		for i, d := range t.Shape {
 			if i > 0 {
@@ -111,17 +157,16 @@ func encodeHeader(metadata map[string]string, ts []TensorInfo) []byte {
 			}
 			b.WriteString(strconv.FormatInt(d, 10))
 		}
-		fmt.Fprintf(&b, `],"data_offsets":[%d,%d]}`, t.Offset, t.Offset+t.Size)
+		fmt.Fprintf(b, `],"data_offsets":[%d,%d]}`, t.Offset, t.Offset+t.Size)
 	}
 	b.WriteByte('}')
 	for b.Len()%8 != 0 {
 		b.WriteByte(' ')
 	}
-	return b.Bytes()
 }
 
 // writeString writes s as a JSON string; s must be valid UTF-8.
-func writeString(b *bytes.Buffer, s string) {
+func writeString(b headerWriter, s string) {
 	q, _ := json.Marshal(s) // cannot fail for a string
 	b.Write(q)
 }
