@@ -82,7 +82,7 @@ func CheckOutput(n, limit int64) error {
 		limit = DefaultMaxOutput
 	}
 	if limit > 0 && n > limit {
-		return fmt.Errorf("%w: %s of output declared, the limit is %s", ErrOutputLimit, humanBytes(n), humanBytes(limit))
+		return fmt.Errorf("%w: the expert expands to %s, the limit is %s", ErrOutputLimit, humanBytes(n), humanBytes(limit))
 	}
 	return nil
 }
