@@ -128,6 +128,23 @@ func HeaderSize(fileSize int64, h *Header) int64 {
 	return fileSize - p
 }
 
+// intern replaces the copies of the few dtype and mode strings that JSON
+// decoding makes for every tensor by shared ones: a header may hold a
+// million tensors.
+func (h *Header) intern() {
+	for i := range h.Tensors {
+		t := &h.Tensors[i]
+		for _, s := range [...]string{"F64", "F32", "F16", "BF16", modeSparse, modeDense} {
+			if t.DType == s {
+				t.DType = s
+			}
+			if t.Mode == s {
+				t.Mode = s
+			}
+		}
+	}
+}
+
 // validate checks every field a decoder relies on.
 func (h *Header) validate(maxElems int64) error {
 	bad := func(format string, args ...any) error {

@@ -83,7 +83,11 @@ func Expand(r io.Reader, outDir string, o ExpandOptions) (_ *Header, err error) 
 			return nil, err
 		}
 	}
-	need, err := OutputBytes(h, dtype)
+	plan, err := weightsPlan(h, dtype)
+	if err != nil {
+		return nil, err
+	}
+	need, err := outputBytes(h, plan)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +110,7 @@ func Expand(r io.Reader, outDir string, o ExpandOptions) (_ *Header, err error) 
 			removeCreated(created)
 		}
 	}()
-	return h, writeOutput(cr, h, dtype, base, outDir, o.Progress)
+	return h, writeOutput(cr, h, plan, base, outDir, o.Progress)
 }
 
 // openBase opens the base model a residual needs, or returns nil for an
@@ -135,7 +139,7 @@ func openBase(h *Header, dir string) (*safetensors.Dir, error) {
 }
 
 // writeOutput writes the weights and the config into outDir.
-func writeOutput(cr *Reader, h *Header, dtype string, base *safetensors.Dir, outDir string, progress func(int64, int64)) error {
+func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, outDir string, progress func(int64, int64)) error {
 	weights := AdapterWeightsFile
 	if h.PeftType == PeftTypeFull {
 		weights = ModelWeightsFile
@@ -153,7 +157,7 @@ func writeOutput(cr *Reader, h *Header, dtype string, base *safetensors.Dir, out
 		tmp.Close()
 		return err
 	}
-	err = writeWeights(tmp, cr, h, weightInfos(h, dtype), base, total, progress)
+	err = writeWeights(tmp, cr, h, plan, base, total, progress)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -161,7 +165,7 @@ func writeOutput(cr *Reader, h *Header, dtype string, base *safetensors.Dir, out
 		return err
 	}
 	if h.ConfigName != "" { // validated: exactly ConfigFileFor(h.PeftType)
-		if err := writeFileAtomic(filepath.Join(outDir, ConfigFileFor(h.PeftType)), []byte(h.Config)); err != nil {
+		if err := writeFileAtomic(filepath.Join(outDir, ConfigFileFor(h.PeftType)), h.Config); err != nil {
 			return err
 		}
 	}
@@ -172,9 +176,9 @@ func writeOutput(cr *Reader, h *Header, dtype string, base *safetensors.Dir, out
 // at a time (4 MiB of float32): its memory does not grow with the tensors.
 const ChunkElements = 1 << 20
 
-func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorInfo, base *safetensors.Dir, total int64, progress func(int64, int64)) error {
+func writeWeights(f *os.File, cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, total int64, progress func(int64, int64)) error {
 	bw := newBufWriter(f)
-	sw, err := safetensors.NewWriter(bw, h.Metadata, infos)
+	sw, err := plan.NewWriter(bw)
 	if err != nil {
 		return err
 	}
@@ -269,9 +273,9 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data string) error {
 	return WriteFileAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(data)
+		_, err := io.WriteString(w, data) // no copy of a config of megabytes
 		return err
 	})
 }

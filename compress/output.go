@@ -29,14 +29,29 @@ func OutputBytes(h *Header, dtype string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := safetensors.FileSize(h.Metadata, weightInfos(h, dt))
+	p, err := weightsPlan(h, dt)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return 0, err
 	}
-	if n > math.MaxInt64-int64(len(h.Config)) {
-		return 0, fmt.Errorf("%w: output size overflows", ErrCorrupt)
+	return outputBytes(h, p)
+}
+
+// weightsPlan lays out the weights file Expand writes for h with dtype ("" for
+// each tensor's).
+func weightsPlan(h *Header, dtype string) (*safetensors.Plan, error) {
+	p, err := safetensors.NewPlan(h.Metadata, weightInfos(h, dtype))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	return n + int64(len(h.Config)), nil
+	return p, nil
+}
+
+// outputBytes is the weights file of plan p and h's config.
+func outputBytes(h *Header, p *safetensors.Plan) (int64, error) {
+	if n := p.Size(); n <= math.MaxInt64-int64(len(h.Config)) {
+		return n + int64(len(h.Config)), nil
+	}
+	return 0, fmt.Errorf("%w: output size overflows", ErrCorrupt)
 }
 
 // weightInfos lists the tensors of the weights file Expand writes for h:

@@ -3,7 +3,6 @@ package compress
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -87,21 +86,10 @@ func NewReader(r io.Reader, opts ...ReaderOption) (*Reader, error) {
 	if hlen > MaxHeaderBytes {
 		return nil, fmt.Errorf("%w: header of %d bytes (max %d)", ErrLimit, hlen, MaxHeaderBytes)
 	}
-	hj := make([]byte, int(hlen)+4)
-	if _, err := io.ReadFull(cr.r, hj); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrTruncated, err)
+	if err := readHeader(cr.r, pre[:], hlen, &cr.h); err != nil {
+		return nil, err
 	}
-	crc := crc32.Update(crc32.Checksum(pre[:], castagnoli), castagnoli, hj[:hlen])
-	if crc != binary.LittleEndian.Uint32(hj[hlen:]) {
-		return nil, fmt.Errorf("%w: header", ErrChecksum)
-	}
-	hj, err := inflate(hj[:hlen], MaxHeaderBytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrCorrupt, err)
-	}
-	if err := json.Unmarshal(hj, &cr.h); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
-	}
+	cr.h.intern()
 	if err := cr.h.validate(cr.maxElems); err != nil {
 		return nil, err
 	}

@@ -169,10 +169,10 @@ func TestWriterErrorsAreSticky(t *testing.T) {
 	}
 }
 
-// TestFileSize: FileSize gives the size of the file a Writer writes, names
-// that JSON escapes and metadata included, and refuses what NewWriter
-// refuses.
-func TestFileSize(t *testing.T) {
+// TestPlanSize: a Plan's Size is the size of the file its Writer writes,
+// names that JSON escapes and metadata included, and NewPlan refuses what
+// NewWriter refuses.
+func TestPlanSize(t *testing.T) {
 	meta := map[string]string{"format": "pt", "note": "a \"quoted\"\n<tag> & é"}
 	for _, ts := range [][]TensorInfo{
 		nil,
@@ -183,16 +183,19 @@ func TestFileSize(t *testing.T) {
 			file := writeFile(t, m, ts, func(w *Writer, ti TensorInfo) error {
 				return w.WriteRaw(make([]byte, ti.NumElements()*int64(ti.DType.Size())))
 			})
-			got, err := FileSize(m, ts)
-			if err != nil || got != int64(len(file)) {
-				t.Errorf("%v %v: FileSize %d (%v), file %d bytes", ts, m, got, err, len(file))
+			p, err := NewPlan(m, ts)
+			if err != nil || p.Size() != int64(len(file)) {
+				t.Errorf("%v %v: plan %v (%v), file %d bytes", ts, m, p, err, len(file))
 			}
 		}
 	}
-	if _, err := FileSize(nil, []TensorInfo{{Name: "a", DType: F32, Shape: []int64{-1}}}); !errors.Is(err, ErrShape) {
+	if _, err := NewPlan(nil, []TensorInfo{{Name: "a", DType: F32, Shape: []int64{-1}}}); !errors.Is(err, ErrShape) {
 		t.Errorf("negative dimension: %v", err)
 	}
-	if _, err := FileSize(nil, []TensorInfo{{Name: "a", DType: F32}, {Name: "a", DType: F32}}); !errors.Is(err, ErrDuplicate) {
+	if _, err := NewPlan(nil, []TensorInfo{{Name: "a", DType: F32}, {Name: "b", DType: F32}, {Name: "a", DType: F32}}); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("duplicate out of order: %v", err)
+	}
+	if _, err := NewPlan(nil, []TensorInfo{{Name: "a", DType: F32}, {Name: "a", DType: F32}}); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("duplicate: %v", err)
 	}
 }
