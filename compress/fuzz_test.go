@@ -119,3 +119,18 @@ func FuzzTensorDecoder(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHeaderJSON feeds arbitrary JSON to the streaming header decoder: it
+// must fail cleanly or decode, never panic, and never accept what is not
+// JSON.
+func FuzzHeaderJSON(f *testing.F) {
+	f.Add([]byte(`{"peft_type":"LORA","config_name":"adapter_config.json","config":"{}","metadata":{"format":"pt"},"density":0.2,"alpha":"auto","scope":"global","tensors":[{"name":"a","dtype":"F32","shape":[2,3],"scale":0.5,"kept":1,"mode":"sparse","m":4,"bytes":1}]}`))
+	f.Add([]byte(`{"tensors":null,"x":[1,{"y":2}],"density":1}`))
+	f.Add([]byte(`{"tensors":[{"name":"a","name":"b","shape":[-1]}]} `))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var h Header
+		if err := decodeHeader(bytes.NewReader(data), &h); err == nil && !json.Valid(data) {
+			t.Fatalf("accepted invalid JSON %q", data)
+		}
+	})
+}
