@@ -1,7 +1,6 @@
 package compress
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -129,84 +128,22 @@ func HeaderSize(fileSize int64, h *Header) int64 {
 	return fileSize - p
 }
 
-// Reader decodes a container as a stream, one tensor at a time: it holds
-// at most one payload in memory besides the caller's output buffer.
-type Reader struct {
-	r        *bufio.Reader
-	h        Header
-	maxElems int64
-	next     int // index of the next tensor
-	cur      *TensorHeader
-	buf      []byte // current payload + readPad zero bytes
-	done     bool
-}
-
-// ReaderOption configures NewReader.
-type ReaderOption func(*Reader) error
-
-// WithMaxElements bounds the total number of decoded elements (default
-// 1<<34); a container declaring more is refused before any allocation.
-func WithMaxElements(n int64) ReaderOption {
-	return func(r *Reader) error {
-		if n <= 0 {
-			return fmt.Errorf("%w: max elements %d", ErrOption, n)
+// intern replaces the copies of the few dtype and mode strings that JSON
+// decoding makes for every tensor by shared ones: a header may hold a
+// million tensors.
+func (h *Header) intern() {
+	for i := range h.Tensors {
+		t := &h.Tensors[i]
+		for _, s := range [...]string{"F64", "F32", "F16", "BF16", modeSparse, modeDense} {
+			if t.DType == s {
+				t.DType = s
+			}
+			if t.Mode == s {
+				t.Mode = s
+			}
 		}
-		r.maxElems = n
-		return nil
 	}
 }
-
-// NewReader reads and validates the header.
-func NewReader(r io.Reader, opts ...ReaderOption) (*Reader, error) {
-	cr := &Reader{r: bufio.NewReaderSize(r, 64<<10), maxElems: 1 << 34}
-	for _, o := range opts {
-		if err := o(cr); err != nil {
-			return nil, err
-		}
-	}
-	var pre [16]byte
-	if n, err := io.ReadFull(cr.r, pre[:]); err != nil {
-		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, err
-		}
-		if m := min(n, len(Magic)); n == 0 || string(pre[:m]) != Magic[:m] {
-			return nil, fmt.Errorf("%w: bad magic", ErrFormat)
-		}
-		return nil, fmt.Errorf("%w: preamble", ErrTruncated)
-	}
-	if string(pre[:8]) != Magic {
-		return nil, fmt.Errorf("%w: bad magic", ErrFormat)
-	}
-	if v := binary.LittleEndian.Uint32(pre[8:]); v != Version {
-		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrVersion, v, Version)
-	}
-	hlen := binary.LittleEndian.Uint32(pre[12:])
-	if hlen > MaxHeaderBytes {
-		return nil, fmt.Errorf("%w: header of %d bytes (max %d)", ErrLimit, hlen, MaxHeaderBytes)
-	}
-	hj := make([]byte, int(hlen)+4)
-	if _, err := io.ReadFull(cr.r, hj); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrTruncated, err)
-	}
-	crc := crc32.Update(crc32.Checksum(pre[:], castagnoli), castagnoli, hj[:hlen])
-	if crc != binary.LittleEndian.Uint32(hj[hlen:]) {
-		return nil, fmt.Errorf("%w: header", ErrChecksum)
-	}
-	hj, err := inflate(hj[:hlen], MaxHeaderBytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrCorrupt, err)
-	}
-	if err := json.Unmarshal(hj, &cr.h); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
-	}
-	if err := cr.h.validate(cr.maxElems); err != nil {
-		return nil, err
-	}
-	return cr, nil
-}
-
-// Header returns the container's header.
-func (r *Reader) Header() *Header { return &r.h }
 
 // validate checks every field a decoder relies on.
 func (h *Header) validate(maxElems int64) error {
@@ -219,6 +156,9 @@ func (h *Header) validate(maxElems int64) error {
 	if h.Scope != ScopeGlobal && h.Scope != ScopeTensor {
 		return bad("scope %q", h.Scope)
 	}
+	if err := h.validateStrings(); err != nil {
+		return err
+	}
 	if len(h.Tensors) > MaxTensors {
 		return fmt.Errorf("%w: %d tensors (max %d)", ErrLimit, len(h.Tensors), MaxTensors)
 	}
@@ -227,6 +167,9 @@ func (h *Header) validate(maxElems int64) error {
 		t := &h.Tensors[i]
 		if t.Name == "" || (i > 0 && h.Tensors[i-1].Name >= t.Name) {
 			return bad("tensor %d: name %q empty or out of order", i, t.Name)
+		}
+		if !displayable(t.Name) {
+			return bad("tensor %d: name %q holds control or format characters", i, t.Name)
 		}
 		if dtypeSize(t.DType) == 0 {
 			return bad("tensor %q: dtype %q", t.Name, t.DType)
@@ -245,93 +188,14 @@ func (h *Header) validate(maxElems int64) error {
 		if !finite(t.Scale) || !finite(float64(t.Offset)) {
 			return bad("tensor %q: scale %v offset %v", t.Name, t.Scale, t.Offset)
 		}
-		if t.Bytes < 0 || t.Bytes > maxPayload(n, t.code(nil)) {
-			return bad("tensor %q: payload of %d bytes", t.Name, t.Bytes)
+		if err := checkCode(n, t.code(nil), t.Bytes); err != nil {
+			return fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 	}
 	return nil
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
-
-// Next reads the next tensor's payload and verifies its checksum. It returns
-// io.EOF after the last tensor once it has checked that nothing follows.
-func (r *Reader) Next() (*TensorHeader, error) {
-	if r.done {
-		return nil, io.EOF
-	}
-	if r.next == len(r.h.Tensors) {
-		r.done, r.cur = true, nil
-		if _, err := r.r.ReadByte(); err != io.EOF {
-			if err == nil {
-				return nil, ErrTrailing
-			}
-			return nil, err
-		}
-		return nil, io.EOF
-	}
-	t := &r.h.Tensors[r.next]
-	r.next++
-	need := int(t.Bytes) + readPad + 4
-	if cap(r.buf) < need {
-		r.buf = make([]byte, need)
-	}
-	r.buf = r.buf[:need]
-	body := r.buf[:t.Bytes+4]
-	if _, err := io.ReadFull(r.r, body); err != nil {
-		return nil, fmt.Errorf("%w: tensor %q: %v", ErrTruncated, t.Name, err)
-	}
-	if crc32.Checksum(body[:t.Bytes], castagnoli) != binary.LittleEndian.Uint32(body[t.Bytes:]) {
-		return nil, fmt.Errorf("%w: tensor %q", ErrChecksum, t.Name)
-	}
-	clear(r.buf[t.Bytes:])
-	r.cur = t
-	return t, nil
-}
-
-// Values decodes the current tensor into dst (reused when large enough):
-// offset everywhere, offset ± scale at kept positions.
-func (r *Reader) Values(dst []float32) ([]float32, error) {
-	if r.cur == nil {
-		return nil, fmt.Errorf("compress: Values called without a current tensor")
-	}
-	dst = resize(dst, int(r.cur.Elements()))
-	if off := r.cur.Offset; off == 0 {
-		clear(dst)
-	} else {
-		for i := range dst {
-			dst[i] = off
-		}
-	}
-	return dst, r.decode(dst, false)
-}
-
-// AddTo adds ± scale to dst (the base model's tensor) at kept positions.
-func (r *Reader) AddTo(dst []float32) error {
-	t := r.cur
-	if t == nil {
-		return fmt.Errorf("compress: AddTo called without a current tensor")
-	}
-	if int64(len(dst)) != t.Elements() {
-		return fmt.Errorf("%w: tensor %q has %d elements, buffer %d", ErrShape, t.Name, t.Elements(), len(dst))
-	}
-	return r.decode(dst, true)
-}
-
-func (r *Reader) decode(dst []float32, add bool) error {
-	t := r.cur
-	if err := decodeTensor(dst, t.code(r.buf[:t.Bytes]), r.buf, t.Offset, t.Scale, add); err != nil {
-		return fmt.Errorf("tensor %q: %w", t.Name, err)
-	}
-	return nil
-}
-
-func resize(s []float32, n int) []float32 {
-	if cap(s) < n {
-		return make([]float32, n)
-	}
-	return s[:n]
-}
 
 // dtypeSize is the element size of the float dtypes the codec restores.
 func dtypeSize(dt string) int {

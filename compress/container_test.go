@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -38,6 +39,28 @@ func decodeAll(data []byte, opts ...ReaderOption) error {
 		}
 		if dst, err = r.Values(dst); err != nil {
 			return err
+		}
+	}
+}
+
+// decodeChunked reads every tensor of a container in chunks of chunk
+// elements.
+func decodeChunked(data []byte, chunk int, opts ...ReaderOption) error {
+	r, err := NewReader(bytes.NewReader(data), opts...)
+	if err != nil {
+		return err
+	}
+	dst := make([]float32, chunk)
+	for {
+		if _, err := r.Next(); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		for r.Remaining() > 0 {
+			if err := r.ReadValues(dst[:min(int64(chunk), r.Remaining())]); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -107,5 +130,33 @@ func TestVerify(t *testing.T) {
 	}
 	if _, err := Verify(bytes.NewReader(data[:len(data)-1])); !errors.Is(err, ErrTruncated) {
 		t.Fatalf("truncated: %v", err)
+	}
+}
+
+// TestHeaderRoundTrip writes a header with every field set and reads it
+// back equal: the streaming header decoder knows every field (a field added
+// to Header without it fails here, as the literal below must set it).
+func TestHeaderRoundTrip(t *testing.T) {
+	h := Header{PeftType: PeftTypeFull, ConfigName: ModelConfigFile, Config: `{"a":[1,2]}`, Metadata: map[string]string{"format": "pt", "k": "v"},
+		Density: 0.25, Alpha: "1.5", Scope: ScopeTensor, Base: "sha256:00ff", SourceBytes: 12345}
+	coded := []Coded{zeros("a", "BF16", 2, 3), zeros("b", "F64")}
+	coded[1].Offset, coded[1].Scale = 1, 0.5
+	hv := reflect.ValueOf(h)
+	for i := range hv.NumField() {
+		if f := hv.Type().Field(i); f.Name != "Tensors" && hv.Field(i).IsZero() {
+			t.Fatalf("the test header leaves %s unset", f.Name)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := Write(&buf, h, coded); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Tensors = []TensorHeader{coded[0].TensorHeader, coded[1].TensorHeader}
+	if got := r.Header(); !reflect.DeepEqual(*got, h) {
+		t.Fatalf("read back\n%+v\nwant\n%+v", *got, h)
 	}
 }

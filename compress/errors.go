@@ -18,4 +18,11 @@ var (
 	ErrTooLarge   = errors.New("tensor too large")
 	ErrShape      = errors.New("shape mismatch")
 	ErrUnknownDir = errors.New("not a PEFT adapter or model directory")
+	// ErrOutputLimit: a container declares more output than the limit.
+	ErrOutputLimit = errors.New("declared output over the limit")
+	// ErrNoSpace: the target filesystem has no room for the declared output.
+	ErrNoSpace = errors.New("not enough free space")
+	// ErrNotEmpty: the output directory holds files and overwriting was
+	// not asked for.
+	ErrNotEmpty = errors.New("output directory not empty")
 )

@@ -20,9 +20,21 @@ type ExpandOptions struct {
 	BaseDir string
 	// Reader options (decoder limits).
 	ReaderOptions []ReaderOption
-	// Progress, if set, is called after each tensor with the elements done
-	// and the total.
+	// Progress, if set, is called as chunks are written with the elements
+	// done and the total.
 	Progress func(done, total int64)
+	// MaxOutput bounds the bytes written (OutputBytes of the header): 0
+	// means DefaultMaxOutput, a negative value no limit.
+	MaxOutput int64
+	// Overwrite lets Expand write into a directory that holds files,
+	// replacing those it writes; without it such a directory is refused
+	// with ErrNotEmpty.
+	Overwrite bool
+	// Accept, if set, is given the validated header before anything is
+	// written; an error it returns stops Expand and is returned.
+	Accept func(*Header) error
+
+	statfs statfsFunc // free space query; diskSpace when nil (tests set it)
 }
 
 // ParseDType maps a --dtype flag value to a safetensors dtype ("" for source).
@@ -39,9 +51,17 @@ func ParseDType(s string) (string, error) {
 // Expand decodes a container from r into outDir as a PEFT adapter directory
 // (the config verbatim and adapter_model.safetensors) or, for a residual, a
 // model directory (config.json and model.safetensors = base + tau_hat).
-// Files are written under temporary names and renamed when complete, so a
-// failure leaves no partial file under a real name.
-func Expand(r io.Reader, outDir string, o ExpandOptions) (*Header, error) {
+//
+// Before anything is written, the header is validated, given to
+// o.Accept, and its declared output (OutputBytes) checked against
+// o.MaxOutput (ErrOutputLimit) and the free space of outDir's filesystem
+// (ErrNoSpace); outDir must be empty or missing unless o.Overwrite
+// (ErrNotEmpty). Then the tensors are decoded, converted and written in
+// chunks of ChunkElements, in memory that does not grow with them. Files
+// are written under temporary names in outDir and renamed when complete,
+// so a failure leaves no partial file under a real name, and removes the
+// directories Expand created. Nothing is written outside outDir.
+func Expand(r io.Reader, outDir string, o ExpandOptions) (_ *Header, err error) {
 	dtype, err := ParseDType(o.DType)
 	if err != nil {
 		return nil, err
@@ -51,70 +71,119 @@ func Expand(r io.Reader, outDir string, o ExpandOptions) (*Header, error) {
 		return nil, err
 	}
 	h := cr.Header()
-	var base *safetensors.Dir
-	switch {
-	case h.Base != "" && o.BaseDir == "":
-		return nil, fmt.Errorf("%w: the container is a residual against base %s; give --base", ErrBase, h.Base)
-	case h.Base == "" && o.BaseDir != "":
-		return nil, fmt.Errorf("%w: the container is a %s adapter, not a residual; drop --base", ErrBase, h.PeftType)
-	case h.Base != "":
-		if base, err = safetensors.OpenDir(o.BaseDir); err != nil {
-			return nil, fmt.Errorf("base: %w", err)
-		}
-		defer base.Close()
-	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
+	base, err := openBase(h, o.BaseDir)
+	if err != nil {
 		return nil, err
 	}
+	if base != nil {
+		defer base.Close()
+	}
+	if o.Accept != nil {
+		if err := o.Accept(h); err != nil {
+			return nil, err
+		}
+	}
+	plan, err := weightsPlan(h, dtype)
+	if err != nil {
+		return nil, err
+	}
+	need, err := outputBytes(h, plan)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckOutput(need, o.MaxOutput); err != nil {
+		return nil, err
+	}
+	statfs := o.statfs
+	if statfs == nil {
+		statfs = diskSpace
+	}
+	if err := checkSpace(outDir, need, statfs); err != nil {
+		return nil, err
+	}
+	created, err := makeOutputDir(outDir, o.Overwrite)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			removeCreated(created)
+		}
+	}()
+	return h, writeOutput(cr, h, plan, base, outDir, o.Progress)
+}
+
+// openBase opens the base model a residual needs, or returns nil for an
+// adapter, after checking that the base holds every tensor as floats of the
+// same element count.
+func openBase(h *Header, dir string) (*safetensors.Dir, error) {
+	switch {
+	case h.Base != "" && dir == "":
+		return nil, fmt.Errorf("%w: the container is a residual against base %s; give --base", ErrBase, h.Base)
+	case h.Base == "" && dir != "":
+		return nil, fmt.Errorf("%w: the container is a %s adapter, not a residual; drop --base", ErrBase, h.PeftType)
+	case h.Base == "":
+		return nil, nil
+	}
+	base, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("base: %w", err)
+	}
+	for i := range h.Tensors {
+		if err := checkBaseTensor(base, &h.Tensors[i]); err != nil {
+			base.Close()
+			return nil, err
+		}
+	}
+	return base, nil
+}
+
+// writeOutput writes the weights and the config into outDir.
+func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, outDir string, progress func(int64, int64)) error {
 	weights := AdapterWeightsFile
 	if h.PeftType == PeftTypeFull {
 		weights = ModelWeightsFile
 	}
-	infos := make([]safetensors.TensorInfo, len(h.Tensors))
 	var total int64
-	for i, t := range h.Tensors {
-		dt := t.DType
-		if dtype != "" {
-			dt = dtype
-		}
-		infos[i] = safetensors.TensorInfo{Name: t.Name, DType: safetensors.DType(dt), Shape: t.Shape}
-		total += t.Elements()
+	for i := range h.Tensors {
+		total += h.Tensors[i].Elements()
 	}
 	tmp, err := os.CreateTemp(outDir, ".expand-*")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
-		return nil, err
+		return err
 	}
-	err = writeWeights(tmp, cr, h, infos, base, total, o.Progress)
+	err = writeWeights(tmp, cr, h, plan, base, total, progress)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if h.ConfigName != "" {
-		if err := writeFileAtomic(filepath.Join(outDir, filepath.Base(h.ConfigName)), []byte(h.Config)); err != nil {
-			return nil, err
+	if h.ConfigName != "" { // validated: exactly ConfigFileFor(h.PeftType)
+		if err := writeFileAtomic(filepath.Join(outDir, ConfigFileFor(h.PeftType)), h.Config); err != nil {
+			return err
 		}
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(outDir, weights)); err != nil {
-		return nil, err
-	}
-	return h, nil
+	return os.Rename(tmp.Name(), filepath.Join(outDir, weights))
 }
 
-func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorInfo, base *safetensors.Dir, total int64, progress func(int64, int64)) error {
+// ChunkElements is how many elements Expand decodes, converts and writes
+// at a time (4 MiB of float32): its memory does not grow with the tensors.
+const ChunkElements = 1 << 20
+
+func writeWeights(f *os.File, cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, total int64, progress func(int64, int64)) error {
 	bw := newBufWriter(f)
-	sw, err := safetensors.NewWriter(bw, h.Metadata, infos)
+	sw, err := plan.NewWriter(bw)
 	if err != nil {
 		return err
 	}
 	fp := newFingerprint()
-	var vals []float32
+	vals := make([]float32, min(ChunkElements, max(total, 1)))
 	var done int64
 	for {
 		t, err := cr.Next()
@@ -125,26 +194,33 @@ func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorI
 			return err
 		}
 		if base != nil {
-			if vals, err = base.ReadFloat32(t.Name, vals); err != nil {
-				return fmt.Errorf("base: %w", err)
+			fp.begin(t.Name)
+		}
+		for rem := t.Elements(); rem > 0; {
+			chunk := vals[:min(rem, int64(len(vals)))]
+			if base != nil {
+				if err := base.ReadFloat32At(t.Name, t.Elements()-rem, chunk); err != nil {
+					return fmt.Errorf("base: %w", err)
+				}
+				fp.write(chunk)
+				err = cr.AddValues(chunk)
+			} else {
+				err = cr.ReadValues(chunk)
 			}
-			if int64(len(vals)) != t.Elements() {
-				return fmt.Errorf("%w: tensor %q has %d elements in the base, %d in the container", ErrBase, t.Name, len(vals), t.Elements())
+			if err != nil {
+				return err
 			}
-			fp.add(t.Name, vals)
-			err = cr.AddTo(vals)
-		} else {
-			vals, err = cr.Values(vals)
+			if err := sw.WriteFloat32(chunk); err != nil {
+				return err
+			}
+			rem -= int64(len(chunk))
+			done += int64(len(chunk))
+			if progress != nil {
+				progress(done, total)
+			}
 		}
-		if err != nil {
-			return err
-		}
-		if err := sw.WriteFloat32(vals); err != nil {
-			return err
-		}
-		done += t.Elements()
-		if progress != nil {
-			progress(done, total)
+		if base != nil {
+			fp.end()
 		}
 	}
 	if base != nil && fp.sum() != h.Base {
@@ -157,6 +233,19 @@ func writeWeights(f *os.File, cr *Reader, h *Header, infos []safetensors.TensorI
 		return err
 	}
 	return f.Sync()
+}
+
+// checkBaseTensor checks that the base model has t, as floats, with as
+// many elements.
+func checkBaseTensor(base *safetensors.Dir, t *TensorHeader) error {
+	bi, ok := base.Lookup(t.Name)
+	if !ok {
+		return fmt.Errorf("%w: tensor %q is not in the base model", ErrBase, t.Name)
+	}
+	if !bi.DType.IsFloat() || bi.NumElements() != t.Elements() {
+		return fmt.Errorf("%w: tensor %q is %s of %d elements in the base, %d in the container", ErrBase, t.Name, bi.DType, bi.NumElements(), t.Elements())
+	}
+	return nil
 }
 
 // WriteFileAtomic creates path with what write writes, through a synced
@@ -184,9 +273,9 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data string) error {
 	return WriteFileAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(data)
+		_, err := io.WriteString(w, data) // no copy of a config of megabytes
 		return err
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -36,7 +37,11 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("error outside the sentinels: %v", err)
 		}
 		if fixed := fixChecksums(data); fixed != nil {
-			_ = decodeAll(fixed, WithMaxElements(1<<22))
+			whole := decodeAll(fixed, WithMaxElements(1<<22))
+			chunked := decodeChunked(fixed, 1+len(data)%97, WithMaxElements(1<<22))
+			if (whole == nil) != (chunked == nil) {
+				t.Fatalf("whole tensors: %v, in chunks: %v", whole, chunked)
+			}
 		}
 	})
 }
@@ -72,4 +77,60 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func putCRC(dst, data []byte) {
 	binary.LittleEndian.PutUint32(dst, crc32.Checksum(data, castagnoli))
+}
+
+// FuzzTensorDecoder decodes an arbitrary payload twice: whole from memory
+// in one chunk, and streamed through a small window in chunks of the
+// fuzzer's choosing. Both must agree on every value and on failure, and
+// neither may panic or write outside its chunk.
+func FuzzTensorDecoder(f *testing.F) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	var sc scratch
+	for _, d := range []float64{0.01, 0.2, 0.7} {
+		xs := make([]float32, 3000)
+		for i := range xs {
+			if rng.Float64() < d {
+				xs[i] = float32(rng.NormFloat64())
+			}
+		}
+		tc, _, _ := encodeTensor(xs, 1, &sc)
+		f.Add(append([]byte(nil), tc.Payload...), uint16(len(xs)), uint16(tc.Kept), uint16(tc.M), tc.Mode == modeDense, uint16(100), uint8(7))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte, n, kept, m uint16, dense bool, chunk uint16, window uint8) {
+		mode := modeSparse
+		if dense {
+			mode = modeDense
+		}
+		tc := tensorCode{Kept: int64(kept), Mode: mode, M: uint32(m), Payload: payload}
+		whole := make([]float32, n)
+		errWhole := decodeTensor(whole, tc, 1, 0.5, false, 0, max(len(whole), 1))
+		streamed := make([]float32, n)
+		errStreamed := decodeTensor(streamed, tc, 1, 0.5, false, 64+int(window), 1+int(chunk))
+		if (errWhole == nil) != (errStreamed == nil) {
+			t.Fatalf("whole: %v, streamed: %v", errWhole, errStreamed)
+		}
+		if errWhole != nil {
+			return
+		}
+		for i := range whole {
+			if math.Float32bits(whole[i]) != math.Float32bits(streamed[i]) {
+				t.Fatalf("element %d: whole %v, streamed %v", i, whole[i], streamed[i])
+			}
+		}
+	})
+}
+
+// FuzzHeaderJSON feeds arbitrary JSON to the streaming header decoder: it
+// must fail cleanly or decode, never panic, and never accept what is not
+// JSON.
+func FuzzHeaderJSON(f *testing.F) {
+	f.Add([]byte(`{"peft_type":"LORA","config_name":"adapter_config.json","config":"{}","metadata":{"format":"pt"},"density":0.2,"alpha":"auto","scope":"global","tensors":[{"name":"a","dtype":"F32","shape":[2,3],"scale":0.5,"kept":1,"mode":"sparse","m":4,"bytes":1}]}`))
+	f.Add([]byte(`{"tensors":null,"x":[1,{"y":2}],"density":1}`))
+	f.Add([]byte(`{"tensors":[{"name":"a","name":"b","shape":[-1]}]} `))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var h Header
+		if err := decodeHeader(bytes.NewReader(data), &h); err == nil && !json.Valid(data) {
+			t.Fatalf("accepted invalid JSON %q", data)
+		}
+	})
 }

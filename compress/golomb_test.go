@@ -29,7 +29,7 @@ func TestGolombRoundTrip(t *testing.T) {
 				t.Fatalf("m=%d value %d: got %d/%d, want %d", m, i, got, s, v)
 			}
 		}
-		if r.overrun() || (r.consumed()+7)/8 != len(p) {
+		if r.overrun(int64(len(p))) || (r.consumed()+7)/8 != int64(len(p)) {
 			t.Fatalf("m=%d: consumed %d bits of %d bytes", m, r.consumed(), len(p))
 		}
 	}
@@ -61,6 +61,41 @@ func TestDecodeTensorRejectsGarbage(t *testing.T) {
 			mode = modeDense
 		}
 		tc := tensorCode{Kept: int64(rng.IntN(501)), Mode: mode, M: uint32(1 + rng.IntN(9)), Payload: p}
-		_ = decodeTensor(dst, tc, append(p, make([]byte, readPad)...), 0, 1, i%3 == 0)
+		_ = decodeTensor(dst, tc, 0, 1, i%3 == 0, 64*(i%2), 1+rng.IntN(600))
 	}
+}
+
+// decodeTensor decodes tc into dst in chunks of chunk elements, the
+// payload read from memory (window 0) or streamed through a window of that
+// many bytes. Like Reader, it fills a chunk with the offset first unless
+// add.
+func decodeTensor(dst []float32, tc tensorCode, offset float32, scale float64, add bool, window, chunk int) error {
+	var d tensorDecoder
+	r := newBitReader(append(tc.Payload[:len(tc.Payload):len(tc.Payload)], make([]byte, readPad)...), len(tc.Payload))
+	if window > 0 {
+		r = newStreamReader(make([]byte, window), &sliceSource{b: tc.Payload})
+	}
+	if err := d.init(r, int64(len(dst)), tc, int64(len(tc.Payload)), offset, scale, add); err != nil {
+		return err
+	}
+	for i := 0; i < len(dst); i += chunk {
+		c := dst[i:min(i+chunk, len(dst))]
+		for j := range c {
+			if !add {
+				c[j] = offset
+			}
+		}
+		if err := d.decode(c); err != nil {
+			return err
+		}
+	}
+	return d.finish()
+}
+
+type sliceSource struct{ b []byte }
+
+func (s *sliceSource) read(p []byte) (int, error) {
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
 }

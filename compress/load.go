@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"math"
 	"os"
@@ -179,26 +180,43 @@ func loadResidual(dir, baseDir string, progress func(done, total int64)) (*Sourc
 
 // fingerprint identifies the base tensors a residual was taken against:
 // SHA-256 over each used tensor's name and float32 values, in name order.
-type fingerprint struct{ h []byte }
+// A tensor is hashed at once (add) or in chunks (begin, write, end).
+type fingerprint struct {
+	h   []byte
+	cur hash.Hash // the tensor being hashed
+	buf []byte
+}
 
 func newFingerprint() *fingerprint { return &fingerprint{} }
 
 func (f *fingerprint) add(name string, vals []float32) {
-	h := sha256.New()
+	f.begin(name)
+	f.write(vals)
+	f.end()
+}
+
+func (f *fingerprint) begin(name string) {
+	f.cur = sha256.New()
 	if f.h != nil {
-		h.Write(f.h)
+		f.cur.Write(f.h)
 	}
-	h.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(name))))
-	h.Write([]byte(name))
-	buf := make([]byte, 0, 1<<16)
+	f.cur.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(name))))
+	f.cur.Write([]byte(name))
+}
+
+func (f *fingerprint) write(vals []float32) {
+	if f.buf == nil {
+		f.buf = make([]byte, 0, 1<<16)
+	}
 	for i := 0; i < len(vals); {
-		buf = buf[:0]
+		buf := f.buf[:0]
 		for ; i < len(vals) && len(buf) < cap(buf); i++ {
 			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(vals[i]))
 		}
-		h.Write(buf)
+		f.cur.Write(buf)
 	}
-	f.h = h.Sum(nil)
 }
+
+func (f *fingerprint) end() { f.h, f.cur = f.cur.Sum(nil), nil }
 
 func (f *fingerprint) sum() string { return "sha256:" + hex.EncodeToString(f.h) }

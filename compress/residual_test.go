@@ -13,7 +13,7 @@ import (
 )
 
 // writeModel writes tensors as dir/file in dtype.
-func writeModel(t *testing.T, dir, file string, dtype safetensors.DType, names []string, vals map[string][]float32, shapes map[string][]int64) {
+func writeModel(t testing.TB, dir, file string, dtype safetensors.DType, names []string, vals map[string][]float32, shapes map[string][]int64) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

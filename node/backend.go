@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -280,19 +281,18 @@ func (n *Node) announce(m store.Meta, whole bool) {
 }
 
 // Materialize implements api.Backend: it writes a stored expert as a PEFT
-// directory.
+// directory at r.Dir, an absolute path outside the directories the node
+// manages (symbolic links resolved), empty or missing unless r.Overwrite.
+// The container's declared output is checked against
+// store.max_output_size and the free space first; a failed write leaves
+// no directory the node created.
 func (n *Node) Materialize(ctx context.Context, s string, r api.MaterializeRequest) (api.Materialized, error) {
 	c, err := parseCID(s)
 	if err != nil {
 		return api.Materialized{}, err
 	}
-	if !filepath.IsAbs(r.Dir) {
-		return api.Materialized{}, fmt.Errorf("%w: dir %q must be an absolute path", api.ErrBadRequest, r.Dir)
-	}
-	for _, root := range []string{n.handoff.Dir(), filepath.Join(n.cfg.DataDir(), StoreDir)} {
-		if rel, err := filepath.Rel(root, filepath.Clean(r.Dir)); root != "" && err == nil && !strings.HasPrefix(rel, "..") {
-			return api.Materialized{}, fmt.Errorf("%w: dir %q is inside %s, which expertd manages", api.ErrBadRequest, r.Dir, root)
-		}
+	if err := n.checkMaterializeDir(r.Dir); err != nil {
+		return api.Materialized{}, err
 	}
 	rc, err := n.store.Open(ctx, c)
 	if err != nil {
@@ -302,13 +302,67 @@ func (n *Node) Materialize(ctx context.Context, s string, r api.MaterializeReque
 		return api.Materialized{}, err
 	}
 	defer rc.Close()
-	if _, err := compress.Expand(rc, r.Dir, compress.ExpandOptions{DType: r.DType}); err != nil {
-		if errors.Is(err, compress.ErrOption) || errors.Is(err, compress.ErrBase) {
-			return api.Materialized{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
-		}
-		return api.Materialized{}, err
+	_, err = compress.Expand(rc, r.Dir, compress.ExpandOptions{DType: r.DType, Overwrite: r.Overwrite, MaxOutput: n.cfg.Store.OutputLimit()})
+	switch {
+	case err == nil:
+		return api.Materialized{CID: c.String(), Dir: r.Dir}, nil
+	case errors.Is(err, compress.ErrOption) || errors.Is(err, compress.ErrBase):
+		return api.Materialized{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+	case errors.Is(err, compress.ErrNotEmpty):
+		return api.Materialized{}, fmt.Errorf("%w: %v (\"overwrite\": true replaces the adapter in it)", api.ErrConflict, err)
+	case errors.Is(err, compress.ErrOutputLimit):
+		return api.Materialized{}, fmt.Errorf("%w: expert %s: %v (store.max_output_size)", api.ErrConflict, c, err)
+	case errors.Is(err, compress.ErrNoSpace):
+		return api.Materialized{}, fmt.Errorf("%w: expert %s: %v", api.ErrUnavailable, c, err)
 	}
-	return api.Materialized{CID: c.String(), Dir: r.Dir}, nil
+	return api.Materialized{}, err
+}
+
+// checkMaterializeDir refuses a materialize target that is not absolute or
+// lies inside the adapters dir or the store, also through a symbolic link
+// (the deepest existing ancestor of dir is resolved).
+func (n *Node) checkMaterializeDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%w: dir %q must be an absolute path", api.ErrBadRequest, dir)
+	}
+	real, err := resolveExisting(dir)
+	if err != nil {
+		return fmt.Errorf("%w: dir %q: %v", api.ErrBadRequest, dir, err)
+	}
+	for _, root := range []string{n.handoff.Dir(), filepath.Join(n.cfg.DataDir(), StoreDir)} {
+		if root == "" {
+			continue
+		}
+		if rr, err := resolveExisting(root); err == nil {
+			root = rr
+		}
+		if rel, err := filepath.Rel(root, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("%w: dir %q is inside %s, which expertd manages", api.ErrBadRequest, dir, root)
+		}
+	}
+	return nil
+}
+
+// resolveExisting resolves the symbolic links of the deepest existing
+// ancestor of the absolute path p and appends the rest of p to it.
+func resolveExisting(p string) (string, error) {
+	p = filepath.Clean(p)
+	rest := ""
+	for {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Join(p, rest), nil
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
 }
 
 // Pin implements api.Backend.

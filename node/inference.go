@@ -28,6 +28,7 @@ func newHandoff(n *Node) (*handoff.Handoff, []handoff.Rule, error) {
 	h, err := handoff.New(handoff.Options{
 		Dir: c.AdaptersDir, ServedModel: c.ServedModel, DType: c.DType, VLLMURL: c.VLLMURL, VLLMAPIKey: c.VLLMAPIKey,
 		Backoff: c.RetryBackoff, MaxBackoff: c.RetryMaxBackoff, Check: c.VLLMCheck, Logger: n.log,
+		MaxOutput: n.cfg.Store.OutputLimit(),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("inference.adapters_dir: %w", err)

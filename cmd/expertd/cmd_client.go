@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,6 +142,7 @@ func dirWeightsSize(dir string) int64 {
 
 func newFetchCmd(v *viper.Viper) *cobra.Command {
 	var out, dtype string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "fetch CID [-o DIR]",
 		Short: "Fetch an expert from the swarm, verify it and (with -o) write it as a PEFT directory",
@@ -151,6 +153,17 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			var abs string
+			if out != "" {
+				// The daemon checks again where it writes; checking here
+				// first saves a download that could not be written.
+				if abs, err = filepath.Abs(out); err != nil {
+					return err
+				}
+				if err := checkOutputDir(abs, force); err != nil {
+					return fmt.Errorf("fetch %s: %w", args[0], err)
+				}
+			}
 			t, err := c.StartFetch(ctx, args[0])
 			if err != nil {
 				return fmt.Errorf("fetch %s: %w", args[0], err)
@@ -175,11 +188,7 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), args[0])
 				return nil
 			}
-			abs, err := filepath.Abs(out)
-			if err != nil {
-				return err
-			}
-			m, err := c.Materialize(ctx, args[0], api.MaterializeRequest{Dir: abs, DType: dtype})
+			m, err := c.Materialize(ctx, args[0], api.MaterializeRequest{Dir: abs, DType: dtype, Overwrite: force})
 			if err != nil {
 				return fmt.Errorf("fetch %s: write %s: %w", args[0], out, err)
 			}
@@ -187,9 +196,27 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "write the expert as a PEFT adapter directory here")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the expert as a PEFT adapter directory here (empty or missing, unless --force)")
 	cmd.Flags().StringVar(&dtype, "dtype", "source", "dtype of the written tensors: source, f32, f16 or bf16")
+	cmd.Flags().BoolVar(&force, "force", false, "write into an output directory that holds files, replacing the adapter's")
 	return cmd
+}
+
+// checkOutputDir refuses an output directory that holds files, unless force.
+func checkOutputDir(dir string, force bool) error {
+	if force {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case len(ents) > 0:
+		return fmt.Errorf("%w: %s holds %d entries (--force writes into it)", compress.ErrNotEmpty, dir, len(ents))
+	}
+	return nil
 }
 
 func newLsCmd(v *viper.Viper) *cobra.Command {

@@ -47,6 +47,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 	out := filepath.Join(root, "fetched")
 	cli("fetch", cid, "-o", out, "--api", ds[2].API)
+	// Again into the same directory, which now holds files: only with --force.
+	if _, err := runBinErr(bin, root, "fetch", cid, "-o", out, "--api", ds[2].API); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("fetch -o into a directory holding files: %v", err)
+	}
+	cli("fetch", cid, "-o", out, "--force", "--api", ds[2].API)
 
 	// The reference: decompress of the same container, compressed with the
 	// daemon's defaults.

@@ -188,6 +188,15 @@ func (d *Dir) ReadFloat32(name string, dst []float32) ([]float32, error) {
 	return d.files[d.owner[i]].ReadFloat32(d.tensors[i], dst)
 }
 
+// ReadFloat32At reads part of the named tensor, like File.ReadFloat32At.
+func (d *Dir) ReadFloat32At(name string, start int64, dst []float32) error {
+	i, ok := d.find(name)
+	if !ok {
+		return fmt.Errorf("%w: tensor %s", ErrNotFound, quote(name))
+	}
+	return d.files[d.owner[i]].ReadFloat32At(d.tensors[i], start, dst)
+}
+
 // ReadRaw reads the named tensor's bytes, like File.ReadRaw.
 func (d *Dir) ReadRaw(name string, dst []byte) ([]byte, error) {
 	i, ok := d.find(name)

@@ -143,34 +143,58 @@ func (f *File) ReadRaw(t TensorInfo, dst []byte) ([]byte, error) {
 // float32 (F64 rounds to nearest), into dst if its capacity suffices, else into
 // a new slice, and returns the values.
 func (f *File) ReadFloat32(t TensorInfo, dst []float32) ([]float32, error) {
-	if !t.DType.IsFloat() {
-		return nil, fmt.Errorf("%w: tensor %s is %s, not a float type", ErrDType, quote(t.Name), quote(string(t.DType)))
-	}
-	if err := f.check(t); err != nil {
+	n, err := f.floatElements(t)
+	if err != nil {
 		return nil, err
 	}
-	es := int64(t.DType.Size())
-	if t.Size%es != 0 {
-		return nil, fmt.Errorf("%w: tensor %s: %d bytes is not a whole number of %s elements", ErrOffsets, quote(t.Name), t.Size, t.DType)
-	}
-	n := t.Size / es
 	if int64(cap(dst)) >= n {
 		dst = dst[:n]
 	} else {
 		dst = make([]float32, n)
 	}
-	buf := make([]byte, min(t.Size, chunkSize))
+	return dst, f.ReadFloat32At(t, 0, dst)
+}
+
+// ReadFloat32At reads the elements [start, start+len(dst)) of t, which must
+// be F64, F32, F16 or BF16, converted to float32 into dst: a tensor of any
+// size is read in the memory of the chunk the caller gives.
+func (f *File) ReadFloat32At(t TensorInfo, start int64, dst []float32) error {
+	n, err := f.floatElements(t)
+	if err != nil {
+		return err
+	}
+	if start < 0 || start > n || int64(len(dst)) > n-start {
+		return fmt.Errorf("%w: tensor %s: elements [%d, %d) of %d", ErrOffsets, quote(t.Name), start, start+int64(len(dst)), n)
+	}
+	es := int64(t.DType.Size())
+	buf := make([]byte, min(int64(len(dst))*es, chunkSize))
 	per := int64(len(buf)) / es // elements per chunk
-	for done := int64(0); done < n; {
-		k := min(per, n-done)
+	for done, total := int64(0), int64(len(dst)); done < total; {
+		k := min(per, total-done)
 		b := buf[:k*es]
-		if _, err := readFull(f.r, b, t.Offset+done*es); err != nil {
-			return nil, fmt.Errorf("safetensors: read tensor %s: %w", quote(t.Name), err)
+		if _, err := readFull(f.r, b, t.Offset+(start+done)*es); err != nil {
+			return fmt.Errorf("safetensors: read tensor %s: %w", quote(t.Name), err)
 		}
 		decodeFloat32(dst[done:done+k], b, t.DType)
 		done += k
 	}
-	return dst, nil
+	return nil
+}
+
+// floatElements checks that t is a float tensor inside f and returns its
+// element count.
+func (f *File) floatElements(t TensorInfo) (int64, error) {
+	if !t.DType.IsFloat() {
+		return 0, fmt.Errorf("%w: tensor %s is %s, not a float type", ErrDType, quote(t.Name), quote(string(t.DType)))
+	}
+	if err := f.check(t); err != nil {
+		return 0, err
+	}
+	es := int64(t.DType.Size())
+	if t.Size%es != 0 {
+		return 0, fmt.Errorf("%w: tensor %s: %d bytes is not a whole number of %s elements", ErrOffsets, quote(t.Name), t.Size, t.DType)
+	}
+	return t.Size / es, nil
 }
 
 // check verifies that t lies in f's data buffer.

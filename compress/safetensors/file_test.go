@@ -293,3 +293,41 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("Open = %v, want ErrBadHeader naming the file", err)
 	}
 }
+
+// TestReadFloat32At reads a tensor in parts of every size: each equals
+// its slice of the whole, and a part past the end is refused.
+func TestReadFloat32At(t *testing.T) {
+	vals := floatValues(100_000, 3)
+	for _, dt := range []DType{F64, F32, F16, BF16} {
+		file := writeFile(t, nil, []TensorInfo{{Name: "x", DType: dt, Shape: []int64{int64(len(vals))}}}, func(w *Writer, _ TensorInfo) error {
+			return w.WriteFloat32(vals)
+		})
+		f, err := parseBytes(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := f.ReadFloat32(f.Tensors[0], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range []int{1, 3, 16384, 40000, len(vals)} {
+			got := make([]float32, part)
+			for start := 0; start < len(vals); start += part {
+				p := got[:min(part, len(vals)-start)]
+				if err := f.ReadFloat32At(f.Tensors[0], int64(start), p); err != nil {
+					t.Fatal(err)
+				}
+				for i := range p {
+					if math.Float32bits(p[i]) != math.Float32bits(whole[start+i]) {
+						t.Fatalf("%s part %d at %d: element %d differs", dt, part, start, i)
+					}
+				}
+			}
+		}
+		for _, bad := range [][2]int64{{-1, 1}, {int64(len(vals)), 1}, {int64(len(vals)) - 1, 2}} {
+			if err := f.ReadFloat32At(f.Tensors[0], bad[0], make([]float32, bad[1])); !errors.Is(err, ErrOffsets) {
+				t.Errorf("%s elements [%d, +%d): %v", dt, bad[0], bad[1], err)
+			}
+		}
+	}
+}

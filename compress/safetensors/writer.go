@@ -1,7 +1,9 @@
 package safetensors
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -27,104 +30,242 @@ type Writer struct {
 }
 
 // NewWriter validates the tensors, lays them out contiguously in the given
-// order, and writes the header to w. Only Name, DType and Shape of each
-// TensorInfo are used. Metadata, if non-nil, is written as "__metadata__".
+// order, and writes the header to w: NewPlan, then Plan.NewWriter.
 func NewWriter(w io.Writer, metadata map[string]string, tensors []TensorInfo) (*Writer, error) {
 	ts := make([]TensorInfo, len(tensors))
-	seen := make(map[string]struct{}, len(tensors))
-	var off int64
 	for i, t := range tensors {
-		what := "tensor " + quote(t.Name)
-		switch {
-		case t.Name == metadataKey:
-			return nil, fmt.Errorf("%w: %s is reserved", ErrBadHeader, what)
-		case !utf8.ValidString(t.Name):
-			return nil, fmt.Errorf("%w: %s: name is not valid UTF-8", ErrBadHeader, what)
-		}
-		if _, dup := seen[t.Name]; dup {
-			return nil, fmt.Errorf("%w: %s appears twice", ErrDuplicate, what)
-		}
-		seen[t.Name] = struct{}{}
-		size, err := byteSize(what, t.DType, t.Shape)
-		if err != nil {
-			return nil, err
-		}
-		if off > math.MaxInt64-size {
-			return nil, fmt.Errorf("%w: %s: total data size overflows int64", ErrShape, what)
-		}
-		ts[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape), Offset: off, Size: size}
-		off += size
+		ts[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape)}
 	}
-	for k, v := range metadata {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("%w: metadata %s: not valid UTF-8", ErrBadHeader, quote(k))
-		}
+	p, err := NewPlan(metadata, ts)
+	if err != nil {
+		return nil, err
 	}
-	hdr := encodeHeader(metadata, ts)
-	if len(hdr) > MaxHeaderSize {
-		return nil, fmt.Errorf("%w: header of %d bytes exceeds the limit of %d", ErrHeaderTooLarge, len(hdr), MaxHeaderSize)
+	return p.NewWriter(w)
+}
+
+// Plan is a safetensors file laid out but not yet written, so that its
+// size can be checked before anything is. Only Name, DType and Shape of
+// each TensorInfo are used. Metadata, if non-nil, is written as
+// "__metadata__". The header is measured, not built: a Plan's memory is
+// its tensor list.
+type Plan struct {
+	metadata  map[string]string
+	tensors   []TensorInfo // Offset relative to the data buffer
+	headerLen int
+	dataLen   int64
+}
+
+// NewPlan validates the tensors and metadata and lays the tensors out
+// contiguously in the given order. It keeps tensors, setting their Offset
+// (relative to the data buffer) and Size: the caller must not change the
+// slice or its shapes afterwards.
+func NewPlan(metadata map[string]string, tensors []TensorInfo) (*Plan, error) {
+	data, err := layout(metadata, tensors)
+	if err != nil {
+		return nil, err
 	}
-	prefix := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(hdr)), uint64(len(hdr)))
-	if _, err := w.Write(append(prefix, hdr...)); err != nil {
+	var c countingWriter
+	encodeHeader(&c, metadata, tensors)
+	if c.n > MaxHeaderSize {
+		return nil, fmt.Errorf("%w: header of %d bytes exceeds the limit of %d", ErrHeaderTooLarge, c.n, MaxHeaderSize)
+	}
+	if data > math.MaxInt64-8-int64(c.n) {
+		return nil, fmt.Errorf("%w: file size overflows int64", ErrShape)
+	}
+	return &Plan{metadata: metadata, tensors: tensors, headerLen: c.n, dataLen: data}, nil
+}
+
+// Size is the size of the file the plan's Writer writes.
+func (p *Plan) Size() int64 { return 8 + int64(p.headerLen) + p.dataLen }
+
+// NewWriter writes the header to w, rendered through a small buffer, and
+// returns the Writer of the tensors' data.
+func (p *Plan) NewWriter(w io.Writer) (*Writer, error) {
+	bw := &lenWriter{Writer: bufio.NewWriterSize(w, 64<<10)}
+	bw.Write(binary.LittleEndian.AppendUint64(nil, uint64(p.headerLen)))
+	bw.n = 0 // Len counts the JSON, for the padding
+	encodeHeader(bw, p.metadata, p.tensors)
+	if err := bw.Flush(); err != nil {
 		return nil, fmt.Errorf("safetensors: write header: %w", err)
 	}
-	wr := &Writer{w: w, tensors: ts}
-	if len(ts) > 0 {
-		wr.left = ts[0].Size
+	wr := &Writer{w: w, tensors: p.tensors}
+	if len(p.tensors) > 0 {
+		wr.left = p.tensors[0].Size
 	}
 	wr.skipEmpty()
 	return wr, nil
 }
 
+// lenWriter is a bufio.Writer that counts what it is given (its errors
+// are sticky and reported by Flush).
+type lenWriter struct {
+	*bufio.Writer
+	n int
+}
+
+func (l *lenWriter) Write(p []byte) (int, error) {
+	l.n += len(p)
+	return l.Writer.Write(p)
+}
+
+func (l *lenWriter) WriteByte(b byte) error {
+	l.n++
+	return l.Writer.WriteByte(b)
+}
+
+func (l *lenWriter) WriteString(s string) (int, error) {
+	l.n += len(s)
+	return l.Writer.WriteString(s)
+}
+
+func (l *lenWriter) Len() int { return l.n }
+
+// layout validates the tensors and metadata, sets each tensor's Offset
+// (relative to the data buffer) and Size, and returns the data size.
+func layout(metadata map[string]string, ts []TensorInfo) (int64, error) {
+	var seen map[string]struct{} // only when the names are not in increasing order
+	if !slices.IsSortedFunc(ts, func(a, b TensorInfo) int { return cmp.Compare(a.Name, b.Name) }) {
+		seen = make(map[string]struct{}, len(ts))
+	}
+	var off int64
+	for i := range ts {
+		t := &ts[i]
+		what := func() string { return "tensor " + quote(t.Name) } // for errors only: a plan may hold a million tensors
+		switch {
+		case t.Name == metadataKey:
+			return 0, fmt.Errorf("%w: %s is reserved", ErrBadHeader, what())
+		case !utf8.ValidString(t.Name):
+			return 0, fmt.Errorf("%w: %s: name is not valid UTF-8", ErrBadHeader, what())
+		}
+		if seen != nil {
+			if _, dup := seen[t.Name]; dup {
+				return 0, fmt.Errorf("%w: %s appears twice", ErrDuplicate, what())
+			}
+			seen[t.Name] = struct{}{}
+		} else if i > 0 && ts[i-1].Name == t.Name {
+			return 0, fmt.Errorf("%w: %s appears twice", ErrDuplicate, what())
+		}
+		size, err := byteSize("", t.DType, t.Shape)
+		if err != nil {
+			_, err = byteSize(what(), t.DType, t.Shape) // again, to name the tensor
+			return 0, err
+		}
+		if off > math.MaxInt64-size {
+			return 0, fmt.Errorf("%w: %s: total data size overflows int64", ErrShape, what())
+		}
+		t.Offset, t.Size = off, size
+		off += size
+	}
+	for k, v := range metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return 0, fmt.Errorf("%w: metadata %s: not valid UTF-8", ErrBadHeader, quote(k))
+		}
+	}
+	return off, nil
+}
+
+// headerWriter is where encodeHeader renders: a bytes.Buffer, or a
+// countingWriter that only measures.
+type headerWriter interface {
+	io.Writer
+	io.ByteWriter
+	io.StringWriter
+	Len() int
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct{ n int }
+
+func (c *countingWriter) Write(p []byte) (int, error)       { c.n += len(p); return len(p), nil }
+func (c *countingWriter) WriteByte(byte) error              { c.n++; return nil }
+func (c *countingWriter) WriteString(s string) (int, error) { c.n += len(s); return len(s), nil }
+func (c *countingWriter) Len() int                          { return c.n }
+
 // encodeHeader renders the JSON header, padded with spaces to a multiple of 8
 // bytes so that the data buffer starts 8-byte aligned.
-func encodeHeader(metadata map[string]string, ts []TensorInfo) []byte {
-	var b bytes.Buffer
-	b.WriteByte('{')
+func encodeHeader(b headerWriter, metadata map[string]string, ts []TensorInfo) {
 	sep := func() {
 		if b.Len() > 1 {
 			b.WriteByte(',')
 		}
 	}
+	b.WriteByte('{')
 	if metadata != nil {
-		writeString(&b, metadataKey)
+		writeString(b, metadataKey)
 		b.WriteString(":{")
 		for i, k := range slices.Sorted(maps.Keys(metadata)) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			writeString(&b, k)
+			writeString(b, k)
 			b.WriteByte(':')
-			writeString(&b, metadata[k])
+			writeString(b, metadata[k])
 		}
 		b.WriteByte('}')
 	}
+	num := make([]byte, 0, 24)
 	for _, t := range ts {
 		sep()
-		writeString(&b, t.Name)
+		writeString(b, t.Name)
 		b.WriteString(`:{"dtype":`)
-		writeString(&b, string(t.DType))
+		writeString(b, string(t.DType))
 		b.WriteString(`,"shape":[`)
 		for i, d := range t.Shape {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString(strconv.FormatInt(d, 10))
+			b.Write(strconv.AppendInt(num[:0], d, 10))
 		}
-		fmt.Fprintf(&b, `],"data_offsets":[%d,%d]}`, t.Offset, t.Offset+t.Size)
+		b.WriteString(`],"data_offsets":[`)
+		b.Write(strconv.AppendInt(num[:0], t.Offset, 10))
+		b.WriteByte(',')
+		b.Write(strconv.AppendInt(num[:0], t.Offset+t.Size, 10))
+		b.WriteString(`]}`)
 	}
 	b.WriteByte('}')
 	for b.Len()%8 != 0 {
 		b.WriteByte(' ')
 	}
-	return b.Bytes()
 }
 
 // writeString writes s as a JSON string; s must be valid UTF-8.
-func writeString(b *bytes.Buffer, s string) {
-	q, _ := json.Marshal(s) // cannot fail for a string
-	b.Write(q)
+func writeString(b headerWriter, s string) {
+	if plainJSON(s) { // as json.Marshal writes it, without its allocations
+		b.WriteByte('"')
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
+	}
+	e := stringEncoders.Get().(*stringEncoder)
+	e.buf.Reset()
+	_ = e.enc.Encode(s) // as json.Marshal, plus a newline; cannot fail for a string
+	b.Write(e.buf.Bytes()[:e.buf.Len()-1])
+	stringEncoders.Put(e)
 }
+
+// plainJSON reports whether json.Marshal writes s between quotes as it is:
+// printable ASCII without a quote, a backslash or the <, > and & it
+// escapes for HTML.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// stringEncoder encodes strings into a reused buffer.
+type stringEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var stringEncoders = sync.Pool{New: func() any {
+	e := &stringEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
 
 // WriteRaw appends little-endian bytes to the current tensor. A tensor may be
 // written by several calls; once complete, the next call starts the next

@@ -168,3 +168,34 @@ func TestWriterErrorsAreSticky(t *testing.T) {
 		t.Error("Close after a failed write succeeded")
 	}
 }
+
+// TestPlanSize: a Plan's Size is the size of the file its Writer writes,
+// names that JSON escapes and metadata included, and NewPlan refuses what
+// NewWriter refuses.
+func TestPlanSize(t *testing.T) {
+	meta := map[string]string{"format": "pt", "note": "a \"quoted\"\n<tag> & é"}
+	for _, ts := range [][]TensorInfo{
+		nil,
+		{{Name: "a", DType: F32, Shape: []int64{3}}},
+		{{Name: "b\u2028\"\\<>", DType: BF16, Shape: []int64{2, 5}}, {Name: "é", DType: F64, Shape: nil}, {Name: "z", DType: U8, Shape: []int64{0, 7}}},
+	} {
+		for _, m := range []map[string]string{nil, meta} {
+			file := writeFile(t, m, ts, func(w *Writer, ti TensorInfo) error {
+				return w.WriteRaw(make([]byte, ti.NumElements()*int64(ti.DType.Size())))
+			})
+			p, err := NewPlan(m, ts)
+			if err != nil || p.Size() != int64(len(file)) {
+				t.Errorf("%v %v: plan %v (%v), file %d bytes", ts, m, p, err, len(file))
+			}
+		}
+	}
+	if _, err := NewPlan(nil, []TensorInfo{{Name: "a", DType: F32, Shape: []int64{-1}}}); !errors.Is(err, ErrShape) {
+		t.Errorf("negative dimension: %v", err)
+	}
+	if _, err := NewPlan(nil, []TensorInfo{{Name: "a", DType: F32}, {Name: "b", DType: F32}, {Name: "a", DType: F32}}); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("duplicate out of order: %v", err)
+	}
+	if _, err := NewPlan(nil, []TensorInfo{{Name: "a", DType: F32}, {Name: "a", DType: F32}}); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("duplicate: %v", err)
+	}
+}

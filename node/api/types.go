@@ -172,6 +172,9 @@ const (
 type MaterializeRequest struct {
 	Dir   string `json:"dir"`
 	DType string `json:"dtype,omitempty"` // source, f32, f16, bf16
+	// Overwrite lets the node write into a directory that holds files
+	// (replacing the adapter's); without it such a directory is refused.
+	Overwrite bool `json:"overwrite,omitempty"`
 }
 
 // Materialized is where an expert was written.

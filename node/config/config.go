@@ -113,6 +113,18 @@ type APIConfig struct {
 type StoreConfig struct {
 	Quota         Size `mapstructure:"quota"` // 0: unlimited
 	MaxExpertSize Size `mapstructure:"max_expert_size"`
+	// MaxOutputSize bounds what one expert may expand to on disk
+	// (materialize, hand-off, prefetch); 0: no limit.
+	MaxOutputSize Size `mapstructure:"max_output_size"`
+}
+
+// OutputLimit is MaxOutputSize as compress.ExpandOptions.MaxOutput and
+// compress.CheckOutput take it (negative: no limit).
+func (s StoreConfig) OutputLimit() int64 {
+	if s.MaxOutputSize == 0 {
+		return -1
+	}
+	return int64(s.MaxOutputSize)
 }
 
 // FetchConfig is fetch.*: downloading and serving experts.

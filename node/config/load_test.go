@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/expertd/expertd/compress"
 )
 
 // isolate points the XDG directories at empty temporary ones, so that no
@@ -79,8 +81,11 @@ func TestDefaults(t *testing.T) {
 	if a := c.API; a.Listen != "127.0.0.1:5180" || a.Token != "" || len(a.AllowedHosts) != 0 || len(a.AllowedOrigins) != 0 {
 		t.Errorf("api = %+v", c.API)
 	}
-	if c.Store != (StoreConfig{Quota: 0, MaxExpertSize: 4 << 30}) {
+	if c.Store != (StoreConfig{Quota: 0, MaxExpertSize: 4 << 30, MaxOutputSize: compress.DefaultMaxOutput}) {
 		t.Errorf("store = %+v", c.Store)
+	}
+	if c.Store.OutputLimit() != compress.DefaultMaxOutput || (StoreConfig{}).OutputLimit() >= 0 {
+		t.Errorf("output limit %d; 0 gives %d", c.Store.OutputLimit(), (StoreConfig{}).OutputLimit())
 	}
 	if c.Fetch != (FetchConfig{MaxProviders: 8, StreamsPerPeer: 4, MaxStreams: 8, IdleTimeout: 20 * time.Second, MinRate: 64 << 10}) {
 		t.Errorf("fetch = %+v", c.Fetch)
@@ -324,6 +329,7 @@ func TestValidationErrorsNameTheirKey(t *testing.T) {
 		{"store:\n  quota: -1\n", "store.quota", "negative"},
 		{"store:\n  quota: lots\n", "store.quota", "invalid size"},
 		{"store:\n  max_expert_size: 0\n", "store.max_expert_size", "at least 1 byte"},
+		{"store:\n  max_output_size: -1\n", "store.max_output_size", "negative"},
 		{"fetch:\n  max_providers: 0\n", "fetch.max_providers", "at least 1"},
 		{"fetch:\n  streams_per_peer: -2\n", "fetch.streams_per_peer", "at least 1"},
 		{"fetch:\n  idle_timeout: soon\n", "fetch.idle_timeout", "invalid duration"},

@@ -28,6 +28,10 @@ type Options struct {
 	// DType of the written weights: "source" (or "") keeps the dtype each
 	// tensor had when published; f32, f16 or bf16 convert.
 	DType string
+	// MaxOutput bounds the bytes one adapter may expand to
+	// (store.max_output_size), as compress.ExpandOptions.MaxOutput takes
+	// it: 0 means compress.DefaultMaxOutput, a negative value no limit.
+	MaxOutput int64
 	// VLLMURL is vLLM's base URL, e.g. http://127.0.0.1:8000 (a trailing
 	// /v1 is accepted); "" makes no vLLM calls.
 	VLLMURL string
@@ -60,6 +64,7 @@ type Handoff struct {
 	dir         string
 	servedModel string
 	dtype       string // compress.ParseDType form: "" for source
+	maxOutput   int64  // compress.ExpandOptions.MaxOutput
 	vllm        *vllmClient
 	log         *slog.Logger
 	backoff     time.Duration
@@ -110,6 +115,7 @@ func New(o Options) (*Handoff, error) {
 	h := &Handoff{
 		servedModel: o.ServedModel,
 		dtype:       dtype,
+		maxOutput:   o.MaxOutput,
 		log:         o.Logger,
 		backoff:     o.Backoff,
 		maxBackoff:  o.MaxBackoff,

@@ -24,8 +24,11 @@ const tempPrefix = ".expertd-"
 // read the expert's container (a .cpeft stream, closed when read) only if
 // the directory has to be written.
 //
-// The adapter is decoded into a temporary directory in Dir and renamed into
-// place when complete. If the directory already holds this CID written with
+// Only a PEFT adapter with its adapter_config.json is written (a full
+// residual is ErrNotAdapter), and only once its declared output has passed
+// Options.MaxOutput (compress.ErrOutputLimit) and the free space of Dir
+// (compress.ErrNoSpace). The adapter is decoded into a temporary directory
+// in Dir and renamed into place when complete. If the directory already holds this CID written with
 // the current ServedModel and DType, nothing is written; if it holds this
 // CID written with other settings, it is rewritten and swapped in. If it
 // holds another CID, or is not expertd's, Materialize fails with
@@ -110,15 +113,16 @@ func (h *Handoff) write(ctx context.Context, cid, name string, open func() (io.R
 		}
 		return rc.Read(p)
 	})
-	hdr, err := compress.Expand(r, tmp, compress.ExpandOptions{DType: h.dtype})
-	if errors.Is(err, compress.ErrBase) {
+	hdr, err := compress.Expand(r, tmp, compress.ExpandOptions{DType: h.dtype, MaxOutput: h.maxOutput, Accept: acceptAdapter})
+	switch {
+	case errors.Is(err, ErrNotAdapter):
+		return tmp, "", fmt.Errorf("expert %s: %w", cid, err)
+	case errors.Is(err, compress.ErrBase):
 		return tmp, "", fmt.Errorf("%w: expert %s: %w", ErrNotAdapter, cid, err)
-	}
-	if err != nil {
+	case errors.Is(err, compress.ErrOutputLimit):
+		return tmp, "", fmt.Errorf("handoff: expert %s: %w (store.max_output_size)", cid, err)
+	case err != nil:
 		return tmp, "", fmt.Errorf("handoff: decoding expert %s: %w", cid, err)
-	}
-	if hdr.PeftType == compress.PeftTypeFull || filepath.Base(hdr.ConfigName) != compress.AdapterConfigFile {
-		return tmp, "", fmt.Errorf("%w: expert %s is %s with config %q", ErrNotAdapter, cid, hdr.PeftType, hdr.ConfigName)
 	}
 	if h.servedModel != "" {
 		path := filepath.Join(tmp, compress.AdapterConfigFile)
@@ -142,6 +146,15 @@ func (h *Handoff) write(ctx context.Context, cid, name string, open func() (io.R
 	}
 	syncDir(tmp)
 	return tmp, hdr.PeftType, nil
+}
+
+// acceptAdapter lets Expand write only a PEFT adapter with its config:
+// not a full fine-tuning residual, not weights without adapter_config.json.
+func acceptAdapter(h *compress.Header) error {
+	if h.PeftType == compress.PeftTypeFull || h.ConfigName != compress.AdapterConfigFile {
+		return fmt.Errorf("%w: %s with config %q", ErrNotAdapter, h.PeftType, h.ConfigName)
+	}
+	return nil
 }
 
 // place renames tmp to dir, which must not exist.
