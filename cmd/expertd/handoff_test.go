@@ -45,19 +45,23 @@ func variant(t *testing.T, dir, name, base string, rank int) string {
 	return out
 }
 
-// startServing starts a daemon beside an inference server: its config
-// file (in its own XDG_CONFIG_HOME, root) holds the inference section and
-// trusts publisher. It bootstraps to boot.
-func startServing(t *testing.T, bin, root, boot, publisher, inference string) *daemon {
+// startPair starts a publisher (data and config under tmp/a) and a daemon
+// beside an inference server serving gpt2-tiny (under tmp/b) that trusts
+// it, with its adapters in tmp/adapters and extra, an inference.* line.
+func startPair(t *testing.T, bin, tmp, extra string) (pub, srv *daemon, adapters string) {
 	t.Helper()
+	pub = startPublisher(t, bin, filepath.Join(tmp, "a"))
+	adapters = filepath.Join(tmp, "adapters")
+	root := filepath.Join(tmp, "b")
 	if err := os.MkdirAll(filepath.Join(root, "expertd"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf("version: 1\ninference:\n%s\ntrust:\n  publishers: [%s]\n", inference, publisher)
+	cfg := fmt.Sprintf("version: 1\ninference:\n  adapters_dir: %s\n  served_model: gpt2-tiny\n  %s\ntrust:\n  publishers: [%s]\n",
+		adapters, extra, daemontest.WaitIdentity(t, pub.Client()).ID)
 	if err := os.WriteFile(filepath.Join(root, "expertd", "expertd.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return startDaemon(t, bin, root, "server", boot)
+	return pub, startDaemon(t, bin, root, "server", pub.Addr), adapters
 }
 
 // startPublisher starts a daemon with its own data and config root.
@@ -95,12 +99,8 @@ func TestHandOffPolicy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two daemons")
 	}
-	bin := buildBinary(t)
-	tmp := t.TempDir()
-	pub := startPublisher(t, bin, filepath.Join(tmp, "a"))
-	adapters := filepath.Join(tmp, "adapters")
-	srv := startServing(t, bin, filepath.Join(tmp, "b"), pub.Addr, daemontest.WaitIdentity(t, pub.Client()).ID, fmt.Sprintf(
-		"  adapters_dir: %s\n  served_model: gpt2-tiny\n  want: [\"name=*\"]\n", adapters))
+	bin, tmp := buildBinary(t), t.TempDir()
+	pub, srv, adapters := startPair(t, bin, tmp, `want: ["name=*"]`)
 
 	src := filepath.Join(tmp, "src")
 	good := variant(t, src, "good", "gpt2-tiny", 16)
@@ -185,12 +185,8 @@ func TestVLLMPlugin(t *testing.T) {
 		testutil.Missing(t, "python3 not found")
 	}
 	plugin, _ := filepath.Abs("../../integrations/vllm")
-	bin := buildBinary(t)
-	tmp := t.TempDir()
-	pub := startPublisher(t, bin, filepath.Join(tmp, "a"))
-	adapters := filepath.Join(tmp, "adapters")
-	srv := startServing(t, bin, filepath.Join(tmp, "b"), pub.Addr, daemontest.WaitIdentity(t, pub.Client()).ID, fmt.Sprintf(
-		"  adapters_dir: %s\n  served_model: gpt2-tiny\n", adapters))
+	bin, tmp := buildBinary(t), t.TempDir()
+	pub, srv, adapters := startPair(t, bin, tmp, "")
 	cid := publish(t, pub, variant(t, filepath.Join(tmp, "src"), "sql", "gpt2-tiny", 16), "team-sql")
 	daemontest.Eventually(t, 30*time.Second, "the serving node learns of team-sql", func() bool {
 		es, err := srv.Client().Experts(context.Background(), api.Filter{Remote: true, Name: "team-sql"})
