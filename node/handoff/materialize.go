@@ -99,12 +99,22 @@ func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func()
 			return p, nil
 		}
 	}
-	wrote, err := h.place(ctx, cid, name, v, fill, open)
-	if err != nil {
-		return Placed{}, err
+	tmp := ""
+	if m, err := readMarker(p.Version); err != nil || m.CID != cid {
+		if tmp, _, err = h.write(ctx, cid, name, fill, open); tmp != "" {
+			defer os.RemoveAll(tmp) // a no-op once renamed
+		}
+		if err != nil {
+			return Placed{}, err
+		}
 	}
+	// Placing the version and linking the name are one step for the
+	// janitor, which never sees the version unpointed in between.
 	h.fsMu.Lock()
-	err = h.point(sname, v)
+	wrote, err := h.place(tmp, cid, v)
+	if err == nil {
+		err = h.point(sname, v)
+	}
 	if err == nil && cur != "" && cur != v {
 		h.retire(cur, time.Now())
 	}
@@ -144,24 +154,19 @@ func (h *Handoff) inspect(ctx context.Context, cid string, open func() (io.ReadC
 	return fill, hdr.PeftType, nil
 }
 
-// place writes version v of the expert unless it is there already (a
-// version retired but not yet deleted is taken back); wrote reports
-// whether it wrote it.
-func (h *Handoff) place(ctx context.Context, cid, name, v, fill string, open func() (io.ReadCloser, error)) (wrote bool, err error) {
-	if m, err := readMarker(h.versionDir(v)); err == nil && m.CID == cid {
+// place renames tmp, the expert cid written anew ("" if it was there
+// already), to version v, unless a complete v is there (another name of
+// the same expert wrote it meanwhile); a partial one is set aside. wrote
+// reports whether tmp was placed. The caller holds h.fsMu.
+func (h *Handoff) place(tmp, cid, v string) (wrote bool, err error) {
+	dst := h.versionDir(v)
+	if m, err := readMarker(dst); err == nil && m.CID == cid {
 		return false, nil
 	}
-	tmp, _, err := h.write(ctx, cid, name, fill, open)
-	if tmp != "" {
-		defer os.RemoveAll(tmp) // a no-op once renamed
+	if tmp == "" {
+		return false, fmt.Errorf("handoff: version %s vanished while in use", v)
 	}
-	if err != nil {
-		return false, err
-	}
-	h.fsMu.Lock()
-	defer h.fsMu.Unlock()
-	dst := h.versionDir(v)
-	if _, err := os.Lstat(dst); err == nil { // half there (no marker): set it aside
+	if _, err := os.Lstat(dst); err == nil { // half there (no marker)
 		trash, err := h.tempName("rm-")
 		if err != nil {
 			return false, err
