@@ -108,3 +108,21 @@ func TestCheckAnnounced(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckHeader feeds the policy any adapter_config.json (it comes from
+// a peer's container): a verdict, never a panic, and a refusal always
+// says why.
+func FuzzCheckHeader(f *testing.F) {
+	f.Add(loraHeader("gpt2-tiny", 16, "").Config)
+	f.Add(`{"peft_type":"LORA","r":1e400,"lora_alpha":1,"target_modules":"q","rank_pattern":{"a":"x","b":99}}`)
+	f.Add(`{"r":null,"lora_alpha":[],"target_modules":{},"init_lora_weights":{"x":1},"bias":null}`)
+	f.Add(`[1,2]`)
+	p := Policy{ServedModel: "gpt2-tiny", AcceptUnknownBase: true}
+	f.Fuzz(func(t *testing.T, cfg string) {
+		h := loraHeader("gpt2-tiny", 16, "")
+		h.Config = cfg
+		if _, r := p.CheckHeader(h); r != nil && (r.Reason == "" || r.Detail == "") {
+			t.Fatalf("refusal without a reason: %+v", r)
+		}
+	})
+}
