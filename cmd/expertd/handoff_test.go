@@ -158,6 +158,8 @@ func TestHandOffPolicy(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"good"}) {
 		t.Errorf("status adapters %v, want [good]", names)
+	} else if a := st.Adapters[0]; !strings.HasPrefix(a.ServerPath, filepath.Join(adapters, ".versions", cids["good"])+"-") {
+		t.Errorf("status adapter %+v: want its version as the server path", a)
 	}
 	ents, _ := os.ReadDir(adapters)
 	var files []string

@@ -182,16 +182,20 @@ type Materialized struct {
 
 // Adapter is one expert written for the inference server.
 type Adapter struct {
-	Name      string `json:"name"` // directory name and vLLM lora_name
-	CID       string `json:"cid"`
-	Dir       string `json:"dir,omitempty"`
-	PeftType  string `json:"peft_type,omitempty"`
-	Loaded    bool   `json:"loaded"`            // vLLM acknowledged the load
-	Pending   string `json:"pending,omitempty"` // "load" or "unload" while a vLLM call is due
-	Attempts  int    `json:"attempts"`
-	Failed    bool   `json:"failed,omitempty"` // the last vLLM call failed for good
-	LastError string `json:"last_error,omitempty"`
-	Note      string `json:"note,omitempty"`
+	Name string `json:"name"` // directory name and vLLM lora_name
+	CID  string `json:"cid"`
+	Dir  string `json:"dir,omitempty"`
+	// Version is the version directory Dir links to; ServerPath the same as
+	// the server sees it (vLLM's lora_path, LoRAX's adapter_id).
+	Version    string `json:"version,omitempty"`
+	ServerPath string `json:"server_path,omitempty"`
+	PeftType   string `json:"peft_type,omitempty"`
+	Loaded     bool   `json:"loaded"`            // vLLM acknowledged the load
+	Pending    string `json:"pending,omitempty"` // "load" or "unload" while a vLLM call is due
+	Attempts   int    `json:"attempts"`
+	Failed     bool   `json:"failed,omitempty"` // the last vLLM call failed for good
+	LastError  string `json:"last_error,omitempty"`
+	Note       string `json:"note,omitempty"`
 }
 
 // errorBody is every error response.
