@@ -168,3 +168,36 @@ func TestEngineChecks(t *testing.T) {
 		t.Errorf("larger base: %+v, want Garbage", a)
 	}
 }
+
+// TestResolverHook: with runtime updating, a request naming an unknown
+// model asks the resolver (with `vllm serve`'s model argument); a path the
+// engine refuses is the 400 "found but could not be loaded".
+func TestResolverHook(t *testing.T) {
+	good, bad := adapter(t, ""), adapter(t, `"use_dora": true`)
+	var asked []string
+	s := New(Options{Base: tiny, RuntimeUpdating: true, Resolver: func(base, name string) (string, bool) {
+		asked = append(asked, base+" "+name)
+		switch name {
+		case "good":
+			return good, true
+		case "bad":
+			return bad, true
+		}
+		return "", false
+	}})
+	const js = "application/json"
+	if a := do(t, s, "POST", "/v1/completions", js, `{"model":"good","prompt":"x"}`); a.status != 200 {
+		t.Errorf("resolved: %d %s", a.status, a.body)
+	}
+	if l, ok := s.Loaded("good"); !ok || l.Path != good {
+		t.Errorf("resolved adapter %+v %v", l, ok)
+	}
+	do(t, s, "POST", "/v1/chat/completions", js, `{"model":"bad"}`).is(t, "refused", 400,
+		`{"error":{"message":"LoRA adapter 'bad' was found but could not be loaded.","type":"BadRequestError","param":null,"code":400}}`)
+	do(t, s, "POST", "/v1/completions", js, `{"model":"nope"}`).is(t, "not found", 404,
+		"{\"error\":{\"message\":\"The model `nope` does not exist.\",\"type\":\"NotFoundError\",\"param\":\"model\",\"code\":404}}")
+	do(t, s, "POST", "/v1/completions", js, `{"model":"good"}`) // known now: no resolver call
+	if want := []string{"gpt2-tiny good", "gpt2-tiny bad", "gpt2-tiny nope"}; strings.Join(asked, ",") != strings.Join(want, ",") {
+		t.Errorf("resolver asked %v, want %v", asked, want)
+	}
+}
