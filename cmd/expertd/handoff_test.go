@@ -46,13 +46,20 @@ func variant(t *testing.T, dir, name, base string, rank int) string {
 }
 
 // startPair starts a publisher (data and config under tmp/a) and a daemon
-// beside an inference server serving gpt2-tiny (under tmp/b) that trusts
-// it, with its adapters in tmp/adapters and extra, an inference.* line.
+// beside an inference server (under tmp/b, adapters in tmp/adapters): see
+// startServer.
 func startPair(t *testing.T, bin, tmp, extra string) (pub, srv *daemon, adapters string) {
 	t.Helper()
 	pub = startPublisher(t, bin, filepath.Join(tmp, "a"))
 	adapters = filepath.Join(tmp, "adapters")
-	root := filepath.Join(tmp, "b")
+	return pub, startServer(t, bin, filepath.Join(tmp, "b"), pub, adapters, extra), adapters
+}
+
+// startServer starts a daemon (data and config under root) beside an
+// inference server serving gpt2-tiny, trusting pub and bootstrapping to
+// it, with its adapters in adapters and extra, inference.* lines.
+func startServer(t *testing.T, bin, root string, pub *daemon, adapters, extra string) *daemon {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(root, "expertd"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +68,7 @@ func startPair(t *testing.T, bin, tmp, extra string) (pub, srv *daemon, adapters
 	if err := os.WriteFile(filepath.Join(root, "expertd", "expertd.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return pub, startDaemon(t, bin, root, "server", pub.Addr), adapters
+	return startDaemon(t, bin, root, "server", pub.Addr)
 }
 
 // startPublisher starts a daemon with its own data and config root.
@@ -91,10 +98,12 @@ func expertOn(t *testing.T, d *daemon, cid string) api.Expert {
 	return e
 }
 
-// TestHandOffPolicy: experts of two base models, and one over the rank
-// limit, published on one daemon and held by another that serves one base:
-// only the matching, loadable one is written, its config as published, and
-// /v1/status says why each other one is not.
+// TestHandOffPolicy: experts of two base models, one over the rank limit
+// and one with no base, published on one daemon and held by another that
+// serves one base: only the matching, loadable one is written, its config
+// as published, and /v1/status says why each other one is not. A third
+// daemon, accepting experts with no base, writes that one with the base
+// filled in.
 func TestHandOffPolicy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two daemons")
@@ -171,6 +180,22 @@ func TestHandOffPolicy(t *testing.T) {
 	}
 	if vs, _ := os.ReadDir(filepath.Join(adapters, ".versions")); len(vs) != 1 || !strings.HasPrefix(vs[0].Name(), cids["good"]+"-") {
 		t.Errorf("versions %v", vs)
+	}
+
+	// A node that accepts experts with no base writes that one too, with
+	// the served model filled in and nothing else changed.
+	open := filepath.Join(tmp, "adapters-open")
+	startServer(t, bin, filepath.Join(tmp, "c"), pub, open, "accept_unknown_base: true\n  want: [\"name=no-base\"]")
+	cfg := filepath.Join(open, "no-base", "adapter_config.json")
+	daemontest.Eventually(t, 30*time.Second, "the expert with no base written where it is accepted", func() bool {
+		_, err := os.Stat(filepath.Join(open, "no-base", "adapter_model.safetensors"))
+		return err == nil
+	})
+	got, _ = os.ReadFile(cfg)
+	want, _ = os.ReadFile(filepath.Join(src, "no-base", "adapter_config.json"))
+	want = bytes.Replace(want, []byte(`"base_model_name_or_path": null`), []byte(`"base_model_name_or_path": "gpt2-tiny"`), 1)
+	if !bytes.Equal(got, want) {
+		t.Errorf("the config of the expert with no base:\n%s\nwant\n%s", got, want)
 	}
 }
 
