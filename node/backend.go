@@ -83,7 +83,7 @@ func (n *Node) experts(f api.Filter) []api.Expert {
 	for _, m := range n.store.List() {
 		local[m.CID] = true
 		if e := expertFromMeta(m); match(e) {
-			e.Trusted = n.trustedMeta(m)
+			e.Trusted, e.NotHandedOff = n.trustedMeta(m), n.notHandedOff(m)
 			out = append(out, e)
 		}
 	}
@@ -91,7 +91,7 @@ func (n *Node) experts(f api.Filter) []api.Expert {
 		for _, en := range n.gossip.View().List(gossip.Filter{BaseModel: f.BaseModel, PeftType: f.PeftType, Name: f.Name}) {
 			if !local[en.CID.String()] {
 				e := expertFromEntry(en)
-				e.Trusted = n.trustedEntry(en)
+				e.Trusted, e.NotHandedOff = n.trustedEntry(en), n.wouldRefuse(en)
 				out = append(out, e)
 			}
 		}
@@ -110,12 +110,12 @@ func (n *Node) Expert(s string) (api.Expert, error) {
 		if en, ok := n.gossip.View().Get(c); ok {
 			e.Providers = expertFromEntry(en).Providers
 		}
-		e.Trusted = n.trustedMeta(m)
+		e.Trusted, e.NotHandedOff = n.trustedMeta(m), n.notHandedOff(m)
 		return e, nil
 	}
 	if en, ok := n.gossip.View().Get(c); ok {
 		e := expertFromEntry(en)
-		e.Trusted = n.trustedEntry(en)
+		e.Trusted, e.NotHandedOff = n.trustedEntry(en), n.wouldRefuse(en)
 		return e, nil
 	}
 	return api.Expert{}, fmt.Errorf("expert %s: %w", c, api.ErrNotFound)

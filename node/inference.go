@@ -25,11 +25,7 @@ import (
 
 func newHandoff(n *Node) (*handoff.Handoff, []handoff.Rule, error) {
 	c := n.cfg.Inference
-	h, err := handoff.New(handoff.Options{
-		Dir: c.AdaptersDir, ServedModel: c.ServedModel, DType: c.DType, VLLMURL: c.VLLMURL, VLLMAPIKey: c.VLLMAPIKey,
-		Backoff: c.RetryBackoff, MaxBackoff: c.RetryMaxBackoff, Check: c.VLLMCheck, Logger: n.log,
-		MaxOutput: n.cfg.Store.OutputLimit(),
-	})
+	h, err := handoff.New(handoffOptions(n))
 	if err != nil {
 		return nil, nil, fmt.Errorf("inference.adapters_dir: %w", err)
 	}
@@ -45,30 +41,29 @@ func (n *Node) handoffOn() bool { return n.handoff.Dir() != "" }
 
 // materialize writes a stored expert into the adapters dir, when the
 // hand-off is on and the expert is an adapter from a trusted publisher.
-func (n *Node) materialize(ctx context.Context, m store.Meta) (string, error) {
+func (n *Node) materialize(ctx context.Context, m store.Meta) (handoff.Placed, error) {
 	if !n.handoffOn() {
-		return "", fmt.Errorf("%w: inference.adapters_dir is not set", api.ErrUnavailable)
+		return handoff.Placed{}, fmt.Errorf("%w: inference.adapters_dir is not set", api.ErrUnavailable)
 	}
 	if m.PeftType == compress.PeftTypeFull {
-		return "", fmt.Errorf("%w: %s is a full fine-tuning residual, not an adapter", api.ErrBadRequest, m.CID)
+		return handoff.Placed{}, fmt.Errorf("%w: %s is a full fine-tuning residual, not an adapter", api.ErrBadRequest, m.CID)
 	}
 	if !n.trustedMeta(m) {
-		return "", fmt.Errorf("%w: %s is not from a trusted publisher (trust.publishers)", api.ErrConflict, m.CID)
+		return handoff.Placed{}, fmt.Errorf("%w: %s is not from a trusted publisher (trust.publishers)", api.ErrConflict, m.CID)
 	}
 	c, err := cid.Decode(m.CID)
 	if err != nil {
-		return "", err
+		return handoff.Placed{}, err
 	}
-	dir, err := n.handoff.Materialize(ctx, m.CID, m.Name, func() (io.ReadCloser, error) { return n.store.Open(ctx, c) })
+	p, err := n.handoff.Materialize(ctx, m.CID, m.Name, func() (io.ReadCloser, error) { return n.store.Open(ctx, c) })
 	if err != nil {
-		n.metrics.HandoffFailed()
-		if errors.Is(err, handoff.ErrConflict) || errors.Is(err, handoff.ErrName) {
-			return "", fmt.Errorf("%w: %v", api.ErrConflict, err)
+		if !errors.Is(err, handoff.ErrRefused) {
+			n.metrics.HandoffFailed()
 		}
-		return "", err
+		return handoff.Placed{}, handoffErr(err)
 	}
 	n.metrics.Materialized()
-	return dir, nil
+	return p, nil
 }
 
 // handOff materializes m in the background if the hand-off is on.
@@ -81,10 +76,12 @@ func (n *Node) handOff(m store.Meta) {
 		defer n.wg.Done()
 		ctx, cancel := n.stopContext()
 		defer cancel()
-		if dir, err := n.materialize(ctx, m); err != nil {
+		if p, err := n.materialize(ctx, m); errors.Is(err, api.ErrConflict) && errors.Is(err, handoff.ErrRefused) {
+			n.log.Info("not handed off", "cid", m.CID, "name", m.Name, "why", err)
+		} else if err != nil {
 			n.log.Warn("hand-off failed", "cid", m.CID, "name", m.Name, "err", err)
 		} else {
-			n.log.Info("handed off", "cid", m.CID, "dir", dir)
+			n.log.Info("handed off", "cid", m.CID, "dir", p.Dir)
 		}
 	}()
 }
@@ -166,7 +163,7 @@ func (n *Node) prefetch(c cid.Cid) {
 		return
 	}
 	cand := handoff.Candidate{CID: c.String(), Name: e.Name, BaseModel: e.BaseModel, Publisher: e.Publisher.String()}
-	if !handoff.Match(n.want, cand) || !n.trustedEntry(e) {
+	if !handoff.Match(n.want, cand) || !n.trustedEntry(e) || !n.loadable(e) {
 		return
 	}
 	if _, err := n.store.Get(c); err == nil {
@@ -178,65 +175,9 @@ func (n *Node) prefetch(c cid.Cid) {
 	}
 }
 
-// Resolve implements api.Backend: it fetches (if needed) and materializes
-// the expert called name and returns its directory, for servers that
-// resolve adapters on first use.
-func (n *Node) Resolve(ctx context.Context, name string) (api.Materialized, error) {
-	if !n.handoffOn() {
-		return api.Materialized{}, fmt.Errorf("%w: inference.adapters_dir is not set", api.ErrUnavailable)
-	}
-	var target string
-	for _, m := range n.store.List() {
-		if m.Name == name {
-			target = m.CID
-		}
-	}
-	if target == "" { // names are claims: only trusted experts, the served model's first
-		for _, e := range n.gossip.View().List(gossipAll) {
-			if e.Name != name || !n.trustedEntry(e) {
-				continue
-			}
-			if target == "" || e.BaseModel == n.cfg.Inference.ServedModel {
-				target = e.CID.String()
-			}
-		}
-	}
-	if target == "" {
-		return api.Materialized{}, fmt.Errorf("no expert named %q is known: %w", name, api.ErrNotFound)
-	}
-	c, err := cid.Decode(target)
-	if err != nil {
-		return api.Materialized{}, err
-	}
-	if _, err := n.startFetch(c, false); err != nil {
-		return api.Materialized{}, err
-	}
-	for {
-		t, err := n.Transfer(target)
-		if err != nil {
-			return api.Materialized{}, err
-		}
-		if t.State == api.StateFailed {
-			return api.Materialized{}, fmt.Errorf("fetch %s: %s", target, t.Error)
-		}
-		if t.State == api.StateDone {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return api.Materialized{}, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	m, err := n.store.Get(c)
-	if err != nil {
-		return api.Materialized{}, err
-	}
-	dir, err := n.materialize(ctx, m)
-	if err != nil {
-		return api.Materialized{}, err
-	}
-	return api.Materialized{CID: target, Dir: dir}, nil
+// Resolve implements api.Backend: see resolve.
+func (n *Node) Resolve(ctx context.Context, name string, r api.ResolveRequest) (api.Materialized, error) {
+	return n.resolve(ctx, name, r)
 }
 
 // trustedPeers is this node and trust.publishers: the publishers whose

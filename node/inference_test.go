@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +16,7 @@ import (
 // TestHandOff: a node beside an inference server prefetches what its
 // want rule matches as soon as gossip announces it, writes it into the
 // adapters dir for the served model, and resolves another expert by name on
-// demand.
+// demand; an IA3 expert goes to no server.
 func TestHandOff(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two libp2p nodes")
@@ -22,10 +24,11 @@ func TestHandOff(t *testing.T) {
 	a := startNode(t, nil, nil)
 	adapters := t.TempDir()
 	b := startNode(t, addr(a), map[string]any{
-		"inference.adapters_dir": adapters,
-		"inference.served_model": "tiny-gpt",
-		"inference.want":         []string{"name=python*"},
-		"trust.publishers":       []string{a.Identity().ID},
+		"inference.adapters_dir":        adapters,
+		"inference.served_model":        "tiny-gpt",
+		"inference.accept_unknown_base": true, // the fixtures record no base
+		"inference.want":                []string{"name=python*"},
+		"trust.publishers":              []string{a.Identity().ID},
 	})
 	waitTopic(t, a, b)
 
@@ -36,6 +39,10 @@ func TestHandOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := a.Publish(context.Background(), api.PublishRequest{Path: ia3, Name: "c-ia3"}); err != nil {
+		t.Fatal(err)
+	}
+	f16, _ := filepath.Abs("../compress/testdata/peft/python-lora-r16-f16")
+	if _, err := a.Publish(context.Background(), api.PublishRequest{Path: f16, Name: "sql"}); err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(adapters, "python-helper", "adapter_config.json")
@@ -64,27 +71,35 @@ func TestHandOff(t *testing.T) {
 		t.Fatal("materialize into the adapters dir was allowed")
 	}
 
-	eventually(t, 10*time.Second, "b knows c-ia3", func() bool {
-		for _, e := range b.experts(api.Filter{Remote: true, Name: "c-ia3"}) {
-			if len(e.Providers) > 0 {
-				return true
+	for _, name := range []string{"c-ia3", "sql"} {
+		eventually(t, 10*time.Second, "b knows "+name, func() bool {
+			for _, e := range b.experts(api.Filter{Remote: true, Name: name}) {
+				if len(e.Providers) > 0 {
+					return true
+				}
 			}
-		}
-		return false
-	})
+			return false
+		})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m, err := b.Resolve(ctx, "c-ia3")
+	m, err := b.Resolve(ctx, "sql", api.ResolveRequest{BaseModel: "tiny-gpt"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Dir != filepath.Join(adapters, "c-ia3") {
-		t.Fatalf("resolved into %s", m.Dir)
+	if m.Dir != filepath.Join(adapters, "sql") || m.Name != "sql" || m.LoRAIntID <= 0 || !strings.HasPrefix(m.Path, filepath.Join(adapters, ".versions")+"/") {
+		t.Fatalf("resolved %+v", m)
 	}
-	if _, err := os.Stat(filepath.Join(m.Dir, "adapter_model.safetensors")); err != nil {
+	if _, err := os.Stat(filepath.Join(m.Path, "adapter_model.safetensors")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Resolve(ctx, "nobody"); err == nil {
+	if _, err := b.Resolve(ctx, "sql", api.ResolveRequest{BaseModel: "llama"}); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("resolved for another base: %v", err)
+	}
+	if _, err := b.Resolve(ctx, "c-ia3", api.ResolveRequest{}); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("resolved an IA3 expert: %v", err)
+	}
+	if _, err := b.Resolve(ctx, "nobody", api.ResolveRequest{}); err == nil {
 		t.Fatal("resolved an unknown name")
 	}
 	// Removing the expert takes it away from the server too.
@@ -113,12 +128,12 @@ func TestTrustedPublishers(t *testing.T) {
 	})
 	waitTopic(t, good, other, b)
 	py, _ := filepath.Abs(fixture)
-	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
+	f16, _ := filepath.Abs("../compress/testdata/peft/python-lora-r16-f16")
 	gp, err := good.Publish(context.Background(), api.PublishRequest{Path: py, Name: "from-good"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := other.Publish(context.Background(), api.PublishRequest{Path: ia3, Name: "from-other"})
+	op, err := other.Publish(context.Background(), api.PublishRequest{Path: f16, Name: "from-other"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +152,7 @@ func TestTrustedPublishers(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(adapters, "from-other")); !os.IsNotExist(err) {
 		t.Fatal("an untrusted expert was written for the inference server")
 	}
-	if _, err := b.Resolve(context.Background(), "from-other"); err == nil {
+	if _, err := b.Resolve(context.Background(), "from-other", api.ResolveRequest{}); err == nil {
 		t.Fatal("resolve handed an untrusted expert to the server")
 	}
 	// Fetched by hand it is the user's choice: stored and handed off.
@@ -145,7 +160,7 @@ func TestTrustedPublishers(t *testing.T) {
 	if _, err := b.Materialize(context.Background(), op.CID, api.MaterializeRequest{Dir: filepath.Join(t.TempDir(), "x")}); err != nil {
 		t.Fatalf("explicit materialize to a user dir: %v", err)
 	}
-	if _, err := b.Resolve(context.Background(), "from-other"); err != nil {
+	if _, err := b.Resolve(context.Background(), "from-other", api.ResolveRequest{}); err != nil {
 		t.Fatalf("resolve of the expert the user fetched: %v", err)
 	}
 }
@@ -180,7 +195,7 @@ func TestTrustByDefault(t *testing.T) {
 	if x, _ := b.Expert(e.CID); x.Trusted || x.Local {
 		t.Fatalf("with no trust list, another publisher's expert: %+v", x)
 	}
-	if _, err := b.Resolve(context.Background(), "stranger"); err == nil {
+	if _, err := b.Resolve(context.Background(), "stranger", api.ResolveRequest{}); err == nil {
 		t.Fatal("resolve by name handed an untrusted expert to the server")
 	}
 	if _, err := os.Stat(filepath.Join(closed, "stranger")); !os.IsNotExist(err) {

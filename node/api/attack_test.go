@@ -84,7 +84,7 @@ func TestWebPageAttacks(t *testing.T) {
 	// The CLI, curl with the documented headers, and the status page's
 	// own origin still work.
 	ctx := context.Background()
-	if _, err := c.Resolve(ctx, "a"); err != nil {
+	if _, err := c.Resolve(ctx, "a", ResolveRequest{}); err != nil {
 		t.Errorf("client resolve: %v", err)
 	}
 	if err := c.Pin(ctx, "bafka", true); err != nil {
@@ -294,7 +294,7 @@ func TestLongRoutesOutliveWriteTimeout(t *testing.T) {
 	base := serve(t, NewServer(b, "", nil, WithLimits(lim)))
 	c := NewClient(base, "")
 	ctx := context.Background()
-	if _, err := c.Resolve(ctx, "a"); err != nil {
+	if _, err := c.Resolve(ctx, "a", ResolveRequest{}); err != nil {
 		t.Errorf("resolve: %v", err)
 	}
 	if _, err := c.Publish(ctx, PublishRequest{Path: "/x"}); err != nil {
@@ -325,11 +325,11 @@ func (s *slowBackend) wait(ctx context.Context) error {
 	}
 }
 
-func (s *slowBackend) Resolve(ctx context.Context, name string) (Materialized, error) {
+func (s *slowBackend) Resolve(ctx context.Context, name string, r ResolveRequest) (Materialized, error) {
 	if err := s.wait(ctx); err != nil {
 		return Materialized{}, err
 	}
-	return s.fakeBackend.Resolve(ctx, name)
+	return s.fakeBackend.Resolve(ctx, name, r)
 }
 
 func (s *slowBackend) Publish(ctx context.Context, r PublishRequest) (Expert, error) {

@@ -189,8 +189,9 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return v, c.do(ctx, http.MethodGet, "/v1/status", nil, &v)
 }
 
-// Resolve asks the daemon to fetch and materialize the expert called name.
-func (c *Client) Resolve(ctx context.Context, name string) (Materialized, error) {
+// Resolve asks the daemon to fetch and materialize the expert called name
+// (for r.BaseModel, if set) for the inference server.
+func (c *Client) Resolve(ctx context.Context, name string, r ResolveRequest) (Materialized, error) {
 	var v Materialized
-	return v, c.do(ctx, http.MethodPost, "/v1/resolve/"+url.PathEscape(name), nil, &v)
+	return v, c.do(ctx, http.MethodPost, "/v1/resolve/"+url.PathEscape(name), r, &v)
 }

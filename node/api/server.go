@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -268,8 +269,12 @@ func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	var req ResolveRequest
+	if !readJSONOrEmpty(w, r, &req) {
+		return
+	}
 	done := s.longRoute(w)
-	m, err := s.backend.Resolve(r.Context(), r.PathValue("name"))
+	m, err := s.backend.Resolve(r.Context(), r.PathValue("name"), req)
 	done()
 	respond(w, m, err)
 }
@@ -282,6 +287,19 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return false
+	}
+	return true
+}
+
+// readJSONOrEmpty is readJSON for an optional body: none leaves v as is.
+func readJSONOrEmpty(w http.ResponseWriter, r *http.Request, v any) bool {
+	waitOnClient(r.Context(), true)
+	defer waitOnClient(r.Context(), false)
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
 		return false
 	}

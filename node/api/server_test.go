@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -14,9 +15,10 @@ import (
 
 // fakeBackend records calls and returns canned values.
 type fakeBackend struct {
-	experts map[string]Expert
-	pinned  map[string]bool
-	status  Status
+	experts  map[string]Expert
+	pinned   map[string]bool
+	status   Status
+	resolved ResolveRequest // the last Resolve's
 }
 
 func (f *fakeBackend) Identity() Identity {
@@ -64,7 +66,8 @@ func (f *fakeBackend) Pin(c string, p bool) error {
 	return nil
 }
 func (f *fakeBackend) Remove(c string) error { return errors.New("disk on fire") }
-func (f *fakeBackend) Resolve(_ context.Context, name string) (Materialized, error) {
+func (f *fakeBackend) Resolve(_ context.Context, name string, r ResolveRequest) (Materialized, error) {
+	f.resolved = r
 	for _, e := range f.experts {
 		if e.Name == name {
 			return Materialized{CID: e.CID, Dir: "/adapters/" + name}, nil
@@ -151,8 +154,27 @@ func TestAPIRoutes(t *testing.T) {
 	if m, err := c.Materialize(ctx, "bafka", MaterializeRequest{Dir: "/d"}); err != nil || m.Dir != "/d" {
 		t.Fatalf("materialize %+v %v", m, err)
 	}
-	if m, err := c.Resolve(ctx, "a"); err != nil || m.Dir != "/adapters/a" {
+	if m, err := c.Resolve(ctx, "a", ResolveRequest{}); err != nil || m.Dir != "/adapters/a" {
 		t.Fatalf("resolve %+v %v", m, err)
+	}
+	if _, err := c.Resolve(ctx, "a", ResolveRequest{BaseModel: "gpt2"}); err != nil || b.resolved.BaseModel != "gpt2" {
+		t.Fatalf("resolve for a base: %v, backend saw %+v", err, b.resolved)
+	}
+}
+
+// TestResolveBody: resolve's body is optional JSON; an unknown field is
+// refused, as everywhere.
+func TestResolveBody(t *testing.T) {
+	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}}
+	h := NewServer(b, "", nil).Handler()
+	for body, want := range map[string]int{"": 200, `{"base_model":"m"}`: 200, `{"base":"m"}`: 400, `[`: 400} {
+		r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:5180/v1/resolve/a", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("body %q: %d %s, want %d", body, w.Code, w.Body, want)
+		}
 	}
 }
 

@@ -31,8 +31,9 @@ type Backend interface {
 	Pin(cid string, pinned bool) error
 	Remove(cid string) error
 	// Resolve fetches (if needed) and materializes the expert called name
-	// for the inference server and returns its directory.
-	Resolve(ctx context.Context, name string) (Materialized, error)
+	// (for r.BaseModel, if set) for the inference server and returns where
+	// the server finds it.
+	Resolve(ctx context.Context, name string, r ResolveRequest) (Materialized, error)
 	// Status is everything the status page shows, read in one call, with
 	// one page of experts (p) and at most p.Limit of every other list.
 	Status(p Page) Status
@@ -133,7 +134,10 @@ type Expert struct {
 	Signed        bool      `json:"signed"`  // metadata signed by the publisher
 	Trusted       bool      `json:"trusted"` // per trust.publishers`
 	Pinned        bool      `json:"pinned"`
-	Providers     []string  `json:"providers,omitempty"`
+	// NotHandedOff says why the expert is not handed to the inference
+	// server (inference.adapters_dir), nil when it is or may be.
+	NotHandedOff *Refusal `json:"not_handed_off,omitempty"`
+	Providers    []string `json:"providers,omitempty"`
 	// ProviderCount counts all providers; in a list Providers holds at
 	// most MaxListedProviders of them.
 	ProviderCount int `json:"provider_count,omitempty"`
@@ -177,24 +181,50 @@ type MaterializeRequest struct {
 	Overwrite bool `json:"overwrite,omitempty"`
 }
 
+// Refusal is why an expert is not handed to the inference server: Reason
+// is a stable code (handoff's Reason constants: other_base, unknown_base,
+// rank, peft_type, untrusted...), Detail a sentence.
+type Refusal struct {
+	Reason string `json:"reason"`
+	Detail string `json:"detail"`
+}
+
+// ResolveRequest is the optional body of POST /v1/resolve/{name}.
+type ResolveRequest struct {
+	// BaseModel is the model the server serves (vLLM: the `vllm serve`
+	// model argument); only an expert for it resolves.
+	BaseModel string `json:"base_model,omitempty"`
+}
+
 // Materialized is where an expert was written.
 type Materialized struct {
 	CID string `json:"cid"`
 	Dir string `json:"dir"`
+	// For the inference server (resolve): Name is the adapter name
+	// (vLLM's lora_name), Path its directory as the server sees it
+	// (lora_path, LoRAX's adapter_id), LoRAIntID a positive id stable for
+	// the CID (vLLM's lora_int_id).
+	Name      string `json:"name,omitempty"`
+	Path      string `json:"path,omitempty"`
+	LoRAIntID int64  `json:"lora_int_id,omitempty"`
 }
 
 // Adapter is one expert written for the inference server.
 type Adapter struct {
-	Name      string `json:"name"` // directory name and vLLM lora_name
-	CID       string `json:"cid"`
-	Dir       string `json:"dir,omitempty"`
-	PeftType  string `json:"peft_type,omitempty"`
-	Loaded    bool   `json:"loaded"`            // vLLM acknowledged the load
-	Pending   string `json:"pending,omitempty"` // "load" or "unload" while a vLLM call is due
-	Attempts  int    `json:"attempts"`
-	Failed    bool   `json:"failed,omitempty"` // the last vLLM call failed for good
-	LastError string `json:"last_error,omitempty"`
-	Note      string `json:"note,omitempty"`
+	Name string `json:"name"` // directory name and vLLM lora_name
+	CID  string `json:"cid"`
+	Dir  string `json:"dir,omitempty"`
+	// Version is the version directory Dir links to; ServerPath the same as
+	// the server sees it (vLLM's lora_path, LoRAX's adapter_id).
+	Version    string `json:"version,omitempty"`
+	ServerPath string `json:"server_path,omitempty"`
+	PeftType   string `json:"peft_type,omitempty"`
+	Loaded     bool   `json:"loaded"`            // vLLM acknowledged the load
+	Pending    string `json:"pending,omitempty"` // "load" or "unload" while a vLLM call is due
+	Attempts   int    `json:"attempts"`
+	Failed     bool   `json:"failed,omitempty"` // the last vLLM call failed for good
+	LastError  string `json:"last_error,omitempty"`
+	Note       string `json:"note,omitempty"`
 }
 
 // errorBody is every error response.

@@ -153,15 +153,20 @@ type CompressConfig struct {
 
 // InferenceConfig is inference.*: the hand-off to an inference server.
 type InferenceConfig struct {
-	AdaptersDir     string        `mapstructure:"adapters_dir"`
-	ServedModel     string        `mapstructure:"served_model"`
-	DType           string        `mapstructure:"dtype"`
-	VLLMURL         string        `mapstructure:"vllm_url"`
-	VLLMAPIKey      string        `mapstructure:"vllm_api_key"`
-	RetryBackoff    time.Duration `mapstructure:"retry_backoff"`
-	RetryMaxBackoff time.Duration `mapstructure:"retry_max_backoff"`
-	VLLMCheck       time.Duration `mapstructure:"vllm_check"` // 0: never
-	Want            []string      `mapstructure:"want"`
+	AdaptersDir       string        `mapstructure:"adapters_dir"`
+	ServerAdaptersDir string        `mapstructure:"server_adapters_dir"` // adapters_dir as the server mounts it
+	ServedModel       string        `mapstructure:"served_model"`
+	BaseModelAliases  []string      `mapstructure:"base_model_aliases"`
+	AcceptUnknownBase bool          `mapstructure:"accept_unknown_base"`
+	MaxLoRARank       int           `mapstructure:"max_lora_rank"`
+	VersionGrace      time.Duration `mapstructure:"version_grace"`
+	DType             string        `mapstructure:"dtype"`
+	VLLMURL           string        `mapstructure:"vllm_url"`
+	VLLMAPIKey        string        `mapstructure:"vllm_api_key"`
+	RetryBackoff      time.Duration `mapstructure:"retry_backoff"`
+	RetryMaxBackoff   time.Duration `mapstructure:"retry_max_backoff"`
+	VLLMCheck         time.Duration `mapstructure:"vllm_check"` // 0: never
+	Want              []string      `mapstructure:"want"`
 }
 
 // TrustConfig is trust.*: whose experts are trusted.

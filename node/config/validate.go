@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -322,6 +323,15 @@ func (c *InferenceConfig) validate() []error {
 	}
 	if _, err := handoff.ParseRules(c.Want); err != nil {
 		errs = append(errs, keyErr("inference.want", "%w", err))
+	}
+	if !slices.Contains(handoff.MaxLoRARanks, c.MaxLoRARank) {
+		errs = append(errs, keyErr("inference.max_lora_rank", "%d: want one of %v, as vllm serve --max-lora-rank", c.MaxLoRARank, handoff.MaxLoRARanks))
+	}
+	if c.ServerAdaptersDir != "" && !filepath.IsAbs(c.ServerAdaptersDir) {
+		errs = append(errs, keyErr("inference.server_adapters_dir", "%q: want an absolute path, as the server mounts adapters_dir", c.ServerAdaptersDir))
+	}
+	if c.VersionGrace <= 0 {
+		errs = append(errs, keyErr("inference.version_grace", "%v: want a positive duration", c.VersionGrace))
 	}
 	return errs
 }

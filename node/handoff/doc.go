@@ -1,65 +1,86 @@
 // Package handoff hands experts to an inference server on the same machine:
-// it materializes each as a PEFT adapter directory DIR/<name>/ and, when a
-// vLLM URL is configured, asks vLLM to load or unload it.
+// it writes each as a PEFT LoRA adapter under an adapters directory DIR and,
+// when a vLLM URL is configured, asks vLLM to load or unload it.
+//
+// # What is handed off
+//
+// A Policy decides, before anything is fetched (CheckAnnounced, on what
+// gossip tells) and before anything is written (CheckHeader, on the
+// container's config and tensor shapes): only LoRA adapters (vLLM and LoRAX
+// load nothing else: not IA3, not a full fine-tuning residual), for the
+// served base model or one of its aliases (an adapter with no base only
+// under AcceptUnknownBase), that vLLM's PEFTHelper.validate_legal and
+// weight loader accept, and none that vLLM would load silently wrong
+// (init_lora_weights needing a modified base, aLoRA, layer_replication,
+// QALoRA). A refused expert is never written; Refused says why. The
+// adapter_config.json is written as published, except for the base model:
+// filled in for an adapter with none (under AcceptUnknownBase), the served
+// model's name for an alias. The base of any other adapter is never
+// rewritten: vLLM does not check it on load, and an adapter for another
+// base either fails on the GPU or, with smaller modules, serves garbage.
 //
 // # Layout
 //
-// DIR/<name>/ holds adapter_config.json, adapter_model.safetensors and
-// .expertd.json, a marker naming the expert's CID. This is the layout read by
-// vLLM's lora_filesystem_resolver (VLLM_PLUGINS=lora_filesystem_resolver,
-// VLLM_LORA_RESOLVER_CACHE_DIR=DIR) and by LoRAX (adapter_source: local).
-// A directory is written under a temporary name in DIR (".expertd-tmp-*")
-// and renamed into place when complete, so a server never sees a partial
-// adapter. <name> is SanitizeName of the expert's name; a name whose
-// directory holds another CID, or a directory expertd did not write, is a
-// conflict (ErrConflict) and is never overwritten.
+// DIR/.versions/<cid>-<tag>/ holds adapter_config.json,
+// adapter_model.safetensors and .expertd.json (a marker naming the CID);
+// <tag> is a hash of the write settings (dtype, base written). DIR/<name> is
+// a relative symbolic link to the version the name serves, so
+// DIR/<name>/adapter_config.json is what vLLM's lora_filesystem_resolver
+// (VLLM_LORA_RESOLVER_CACHE_DIR=DIR) and LoRAX (adapter_source local) read.
+// A version is written under a temporary name and renamed into place when
+// complete, then never changed; a name moves to another version with one
+// rename of its link, and a version no name points at is deleted only
+// Options.Grace later, since vLLM reads lora_path again when it reloads an
+// adapter and dies if it is gone. <name> is SanitizeName of the expert's
+// name, bound to one CID until the expert is removed: another CID under
+// the same name, or a name that is not expertd's link, is a conflict
+// (ErrConflict) and is never overwritten. vLLM is given the version
+// directory as Options.ServerDir names it (the server's own mount).
 //
-// What vLLM reads, as relied on here (vllm-project/vllm):
-//   - vllm/plugins/lora_resolvers/filesystem_resolver.py: for a request naming
-//     an unknown adapter "foo" it loads DIR/foo when
-//     DIR/foo/adapter_config.json has peft_type == "LORA" and
-//     base_model_name_or_path == the served model's model_config.model (the
-//     model argument of `vllm serve`), so Options.ServedModel is written there.
-//   - docs/features/lora.md ("Dynamically serving LoRA Adapters"): with
-//     VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, POST /v1/load_lora_adapter
-//     {"lora_name","lora_path"} and POST /v1/unload_lora_adapter {"lora_name"}
-//     answer 200 with a plain-text "Success: LoRA adapter 'x' added
-//     successfully." (or "removed"); without that variable the routes do not
-//     exist (attach_router in vllm/entrypoints/serve/lora/api_router.py,
-//     lately vllm/frontend/entrypoints/serve/lora/api_router.py, registers
-//     nothing), so they answer FastAPI's 404 {"detail":"Not Found"}.
-//   - vllm/entrypoints/openai/models/serving.py (and the older
-//     serving_models.py): errors are an ErrorResponse, either flat
-//     {"object":"error","message","type","param","code"} (older releases) or
-//     nested {"error":{"message","type","param","code"}} (newer), with the
-//     HTTP status equal to code. Loading a name already loaded is a 400 whose
-//     message says it "has already been loaded"; unloading an unknown name is
-//     a 404 NotFoundError "... cannot be found."; a path without an adapter is
-//     a 404 NotFoundError; an adapter the engine refuses is a 400
-//     BadRequestError (older) or a 500 InternalServerError (newer).
+// What vLLM does, as relied on here (vllm-project/vllm at 9aaf83ef5, the
+// v0.22 cycle, and older releases; the fakevllm package mirrors it):
+//   - vllm/plugins/lora_resolvers/filesystem_resolver.py loads DIR/<name>
+//     for a request naming an unknown adapter when its adapter_config.json
+//     has peft_type "LORA" and base_model_name_or_path equal to the
+//     `vllm serve` model argument, byte for byte.
+//   - With VLLM_ALLOW_RUNTIME_LORA_UPDATING, POST /v1/load_lora_adapter
+//     {"lora_name","lora_path"[,"load_inplace"]} and
+//     /v1/unload_lora_adapter {"lora_name"} answer 200 with a plain-text
+//     "Success: ..."; without it the routes do not exist (404
+//     {"detail":"Not Found"}). The load route checks no base model.
+//   - Errors are an ErrorResponse, flat {"object":"error",...} (≤ v0.10.0)
+//     or nested {"error":{...}}, with the HTTP status in code. Loading a
+//     name already loaded is a 400 "has already been loaded" (with a hint
+//     to set load_inplace where it is supported, ≈v0.15 on); unloading an
+//     unknown name is a 404 "cannot be found"; a path without an adapter
+//     is a 404 NotFoundError; an adapter the engine refuses is a 400
+//     BadRequestError (≤ ≈v0.17) or a 500 InternalServerError.
 //
 // # vLLM calls
 //
-// Serve runs the calls one at a time. Each adapter has a wanted state, so a
-// Remove that arrives before its load was sent cancels the load, and a name
-// re-materialized with another CID is unloaded before it is loaded again.
-// Only LoRA adapters are sent: vLLM loads nothing else; IA3 and other types
-// are materialized for servers that load them (LoRAX) and their status says
-// why they were not sent. Outcomes:
+// Serve runs the calls one at a time. Each adapter has a wanted state, so
+// a Remove that arrives before its load was sent cancels the load. A name
+// moved to a new version is loaded in place (load_inplace), so it is served
+// throughout. Outcomes:
 //   - 2xx: done.
-//   - load answered 400 "already been loaded" (the adapter survived a
-//     restart of expertd): loaded.
+//   - load answered 400 "already been loaded": vLLM's model list says from
+//     which path. This version (a restart of expertd) or the name's link
+//     (the filesystem resolver): done. Other files: loaded in place if
+//     vLLM says it can, else unloaded and loaded (vLLM ≤ v0.14 ignores
+//     load_inplace).
 //   - unload answered 404/400 not found: done (nothing was loaded).
-//   - no answer (connection refused, timeout), 429, 502, 503, 504, or a 5xx
-//     that is not a vLLM ErrorResponse: vLLM is down or starting; every call
-//     waits, with exponential backoff from Options.Backoff to
-//     Options.MaxBackoff, and is retried until Serve's context ends.
-//   - any other answer (400 bad adapter, 404 no such route, 401, a vLLM 500):
-//     failed; recorded in Status and Stats and not retried. Materializing
-//     the same expert again queues a new attempt.
+//   - no answer (connection refused, timeout), 429, 502, 503, 504, a 5xx
+//     that is not a vLLM ErrorResponse, or "Server shutting down": vLLM is
+//     down or starting; every call waits, with exponential backoff from
+//     Options.Backoff to Options.MaxBackoff, and is retried until Serve's
+//     context ends.
+//   - any other answer (400 bad adapter, 404 no such route, 401, a vLLM
+//     500): failed; recorded in Status and Stats and not retried.
+//     Materializing the same expert again queues a new attempt.
 //
 // vLLM forgets runtime-loaded adapters when it restarts. Every
-// Options.Check, Serve lists vLLM's models (GET /v1/models, whose IDs are
-// the served models and the loaded adapters' lora_name) and queues a load
-// for each adapter it had acknowledged that is missing there.
+// Options.Check, Serve lists vLLM's models (GET /v1/models, whose cards
+// give each adapter's lora_name and lora_path) and loads again each
+// adapter it had acknowledged that is missing there, or held from other
+// files.
 package handoff

@@ -14,6 +14,9 @@ var (
 	// ErrNotAdapter: the container is not a PEFT adapter (for example a full
 	// fine-tuning residual, which needs its base model).
 	ErrNotAdapter = errors.New("handoff: not a PEFT adapter")
+	// ErrRefused: the expert is not handed to the inference server (a
+	// *Refusal says why: another base model, a rank over the limit...).
+	ErrRefused = errors.New("handoff: not handed to the inference server")
 	// ErrVLLM: vLLM refused a load or unload call.
 	ErrVLLM = errors.New("handoff: vLLM refused the call")
 	// ErrUnavailable: vLLM did not answer, or answered that it cannot serve

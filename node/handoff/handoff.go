@@ -20,11 +20,16 @@ type Options struct {
 	// (created if missing); "" turns hand-off off. Relative paths are made
 	// absolute: vLLM is given absolute lora_path values.
 	Dir string
-	// ServedModel, when set, is written as base_model_name_or_path in every
-	// adapter_config.json (vLLM's filesystem resolver loads only adapters
-	// whose value equals the model vLLM serves). The rest of the file is
-	// kept byte for byte.
-	ServedModel string
+	// Policy decides which experts are written and handed to the server.
+	Policy Policy
+	// ServerDir is Dir as the inference server sees it (its mount of the
+	// same directory in another container, say); "" means Dir. The paths
+	// sent to vLLM as lora_path and returned by Placed are under it.
+	ServerDir string
+	// Grace is how long a version directory stays after no adapter name
+	// points at it any more (the server may still read it for requests
+	// under way); default DefaultGrace.
+	Grace time.Duration
 	// DType of the written weights: "source" (or "") keeps the dtype each
 	// tensor had when published; f32, f16 or bf16 convert.
 	DType string
@@ -55,6 +60,7 @@ type Options struct {
 const (
 	DefaultBackoff    = time.Second
 	DefaultMaxBackoff = time.Minute
+	DefaultGrace      = 10 * time.Minute
 	defaultTimeout    = 2 * time.Minute
 )
 
@@ -62,7 +68,9 @@ const (
 // loaded adapters in step with it. Its methods are safe for concurrent use.
 type Handoff struct {
 	dir         string
-	servedModel string
+	serverDir   string // dir as the server sees it
+	policy      Policy
+	grace       time.Duration
 	dtype       string // compress.ParseDType form: "" for source
 	maxOutput   int64  // compress.ExpandOptions.MaxOutput
 	vllm        *vllmClient
@@ -73,6 +81,7 @@ type Handoff struct {
 	checkWarned bool          // a check failure was warned of; Serve's goroutine only
 
 	locks   nameLocks
+	fsMu    sync.Mutex    // held while a version is written and linked, and by the janitor
 	wake    chan struct{} // buffered 1: something became due
 	started atomic.Bool
 
@@ -82,6 +91,7 @@ type Handoff struct {
 	fails     int                 // consecutive calls vLLM did not answer
 	notBefore time.Time           // no call before this (backoff)
 	stats     Stats
+	refused   map[string]refusal // by CID: experts not handed off, and why
 }
 
 // adapter is what the Handoff knows of one name. Guarded by Handoff.mu.
@@ -89,9 +99,12 @@ type adapter struct {
 	name     string // sanitized
 	expert   string // the expert's own name
 	cid      string
-	dir      string // "" once removed
+	dir      string // the name's link; "" once removed
+	version  string // the version directory it points at
+	server   string // lora_path: the version directory as the server sees it
 	peftType string
 	note     string // why it is not sent to vLLM, if it is not
+	replace  bool   // the due load replaces what vLLM holds under the name (load_inplace)
 
 	loaded     bool   // vLLM acknowledged a load and no unload since
 	needUnload bool   // an unload is due (before any load)
@@ -113,15 +126,20 @@ func New(o Options) (*Handoff, error) {
 		return nil, fmt.Errorf("handoff: %w", err)
 	}
 	h := &Handoff{
-		servedModel: o.ServedModel,
-		dtype:       dtype,
-		maxOutput:   o.MaxOutput,
-		log:         o.Logger,
-		backoff:     o.Backoff,
-		maxBackoff:  o.MaxBackoff,
-		check:       max(o.Check, 0),
-		wake:        make(chan struct{}, 1),
-		adapters:    map[string]*adapter{},
+		policy:     o.Policy,
+		grace:      o.Grace,
+		dtype:      dtype,
+		maxOutput:  o.MaxOutput,
+		log:        o.Logger,
+		backoff:    o.Backoff,
+		maxBackoff: o.MaxBackoff,
+		check:      max(o.Check, 0),
+		wake:       make(chan struct{}, 1),
+		adapters:   map[string]*adapter{},
+		refused:    map[string]refusal{},
+	}
+	if h.grace <= 0 {
+		h.grace = DefaultGrace
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -150,26 +168,40 @@ func New(o Options) (*Handoff, error) {
 	if h.dir, err = filepath.Abs(o.Dir); err != nil {
 		return nil, fmt.Errorf("handoff: adapters dir: %w", err)
 	}
-	if err := os.MkdirAll(h.dir, 0o755); err != nil {
+	h.serverDir = h.dir
+	if o.ServerDir != "" {
+		if !filepath.IsAbs(o.ServerDir) {
+			return nil, fmt.Errorf("handoff: server adapters dir %q is not an absolute path", o.ServerDir)
+		}
+		h.serverDir = filepath.Clean(o.ServerDir)
+	}
+	if err := os.MkdirAll(filepath.Join(h.dir, VersionsDir), 0o755); err != nil {
 		return nil, fmt.Errorf("handoff: adapters dir: %w", err)
 	}
 	if err := h.sweep(); err != nil {
 		return nil, err
 	}
+	if err := h.migrate(); err != nil {
+		return nil, err
+	}
+	h.janitor(time.Now())
 	return h, nil
 }
 
 // Dir returns the absolute adapters directory, "" when hand-off is off.
 func (h *Handoff) Dir() string { return h.dir }
 
-// sweep removes the temporary directories of an interrupted run.
+// Policy returns the policy the Handoff applies.
+func (h *Handoff) Policy() Policy { return h.policy }
+
+// sweep removes the temporary directories and links of an interrupted run.
 func (h *Handoff) sweep() error {
 	ents, err := os.ReadDir(h.dir)
 	if err != nil {
 		return fmt.Errorf("handoff: adapters dir: %w", err)
 	}
 	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), tempPrefix) {
+		if strings.HasPrefix(e.Name(), tempPrefix) {
 			if err := os.RemoveAll(filepath.Join(h.dir, e.Name())); err != nil {
 				return fmt.Errorf("handoff: removing leftover %s: %w", e.Name(), err)
 			}

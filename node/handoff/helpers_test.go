@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -108,4 +109,39 @@ func status(h *Handoff, name string) (AdapterStatus, bool) {
 		}
 	}
 	return AdapterStatus{}, false
+}
+
+// containerWith returns the container of a fixture adapter whose
+// adapter_config.json edit changed.
+func containerWith(t testing.TB, fixture string, edit func(cfg []byte) []byte) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"adapter_config.json", "adapter_model.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(fixtures, fixture, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "adapter_config.json" {
+			b = edit(b)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := compress.Load(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, _, err := compress.Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// withBase returns a fixture config edit setting base_model_name_or_path.
+func withBase(base string) func([]byte) []byte {
+	return func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"base_model_name_or_path": null`), []byte(`"base_model_name_or_path": "`+base+`"`), 1)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // MarkerFile, inside each adapter directory, records which expert it holds.
@@ -15,10 +14,12 @@ const MarkerFile = ".expertd.json"
 
 // Marker is the content of MarkerFile.
 type Marker struct {
-	CID         string `json:"cid"`
-	Name        string `json:"name"` // the expert's own name, before SanitizeName
-	PeftType    string `json:"peft_type"`
-	DType       string `json:"dtype"` // as configured: "" for source
+	CID      string `json:"cid"`
+	Name     string `json:"name"` // the expert's own name, before SanitizeName
+	PeftType string `json:"peft_type"`
+	DType    string `json:"dtype"` // as configured: "" for source
+	// ServedModel is the base model written into adapter_config.json ("" if
+	// the file is as published): Policy.CheckHeader's fill.
 	ServedModel string `json:"served_model,omitempty"`
 }
 
@@ -53,27 +54,25 @@ func writeMarker(dir string, m Marker) error {
 	return writeFileSync(filepath.Join(dir, MarkerFile), append(b, '\n'))
 }
 
-// Scan lists the adapters expertd wrote in the adapters directory, by
-// directory name, so that the daemon can remove those whose expert it no
-// longer holds after a restart. Directories without a marker are skipped.
+// Scan lists the adapter names expertd linked in the adapters directory,
+// with the marker of the version each points at (a version whose marker
+// is unreadable gives the name and the CID only), so that the daemon can
+// remove those whose expert it no longer holds after a restart.
 func (h *Handoff) Scan() (map[string]Marker, error) {
 	if h.dir == "" {
 		return nil, ErrDisabled
 	}
-	ents, err := os.ReadDir(h.dir)
+	names, err := h.links()
 	if err != nil {
-		return nil, fmt.Errorf("handoff: %w", err)
+		return nil, err
 	}
-	out := map[string]Marker{}
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
+	out := make(map[string]Marker, len(names))
+	for name, v := range names {
+		m, err := readMarker(h.versionDir(v))
+		if c, _ := versionCID(v); err != nil || m.CID != c {
+			m = Marker{CID: c, Name: name}
 		}
-		m, err := readMarker(filepath.Join(h.dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		out[e.Name()] = m
+		out[name] = m
 	}
 	return out, nil
 }

@@ -2,8 +2,6 @@ package handoff
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/expertd/expertd/compress"
 )
@@ -19,82 +18,179 @@ import (
 // directory; SanitizeName never yields a leading dot, so none is an adapter.
 const tempPrefix = ".expertd-"
 
-// Materialize writes the expert cid, called name, as the adapter directory
-// Dir/SanitizeName(name)/ and returns that directory. open is called to
-// read the expert's container (a .cpeft stream, closed when read) only if
-// the directory has to be written.
+// Placed is where Materialize put an adapter.
+type Placed struct {
+	Name string // the adapter's name: SanitizeName of the expert's, its vLLM lora_name
+	Dir  string // Dir/Name, the name's link (vLLM's filesystem resolver, LoRAX)
+	// Version is the version directory the name points at, and ServerPath
+	// the same as the server sees it (Options.ServerDir): vLLM's lora_path
+	// and LoRAX's adapter_id. It never changes while a name points at it.
+	Version    string
+	ServerPath string
+}
+
+// Materialize writes the expert cid, called name, for the inference
+// server: as the version directory Dir/.versions/<cid>-<tag>/ and the link
+// Dir/SanitizeName(name) pointing at it (see layout.go). open is called to
+// read the expert's container (a .cpeft stream, closed when read): first
+// for its header, which the Policy checks (an expert it refuses is never
+// written, and a *Refusal, matching ErrRefused, says why), then, if the
+// version directory has to be written, for the whole expert.
 //
+// The version is decoded into a temporary directory and renamed into
+// place when complete, then the name's link is pointed at it. A name is
+// bound to one CID: if its link points at another CID, or the name is not
+// expertd's link, Materialize fails with ErrConflict and leaves it as it
+// is. The same CID written with other settings (dtype, base model) is a
+// new version: the name moves to it, and vLLM replaces the adapter in
+// place.
 // Only a PEFT adapter with its adapter_config.json is written (a full
 // residual is ErrNotAdapter), and only once its declared output has passed
 // Options.MaxOutput (compress.ErrOutputLimit) and the free space of Dir
-// (compress.ErrNoSpace). The adapter is decoded into a temporary directory
-// in Dir and renamed into place when complete. If the directory already holds this CID written with
-// the current ServedModel and DType, nothing is written; if it holds this
-// CID written with other settings, it is rewritten and swapped in. If it
-// holds another CID, or is not expertd's, Materialize fails with
-// ErrConflict and leaves it as it is.
+// (compress.ErrNoSpace).
 //
-// Then, for a LoRA adapter with vLLM configured and not yet loaded, a load
-// is queued for Serve; Status reports how it went.
-func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func() (io.ReadCloser, error)) (string, error) {
+// Then, for an adapter vLLM does not hold yet, a load is queued for Serve;
+// Status reports how it went.
+func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func() (io.ReadCloser, error)) (Placed, error) {
 	if h.dir == "" {
-		return "", ErrDisabled
+		return Placed{}, ErrDisabled
 	}
 	if cid == "" {
-		return "", errors.New("handoff: empty CID")
+		return Placed{}, errors.New("handoff: empty CID")
 	}
 	sname, err := SanitizeName(name)
 	if err != nil {
-		return "", err
+		return Placed{}, err
 	}
 	unlock, err := h.locks.lock(ctx, sname)
 	if err != nil {
-		return "", err
+		return Placed{}, err
 	}
 	defer unlock()
 
-	dir := filepath.Join(h.dir, sname)
-	m, err := readMarker(dir)
-	refresh := false
+	link := filepath.Join(h.dir, sname)
+	cur, err := h.linked(sname)
 	switch {
-	case err == nil && m.CID != cid:
-		return "", fmt.Errorf("%w: %s holds expert %s (%q), not %s", ErrConflict, dir, m.CID, m.Name, cid)
-	case err == nil && m.DType == h.dtype && m.ServedModel == h.servedModel:
-		h.track(sname, name, cid, dir, m.PeftType, false, false)
-		return dir, nil
 	case err == nil:
-		refresh = true // same expert written with other settings
-	case errors.Is(err, errNoMarker):
-		return "", fmt.Errorf("%w: %s exists and was not written by expertd", ErrConflict, dir)
-	case !errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("handoff: %w", err)
+		if c, _ := versionCID(cur); c != cid {
+			return Placed{}, fmt.Errorf("%w: %s holds expert %s, not %s", ErrConflict, link, c, cid)
+		}
+	case errors.Is(err, errForeign):
+		return Placed{}, fmt.Errorf("%w: %s exists and was not written by expertd", ErrConflict, link)
+	case errors.Is(err, fs.ErrNotExist):
+		cur = ""
+	default:
+		return Placed{}, fmt.Errorf("handoff: %w", err)
 	}
 
-	tmp, peft, err := h.write(ctx, cid, name, open)
-	if tmp != "" {
-		defer os.RemoveAll(tmp) // a no-op once renamed
+	fill, peft, err := h.inspect(ctx, cid, open)
+	var r *Refusal
+	if errors.As(err, &r) {
+		h.refuse(cid, name, r)
+		if cur != "" { // refused now (the settings changed): take it away
+			h.unlink(sname, name, cid, peft, cur)
+		}
+		return Placed{}, err
 	}
 	if err != nil {
-		return "", err
+		return Placed{}, err
 	}
-	if refresh {
-		err = h.swap(tmp, dir)
-	} else {
-		err = h.place(tmp, dir)
+	v := versionName(cid, h.dtype, fill)
+	p := Placed{Name: sname, Dir: link, Version: h.versionDir(v), ServerPath: h.serverPath(v)}
+	if cur == v {
+		if _, err := readMarker(p.Version); err == nil {
+			h.track(sname, name, cid, p, peft, false, false)
+			return p, nil
+		}
 	}
+	tmp := ""
+	if m, err := readMarker(p.Version); err != nil || m.CID != cid {
+		if tmp, _, err = h.write(ctx, cid, name, fill, open); tmp != "" {
+			defer os.RemoveAll(tmp) // a no-op once renamed
+		}
+		if err != nil {
+			return Placed{}, err
+		}
+	}
+	// Placing the version and linking the name are one step for the
+	// janitor, which never sees the version unpointed in between.
+	h.fsMu.Lock()
+	wrote, err := h.place(tmp, cid, v)
+	if err == nil {
+		err = h.point(sname, v)
+	}
+	if err == nil && cur != "" && cur != v {
+		h.retire(cur, time.Now())
+	}
+	h.fsMu.Unlock()
 	if err != nil {
-		return "", err
+		return Placed{}, err
 	}
-	syncDir(h.dir)
-	h.log.Info("handoff: adapter materialized", "name", sname, "cid", cid, "peft_type", peft, "dir", dir)
-	h.track(sname, name, cid, dir, peft, true, refresh)
-	return dir, nil
+	h.log.Info("handoff: adapter materialized", "name", sname, "cid", cid, "peft_type", peft, "version", v)
+	h.track(sname, name, cid, p, peft, wrote, cur != "" && cur != v)
+	return p, nil
+}
+
+// inspect reads the container's header and applies the policy: it returns
+// the base model to write into the config ("" for none) and the PEFT
+// type, or a *Refusal.
+func (h *Handoff) inspect(ctx context.Context, cid string, open func() (io.ReadCloser, error)) (fill, peft string, err error) {
+	if open == nil {
+		return "", "", fmt.Errorf("handoff: expert %s: nothing to read it from", cid)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", "", err
+	}
+	rc, err := open()
+	if err != nil {
+		return "", "", fmt.Errorf("handoff: opening expert %s: %w", cid, err)
+	}
+	defer rc.Close()
+	cr, err := compress.NewReader(rc)
+	if err != nil {
+		return "", "", fmt.Errorf("handoff: decoding expert %s: %w", cid, err)
+	}
+	hdr := cr.Header()
+	fill, r := h.policy.CheckHeader(hdr)
+	if r != nil {
+		return "", hdr.PeftType, r
+	}
+	return fill, hdr.PeftType, nil
+}
+
+// place renames tmp, the expert cid written anew ("" if it was there
+// already), to version v, unless a complete v is there (another name of
+// the same expert wrote it meanwhile); a partial one is set aside. wrote
+// reports whether tmp was placed. The caller holds h.fsMu.
+func (h *Handoff) place(tmp, cid, v string) (wrote bool, err error) {
+	dst := h.versionDir(v)
+	if m, err := readMarker(dst); err == nil && m.CID == cid {
+		return false, nil
+	}
+	if tmp == "" {
+		return false, fmt.Errorf("handoff: version %s vanished while in use", v)
+	}
+	if _, err := os.Lstat(dst); err == nil { // half there (no marker)
+		trash, err := h.tempName("rm-")
+		if err != nil {
+			return false, err
+		}
+		if err := os.Rename(dst, trash); err != nil {
+			return false, fmt.Errorf("handoff: %w", err)
+		}
+		defer os.RemoveAll(trash)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return false, fmt.Errorf("handoff: %w", err)
+	}
+	syncDir(filepath.Dir(dst))
+	return true, nil
 }
 
 // write decodes the container into a new temporary directory, which it
 // returns (also on error, for the caller to remove), with the adapter's
-// PEFT type.
-func (h *Handoff) write(ctx context.Context, cid, name string, open func() (io.ReadCloser, error)) (tmp, peft string, err error) {
+// PEFT type. fill, if set, is written as the config's base model.
+func (h *Handoff) write(ctx context.Context, cid, name, fill string, open func() (io.ReadCloser, error)) (tmp, peft string, err error) {
 	tmp, err = os.MkdirTemp(h.dir, tempPrefix+"tmp-")
 	if err != nil {
 		return "", "", fmt.Errorf("handoff: %w", err)
@@ -124,20 +220,20 @@ func (h *Handoff) write(ctx context.Context, cid, name string, open func() (io.R
 	case err != nil:
 		return tmp, "", fmt.Errorf("handoff: decoding expert %s: %w", cid, err)
 	}
-	if h.servedModel != "" {
+	if fill != "" { // the Policy's choice: an unknown base accepted, or an alias
 		path := filepath.Join(tmp, compress.AdapterConfigFile)
 		doc, err := os.ReadFile(path)
 		if err != nil {
 			return tmp, "", fmt.Errorf("handoff: %w", err)
 		}
-		if doc, err = setTopLevelString(doc, baseModelKey, h.servedModel); err != nil {
+		if doc, err = setTopLevelString(doc, baseModelKey, fill); err != nil {
 			return tmp, "", fmt.Errorf("expert %s: %w", cid, err)
 		}
 		if err := writeFileSync(path, doc); err != nil {
 			return tmp, "", fmt.Errorf("handoff: %w", err)
 		}
 	}
-	m := Marker{CID: cid, Name: name, PeftType: hdr.PeftType, DType: h.dtype, ServedModel: h.servedModel}
+	m := Marker{CID: cid, Name: name, PeftType: hdr.PeftType, DType: h.dtype, ServedModel: fill}
 	if err := writeMarker(tmp, m); err != nil {
 		return tmp, "", fmt.Errorf("handoff: %w", err)
 	}
@@ -155,50 +251,6 @@ func acceptAdapter(h *compress.Header) error {
 		return fmt.Errorf("%w: %s with config %q", ErrNotAdapter, h.PeftType, h.ConfigName)
 	}
 	return nil
-}
-
-// place renames tmp to dir, which must not exist.
-func (h *Handoff) place(tmp, dir string) error {
-	// rename(2) would replace an empty directory someone made meanwhile.
-	if _, err := os.Lstat(dir); err == nil {
-		return fmt.Errorf("%w: %s appeared while writing it", ErrConflict, dir)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("handoff: %w", err)
-	}
-	return nil
-}
-
-// swap replaces the adapter directory dir by tmp: dir is renamed aside
-// first, so that it is missing for an instant but never partial.
-func (h *Handoff) swap(tmp, dir string) error {
-	old, err := h.trashName()
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(dir, old); err != nil {
-		return fmt.Errorf("handoff: %w", err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if rerr := os.Rename(old, dir); rerr != nil {
-			h.log.Error("handoff: restoring an adapter", "dir", dir, "from", old, "err", rerr)
-		}
-		return fmt.Errorf("handoff: %w", err)
-	}
-	if err := os.RemoveAll(old); err != nil {
-		h.log.Warn("handoff: removing a replaced adapter", "dir", old, "err", err)
-	}
-	return nil
-}
-
-// trashName returns an unused temporary path in Dir to move an adapter
-// directory to before deleting it.
-func (h *Handoff) trashName() (string, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("handoff: %w", err)
-	}
-	return filepath.Join(h.dir, tempPrefix+"rm-"+hex.EncodeToString(b[:])), nil
 }
 
 // readerFunc adapts a function to io.Reader.

@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/expertd/expertd/compress/safetensors"
+	"github.com/expertd/expertd/node/handoff/fakevllm"
 )
 
 const (
@@ -82,27 +85,35 @@ func treeHash(t *testing.T, dir string) [32]byte {
 }
 
 func TestMaterializeLayout(t *testing.T) {
-	h := newTestHandoff(t, Options{})
-	dir, err := h.Materialize(context.Background(), cidA, "python/lora", opener(container(t, loraDir), nil))
+	h := newTestHandoff(t, Options{Policy: Policy{AcceptUnknownBase: true}})
+	p, err := h.Materialize(context.Background(), cidA, "python/lora", opener(container(t, loraDir), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(h.Dir(), "python_lora"); dir != want || !filepath.IsAbs(dir) {
-		t.Fatalf("dir %s, want %s", dir, want)
+	if want := filepath.Join(h.Dir(), "python_lora"); p.Dir != want || p.Name != "python_lora" {
+		t.Fatalf("placed %+v, want the name python_lora at %s", p, want)
 	}
-	if got := readDirNames(t, h.Dir()); len(got) != 1 || got[0] != "python_lora" {
+	v := versionName(cidA, "", "")
+	if p.Version != filepath.Join(h.Dir(), VersionsDir, v) || p.ServerPath != p.Version {
+		t.Fatalf("placed %+v, want version %s", p, v)
+	}
+	if got := readDirNames(t, h.Dir()); !slices.Equal(got, []string{VersionsDir, "python_lora"}) {
 		t.Fatalf("adapters dir holds %v", got)
 	}
-	if got := readDirNames(t, dir); strings.Join(got, " ") != ".expertd.json adapter_config.json adapter_model.safetensors" {
+	if target, err := os.Readlink(p.Dir); err != nil || target != filepath.Join(VersionsDir, v) {
+		t.Fatalf("the name links to %q (%v), want the relative %s", target, err, filepath.Join(VersionsDir, v))
+	}
+	// Through the link, as vLLM's filesystem resolver and LoRAX read it.
+	if got := readDirNames(t, p.Dir); strings.Join(got, " ") != ".expertd.json adapter_config.json adapter_model.safetensors" {
 		t.Fatalf("adapter dir holds %v", got)
 	}
 	want, _ := os.ReadFile(filepath.Join(fixtures, loraDir, "adapter_config.json"))
-	got, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
+	got, _ := os.ReadFile(filepath.Join(p.Dir, "adapter_config.json"))
 	if !bytes.Equal(got, want) {
 		t.Error("adapter_config.json differs from the source without a served model")
 	}
 	src := tensors(t, filepath.Join(fixtures, loraDir))
-	out := tensors(t, dir)
+	out := tensors(t, p.Dir)
 	if len(out) != len(src) {
 		t.Fatalf("%d tensors, want %d", len(out), len(src))
 	}
@@ -111,17 +122,17 @@ func TestMaterializeLayout(t *testing.T) {
 			t.Errorf("tensor %s: dtype %s, want the source's %s", name, out[name], dt)
 		}
 	}
-	m, err := readMarker(dir)
+	m, err := readMarker(p.Version)
 	if err != nil || m != (Marker{CID: cidA, Name: "python/lora", PeftType: "LORA"}) {
 		t.Errorf("marker %+v, %v", m, err)
 	}
-	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o755 {
+	if st, _ := os.Stat(p.Version); st.Mode().Perm() != 0o755 {
 		t.Errorf("dir mode %v, want 0755 (the server may run as another user)", st.Mode())
 	}
 	if s := h.Stats(); s.Materialized != 1 {
 		t.Errorf("stats %+v", s)
 	}
-	if st, ok := status(h, "python_lora"); !ok || st.CID != cidA || st.Dir != dir || st.Expert != "python/lora" || st.Pending != "" {
+	if st, ok := status(h, "python_lora"); !ok || st.CID != cidA || st.Dir != p.Dir || st.Version != p.Version || st.Expert != "python/lora" || st.Pending != "" {
 		t.Errorf("status %+v", st)
 	}
 	if ms, err := h.Scan(); err != nil || len(ms) != 1 || ms["python_lora"].CID != cidA {
@@ -129,33 +140,75 @@ func TestMaterializeLayout(t *testing.T) {
 	}
 }
 
-func TestMaterializeServedModel(t *testing.T) {
-	h := newTestHandoff(t, Options{ServedModel: "meta-llama/Llama-3.2-1B"})
-	dir, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil))
+// TestMaterializeServerDir: vLLM is given the version directory as the
+// server mounts the adapters directory.
+func TestMaterializeServerDir(t *testing.T) {
+	h := newTestHandoff(t, Options{ServerDir: "/srv/adapters", Policy: Policy{AcceptUnknownBase: true}})
+	p, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := "/srv/adapters/" + VersionsDir + "/" + versionName(cidA, "", ""); p.ServerPath != want {
+		t.Errorf("server path %s, want %s", p.ServerPath, want)
+	}
+	if _, err := New(Options{Dir: t.TempDir(), ServerDir: "relative/dir"}); err == nil {
+		t.Error("New accepted a relative server dir")
+	}
+}
+
+// TestMaterializeBase: the config is written as published when its base
+// is the served model; a missing base is filled in only under
+// accept_unknown_base; an alias is written as the served model; another
+// base is refused and nothing is written.
+func TestMaterializeBase(t *testing.T) {
+	const served = "meta-llama/Llama-3.2-1B"
 	src, _ := os.ReadFile(filepath.Join(fixtures, loraDir, "adapter_config.json"))
-	got, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
-	want := bytes.Replace(src, []byte(`"base_model_name_or_path": null`), []byte(`"base_model_name_or_path": "meta-llama/Llama-3.2-1B"`), 1)
-	if bytes.Equal(want, src) {
-		t.Fatal("fixture has no base_model_name_or_path: null")
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("adapter_config.json:\n%s\nwant\n%s", got, want)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(got, &cfg); err != nil || cfg["base_model_name_or_path"] != "meta-llama/Llama-3.2-1B" || cfg["peft_type"] != "LORA" {
-		t.Errorf("config %v, %v", cfg, err)
+	for _, c := range []struct {
+		name, base string // base "" keeps the fixture's null
+		p          Policy
+		want       []byte // nil: refused
+		reason     string
+	}{
+		{"served", served, Policy{ServedModel: served}, withBase(served)(src), ""},
+		{"unknown, accepted", "", Policy{ServedModel: served, AcceptUnknownBase: true}, withBase(served)(src), ""},
+		{"unknown", "", Policy{ServedModel: served}, nil, ReasonUnknownBase},
+		{"alias", "/models/llama-1b", Policy{ServedModel: served, BaseAliases: []string{"/models/llama-1b"}}, withBase(served)(src), ""},
+		{"other", "gpt2", Policy{ServedModel: served, AcceptUnknownBase: true}, nil, ReasonOtherBase},
+	} {
+		h := newTestHandoff(t, Options{Policy: c.p})
+		data := container(t, loraDir)
+		if c.base != "" {
+			data = containerWith(t, loraDir, withBase(c.base))
+		}
+		var opens int
+		p, err := h.Materialize(context.Background(), cidA, "python", opener(data, &opens))
+		if c.want == nil {
+			var r *Refusal
+			if !errors.As(err, &r) || r.Reason != c.reason {
+				t.Errorf("%s: %v, want a %s refusal", c.name, err, c.reason)
+			}
+			if names := readDirNames(t, filepath.Join(h.Dir(), VersionsDir)); len(names) != 0 || opens != 1 {
+				t.Errorf("%s: refused, yet %v written after %d opens", c.name, names, opens)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got, _ := os.ReadFile(filepath.Join(p.Dir, "adapter_config.json"))
+		if !bytes.Equal(got, c.want) {
+			t.Errorf("%s: adapter_config.json:\n%s\nwant\n%s", c.name, got, c.want)
+		}
 	}
 }
 
 func TestMaterializeDType(t *testing.T) {
 	h := newTestHandoff(t, Options{DType: "bf16"})
-	dir, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil))
+	p, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
+	dir := p.Version
 	out := tensors(t, dir)
 	if len(out) != len(tensors(t, filepath.Join(fixtures, loraDir))) {
 		t.Fatalf("%d tensors", len(out))
@@ -173,22 +226,6 @@ func TestMaterializeDType(t *testing.T) {
 	}
 }
 
-func TestMaterializeIA3(t *testing.T) {
-	h := newTestHandoff(t, Options{ServedModel: testModel})
-	dir, err := h.Materialize(context.Background(), cidA, "c-ia3", opener(container(t, ia3Dir), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	b, _ := os.ReadFile(filepath.Join(dir, "adapter_config.json"))
-	if err := json.Unmarshal(b, &cfg); err != nil || cfg["peft_type"] != "IA3" || cfg["base_model_name_or_path"] != testModel {
-		t.Errorf("config %v, %v", cfg, err)
-	}
-	if len(tensors(t, dir)) != len(tensors(t, filepath.Join(fixtures, ia3Dir))) {
-		t.Error("IA3 weights incomplete")
-	}
-}
-
 func TestMaterializeSameCIDTwice(t *testing.T) {
 	h := newTestHandoff(t, Options{})
 	var opens int
@@ -200,10 +237,10 @@ func TestMaterializeSameCIDTwice(t *testing.T) {
 	before := treeHash(t, h.Dir())
 	dir2, err := h.Materialize(context.Background(), cidA, "python", open)
 	if err != nil || dir2 != dir {
-		t.Fatalf("second Materialize = %s, %v", dir2, err)
+		t.Fatalf("second Materialize = %+v, %v", dir2, err)
 	}
-	if opens != 1 {
-		t.Errorf("the container was opened %d times, want 1", opens)
+	if opens != 3 {
+		t.Errorf("the container was opened %d times, want 3 (a header, the expert, a header)", opens)
 	}
 	if treeHash(t, h.Dir()) != before {
 		t.Error("the second Materialize changed the adapters dir")
@@ -286,7 +323,7 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 func (b *blockingReader) Close() error { return nil }
 
 func TestMaterializeNeverPartial(t *testing.T) {
-	h := newTestHandoff(t, Options{ServedModel: testModel})
+	h := newTestHandoff(t, Options{Policy: Policy{ServedModel: testModel, AcceptUnknownBase: true}})
 	data := container(t, loraDir)
 	br := &blockingReader{r: bytes.NewReader(data), n: len(data) / 2, reached: make(chan struct{}), release: make(chan struct{})}
 
@@ -296,7 +333,7 @@ func TestMaterializeNeverPartial(t *testing.T) {
 	var scans, bad atomic.Int64
 	var badMsg atomic.Value
 	scanned := make(chan struct{})
-	fake := newFakeVLLM(testModel)
+	fake := fakevllm.New(fakevllm.Options{Base: testBase})
 	go func() {
 		defer close(scanned)
 		for {
@@ -311,7 +348,7 @@ func TestMaterializeNeverPartial(t *testing.T) {
 					continue
 				}
 				dir := filepath.Join(h.Dir(), e.Name())
-				if err := fake.check(dir); err != nil {
+				if err := fake.Check(dir); err != nil {
 					bad.Add(1)
 					badMsg.Store(err.Error())
 				} else if _, err := readMarker(dir); err != nil {
@@ -325,19 +362,25 @@ func TestMaterializeNeverPartial(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.Materialize(context.Background(), cidA, "python", func() (io.ReadCloser, error) { return br, nil })
+		opens := 0
+		_, err := h.Materialize(context.Background(), cidA, "python", func() (io.ReadCloser, error) {
+			if opens++; opens == 1 { // the header
+				return io.NopCloser(bytes.NewReader(data)), nil
+			}
+			return br, nil
+		})
 		done <- err
 	}()
 	<-br.reached
 	names := readDirNames(t, h.Dir())
-	if len(names) != 1 || !strings.HasPrefix(names[0], ".expertd-tmp-") {
+	if len(names) != 2 || !strings.HasPrefix(names[0], ".expertd-tmp-") || names[1] != VersionsDir {
 		t.Errorf("half way through, the adapters dir holds %v; want only a temporary dir", names)
 	}
 	close(br.release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if names := readDirNames(t, h.Dir()); len(names) != 1 || names[0] != "python" {
+	if names := readDirNames(t, h.Dir()); !slices.Equal(names, []string{VersionsDir, "python"}) {
 		t.Errorf("after Materialize, the adapters dir holds %v", names)
 	}
 	s := scans.Load()
@@ -369,46 +412,96 @@ func TestMaterializeBadContainer(t *testing.T) {
 	if _, err := h.Materialize(canceled, cidA, "canceled", opener(data, nil)); !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled: %v", err)
 	}
-	if names := readDirNames(t, h.Dir()); len(names) != 0 {
+	if names := readDirNames(t, h.Dir()); !slices.Equal(names, []string{VersionsDir}) {
 		t.Errorf("failed Materialize calls left %v", names)
+	}
+	if names := readDirNames(t, filepath.Join(h.Dir(), VersionsDir)); len(names) != 0 {
+		t.Errorf("failed Materialize calls left versions %v", names)
 	}
 	if s := h.Stats(); s.Materialized != 0 {
 		t.Errorf("stats %+v", s)
 	}
 }
 
+// TestMaterializeRewritesOnNewSettings: the same expert under other
+// settings is a new version: the name moves to it, and the old version
+// stays until its grace has passed.
 func TestMaterializeRewritesOnNewSettings(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	h1 := newTestHandoff(t, Options{Dir: dir})
-	if _, err := h1.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
+	p1, err := h1.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil))
+	if err != nil {
 		t.Fatal(err)
 	}
 	// A leftover of an interrupted run is swept by New.
 	if err := os.Mkdir(filepath.Join(dir, ".expertd-tmp-123"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	h2 := newTestHandoff(t, Options{Dir: dir, ServedModel: testModel, DType: "f16"})
-	if names := readDirNames(t, dir); len(names) != 1 {
+	h2 := newTestHandoff(t, Options{Dir: dir, DType: "f16", Grace: time.Hour, Policy: Policy{ServedModel: testModel, AcceptUnknownBase: true}})
+	if names := readDirNames(t, dir); !slices.Equal(names, []string{VersionsDir, "python"}) {
 		t.Errorf("New left %v", names)
 	}
-	adir, err := h2.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil))
+	p2, err := h2.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := newFakeVLLM(testModel).check(adir); err != nil {
+	if p2.Version == p1.Version {
+		t.Fatalf("new settings wrote over the version in use, %s", p1.Version)
+	}
+	if err := fakevllm.New(fakevllm.Options{Base: testBase}).Check(p2.Dir); err != nil {
 		t.Errorf("rewritten adapter: %v", err)
 	}
-	for name, dt := range tensors(t, adir) {
+	for name, dt := range tensors(t, p2.Dir) {
 		if dt != "F16" {
 			t.Errorf("%s is %s", name, dt)
 		}
 	}
-	if names := readDirNames(t, dir); len(names) != 1 {
-		t.Errorf("the rewrite left %v", names)
-	}
 	if s := h2.Stats(); s.Materialized != 1 {
 		t.Errorf("stats %+v", s)
+	}
+	// The old version stays for the grace, then goes.
+	if _, err := os.Stat(filepath.Join(p1.Version, "adapter_model.safetensors")); err != nil {
+		t.Fatalf("old version deleted at once: %v", err)
+	}
+	h2.janitor(time.Now().Add(time.Minute))
+	if _, err := os.Stat(p1.Version); err != nil {
+		t.Fatalf("old version deleted before its grace: %v", err)
+	}
+	h2.janitor(time.Now().Add(2 * time.Hour))
+	if _, err := os.Stat(p1.Version); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("old version after its grace: %v", err)
+	}
+	if names := readDirNames(t, filepath.Join(dir, VersionsDir)); !slices.Equal(names, []string{filepath.Base(p2.Version)}) {
+		t.Errorf("versions left: %v", names)
+	}
+}
+
+// TestMigrateOldLayout: an adapter written in place by an older expertd
+// becomes a version directory and a link.
+func TestMigrateOldLayout(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "python")
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"adapter_config.json", "adapter_model.safetensors"} {
+		b, _ := os.ReadFile(filepath.Join(fixtures, loraDir, f))
+		if err := os.WriteFile(filepath.Join(old, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeMarker(old, Marker{CID: cidA, Name: "python", PeftType: "LORA"}); err != nil {
+		t.Fatal(err)
+	}
+	h := newTestHandoff(t, Options{Dir: dir})
+	v, err := h.linked("python")
+	if err != nil || v != versionName(cidA, "", "") {
+		t.Fatalf("python links to %q (%v)", v, err)
+	}
+	var opens int
+	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), &opens)); err != nil || opens != 1 {
+		t.Errorf("Materialize after the migration: %v, %d opens (want the header only)", err, opens)
 	}
 }
 
@@ -427,5 +520,74 @@ func TestDisabled(t *testing.T) {
 	cancel()
 	if err := h.Serve(ctx); err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestRefusedLater: an adapter the policy refuses after it was written
+// (the settings changed) is taken away from the server: its name goes, its
+// version is retired, and the refusal is recorded.
+func TestRefusedLater(t *testing.T) {
+	h := newTestHandoff(t, Options{Policy: Policy{AcceptUnknownBase: true}})
+	ctx := context.Background()
+	p, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.policy.MaxLoRARank = 8
+	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Materialize under a lower rank limit: %v", err)
+	}
+	if _, err := os.Lstat(p.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the name is still there: %v", err)
+	}
+	if _, err := os.Stat(p.Version + retiredSuffix); err != nil {
+		t.Errorf("the version is not retired: %v", err)
+	}
+	if r := h.Refused(cidA); r == nil || r.Reason != ReasonRank {
+		t.Errorf("Refused = %+v", r)
+	}
+	if err := h.Remove(ctx, cidA, "python"); err != nil || h.Refused(cidA) != nil {
+		t.Errorf("Remove: %v; the refusal is still remembered: %+v", err, h.Refused(cidA))
+	}
+}
+
+// TestConcurrentNamesAndJanitor: names of one expert written at once,
+// while the janitor runs with no grace, all end linked to one complete
+// version.
+func TestConcurrentNamesAndJanitor(t *testing.T) {
+	h := newTestHandoff(t, Options{Grace: time.Nanosecond})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				h.janitor(time.Now().Add(time.Hour))
+			}
+		}
+	})
+	errs := make(chan error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			_, err := h.Materialize(context.Background(), cidA, "n"+strconv.Itoa(i), opener(container(t, loraDir), nil))
+			errs <- err
+		})
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	for i := range 4 {
+		if err := fakevllm.New(fakevllm.Options{Base: testBase}).Check(filepath.Join(h.Dir(), "n"+strconv.Itoa(i))); err != nil {
+			t.Errorf("n%d: %v", i, err)
+		}
+	}
+	if vs := readDirNames(t, filepath.Join(h.Dir(), VersionsDir)); len(vs) != 1 {
+		t.Errorf("versions %v, want one", vs)
 	}
 }

@@ -7,16 +7,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
-// Remove takes the expert cid, called name, out of the hand-off: its
-// adapter directory is moved out of sight at once (a single rename, so
-// vLLM's filesystem resolver cannot pick it up again) and deleted, then an
-// unload is queued for Serve if vLLM is configured and the adapter is a
-// LoRA. Removing the directory first, not after the unload, keeps the
-// resolver from reloading the adapter between the two. A directory holding
-// another CID, or not written by expertd, is left alone (ErrConflict); a
-// missing one is not an error.
+// Remove takes the expert cid, called name, out of the hand-off: the
+// name's link is deleted at once (so vLLM's filesystem resolver cannot
+// pick the adapter up again), an unload is queued for Serve if vLLM is
+// configured, and the version directory is deleted Options.Grace later
+// (vLLM may still read it for requests under way). A name pointing at
+// another CID, or not expertd's, is left alone (ErrConflict); a missing
+// one is not an error.
 func (h *Handoff) Remove(ctx context.Context, cid, name string) error {
 	if h.dir == "" {
 		return ErrDisabled
@@ -30,33 +30,41 @@ func (h *Handoff) Remove(ctx context.Context, cid, name string) error {
 		return err
 	}
 	defer unlock()
+	h.Forget(cid)
 
-	dir := filepath.Join(h.dir, sname)
-	m, err := readMarker(dir)
+	link := filepath.Join(h.dir, sname)
+	v, err := h.linked(sname)
 	switch {
-	case err == nil && m.CID != cid:
-		return fmt.Errorf("%w: %s holds expert %s (%q), not %s", ErrConflict, dir, m.CID, m.Name, cid)
 	case err == nil:
-		old, err := h.trashName()
-		if err != nil {
-			return err
+		if c, _ := versionCID(v); c != cid {
+			return fmt.Errorf("%w: %s holds expert %s, not %s", ErrConflict, link, c, cid)
 		}
-		if err := os.Rename(dir, old); err != nil {
-			return fmt.Errorf("handoff: %w", err)
-		}
-		syncDir(h.dir)
-		if err := os.RemoveAll(old); err != nil {
-			h.log.Warn("handoff: deleting a removed adapter", "dir", old, "err", err)
-		}
-		h.log.Info("handoff: adapter removed", "name", sname, "cid", cid)
-		h.untrack(sname, name, cid, m.PeftType, true)
-		return nil
-	case errors.Is(err, errNoMarker):
-		return fmt.Errorf("%w: %s was not written by expertd", ErrConflict, dir)
+		m, _ := readMarker(h.versionDir(v))
+		return h.unlink(sname, name, cid, m.PeftType, v)
+	case errors.Is(err, errForeign):
+		return fmt.Errorf("%w: %s was not written by expertd", ErrConflict, link)
 	case errors.Is(err, fs.ErrNotExist):
 		h.untrack(sname, name, cid, "", false)
 		return nil
 	default:
 		return fmt.Errorf("handoff: %w", err)
 	}
+}
+
+// unlink deletes the link name (pointing at version v of cid), retires v
+// and queues the unload. The caller holds the name's lock.
+func (h *Handoff) unlink(sname, name, cid, peft, v string) error {
+	h.fsMu.Lock()
+	err := os.Remove(filepath.Join(h.dir, sname))
+	if err == nil {
+		syncDir(h.dir)
+		h.retire(v, time.Now())
+	}
+	h.fsMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("handoff: %w", err)
+	}
+	h.log.Info("handoff: adapter removed", "name", sname, "cid", cid)
+	h.untrack(sname, name, cid, peft, true)
+	return nil
 }

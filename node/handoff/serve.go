@@ -3,15 +3,19 @@ package handoff
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 )
 
 // job is one vLLM call taken from the queue.
 type job struct {
-	name   string
-	unload bool
-	dir    string
-	gen    uint64
+	name    string
+	unload  bool
+	server  string // lora_path
+	replace bool   // load in place
+	gen     uint64
 }
 
 // Serve makes the queued vLLM calls, one at a time, and every
@@ -22,6 +26,9 @@ func (h *Handoff) Serve(ctx context.Context) error {
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("handoff: Serve called twice")
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { h.janitorLoop(ctx) })
 	if h.vllm == nil {
 		<-ctx.Done()
 		return nil
@@ -66,6 +73,24 @@ func (h *Handoff) Serve(ctx context.Context) error {
 	}
 }
 
+// janitorLoop runs the janitor (layout.go) until ctx is done, often
+// enough that a version is deleted soon after its grace ends.
+func (h *Handoff) janitorLoop(ctx context.Context) {
+	if h.dir == "" {
+		return
+	}
+	t := time.NewTicker(min(max(h.grace/4, time.Second), time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			h.janitor(now)
+		}
+	}
+}
+
 // next returns the call due first, or nil and how long to wait for the
 // backoff to end (0: wait for work).
 func (h *Handoff) next(now time.Time) (*job, time.Duration) {
@@ -84,7 +109,7 @@ func (h *Handoff) next(now time.Time) (*job, time.Duration) {
 		return nil, h.notBefore.Sub(now)
 	}
 	first.attempts++
-	return &job{name: first.name, unload: first.needUnload, dir: first.dir, gen: first.gen}, 0
+	return &job{name: first.name, unload: first.needUnload, server: first.server, replace: first.replace, gen: first.gen}, 0
 }
 
 // checkLoaded asks vLLM which adapters it holds and queues a load for each
@@ -97,7 +122,7 @@ func (h *Handoff) checkLoaded(ctx context.Context) {
 	if !h.anyLoaded() {
 		return
 	}
-	ids, err := h.vllm.models(ctx)
+	roots, err := h.vllm.models(ctx)
 	if err != nil {
 		switch {
 		case errCanceled(ctx, err):
@@ -114,13 +139,23 @@ func (h *Handoff) checkLoaded(ctx context.Context) {
 	defer h.mu.Unlock()
 	h.fails, h.notBefore = 0, time.Time{}
 	for _, e := range h.adapters {
-		if !e.loaded || e.needLoad || e.needUnload || e.dir == "" || ids[e.name] {
+		if !e.loaded || e.needLoad || e.needUnload || e.dir == "" {
 			continue
 		}
-		e.loaded, e.needLoad = false, true
+		root, ok := roots[e.name]
+		switch {
+		case !ok:
+			e.loaded, e.needLoad = false, true
+			h.stats.Reloads++
+			h.log.Warn("handoff: vLLM no longer holds the adapter (restarted?); loading it again", "name", e.name)
+		case !h.current(e.name, e.server, root):
+			e.needLoad, e.replace = true, true
+			h.stats.Reloads++
+			h.log.Warn("handoff: vLLM holds other files under the adapter's name; replacing them", "name", e.name, "vllm_path", root)
+		default:
+			continue
+		}
 		h.queue(e)
-		h.stats.Reloads++
-		h.log.Warn("handoff: vLLM no longer holds the adapter (restarted?); loading it again", "name", e.name)
 	}
 }
 
@@ -146,7 +181,10 @@ func (h *Handoff) run(ctx context.Context, j job) {
 	if j.unload {
 		out, msg, err = h.vllm.unload(ctx, j.name)
 	} else {
-		out, msg, err = h.vllm.load(ctx, j.name, j.dir)
+		out, msg, err = h.vllm.load(ctx, j.name, j.server, j.replace)
+		if out == already {
+			out, msg, err = h.already(ctx, j, msg)
+		}
 	}
 	if err != nil && errCanceled(ctx, err) {
 		return // shutting down: the call stays queued
@@ -212,12 +250,18 @@ func (h *Handoff) unloaded(e *adapter, j job, out outcome, msg string, err error
 func (h *Handoff) loaded(e *adapter, j job, out outcome, msg string, err error) {
 	if out == done {
 		h.stats.LoadOK++
-		h.log.Info("handoff: vLLM loaded adapter", "name", j.name, "dir", j.dir, "vllm", msg)
-	} else {
+		h.log.Info("handoff: vLLM loaded adapter", "name", j.name, "path", j.server, "in_place", j.replace, "vllm", msg)
+	} else if out != reload {
 		h.stats.LoadFailed++
-		h.log.Warn("handoff: vLLM load failed", "name", j.name, "dir", j.dir, "err", err)
+		h.log.Warn("handoff: vLLM load failed", "name", j.name, "path", j.server, "err", err)
 	}
 	if e == nil {
+		return
+	}
+	if out == reload && e.gen == j.gen {
+		h.log.Info("handoff: vLLM cannot replace the adapter in place; unloading it first", "name", j.name)
+		e.needUnload, e.replace = true, false
+		h.queue(e)
 		return
 	}
 	if out == done {
@@ -226,10 +270,42 @@ func (h *Handoff) loaded(e *adapter, j job, out outcome, msg string, err error) 
 	if e.gen != j.gen {
 		return // removed or replaced meanwhile; the queued calls follow that
 	}
-	e.needLoad = false
+	e.needLoad, e.replace = false, false
 	if out == done {
 		e.lastErr, e.failed = "", false
 	} else {
 		e.lastErr, e.failed = err.Error(), true
 	}
+}
+
+// already settles a load vLLM answered with "already been loaded": done
+// if what vLLM holds under the name is this version (loaded by an earlier
+// run of expertd, or by vLLM's filesystem resolver through the name's
+// link); else a load in place if vLLM supports it, or an unload and a
+// load if it does not.
+func (h *Handoff) already(ctx context.Context, j job, msg string) (outcome, string, error) {
+	roots, err := h.vllm.models(ctx)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			return unavailable, "", err
+		}
+		return failed, "", err
+	}
+	if root, ok := roots[j.name]; ok && h.current(j.name, j.server, root) {
+		return done, "already loaded", nil
+	}
+	if !j.replace && strings.Contains(msg, inplaceHint) {
+		out, msg, err := h.vllm.load(ctx, j.name, j.server, true)
+		if out == already {
+			return reload, msg, nil
+		}
+		return out, msg, err
+	}
+	return reload, msg, nil
+}
+
+// current reports whether vLLM's adapter name, loaded from root, is the
+// version at server: root is that version or the name's link.
+func (h *Handoff) current(name, server, root string) bool {
+	return root != "" && (root == server || filepath.Clean(root) == filepath.Join(h.serverDir, name))
 }

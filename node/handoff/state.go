@@ -8,11 +8,15 @@ import (
 
 // AdapterStatus is the state of one adapter name, for the API.
 type AdapterStatus struct {
-	Name     string `json:"name"`        // directory name and vLLM lora_name
-	Expert   string `json:"expert_name"` // the expert's own name
-	CID      string `json:"cid"`
-	Dir      string `json:"dir,omitempty"` // "" once removed
-	PeftType string `json:"peft_type,omitempty"`
+	Name   string `json:"name"`        // directory name and vLLM lora_name
+	Expert string `json:"expert_name"` // the expert's own name
+	CID    string `json:"cid"`
+	Dir    string `json:"dir,omitempty"` // the name's link; "" once removed
+	// Version is the version directory the name points at, ServerPath
+	// the same as the server sees it (vLLM's lora_path).
+	Version    string `json:"version,omitempty"`
+	ServerPath string `json:"server_path,omitempty"`
+	PeftType   string `json:"peft_type,omitempty"`
 	// Loaded: vLLM acknowledged a load (or said it had the adapter already).
 	Loaded bool `json:"loaded"`
 	// Pending is "load" or "unload" while a vLLM call is due.
@@ -37,6 +41,7 @@ type Stats struct {
 	Retries      uint64 `json:"retries"`       // calls vLLM did not answer, to be retried
 	Reloads      uint64 `json:"reloads"`       // loads queued again for adapters vLLM had lost (restarted)
 	Skipped      uint64 `json:"skipped"`       // adapters not sent to vLLM (not LoRA)
+	Refused      uint64 `json:"refused"`       // experts the Policy refused
 }
 
 // Status lists every adapter the Handoff knows of, by name: those
@@ -47,7 +52,7 @@ func (h *Handoff) Status() []AdapterStatus {
 	out := make([]AdapterStatus, 0, len(h.adapters))
 	for _, e := range h.adapters {
 		s := AdapterStatus{
-			Name: e.name, Expert: e.expert, CID: e.cid, Dir: e.dir, PeftType: e.peftType,
+			Name: e.name, Expert: e.expert, CID: e.cid, Dir: e.dir, Version: e.version, ServerPath: e.server, PeftType: e.peftType,
 			Loaded: e.loaded, Attempts: e.attempts, Failed: e.failed, LastError: e.lastErr, Note: e.note,
 		}
 		switch {
@@ -70,12 +75,14 @@ func (h *Handoff) Stats() Stats {
 	return h.stats
 }
 
-// track records that name's directory holds cid (written now if wrote,
-// replacing an older copy of the same expert if rewrote) and queues a vLLM
-// load if one is wanted.
-func (h *Handoff) track(name, expert, cid, dir, peft string, wrote, rewrote bool) {
+// track records that name points at version p of cid (written now if
+// wrote; moved from another version of the same expert if moved) and
+// queues a vLLM load if one is wanted: a load in place (load_inplace) when
+// vLLM holds the name already.
+func (h *Handoff) track(name, expert, cid string, p Placed, peft string, wrote, moved bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	delete(h.refused, cid)
 	if wrote {
 		h.stats.Materialized++
 	}
@@ -84,14 +91,14 @@ func (h *Handoff) track(name, expert, cid, dir, peft string, wrote, rewrote bool
 		e = &adapter{name: name}
 		h.adapters[name] = e
 	}
-	if e.cid != cid {
-		e.gen++ // a call under way was for the other expert
+	if e.cid != cid || e.server != p.ServerPath {
+		e.gen++ // a call under way was for another version
 	}
-	e.expert, e.cid, e.dir, e.peftType = expert, cid, dir, peft
+	e.expert, e.cid, e.dir, e.version, e.server, e.peftType = expert, cid, p.Dir, p.Version, p.ServerPath, peft
 	if h.vllm == nil {
 		return
 	}
-	if !isLoRA(peft) {
+	if !isLoRA(peft) { // the Policy refuses these; kept for adapters of older runs
 		if e.note == "" {
 			h.stats.Skipped++
 		}
@@ -100,13 +107,10 @@ func (h *Handoff) track(name, expert, cid, dir, peft string, wrote, rewrote bool
 		return
 	}
 	e.note = ""
-	if rewrote && !e.needUnload {
-		// vLLM may hold the copy just replaced, from this run or an earlier one.
-		e.needUnload = true
-		e.gen++
-		h.queue(e)
+	if moved && (e.loaded || e.needUnload) {
+		e.replace = true // vLLM may hold the version just replaced
 	}
-	if (!e.loaded || e.needUnload) && !e.needLoad {
+	if (!e.loaded || moved) && !e.needLoad {
 		e.needLoad = true
 		h.queue(e)
 	}
@@ -133,9 +137,9 @@ func (h *Handoff) untrack(name, expert, cid, peft string, removed bool) {
 	case e.cid != cid: // a stale record; what vLLM may hold now is what was just removed
 		e.expert, e.cid, e.peftType = expert, cid, peft
 	}
-	e.dir = ""
+	e.dir, e.version, e.server = "", "", ""
 	e.gen++
-	e.needLoad = false
+	e.needLoad, e.replace = false, false
 	if h.vllm == nil || !isLoRA(e.peftType) {
 		delete(h.adapters, name)
 		return
@@ -155,4 +159,47 @@ func (h *Handoff) queue(e *adapter) {
 	e.attempts = 0
 	e.failed = false
 	e.lastErr = ""
+}
+
+// refusal is an expert the Policy refused, for Refused.
+type refusal struct {
+	name string
+	r    *Refusal
+}
+
+// maxRefused bounds the refusals remembered: one per expert held, in
+// practice.
+const maxRefused = 1 << 14
+
+// refuse records why the expert cid, called name, is not handed off.
+func (h *Handoff) refuse(cid, name string, r *Refusal) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.refused[cid]; !ok {
+		h.stats.Refused++
+		if len(h.refused) >= maxRefused {
+			for k := range h.refused { // drop any one
+				delete(h.refused, k)
+				break
+			}
+		}
+	}
+	h.refused[cid] = refusal{name: name, r: r}
+	h.log.Info("handoff: expert not handed off", "cid", cid, "name", name, "reason", r.Reason, "detail", r.Detail)
+}
+
+// Refused returns why the expert cid was not handed off the last time it
+// was tried (Materialize), nil if it was or was never tried.
+func (h *Handoff) Refused(cid string) *Refusal {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refused[cid].r
+}
+
+// Forget drops what the Handoff remembers of the expert cid's refusal;
+// the node calls it when it no longer holds the expert.
+func (h *Handoff) Forget(cid string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.refused, cid)
 }

@@ -44,22 +44,39 @@ const (
 	done        outcome = iota // the wanted state holds
 	failed                     // refused; retrying will not help
 	unavailable                // no usable answer; retry later
+	// already: a load answered that vLLM holds an adapter of that name
+	// (which one is for the caller to find out: see Handoff.already).
+	already
+	// reload: vLLM holds another adapter under the name and cannot
+	// replace it in place; unload it, then load.
+	reload
 )
 
-// load asks vLLM to load the adapter directory path as name.
-func (c *vllmClient) load(ctx context.Context, name, path string) (outcome, string, error) {
-	return c.call(ctx, loadPath, map[string]string{"lora_name": name, "lora_path": path})
+// inplaceHint is in vLLM's "already been loaded" answer when it supports
+// load_inplace (≈v0.15 on, vllm PR #31326); older releases ignore the field.
+const inplaceHint = "load_inplace"
+
+// load asks vLLM to load the adapter directory path as name; inplace
+// replaces an adapter vLLM holds under that name (load_inplace), keeping
+// its lora_int_id and the name served throughout.
+func (c *vllmClient) load(ctx context.Context, name, path string, inplace bool) (outcome, string, error) {
+	body := map[string]any{"lora_name": name, "lora_path": path}
+	if inplace {
+		body["load_inplace"] = true
+	}
+	return c.call(ctx, loadPath, body)
 }
 
 // unload asks vLLM to drop the adapter name.
 func (c *vllmClient) unload(ctx context.Context, name string) (outcome, string, error) {
-	return c.call(ctx, unloadPath, map[string]string{"lora_name": name})
+	return c.call(ctx, unloadPath, map[string]any{"lora_name": name})
 }
 
-// models returns the IDs vLLM lists at /v1/models: its served models and
-// the LoRA adapters it holds, by lora_name
-// (vllm/entrypoints/openai/serving_models.py, show_available_models).
-func (c *vllmClient) models(ctx context.Context) (map[string]bool, error) {
+// models returns the models vLLM lists at /v1/models, by ID: its served
+// models and the LoRA adapters it holds (by lora_name), each with its
+// card's root: for an adapter, the lora_path it was loaded from, as sent
+// (vllm/entrypoints/openai/models/serving.py, show_available_models).
+func (c *vllmClient) models(ctx context.Context) (map[string]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+modelsPath, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrVLLM, err)
@@ -86,30 +103,32 @@ func (c *vllmClient) models(ctx context.Context) (map[string]bool, error) {
 	return parseModels(body)
 }
 
-// parseModels returns the model IDs in an OpenAI model list
-// {"object":"list","data":[{"id":...},...]} of at most maxModels bytes.
-func parseModels(body []byte) (map[string]bool, error) {
+// parseModels returns the model IDs, with their roots, in an OpenAI model
+// list {"object":"list","data":[{"id":...,"root":...},...]} of at most
+// maxModels bytes.
+func parseModels(body []byte) (map[string]string, error) {
 	if len(body) > maxModels {
 		return nil, fmt.Errorf("%w: %s: answer over %d bytes", ErrVLLM, modelsPath, maxModels)
 	}
 	var list struct {
 		Data []struct {
-			ID string `json:"id"`
+			ID   string `json:"id"`
+			Root string `json:"root"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &list); err != nil || list.Data == nil {
 		return nil, fmt.Errorf("%w: %s: not a model list: %.200q", ErrVLLM, modelsPath, body)
 	}
-	ids := make(map[string]bool, len(list.Data))
+	ids := make(map[string]string, len(list.Data))
 	for _, m := range list.Data {
-		ids[m.ID] = true
+		ids[m.ID] = m.Root
 	}
 	return ids, nil
 }
 
 // call posts body to route and classifies the answer. On done, the string
 // is vLLM's message (or why the call counts as done).
-func (c *vllmClient) call(ctx context.Context, route string, body map[string]string) (outcome, string, error) {
+func (c *vllmClient) call(ctx context.Context, route string, body map[string]any) (outcome, string, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return failed, "", err
@@ -183,14 +202,14 @@ func classify(route string, status int, body []byte) (outcome, string, error) {
 	}
 	switch {
 	case route == loadPath && status == http.StatusBadRequest && strings.Contains(lower, "already been loaded"):
-		return done, "already loaded", nil
+		return already, msg, nil
 	case route == unloadPath && isVLLM && (status == http.StatusNotFound || status == http.StatusBadRequest) &&
 		(typ == "NotFoundError" || strings.Contains(lower, "cannot be found") || strings.Contains(lower, "not found")):
 		return done, "not loaded", nil
 	case status == http.StatusTooManyRequests || status == http.StatusBadGateway ||
 		status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout:
 		return unavailable, "", fmt.Errorf("%w: %s", ErrUnavailable, detail)
-	case status >= 500 && !isVLLM:
+	case status >= 500 && (!isVLLM || strings.Contains(lower, "server shutting down")):
 		return unavailable, "", fmt.Errorf("%w: %s", ErrUnavailable, detail)
 	case status == http.StatusNotFound && !isVLLM:
 		return failed, "", fmt.Errorf("%w: %s (is the server vLLM, started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True?)", ErrVLLM, detail)

@@ -71,8 +71,11 @@
   }
 
   function expertRow(e, last) {
+    // Why the inference server does not get it (other base, rank...).
+    const why = e.not_handed_off;
     return el("tr", { "data-cid": e.cid },
-      el("td", null, e.name || "—"),
+      el("td", null, e.name || "—",
+        why ? el("div", { class: "muted", title: why.detail }, "not handed off: " + why.reason) : null),
       el("td", null, code(e.cid)),
       el("td", null, e.peft_type || "—"),
       el("td", null, e.base_model || "—"),
