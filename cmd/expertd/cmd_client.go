@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/gossip"
+	"github.com/expertd/expertd/node/unixfs"
 )
 
 // The commands in this file talk to a running daemon through its API.
@@ -113,31 +115,14 @@ func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.C
 	if err := f.Chmod(0o644); err != nil { // the daemon may run as another user
 		return "", err
 	}
-	size := dirWeightsSize(req.Path)
-	bar := newBar(cmd.ErrOrStderr(), "publish "+req.Name+": read")
-	src, err := compress.LoadProgress(req.Path, req.Base, func(done, total int64) {
-		bar.update(uint64(done*size/max(total, 1)), uint64(size))
-	})
+	src, err := loadAdapter(cmd.ErrOrStderr(), req.Path, req.Base)
 	if err != nil {
 		return "", err
 	}
-	bar.finish(uint64(size), uint64(size))
 	if _, _, err := compress.Encode(f, src, opts...); err != nil {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-// dirWeightsSize is the size of the safetensors files in dir.
-func dirWeightsSize(dir string) int64 {
-	var n int64
-	matches, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	for _, m := range matches {
-		if st, err := os.Stat(m); err == nil {
-			n += st.Size()
-		}
-	}
-	return n
 }
 
 func newFetchCmd(v *viper.Viper) *cobra.Command {
@@ -168,21 +153,8 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("fetch %s: %w", args[0], err)
 			}
-			bar := newBar(cmd.ErrOrStderr(), "fetch "+args[0])
-			for t.State == api.StateRunning {
-				bar.update(t.Bytes, t.Total)
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(200 * time.Millisecond):
-				}
-				if t, err = c.Transfer(ctx, args[0]); err != nil {
-					return err
-				}
-			}
-			bar.finish(t.Bytes, t.Total)
-			if t.State == api.StateFailed {
-				return fmt.Errorf("fetch %s: %s", args[0], t.Error)
+			if err := waitFetch(ctx, c, t, cmd.ErrOrStderr()); err != nil {
+				return fmt.Errorf("fetch %s: %w", args[0], err)
 			}
 			if out == "" {
 				fmt.Fprintln(cmd.OutOrStdout(), args[0])
@@ -200,6 +172,42 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 	cmd.Flags().StringVar(&dtype, "dtype", "source", "dtype of the written tensors: source, f32, f16 or bf16")
 	cmd.Flags().BoolVar(&force, "force", false, "write into an output directory that holds files, replacing the adapter's")
 	return cmd
+}
+
+// waitFetch follows the fetch t until it ends, its progress on w.
+func waitFetch(ctx context.Context, c *api.Client, t api.Transfer, w io.Writer) error {
+	m := newMeter(w, "fetch", t.CID, inBytes(), inSteps(unixfs.ChunkSize))
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	var err error
+	for t.State == api.StateRunning {
+		m.Set(int64(t.Bytes), int64(t.Total))
+		if t.Total == 0 {
+			m.Note("looking for providers")
+		} else {
+			m.Note("")
+		}
+		select {
+		case <-ctx.Done():
+			m.Fail("interrupted")
+			return errors.New("interrupted; the daemon goes on fetching it (expertd ls shows it once it is here)")
+		case <-poll.C:
+		}
+		if t, err = c.Transfer(ctx, t.CID); err != nil {
+			if ctx.Err() != nil {
+				continue // interrupted: said above
+			}
+			m.Fail("failed")
+			return err
+		}
+	}
+	if t.State == api.StateFailed {
+		m.Fail("failed")
+		return errors.New(t.Error)
+	}
+	m.Set(int64(t.Bytes), int64(t.Total))
+	m.Done()
+	return nil
 }
 
 // checkOutputDir refuses an output directory that holds files, unless force.

@@ -26,9 +26,7 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 				return err
 			}
 			start := time.Now()
-			p := newProgress(cmd.ErrOrStderr(), "compress "+args[0]+": reading tensors")
-			src, err := compress.LoadProgress(args[0], v.GetString("compress.base"), p.update)
-			p.done()
+			src, err := loadAdapter(cmd.ErrOrStderr(), args[0], v.GetString("compress.base"))
 			if err != nil {
 				return fmt.Errorf("compress %s: %w", args[0], err)
 			}

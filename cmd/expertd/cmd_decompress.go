@@ -40,15 +40,19 @@ anything is written; a failed decompress removes the OUT_DIR it created.`,
 			}
 			defer f.Close()
 			start := time.Now()
-			p := newProgress(cmd.ErrOrStderr(), "decompress "+args[0])
+			m := newMeter(cmd.ErrOrStderr(), "decompress", args[0])
 			h, err := compress.Expand(bufio.NewReaderSize(f, 1<<20), out, compress.ExpandOptions{
 				DType:     v.GetString("decompress.dtype"),
 				BaseDir:   v.GetString("decompress.base"),
-				Progress:  p.update,
+				Progress:  m.Set,
 				MaxOutput: config.StoreConfig{MaxOutputSize: limit}.OutputLimit(),
 				Overwrite: v.GetBool("decompress.force"),
 			})
-			p.done()
+			if err != nil {
+				m.Fail("failed")
+			} else {
+				m.Done()
+			}
 			switch {
 			case errors.Is(err, compress.ErrOutputLimit):
 				return fmt.Errorf("decompress %s: %w (raise it with --max-output, 0 for none)", args[0], err)
