@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -254,7 +255,11 @@ func checkBaseTensor(base *safetensors.Dir, t *TensorHeader) error {
 func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
-		return err
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // name path, not the temporary file
+			err = pe.Err
+		}
+		return fmt.Errorf("create %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	err = write(tmp)

@@ -58,13 +58,19 @@ func LoadProgress(dir, baseDir string, progress func(done, total int64)) (*Sourc
 	if progress == nil {
 		progress = func(int64, int64) {}
 	}
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	if baseDir != "" {
+		if err := checkDir(baseDir); err != nil {
+			return nil, fmt.Errorf("base %s: %w", baseDir, err)
+		}
 		return loadResidual(dir, baseDir, progress)
 	}
 	cfg, err := readConfig(filepath.Join(dir, AdapterConfigFile))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s has no %s (for a fine-tuned model, give --base)", ErrUnknownDir, dir, AdapterConfigFile)
+			return nil, fmt.Errorf("%w: no %s in it (for a fine-tuned model, give --base)", ErrUnknownDir, AdapterConfigFile)
 		}
 		return nil, err
 	}
@@ -108,6 +114,25 @@ func LoadProgress(dir, baseDir string, progress func(done, total int64)) (*Sourc
 		progress(int64(len(src.Tensors)), int64(len(f.Tensors)))
 	}
 	return src, nil
+}
+
+// checkDir says, without naming it (the caller does), why dir is not a
+// directory to read.
+func checkDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("no such directory")
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return pe.Err // permission denied, ...
+		}
+		return err
+	case !st.IsDir():
+		return fmt.Errorf("%w: it is a file (give the directory that holds the adapter)", ErrUnknownDir)
+	}
+	return nil
 }
 
 func readConfig(path string) (string, error) {

@@ -393,22 +393,41 @@ func (n *Node) Remove(s string) error {
 	return storeErr(n.store.Remove(c))
 }
 
+// storeErr gives a store error its API kind (its HTTP status). The kind
+// stands in for the store's own word for it ("store: not found: expert X"
+// becomes "not found: expert X"), so the message says it once.
 func storeErr(err error) error {
+	var kind error
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: %v", api.ErrNotFound, err)
+		kind = api.ErrNotFound
 	case errors.Is(err, store.ErrQuota):
-		return fmt.Errorf("%w: %v", api.ErrConflict, err)
+		kind = api.ErrConflict
 	case errors.Is(err, store.ErrTooLarge):
-		return fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+		kind = api.ErrBadRequest
+	default:
+		return err
 	}
-	return err
+	msg := strings.TrimPrefix(err.Error(), "store: ")
+	msg = strings.TrimPrefix(msg, kind.Error()+": ")
+	return &kindError{msg: kind.Error() + ": " + msg, errs: []error{kind, err}}
 }
 
+// kindError is an error with its own message wrapping an API kind and the
+// error it stands for.
+type kindError struct {
+	msg  string
+	errs []error
+}
+
+func (e *kindError) Error() string   { return e.msg }
+func (e *kindError) Unwrap() []error { return e.errs }
+
+// parseCID decodes a CID from a request; a bad one is a bad request.
 func parseCID(s string) (cid.Cid, error) {
-	c, err := cid.Decode(s)
+	c, err := api.ParseCID(s)
 	if err != nil {
-		return cid.Undef, fmt.Errorf("%w: cid %q: %v", api.ErrBadRequest, s, err)
+		return cid.Undef, fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 	}
 	return c, nil
 }

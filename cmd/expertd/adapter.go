@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/expertd/expertd/compress"
 )
@@ -34,4 +36,12 @@ func weightsSize(dir string) int64 {
 		}
 	}
 	return n
+}
+
+// alphaHint suggests --alpha 1 for an IA3 adapter compressed with the
+// default alpha: IA3 keeps more of its gain with it (docs/quality.md).
+func alphaHint(w io.Writer, peftType string) {
+	if strings.EqualFold(peftType, "IA3") {
+		fmt.Fprintln(w, "hint: IA3 adapters keep more of their gain with --alpha 1 than with the default auto (docs/quality.md)")
+	}
 }

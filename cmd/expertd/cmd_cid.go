@@ -17,9 +17,14 @@ func newCidCmd() *cobra.Command {
 		Short: "Print the content ID of a file, as kubo's ipfs add with raw leaves and 1 MiB chunks",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := openInput(args[0])
+			if err != nil {
+				return fmt.Errorf("cid %s: %w", args[0], err)
+			}
+			f.Close()
 			c, err := unixfs.FileCID(args[0])
 			if err != nil {
-				return err
+				return fmt.Errorf("cid %s: %w", args[0], withoutPath(err))
 			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), c)
 			return err

@@ -46,7 +46,7 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 			// Everything that can be checked is, before the adapter is read.
 			st, err := os.Stat(req.Path)
 			if err != nil {
-				return fmt.Errorf("publish: %w", err)
+				return fmt.Errorf("publish %s: %w", args[0], withoutPath(err))
 			}
 			if err := gossip.CheckName(req.Name); err != nil {
 				return fmt.Errorf("publish: --name: %w", err)
@@ -119,6 +119,9 @@ func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.C
 	if err != nil {
 		return "", err
 	}
+	if req.Alpha == "" && (def.Alpha == "" || def.Alpha == "auto") {
+		alphaHint(cmd.ErrOrStderr(), src.PeftType)
+	}
 	if _, _, err := compress.Encode(f, src, opts...); err != nil {
 		return "", err
 	}
@@ -133,6 +136,9 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 		Short: "Fetch an expert from the swarm, verify it and (with -o) write it as a PEFT directory",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := api.ParseCID(args[0]); err != nil {
+				return fmt.Errorf("fetch: %w", err)
+			}
 			c, err := client(cmd, v)
 			if err != nil {
 				return err
@@ -382,6 +388,9 @@ func newPinCmd(v *viper.Viper, pin bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := api.ParseCID(args[0]); err != nil {
+				return fmt.Errorf("%s: %w", cmd.Name(), err)
+			}
 			c, err := client(cmd, v)
 			if err != nil {
 				return err
@@ -397,6 +406,9 @@ func newRmCmd(v *viper.Viper) *cobra.Command {
 		Short: "Remove an expert from this node",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := api.ParseCID(args[0]); err != nil {
+				return fmt.Errorf("rm: %w", err)
+			}
 			c, err := client(cmd, v)
 			if err != nil {
 				return err

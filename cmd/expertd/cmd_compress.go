@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/node/config"
 )
 
 func newCompressCmd(v *viper.Viper) *cobra.Command {
@@ -21,9 +22,17 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 			if out == "" {
 				return fmt.Errorf("compress: -o FILE.cpeft is required")
 			}
-			alpha, err := compress.ParseAlpha(v.GetString("compress.alpha"))
+			// The options and the output are checked before the adapter is read.
+			if err := checkOutputFile(out); err != nil {
+				return fmt.Errorf("compress: -o %w", err)
+			}
+			density, err := floatSetting(v, "compress.density")
 			if err != nil {
-				return err
+				return fmt.Errorf("compress: %w", err)
+			}
+			opts, err := config.CompressConfig{Density: density, Alpha: v.GetString("compress.alpha"), Scope: v.GetString("compress.scope")}.Options(0, "", "")
+			if err != nil {
+				return fmt.Errorf("compress: %w", err)
 			}
 			start := time.Now()
 			src, err := loadAdapter(cmd.ErrOrStderr(), args[0], v.GetString("compress.base"))
@@ -34,10 +43,7 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 			var h *compress.Header
 			var size int64
 			err = compress.WriteFileAtomic(out, func(f io.Writer) error {
-				h, size, err = compress.Encode(f, src,
-					compress.WithDensity(v.GetFloat64("compress.density")),
-					compress.WithAlpha(alpha),
-					compress.WithScope(v.GetString("compress.scope")))
+				h, size, err = compress.Encode(f, src, opts...)
 				return err
 			})
 			if err != nil {
@@ -47,6 +53,9 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s, %d params, %d kept, %s -> %s (%.1fx smaller, %.3f bits/param, %.4f x bound) in %v (read %v)\n",
 				out, h.PeftType, s.Params, s.Kept, human(h.SourceBytes), human(size), s.RatioSource, s.BitsPerParam, s.RatioBound,
 				time.Since(start).Round(time.Millisecond), loaded.Round(time.Millisecond))
+			if !v.IsSet("compress.alpha") {
+				alphaHint(cmd.ErrOrStderr(), h.PeftType)
+			}
 			return nil
 		},
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,9 +33,9 @@ anything is written; a failed decompress removes the OUT_DIR it created.`,
 			if err != nil {
 				return fmt.Errorf("decompress: --max-output: %w", err)
 			}
-			f, err := os.Open(args[0])
+			f, err := openInput(args[0])
 			if err != nil {
-				return err
+				return fmt.Errorf("decompress %s: %w", args[0], err)
 			}
 			defer f.Close()
 			start := time.Now()

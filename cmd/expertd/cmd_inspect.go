@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -19,9 +18,9 @@ func newInspectCmd() *cobra.Command {
 		Short: "Describe a .cpeft container and verify its checksums",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
+			f, err := openInput(args[0])
 			if err != nil {
-				return err
+				return fmt.Errorf("inspect %s: %w", args[0], err)
 			}
 			defer f.Close()
 			st, err := f.Stat()

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -57,7 +60,37 @@ func newRootCmd(v *viper.Viper) *cobra.Command {
 		newVerifyCmd(),
 		newVersionCmd(),
 	)
+	root.SetFlagErrorFunc(withUsage)
+	for _, c := range root.Commands() {
+		if args := c.Args; args != nil {
+			c.Args = func(c *cobra.Command, a []string) error {
+				if err := args(c, a); err != nil {
+					return withUsage(c, err)
+				}
+				return nil
+			}
+		}
+	}
 	return root
+}
+
+// withUsage adds the command's usage line to an error in its flags or
+// arguments (usage is silenced for every other error).
+func withUsage(c *cobra.Command, err error) error {
+	var bad *pflag.InvalidValueError
+	var num *strconv.NumError
+	if errors.As(err, &bad) && errors.As(err, &num) {
+		err = fmt.Errorf("--%s %s: not a number", bad.GetFlag().Name, bad.GetValue())
+	}
+	path := c.CommandPath()
+	if c.HasParent() { // main says "expertd: " already
+		err = fmt.Errorf("%s: %w", strings.TrimPrefix(path, c.Root().Name()+" "), err)
+	}
+	use := c.UseLine()
+	if c.HasAvailableSubCommands() {
+		use = path + " COMMAND [flags]"
+	}
+	return fmt.Errorf("%w\nusage: %s\n(%s --help says more)", err, use, path)
 }
 
 // bindFlags binds each flag of fs to the key prefix.flag-name in v, so the
