@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-
-	"github.com/expertd/expertd/compress"
 )
 
 // runCLI runs the command tree in-process and returns stdout.
@@ -37,12 +35,15 @@ func TestCompressInspectDecompress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s compress.Summary
+	var s inspected
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, out)
 	}
-	if s.PeftType != "LORA" || s.Params != 589824 || s.Density != 0.1 || s.Alpha != "1" || s.RatioBound > 1.03 {
+	if s.File != file || s.Checksums != "ok" || s.PeftType != "LORA" || s.Params != 589824 || s.Density != 0.1 || s.Alpha != "1" || s.RatioBound > 1.03 {
 		t.Fatalf("inspect: %+v", s)
+	}
+	if out, err := runCLI(t, "inspect", file); err != nil || !strings.Contains(out, "checksums        ok (the header and all 48 tensors)\n") {
+		t.Fatalf("inspect does not say the checksums passed: %v\n%s", err, out)
 	}
 	restored := filepath.Join(dir, "out")
 	if _, err := runCLI(t, "decompress", file, "-o", restored, "--dtype", "bf16"); err != nil {
@@ -98,5 +99,22 @@ func TestVersion(t *testing.T) {
 		if err != nil || !strings.HasPrefix(out, "expertd ") || !strings.Contains(out, runtime.Version()) {
 			t.Errorf("%v: %q, %v", args, out, err)
 		}
+	}
+}
+
+// verify --json prints the report with the data dir and whether it is ok.
+func TestVerifyJSON(t *testing.T) {
+	dir := t.TempDir()
+	out, err := runCLI(t, "verify", "--data-dir", dir, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		DataDir string `json:"data_dir"`
+		OK      bool   `json:"ok"`
+		Blocks  *int   `json:"blocks"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.DataDir != dir || !r.OK || r.Blocks == nil {
+		t.Fatalf("verify --json: %+v %v\n%s", r, err, out)
 	}
 }

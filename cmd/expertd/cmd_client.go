@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -360,7 +361,8 @@ func connKind(c api.Conn) string {
 }
 
 func newIDCmd(v *viper.Viper) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "id",
 		Short: "Print this node's peer ID and addresses",
 		Args:  cobra.NoArgs,
@@ -373,9 +375,38 @@ func newIDCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd, id)
+			if asJSON {
+				return printJSON(cmd, id)
+			}
+			printIdentity(cmd.OutOrStdout(), id)
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// printIdentity prints the node's peer ID, then each address on a line of
+// its own, ready to pass to --bootstrap.
+func printIdentity(w io.Writer, id api.Identity) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "peer id\t%s\n", id.ID)
+	for i, a := range id.Addrs {
+		k := ""
+		if i == 0 {
+			k = "addresses"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", k, a)
+	}
+	reach := cmp.Or(id.Reachability, "unknown")
+	if id.RelayService {
+		reach += "; relay service on"
+	}
+	fmt.Fprintf(tw, "reachability\t%s\n", reach)
+	for _, r := range id.Reservations {
+		fmt.Fprintf(tw, "relay reservation\t%s\n", r.Relay)
+	}
+	tw.Flush()
 }
 
 func newPinCmd(v *viper.Viper, pin bool) *cobra.Command {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -34,16 +33,11 @@ func newInspectCmd() *cobra.Command {
 			s := compress.Summarize(h, st.Size())
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				v := any(s)
+				v := inspected{File: args[0], Checksums: "ok", Summary: s}
 				if tensors {
-					v = struct {
-						compress.Summary
-						Tensors []compress.TensorHeader `json:"tensor_list"`
-					}{s, h.Tensors}
+					v.Tensors = h.Tensors
 				}
-				return enc.Encode(v)
+				return printJSON(cmd, v)
 			}
 			printSummary(out, args[0], s)
 			if tensors {
@@ -62,10 +56,21 @@ func newInspectCmd() *cobra.Command {
 	return cmd
 }
 
+// inspected is what inspect --json prints.
+type inspected struct {
+	File string `json:"file"`
+	// Checksums is "ok": inspect fails unless the header's and every
+	// tensor's checksum match.
+	Checksums string `json:"checksums"`
+	compress.Summary
+	Tensors []compress.TensorHeader `json:"tensor_list,omitempty"`
+}
+
 func printSummary(w io.Writer, name string, s compress.Summary) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 	row("file", "%s", name)
+	row("checksums", "ok (the header and all %d tensors)", s.Tensors)
 	row("peft type", "%s", s.PeftType)
 	row("tensors", "%d", s.Tensors)
 	row("params", "%d", s.Params)

@@ -21,6 +21,7 @@ import (
 func newVerifyCmd() *cobra.Command {
 	def, _ := store.DefaultDir()
 	var dir string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check every stored block against its CID and every stored expert for completeness",
@@ -50,7 +51,18 @@ func newVerifyCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("verify: %w", err)
 			}
-			printVerifyReport(cmd.OutOrStdout(), dir, r)
+			if asJSON {
+				err = printJSON(cmd, struct {
+					DataDir string `json:"data_dir"`
+					OK      bool   `json:"ok"`
+					store.Report
+				}{dir, r.OK(), r})
+			} else {
+				printVerifyReport(cmd.OutOrStdout(), dir, r)
+			}
+			if err != nil {
+				return err
+			}
 			if !r.OK() {
 				return fmt.Errorf("verify: %d corrupt blocks, %d incomplete experts, %d stray files",
 					len(r.Corrupt), len(r.Incomplete), len(r.Stray))
@@ -58,6 +70,7 @@ func newVerifyCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (it fails all the same if anything was wrong)")
 	cmd.Flags().StringVar(&dir, "data-dir", def, "data directory ($XDG_DATA_HOME/expertd or ~/.local/share/expertd)")
 	return cmd
 }

@@ -40,3 +40,18 @@ func TestPrintPeers(t *testing.T) {
 		t.Errorf("relay node: %q", b.String())
 	}
 }
+
+// `expertd id` prints a table for people, each address alone at the end of
+// its line (the README's quick start greps one for --bootstrap).
+func TestPrintIdentity(t *testing.T) {
+	addr := "/ip4/127.0.0.1/tcp/4101/p2p/12D3KooWSelf"
+	var b strings.Builder
+	printIdentity(&b, api.Identity{ID: "12D3KooWSelf", Addrs: []string{addr, "/ip4/127.0.0.1/udp/4101/quic-v1/p2p/12D3KooWSelf"}, Reachability: "public"})
+	want := "peer id       12D3KooWSelf\n" +
+		"addresses     " + addr + "\n" +
+		"              /ip4/127.0.0.1/udp/4101/quic-v1/p2p/12D3KooWSelf\n" +
+		"reachability  public\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
