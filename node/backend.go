@@ -84,6 +84,7 @@ func (n *Node) experts(f api.Filter) []api.Expert {
 		local[m.CID] = true
 		if e := expertFromMeta(m); match(e) {
 			e.Trusted, e.NotHandedOff = n.trustedMeta(m), n.notHandedOff(m)
+			e.Providers = n.otherProviders(m.CID)
 			out = append(out, e)
 		}
 	}
@@ -94,6 +95,26 @@ func (n *Node) experts(f api.Filter) []api.Expert {
 				e.Trusted, e.NotHandedOff = n.trustedEntry(en), n.wouldRefuse(en)
 				out = append(out, e)
 			}
+		}
+	}
+	return out
+}
+
+// otherProviders lists the peers other than this node known to provide
+// the expert c.
+func (n *Node) otherProviders(c string) []string {
+	id, err := cid.Decode(c)
+	if err != nil {
+		return nil
+	}
+	en, ok := n.gossip.View().Get(id)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, p := range en.Providers {
+		if p.ID != n.host.ID() {
+			out = append(out, p.ID.String())
 		}
 	}
 	return out

@@ -4,6 +4,8 @@ import (
 	"sort"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
+
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/metrics"
@@ -51,7 +53,26 @@ func (n *Node) Status(p api.Page) api.Status {
 	}
 	s.Counts.Peers, s.Counts.Transfers, s.Counts.Adapters = len(s.Peers), len(s.Transfers), len(s.Adapters)
 	s.Peers, s.Transfers, s.Adapters = api.Cut(s.Peers, p), api.Cut(s.Transfers, p), api.Cut(s.Adapters, p)
+	for i := range s.Transfers {
+		s.Transfers[i].Name = n.expertName(s.Transfers[i].CID)
+	}
 	return s
+}
+
+// expertName is the name of the expert c, stored or known from the swarm,
+// or "".
+func (n *Node) expertName(c string) string {
+	id, err := cid.Decode(c)
+	if err != nil {
+		return ""
+	}
+	if m, err := n.store.Get(id); err == nil {
+		return m.Name
+	}
+	if en, ok := n.gossip.View().Get(id); ok {
+		return en.Announcement.Name
+	}
+	return ""
 }
 
 // snapshot feeds the metrics gauges at scrape time.

@@ -256,14 +256,7 @@ func newLsCmd(v *viper.Viper) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "CID\tNAME\tTYPE\tBASE MODEL\tSIZE\tWHERE")
 			for _, e := range es {
-				where := "local"
-				if e.Pinned {
-					where = "local, pinned"
-				}
-				if !e.Local {
-					where = "remote (" + plural(max(e.ProviderCount, len(e.Providers)), "provider") + ")"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.CID, e.Name, e.PeftType, e.BaseModel, human(e.Size), where)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.CID, e.Name, e.PeftType, e.BaseModel, human(e.Size), where(e))
 			}
 			return tw.Flush()
 		},
@@ -275,6 +268,23 @@ func newLsCmd(v *viper.Viper) *cobra.Command {
 	fl.StringVar(&f.Name, "name", "", "only names containing this")
 	fl.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// where says where an expert is: here (pinned or not, and how many other
+// peers serve it too) or only in the swarm.
+func where(e api.Expert) string {
+	n := max(e.ProviderCount, len(e.Providers))
+	if !e.Local {
+		return "remote (" + plural(n, "provider") + ")"
+	}
+	w := "local"
+	if e.Pinned {
+		w = "local, pinned"
+	}
+	if n > 0 {
+		w += " (+" + plural(n, "other provider") + ")"
+	}
+	return w
 }
 
 func newPeersCmd(v *viper.Viper) *cobra.Command {

@@ -55,3 +55,21 @@ func TestPrintIdentity(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// ls says where each expert is, and that a local one is served by others too.
+func TestWhere(t *testing.T) {
+	for _, c := range []struct {
+		e    api.Expert
+		want string
+	}{
+		{api.Expert{Local: true}, "local"},
+		{api.Expert{Local: true, Pinned: true, Providers: []string{"12D3KooWA"}}, "local, pinned (+1 other provider)"},
+		{api.Expert{Local: true, Providers: []string{"a", "b"}}, "local (+2 other providers)"},
+		{api.Expert{Providers: []string{"a"}}, "remote (1 provider)"},
+		{api.Expert{Providers: []string{"a"}, ProviderCount: 40}, "remote (40 providers)"},
+	} {
+		if got := where(c.e); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.e, got, c.want)
+		}
+	}
+}

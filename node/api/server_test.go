@@ -259,7 +259,7 @@ func TestAPIStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Node.ID != b.status.Node.ID || len(st.Peers) != 1 || len(st.Experts) != 2 || len(st.Transfers) != 1 ||
+	if st.Node.ID != b.status.Node.ID || len(st.Peers) != 1 || len(st.Experts) != 2 || len(st.Transfers) != len(b.status.Transfers) ||
 		st.Experts[1].Providers[0] != b.status.Experts[1].Providers[0] || st.Transfers[0].Bytes != b.status.Transfers[0].Bytes {
 		t.Fatalf("status %+v", st)
 	}

@@ -156,7 +156,9 @@ type PublishRequest struct {
 
 // Transfer is the state of a fetch.
 type Transfer struct {
-	CID      string    `json:"cid"`
+	CID string `json:"cid"`
+	// Name is the expert's name where the node knows it (in GET /v1/status).
+	Name     string    `json:"name,omitempty"`
 	State    string    `json:"state"` // running, done, failed
 	Bytes    uint64    `json:"bytes"`
 	Total    uint64    `json:"total"`

@@ -2,9 +2,12 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,23 +15,60 @@ import (
 	"github.com/expertd/expertd/internal/testutil"
 )
 
-// testStatus is a node with something in every section of the status page.
+// fakeCID and fakePeer make IDs as long as real ones (a CIDv1 of a raw
+// sha2-256 leaf, an Ed25519 peer ID), for the page to lay out.
+func fakeCID(seed string) string {
+	sum := sha256.Sum256([]byte(seed))
+	return "bafkrei" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))
+}
+
+func fakePeer(seed string) string {
+	const b58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+	sum := sha256.Sum256([]byte(seed))
+	id := []byte("12D3KooW")
+	for i := range 44 {
+		id = append(id, b58[int(sum[i%32]+byte(i/32))%58])
+	}
+	return string(id)
+}
+
+var (
+	nodeID   = fakePeer("node")
+	alpha    = fakePeer("alpha")
+	relay    = fakePeer("relay")
+	beta     = fakePeer("beta")
+	localCID = fakeCID("local")
+	codeCID  = fakeCID("code")
+	lostCID  = fakeCID("lost")
+	newCID   = fakeCID("new")
+	doneCID  = fakeCID("done")
+)
+
+// testStatus is a node with something in every section of the status page:
+// a transfer in each state, a local expert another peer serves too.
 func testStatus() Status {
 	started := time.Now().Add(-90 * time.Second)
 	return Status{
-		Node: Identity{ID: "12D3KooWNodeUnderTest", Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWNodeUnderTest"},
-			Reachability: "private", Reservations: []Reservation{{Relay: "12D3KooWRelayGamma"}}},
-		Peers: []Peer{{ID: "12D3KooWPeerAlpha", Addrs: []string{"/ip4/10.0.0.2/tcp/4001"}, LatencyMS: 12.5, Conns: []Conn{
+		Node: Identity{ID: nodeID, Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + nodeID},
+			Reachability: "private", Reservations: []Reservation{{Relay: relay}}},
+		Peers: []Peer{{ID: alpha, Addrs: []string{"/ip4/10.0.0.2/tcp/4001"}, LatencyMS: 12.5, Conns: []Conn{
 			{Addr: "/ip4/10.0.0.2/tcp/4001", Kind: "direct"},
-			{Addr: "/ip4/192.0.0.130/tcp/4001/p2p/12D3KooWRelayGamma/p2p-circuit", Kind: "relayed", Relay: "12D3KooWRelayGamma", LimitBytes: 1 << 30, LimitSeconds: 600},
+			{Addr: "/ip4/192.0.0.130/tcp/4001/p2p/" + relay + "/p2p-circuit", Kind: "relayed", Relay: relay, LimitBytes: 1 << 30, LimitSeconds: 600},
 			{Addr: "/ip4/192.0.0.132/udp/4001/quic-v1", Kind: "hole-punched"}}}},
 		Experts: []Expert{
-			{CID: "bafkreilocalexpert", Name: "math-lora <b>bold</b>", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B",
-				Size: 3 << 20, Local: true, Pinned: true},
-			{CID: "bafkreiremoteexpert", Name: "code-ia3", PeftType: "IA3", BaseModel: "Qwen/Qwen2.5-7B",
-				Size: 100 << 20, Providers: []string{"12D3KooWProviderBeta"}},
+			{CID: localCID, Name: "math-lora <b>bold</b>", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B",
+				Size: 3 << 20, Local: true, Pinned: true, Providers: []string{alpha}},
+			{CID: codeCID, Name: "code-ia3", PeftType: "IA3", BaseModel: "Qwen/Qwen2.5-7B",
+				Size: 100 << 20, Providers: []string{beta}},
 		},
-		Transfers: []Transfer{{CID: "bafkreiremoteexpert", State: StateRunning, Bytes: 42 << 20, Total: 100 << 20, Started: started}},
+		Transfers: []Transfer{
+			{CID: codeCID, Name: "code-ia3", State: StateRunning, Bytes: 42 << 20, Total: 100 << 20, Started: started},
+			{CID: newCID, State: StateRunning, Started: started.Add(time.Second)},
+			{CID: lostCID, Name: "lost-lora", State: StateFailed, Bytes: 12 << 20, Total: 100 << 20, Started: started,
+				Finished: started.Add(40 * time.Second), Error: "fetch " + lostCID + ": no provider of " + lostCID + " known (gossip or DHT)"},
+			{CID: doneCID, Name: "done-lora", State: StateDone, Bytes: 3 << 20, Total: 3 << 20, Started: started,
+				Finished: started.Add(2500 * time.Millisecond)},
+		},
 	}
 }
 
@@ -75,19 +115,28 @@ func row(dom, body, key string) string {
 	return ""
 }
 
+// visible is the text of DOM markup as a reader sees it: no tags, no
+// attributes (a title shows only on hover).
+func visible(dom string) string { return regexp.MustCompile(`<[^>]*>`).ReplaceAllString(dom, " ") }
+
+// short is the page's shortening of an ID: bafkreigh2a…4s52zy.
+func short(s string) string { return s[:10] + "…" + s[len(s)-6:] }
+
 // TestStatusPage loads the status page in headless Chromium against a
 // server with a token and checks what it rendered: the first page of a
-// swarm of experts with the full counts. With EXPERTD_UI_SCREENSHOT=file.png
-// it also takes a screenshot.
+// swarm of experts with the full counts, transfers in every state, IDs
+// shortened (in full on hover, with a copy button) so a table keeps one
+// line a row. With EXPERTD_UI_SCREENSHOT=prefix it also takes screenshots
+// 1280 and 800 pixels wide (prefix-1280.png, prefix-800.png).
 func TestStatusPage(t *testing.T) {
 	bin := chromium(t)
 	st := testStatus()
 	for i := range 20 {
-		st.Experts[1].Providers = append(st.Experts[1].Providers, fmt.Sprintf("12D3KooWProvider%02d", i))
+		st.Experts[1].Providers = append(st.Experts[1].Providers, fakePeer(fmt.Sprint("provider", i)))
 	}
 	for i := range 150 { // one page holds the local expert, code-ia3 and 98 of these
-		st.Experts = append(st.Experts, Expert{CID: fmt.Sprintf("bafkreiswarm%03d", i), Name: fmt.Sprintf("swarm-%03d", i),
-			PeftType: "LORA", Size: 1 << 20, Providers: []string{"12D3KooWProviderGamma"}})
+		st.Experts = append(st.Experts, Expert{CID: fakeCID(fmt.Sprint("swarm", i)), Name: fmt.Sprintf("swarm-%03d", i),
+			PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B", Size: 1 << 20, Providers: []string{fakePeer("gamma")}})
 	}
 	b := &fakeBackend{status: st}
 	url := serve(t, NewServer(b, "s3cret", nil)) + "/?token=s3cret"
@@ -97,36 +146,38 @@ func TestStatusPage(t *testing.T) {
 		msg, _, _ = strings.Cut(msg, "</p>")
 		t.Errorf("the page shows an error: %s", msg)
 	}
-	for _, want := range []string{"12D3KooWNodeUnderTest", "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWNodeUnderTest", "updated "} {
+	for _, want := range []string{nodeID, "/ip4/127.0.0.1/tcp/4001/p2p/" + nodeID, "updated "} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	checkRow := func(body, key string, wants ...string) {
+	checkRow := func(body, key string, wants ...string) string {
 		t.Helper()
 		r := row(dom, body, key)
 		if r == "" {
 			t.Errorf("%s: no row holds %q", body, key)
-			return
+			return ""
 		}
-		for _, w := range wants {
-			if !strings.Contains(r, w) {
+		text := regexp.MustCompile(`<[^>]*>`).ReplaceAllString(r, "")
+		for _, w := range wants { // in the markup, or in the text
+			if !strings.Contains(r, w) && !strings.Contains(text, w) {
 				t.Errorf("%s: row lacks %q: <tr%s</tr>", body, w, r)
 			}
 		}
+		return r
 	}
-	checkRow("peers", "12D3KooWPeerAlpha", "12.5 ms", "direct", "/ip4/10.0.0.2/tcp/4001",
-		"relayed (limit 1.0 GiB, 600 s)", "/p2p/12D3KooWRelayGamma/p2p-circuit", "hole-punched", "/ip4/192.0.0.132/udp/4001/quic-v1")
-	for _, want := range []string{`<dd id="node-reach">private</dd>`, "12D3KooWRelayGamma</code></li>"} {
+	checkRow("peers", alpha, "12.5 ms", "direct", "/ip4/10.0.0.2/tcp/4001",
+		"relayed (limit 1.0 GiB, 600 s)", "/p2p/"+short(relay)+"/p2p-circuit", "hole-punched", "/ip4/192.0.0.132/udp/4001/quic-v1")
+	for _, want := range []string{`<dd id="node-reach">private</dd>`, `title="` + relay + `">` + short(relay) + "</code>"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	// Names are text, never markup.
-	checkRow("local", "bafkreilocalexpert", "math-lora &lt;b&gt;bold&lt;/b&gt;", "LORA", "3.0 MiB", "pinned")
-	checkRow("remote", "bafkreiremoteexpert", "code-ia3", "IA3", "Qwen/Qwen2.5-7B", "12D3KooWProviderBeta", "+5 more")
-	checkRow("remote", "bafkreiswarm097", "swarm-097")
-	if row(dom, "remote", "bafkreiswarm098") != "" {
+	// Names are text, never markup; a local expert shows who else serves it.
+	checkRow("local", localCID, "math-lora &lt;b&gt;bold&lt;/b&gt;", "LORA", "3.0 MiB", "pinned", short(alpha))
+	checkRow("remote", codeCID, "code-ia3", "IA3", "Qwen/Qwen2.5-7B", short(beta), "+19 more")
+	checkRow("remote", fakeCID("swarm97"), "swarm-097")
+	if row(dom, "remote", fakeCID("swarm98")) != "" {
 		t.Error("the page shows more than the first page of experts")
 	}
 	for _, want := range []string{`id="local-count" class="count">(1)`, `id="remote-count" class="count">(99 of 151)`,
@@ -135,7 +186,33 @@ func TestStatusPage(t *testing.T) {
 			t.Errorf("page lacks %s", want)
 		}
 	}
-	checkRow("transfers", "bafkreiremoteexpert", "running", "42% · 42.0 MiB of 100.0 MiB", "<progress")
+
+	// Transfers: the expert's name; a bar only while running (moving only
+	// while the size is not known); a failure's error without the CID.
+	checkRow("transfers", codeCID, "code-ia3", "running", `<progress value="44040192" max="104857600">`, "42% · 42.0 MiB of 100.0 MiB")
+	checkRow("transfers", newCID, "name not known yet", "<progress></progress>", "looking for providers")
+	lost := checkRow("transfers", lostCID, "lost-lora", "failed", "no provider of this expert known (gossip or DHT)", "stopped at 12% · 12.0 MiB of 100.0 MiB")
+	done := checkRow("transfers", doneCID, "done-lora", "done", "3.0 MiB in 2.5 s")
+	for _, r := range []string{lost, done} {
+		if strings.Contains(r, "<progress") {
+			t.Errorf("a finished transfer has a bar: <tr%s</tr>", r)
+		}
+	}
+	// No table shows a whole CID or peer ID: it would wrap over lines.
+	_, tables, _ := strings.Cut(dom, `<tbody id="transfers">`)
+	for _, id := range []string{localCID, codeCID, lostCID, newCID, doneCID, alpha, relay, beta} {
+		if strings.Contains(visible(tables), id) {
+			t.Errorf("a table shows %s in full", id)
+		}
+		if !regexp.MustCompile(`title="[^"]*` + id).MatchString(tables) {
+			t.Errorf("%s is not in full on hover", id)
+		}
+	}
+	for _, id := range []string{localCID, codeCID, lostCID, newCID, doneCID, alpha} { // each expert's and peer's own
+		if !strings.Contains(tables, `data-copy="`+id+`"`) {
+			t.Errorf("no copy button for %s", id)
+		}
+	}
 	if strings.Contains(dom, "<b>bold</b>") {
 		t.Error("an expert name was rendered as HTML")
 	}
@@ -144,7 +221,10 @@ func TestStatusPage(t *testing.T) {
 	}
 
 	if shot := os.Getenv("EXPERTD_UI_SCREENSHOT"); shot != "" {
-		runChromium(t, bin, url, "--screenshot="+shot, "--window-size=1200,900")
-		t.Logf("screenshot in %s", shot)
+		for _, w := range []int{1280, 800} {
+			file := fmt.Sprintf("%s-%d.png", shot, w)
+			runChromium(t, bin, url, "--screenshot="+file, fmt.Sprintf("--window-size=%d,1400", w))
+			t.Logf("screenshot in %s", file)
+		}
 	}
 }
