@@ -26,7 +26,7 @@ func makeOutputDir(dir string, overwrite bool) (created []string, err error) {
 			return nil, err
 		}
 		if !empty {
-			return nil, fmt.Errorf("%w: %s holds files (overwrite to replace the adapter in it)", ErrNotEmpty, dir)
+			return nil, fmt.Errorf("%w: %s holds files", ErrNotEmpty, dir) // the caller says how to write into it
 		}
 		return nil, nil
 	case !errors.Is(err, fs.ErrNotExist):

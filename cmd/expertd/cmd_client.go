@@ -217,8 +217,12 @@ func waitFetch(ctx context.Context, c *api.Client, t api.Transfer, w io.Writer) 
 	return nil
 }
 
-// checkOutputDir refuses an output directory that holds files, unless force.
+// checkOutputDir refuses an output directory that holds files, unless
+// force, and a file.
 func checkOutputDir(dir string, force bool) error {
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("-o %s is not a directory", dir)
+	}
 	if force {
 		return nil
 	}
@@ -227,7 +231,7 @@ func checkOutputDir(dir string, force bool) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	case err != nil:
-		return err
+		return fmt.Errorf("-o %s: %w", dir, withoutPath(err))
 	case len(ents) > 0:
 		return fmt.Errorf("%w: %s holds %d entries (--force writes into it)", compress.ErrNotEmpty, dir, len(ents))
 	}

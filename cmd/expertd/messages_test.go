@@ -25,6 +25,10 @@ func TestMistypedCommands(t *testing.T) {
 	out := filepath.Join(dir, "x.cpeft")
 	file := filepath.Join(fixture, "adapter_config.json")
 	const unknown = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+	container := filepath.Join(dir, "ok.cpeft")
+	if _, err := runCLI(t, "compress", fixture, "-o", container); err != nil {
+		t.Fatal(err)
+	}
 	cases := []mistyped{
 		{args: []string{"compress", "/nonexistent", "-o", out}, want: []string{"compress /nonexistent: no such directory"}},
 		{args: []string{"compress", file, "-o", out}, want: []string{"it is a file (give the directory that holds the adapter)"}},
@@ -44,7 +48,11 @@ func TestMistypedCommands(t *testing.T) {
 		{args: []string{"inspect", "/nonexistent"}, want: []string{"inspect /nonexistent: no such file or directory"}},
 		{args: []string{"inspect", dir}, want: []string{"is a directory"}},
 		{args: []string{"decompress", "/nonexistent", "-o", filepath.Join(dir, "out")}, want: []string{"decompress /nonexistent: no such file or directory"}},
+		{args: []string{"decompress", container, "-o", fixture}, want: []string{fixture + " holds files (--force writes into it)"}},
+		{args: []string{"decompress", container, "-o", container}, want: []string{container + " is not a directory"}},
 		{args: []string{"fetch", "bad"}, want: []string{`fetch: "bad" is not a CID`}},
+		{args: []string{"fetch", unknown, "-o", fixture, "--api", "127.0.0.1:1"}, want: []string{"holds 2 entries (--force writes into it)"}},
+		{args: []string{"fetch", unknown, "-o", container, "--force", "--api", "127.0.0.1:1"}, want: []string{"-o " + container + " is not a directory"}},
 		{args: []string{"pin", "Qmnope"}, want: []string{`pin: "Qmnope" is not a CID`}},
 		{args: []string{"rm", "bafy"}, want: []string{`rm: "bafy" is not a CID`}},
 		{args: []string{"publish", "/nonexistent", "--api", "127.0.0.1:1"}, want: []string{"publish /nonexistent: no such file or directory"}},
