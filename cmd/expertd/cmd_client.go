@@ -55,6 +55,11 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 			if _, err := cfg.Compress.Options(req.Density, req.Alpha, req.Scope); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
+			if !st.IsDir() { // a container: the daemon checks it again
+				if err := checkContainer(req.Path); err != nil {
+					return fmt.Errorf("publish %s: %w", args[0], err)
+				}
+			}
 			if err := c.Health(cmd.Context()); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
@@ -103,7 +108,7 @@ func compressForPublish(cmd *cobra.Command, req api.PublishRequest, def config.C
 	}
 	f, err := os.CreateTemp("", "expertd-publish-*.cpeft")
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", errNoTemp, err)
+		return "", fmt.Errorf("%w in %s (%v)", errNoTemp, os.TempDir(), withoutPath(err))
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/viper"
+
+	"github.com/expertd/expertd/compress"
 )
 
 // What a command checks of its arguments before it starts, and how it says
@@ -67,6 +70,18 @@ func openInput(path string) (*os.File, error) {
 		return nil, errors.New("is a directory (give a file)")
 	}
 	return f, nil
+}
+
+// checkContainer reads the .cpeft file at path through, checking every
+// checksum.
+func checkContainer(path string) error {
+	f, err := openInput(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = compress.Verify(bufio.NewReaderSize(f, 1<<20))
+	return err
 }
 
 // withoutPath is err without the operation and path an *fs.PathError

@@ -56,6 +56,7 @@ func TestMistypedCommands(t *testing.T) {
 		{args: []string{"pin", "Qmnope"}, want: []string{`pin: "Qmnope" is not a CID`}},
 		{args: []string{"rm", "bafy"}, want: []string{`rm: "bafy" is not a CID`}},
 		{args: []string{"publish", "/nonexistent", "--api", "127.0.0.1:1"}, want: []string{"publish /nonexistent: no such file or directory"}},
+		{args: []string{"publish", file, "--api", "127.0.0.1:1"}, want: []string{"publish " + file + ": not a .cpeft container"}},
 	}
 	if !testing.Short() { // messages that come from a daemon
 		bin := daemontest.Build(t)
