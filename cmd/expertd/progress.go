@@ -130,7 +130,9 @@ func (m *meter) Note(s string) {
 // Done ends the line with the job complete.
 func (m *meter) Done() { m.finish("") }
 
-// Fail ends the line with why the job stopped ("failed", "interrupted").
+// Fail ends the line with why the job stopped ("failed", "interrupted"):
+// on a terminal the bar stays, saying so; elsewhere the command's error
+// says it.
 func (m *meter) Fail(why string) { m.finish(why) }
 
 func (m *meter) finish(why string) {
@@ -146,7 +148,7 @@ func (m *meter) finish(why string) {
 	}
 	bar, p := m.bar, m.p
 	total := m.total
-	if !m.tty && !m.printed.IsZero() {
+	if !m.tty && !m.printed.IsZero() && why == "" { // a failure is the command's error to say
 		fmt.Fprintln(m.w, m.plainLine(m.finished))
 	}
 	m.mu.Unlock()

@@ -77,8 +77,8 @@ func TestMeterPlain(t *testing.T) {
 		m.Set(0, 0)
 	}
 	m.Fail("interrupted")
-	if got := buf.String(); !strings.Contains(got, "looking for providers… 1s\n") || !strings.HasSuffix(got, ": interrupted after 4s\n") {
-		t.Errorf("a fetch that never started:\n%s", got)
+	if got := buf.String(); got != "fetch "+longCID+": looking for providers… 1s\nfetch "+longCID+": looking for providers… 3s\n" {
+		t.Errorf("a fetch that never started, interrupted (the command's error says so):\n%s", got)
 	}
 }
 
