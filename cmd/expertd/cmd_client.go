@@ -193,12 +193,12 @@ func waitFetch(ctx context.Context, c *api.Client, t api.Transfer, w io.Writer) 
 	defer poll.Stop()
 	var err error
 	for t.State == api.StateRunning {
-		m.Set(int64(t.Bytes), int64(t.Total))
 		if t.Total == 0 {
 			m.Note("looking for providers")
 		} else {
 			m.Note("")
 		}
+		m.Set(int64(t.Bytes), int64(t.Total))
 		select {
 		case <-ctx.Done():
 			m.Fail("interrupted")

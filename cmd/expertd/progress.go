@@ -35,7 +35,7 @@ type meter struct {
 	now      func() time.Time
 	tty      bool
 	tick     time.Duration
-	mu       sync.Mutex
+	mu       sync.Mutex // guards what follows
 	start    time.Time
 	done     int64 // last report
 	total    int64 // 0: not known yet
