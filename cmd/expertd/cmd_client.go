@@ -215,11 +215,21 @@ func waitFetch(ctx context.Context, c *api.Client, t api.Transfer, w io.Writer) 
 	}
 	if t.State == api.StateFailed {
 		m.Fail("failed")
-		return errors.New(t.Error)
+		return errors.New(withoutCID(t.Error, t.CID))
 	}
 	m.Set(int64(t.Bytes), int64(t.Total))
 	m.Done()
 	return nil
+}
+
+// withoutCID is a fetch's error without the CID that the command names
+// already: a leading "fetch CID: " or "CID: " dropped, and "it" for the CID
+// elsewhere.
+func withoutCID(msg, c string) string {
+	for _, p := range []string{"fetch " + c + ": ", c + ": "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return strings.ReplaceAll(msg, c, "it")
 }
 
 // checkOutputDir refuses an output directory that holds files, unless
