@@ -45,3 +45,18 @@ func TestFetchInterrupted(t *testing.T) {
 	}
 	t.Logf("%s\n%v", lines, err)
 }
+
+// A failed fetch's error names the CID once: the command names it.
+func TestWithoutCID(t *testing.T) {
+	const c = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+	for in, want := range map[string]string{
+		"no provider of " + c + " known (gossip or DHT)":      "no provider of it known (gossip or DHT)",
+		"fetch " + c + ": stalled: no leaf for 30s":           "stalled: no leaf for 30s",
+		c + ": hash mismatch in a leaf from 12D3KooWA":        "hash mismatch in a leaf from 12D3KooWA",
+		"the store is over quota: 5 bytes do not fit, no CID": "the store is over quota: 5 bytes do not fit, no CID",
+	} {
+		if got := withoutCID(in, c); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
