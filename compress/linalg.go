@@ -115,9 +115,9 @@ const (
 )
 
 // exactSVDWork is the largest m*n*min(m, n) for which truncatedSVD runs
-// the exact SVD: a 1024 x 1024 matrix takes about a second, a 384 x 1536
-// one a tenth of that.
-const exactSVDWork = 1 << 28
+// the exact SVD (256 x 256); above it the randomized SVD is much faster
+// (gonum's SVD of a 384 x 1536 matrix takes a few tenths of a second).
+const exactSVDWork = 1 << 24
 
 // truncatedSVD returns the best rank-k approximation of x: exact for small
 // matrices, randomized (deterministic seed) for large ones.
