@@ -27,6 +27,11 @@ const (
 	DefaultLambdaTIES = 1.0 // on the disjoint mean
 	DefaultTIESTrim   = 0.2 // the TIES paper's k = 20%
 	MaxMergeInputs    = 64
+	// DefaultMergeDensity is the codec density of a merged expert.
+	DefaultMergeDensity = 0.2
+	// DefaultMergeRefit says whether a merged LoRA is compressed with the
+	// refit.
+	DefaultMergeRefit = false
 )
 
 // MergeMetadataKey is the safetensors metadata key under which a merged
