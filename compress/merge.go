@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -85,8 +86,9 @@ type Parent struct {
 // result's Metadata under MergeMetadataKey and returned.
 //
 // Memory: the inputs, plus per LoRA module for TIES about 40 bytes per
-// element of the dense out x in update (TA never forms it).
-func Merge(in []MergeInput, o MergeOptions) (*Source, *Provenance, error) {
+// element of the dense out x in update (TA never forms it). ctx is checked
+// between modules: a cancelled merge returns ctx.Err().
+func Merge(ctx context.Context, in []MergeInput, o MergeOptions) (*Source, *Provenance, error) {
 	o, err := o.withDefaults(len(in))
 	if err != nil {
 		return nil, nil, err
@@ -109,7 +111,7 @@ func Merge(in []MergeInput, o MergeOptions) (*Source, *Provenance, error) {
 		out.Metadata = map[string]string{}
 	}
 	if first.PeftType == PeftTypeLoRA {
-		rank, err := mergeLoRA(in, o, out)
+		rank, err := mergeLoRA(ctx, in, o, out)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -117,8 +119,8 @@ func Merge(in []MergeInput, o MergeOptions) (*Source, *Provenance, error) {
 		if out.Config, err = setLoRARank(out.Config, rank); err != nil {
 			return nil, nil, err
 		}
-	} else {
-		mergeVectors(in, o, out)
+	} else if err := mergeVectors(ctx, in, o, out); err != nil {
+		return nil, nil, err
 	}
 	for _, t := range out.Tensors {
 		out.SourceBytes += int64(len(t.Tau)) * int64(max(dtypeSize(t.DType), 1))
@@ -175,7 +177,7 @@ func (o MergeOptions) withDefaults(n int) (MergeOptions, error) {
 }
 
 // mergeLoRA merges the LoRA modules of in into out and returns the rank.
-func mergeLoRA(in []MergeInput, o MergeOptions, out *Source) (int, error) {
+func mergeLoRA(ctx context.Context, in []MergeInput, o MergeOptions, out *Source) (int, error) {
 	pairs := make([][]loraPair, len(in))
 	scales := make([][]float64, len(in))
 	rank := o.Rank
@@ -195,6 +197,9 @@ func mergeLoRA(in []MergeInput, o MergeOptions, out *Source) (int, error) {
 		}
 	}
 	for j, p0 := range pairs[0] {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		var svd svdResult
 		var err error
 		if o.Method == MergeTA {
@@ -315,8 +320,11 @@ func (t *tiesAcc) mean(lambda float64) []float64 {
 }
 
 // mergeVectors merges IA3 vectors or residuals element by element.
-func mergeVectors(in []MergeInput, o MergeOptions, out *Source) {
+func mergeVectors(ctx context.Context, in []MergeInput, o MergeOptions, out *Source) error {
 	for k, t0 := range in[0].Source.Tensors {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n := len(t0.Tau)
 		var res []float64
 		if o.Method == MergeTA {
@@ -344,6 +352,7 @@ func mergeVectors(in []MergeInput, o MergeOptions, out *Source) {
 		}
 		out.Tensors = append(out.Tensors, Tensor{Name: t0.Name, DType: t0.DType, Shape: slices.Clone(t0.Shape), Tau: tau, Offset: t0.Offset})
 	}
+	return nil
 }
 
 func denseTo32(d *mat.Dense) []float32 {

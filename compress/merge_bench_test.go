@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -24,7 +25,7 @@ func BenchmarkMergeModule(b *testing.B) {
 	for _, method := range []string{MergeTA, MergeTIES} {
 		b.Run(method, func(b *testing.B) {
 			for b.Loop() {
-				if _, _, err := Merge(in, MergeOptions{Method: method}); err != nil {
+				if _, _, err := Merge(context.Background(), in, MergeOptions{Method: method}); err != nil {
 					b.Fatal(err)
 				}
 			}

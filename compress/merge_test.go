@@ -2,6 +2,7 @@ package compress
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -62,7 +63,7 @@ func TestMergeTAHandChecked(t *testing.T) {
 	// dW2 = 2/1 * [0 1]^T [3 4] = [[0 0] [6 8]]
 	e1 := tinyLoRA(1, "1", []float32{1, 2}, []float32{1, 0}, 2, 2)
 	e2 := tinyLoRA(1, "2", []float32{3, 4}, []float32{0, 1}, 2, 2)
-	m, prov, err := Merge([]MergeInput{{Name: "e1", Source: e1}, {Name: "e2", Source: e2, CID: "bafk-e2"}},
+	m, prov, err := Merge(context.Background(), []MergeInput{{Name: "e1", Source: e1}, {Name: "e2", Source: e2, CID: "bafk-e2"}},
 		MergeOptions{Method: MergeTA, Lambda: 0.5})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestMergeTIESHandChecked(t *testing.T) {
 		{Name: "b", Source: ia3Source([]float32{-4, 1, 1, 0.1})},
 		{Name: "c", Source: ia3Source([]float32{2, 0.2, -3, 0})},
 	}
-	m, _, err := Merge(in, MergeOptions{Method: MergeTIES, Trim: 0.5, Lambda: 1})
+	m, _, err := Merge(context.Background(), in, MergeOptions{Method: MergeTIES, Trim: 0.5, Lambda: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestMergeTIESHandChecked(t *testing.T) {
 		t.Fatalf("TIES = %v offset %v, want %v offset 1", got, m.Tensors[0].Offset, want)
 	}
 	// Task arithmetic with weights: 0.5*(1*a + 2*b + 0*c).
-	m, _, err = Merge(in, MergeOptions{Method: MergeTA, Lambda: 0.5, Weights: []float64{1, 2, 0}})
+	m, _, err = Merge(context.Background(), in, MergeOptions{Method: MergeTA, Lambda: 0.5, Weights: []float64{1, 2, 0}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestMergeProductSpace(t *testing.T) {
 	in := []MergeInput{{Name: "py", Source: py}, {Name: "other", Source: other}}
 	d1, d2 := deltaW(t, py), deltaW(t, other)
 
-	m, prov, err := Merge(in, MergeOptions{Method: MergeTA, Lambda: 0.4, Weights: []float64{1, 0.5}})
+	m, prov, err := Merge(context.Background(), in, MergeOptions{Method: MergeTA, Lambda: 0.4, Weights: []float64{1, 0.5}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestMergeProductSpace(t *testing.T) {
 	}
 
 	const rank = 12
-	m, _, err = Merge(in, MergeOptions{Method: MergeTIES, Rank: rank})
+	m, _, err = Merge(context.Background(), in, MergeOptions{Method: MergeTIES, Rank: rank})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +369,7 @@ func TestMergeRefusesMismatches(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, _, err := Merge([]MergeInput{{Name: "python", Source: py}, {Name: "other", Source: c.other}}, MergeOptions{})
+			_, _, err := Merge(context.Background(), []MergeInput{{Name: "python", Source: py}, {Name: "other", Source: c.other}}, MergeOptions{})
 			if c.want == "" { // base set on one side only: allowed
 				if err != nil {
 					t.Fatal(err)
@@ -382,11 +383,11 @@ func TestMergeRefusesMismatches(t *testing.T) {
 	}
 	bad := []MergeOptions{{Method: "avg"}, {Weights: []float64{1}}, {Method: MergeTIES, Trim: 1.5}, {Lambda: math.NaN()}, {Rank: -1}}
 	for _, o := range bad {
-		if _, _, err := Merge([]MergeInput{{Name: "a", Source: py}, {Name: "b", Source: py}}, o); !errors.Is(err, ErrOption) {
+		if _, _, err := Merge(context.Background(), []MergeInput{{Name: "a", Source: py}, {Name: "b", Source: py}}, o); !errors.Is(err, ErrOption) {
 			t.Fatalf("%+v: err %v, want ErrOption", o, err)
 		}
 	}
-	if _, _, err := Merge([]MergeInput{{Name: "a", Source: py}}, MergeOptions{}); !errors.Is(err, ErrOption) {
+	if _, _, err := Merge(context.Background(), []MergeInput{{Name: "a", Source: py}}, MergeOptions{}); !errors.Is(err, ErrOption) {
 		t.Fatalf("one input: err %v", err)
 	}
 }
@@ -414,7 +415,7 @@ func TestMergeContainers(t *testing.T) {
 		}
 		in = append(in, MergeInput{Name: []string{"py.cpeft", "other.cpeft"}[i], Source: dec})
 	}
-	m, _, err := Merge(in, MergeOptions{Method: MergeTIES, Rank: 16})
+	m, _, err := Merge(context.Background(), in, MergeOptions{Method: MergeTIES, Rank: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,5 +433,14 @@ func TestMergeContainers(t *testing.T) {
 	}
 	if h.Metadata["format"] != "pt" {
 		t.Fatalf("metadata %v lost format", h.Metadata)
+	}
+}
+
+func TestMergeCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	py := loadFixture(t, "python-lora-r16")
+	if _, _, err := Merge(ctx, []MergeInput{{Name: "a", Source: py}, {Name: "b", Source: py}}, MergeOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
 	}
 }

@@ -45,7 +45,7 @@ records the method and the parents (names and CIDs) under "` + compress.MergeMet
 					return fmt.Errorf("merge: %s: %w", a, err)
 				}
 			}
-			merged, prov, err := compress.Merge(in, compress.MergeOptions{
+			merged, prov, err := compress.Merge(cmd.Context(), in, compress.MergeOptions{
 				Method:  v.GetString("merge.method"),
 				Weights: weights,
 				Lambda:  v.GetFloat64("merge.lambda"),

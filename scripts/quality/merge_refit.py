@@ -196,13 +196,14 @@ def refit_table(b):
                 ("rounds 0, balanced", ["--refit-rounds", "0"]),
                 ("rounds 1, balanced", ["--refit-rounds", "1"]),
                 ("rounds 2, balanced", ["--refit-rounds", "2"]),
-                ("rounds 4, balanced", ["--refit-rounds", "4"])]
+                ("rounds 4, balanced", ["--refit-rounds", "4"]),
+                ("rounds 2, balanced, scope tensor (+4% bytes)", ["--refit-rounds", "2", "--scope", "tensor"])]
     print("| variant | " + " | ".join(DOMAINS) + " |")
     print("|---|" + "---:|" * len(DOMAINS))
     for label, flags in variants:
         cells = []
         for d in DOMAINS:
-            a, _ = b.compress(b.experts[d], f"refit/{d}-d0.2-" + label.replace(" ", "").replace(",", "-"), "--refit", *flags)
+            a, _ = b.compress(b.experts[d], f"refit/{d}-d0.2-" + label.split(" (")[0].replace(" ", "").replace(",", "-"), "--refit", *flags)
             cells.append(pct(b.share(a, d)))
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()

@@ -1,6 +1,6 @@
 """Train a LoRA expert on one domain of the quality model and save it as PEFT does.
 
-Usage: train_lora.py FIXTURES_DIR DOMAIN OUT_DIR [--rank 16] [--steps 300] [--seed 1]
+Usage: train_lora.py FIXTURES_DIR DOMAIN OUT_DIR [--rank 16] [--steps 120] [--seed 1]
 
 FIXTURES_DIR holds model/ and heldout_DOMAIN.txt (see README.md). The expert is trained
 on the first half of heldout_DOMAIN.txt only; eval_bpb.py measures on the second half.
@@ -34,7 +34,7 @@ def main():
     ap.add_argument("domain")
     ap.add_argument("out")
     ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
