@@ -35,7 +35,7 @@ type Refit struct {
 
 // DefaultRefit is the refit `expertd compress --refit` runs; docs/quality.md
 // has the measurements it was chosen from.
-var DefaultRefit = Refit{Rounds: 2, Balanced: true}
+var DefaultRefit = Refit{Rounds: 0, Balanced: true}
 
 // MaxRefitRounds bounds Refit.Rounds.
 const MaxRefitRounds = 20

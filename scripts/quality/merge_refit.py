@@ -13,6 +13,7 @@ import argparse, datetime, hashlib, json, os, platform, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import eval_bpb  # noqa: E402
+import st  # noqa: E402
 
 DOMAINS = ["python", "c", "prose"]
 
@@ -80,8 +81,16 @@ class Bench:
                 self.data[dom] = eval_bpb.heldout(self.fx, dom)
             ww = eval_bpb.merge(w, adapter) if adapter else w
             self.cache[key] = eval_bpb.bpb(cfg, ww, self.data[dom])
-            json.dump(self.cache, open(self.cache_path, "w"), indent=0)
+            self.save()
         return self.cache[key]
+
+    def save(self):
+        """Merge the cache into the file (another run may share it) and replace it atomically."""
+        if os.path.exists(self.cache_path):
+            self.cache = {**json.load(open(self.cache_path)), **self.cache}
+        tmp = self.cache_path + f".{os.getpid()}"
+        json.dump(self.cache, open(tmp, "w"), indent=0)
+        os.replace(tmp, self.cache_path)
 
     def share(self, adapter, dom):
         """Share of the own expert's gain kept on dom: (base - x) / (base - expert)."""
@@ -106,8 +115,8 @@ def experts_table(b):
     cx = b.compressed_experts()
     for d in DOMAINS:
         size = os.path.getsize(b.cpeft(d))
-        params = os.path.getsize(os.path.join(b.experts[d], "adapter_model.safetensors")) // 4
-        print(f"| {d} ({os.path.basename(b.experts[d])}) | ~{params} | {b.bpb(None, d):.4f} | {b.bpb(b.experts[d], d):.4f} | "
+        params = sum(a.size for a, _ in st.load(os.path.join(b.experts[d], "adapter_model.safetensors"))[0].values())
+        print(f"| {d} ({os.path.basename(b.experts[d])}) | {params} | {b.bpb(None, d):.4f} | {b.bpb(b.experts[d], d):.4f} | "
               f"{b.bpb(cx[d], d):.4f} | {size} | {pct(b.share(cx[d], d))} |")
     print()
     print("### Each expert on every domain (bpb; gain kept relative to the domain's own expert)\n")
@@ -137,8 +146,9 @@ def merge_table(b):
     comp = [b.cpeft(d) for d in DOMAINS]
     print("### Merging the three experts: each method x each domain\n")
     print("bpb on each domain's test half (share of that domain's own expert's gain kept). Inputs: the")
-    print("uncompressed experts or their d=0.2 containers; output: uncompressed (F32 factors, rank 48) or")
-    print("the merged container at the default density. Defaults: ta lambda 0.4, ties lambda 1 trim 0.2, rank = 48.\n")
+    print("uncompressed experts or their d=0.2 containers; output: uncompressed (F32 factors) or the merged")
+    print("container, both with `expertd merge`'s defaults (rank = the sum of the experts' ranks, 16+16+64 = 96;")
+    print("ta lambda 0.4; ties lambda 1, trim 0.2; density 0.2).\n")
     merge_header("method, inputs -> output")
     for method in ("ta", "ties"):
         for inp_label, inputs in (("uncompressed", raw), ("compressed", comp)):
@@ -152,17 +162,18 @@ def merge_table(b):
 SWEEP = [
     # (label, flags): all on the compressed experts.
     ("ta lambda 0.3", ["--method", "ta", "--lambda", "0.3"]),
-    ("ta lambda 0.5", ["--method", "ta", "--lambda", "0.5"]),
     ("ta lambda 0.6", ["--method", "ta", "--lambda", "0.6"]),
+    ("ta lambda 0.8", ["--method", "ta", "--lambda", "0.8"]),
+    ("ta lambda 1.0", ["--method", "ta", "--lambda", "1.0"]),
+    ("ta lambda 1.3", ["--method", "ta", "--lambda", "1.3"]),
+    ("ta lambda 0.8 refit", ["--method", "ta", "--lambda", "0.8", "--refit"]),
+    ("ties lambda 1.5", ["--method", "ties", "--lambda", "1.5"]),
     ("ties lambda 0.7", ["--method", "ties", "--lambda", "0.7"]),
-    ("ties lambda 1.3", ["--method", "ties", "--lambda", "1.3"]),
     ("ta rank 16", ["--method", "ta", "--rank", "16"]),
     ("ta rank 32", ["--method", "ta", "--rank", "32"]),
-    ("ta density 0.3", ["--method", "ta", "--density", "0.3"]),
     ("ta density 0.5", ["--method", "ta", "--density", "0.5"]),
-    ("ta rank 16 density 0.5", ["--method", "ta", "--rank", "16", "--density", "0.5"]),
+    ("ta rank 32 density 0.5", ["--method", "ta", "--rank", "32", "--density", "0.5"]),
     ("ta refit", ["--method", "ta", "--refit"]),
-    ("ta density 0.3 refit", ["--method", "ta", "--density", "0.3", "--refit"]),
 ]
 
 
@@ -170,7 +181,7 @@ def sweep_table(b):
     b.compressed_experts()
     comp = [b.cpeft(d) for d in DOMAINS]
     print("### Choosing the defaults (inputs: the d=0.2 containers; output: a container)\n")
-    merge_header("variant (default: ta, lambda 0.4, rank 48, density 0.2)")
+    merge_header("variant (default: ta, lambda 0.4, rank 96, density 0.2)")
     d, size = b.merge(comp, "merge/ta-compressed-c", "--method", "ta")
     merge_row(b, "default", d, size)
     for label, flags in SWEEP:
@@ -191,12 +202,9 @@ def refit_table(b):
                   f"{pct(b.share(p, d))} | {pct(b.share(r, d))} |")
     print()
     print("Refit variants at density 0.2 (gain kept on the own domain):\n")
-    variants = [("rounds 0, stored factors", ["--refit-rounds", "0", "--refit-init", "factors"]),
-                ("rounds 2, stored factors", ["--refit-rounds", "2", "--refit-init", "factors"]),
+    variants = [("rounds 2, stored factors", ["--refit-rounds", "2", "--refit-init", "factors"]),
                 ("rounds 0, balanced", ["--refit-rounds", "0"]),
-                ("rounds 1, balanced", ["--refit-rounds", "1"]),
                 ("rounds 2, balanced", ["--refit-rounds", "2"]),
-                ("rounds 4, balanced", ["--refit-rounds", "4"]),
                 ("rounds 2, balanced, scope tensor (+4% bytes)", ["--refit-rounds", "2", "--scope", "tensor"])]
     print("| variant | " + " | ".join(DOMAINS) + " |")
     print("|---|" + "---:|" * len(DOMAINS))
