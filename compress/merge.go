@@ -23,16 +23,21 @@ const (
 )
 
 // Merge defaults; docs/quality.md has the measurements they come from.
+// Compressed experts (decoded from containers) need a larger lambda: the
+// codec's L2-optimal scale shrinks each update, and so does compressing
+// the merged one again.
 const (
-	DefaultLambdaTA   = 0.4 // on the sum of the updates
-	DefaultLambdaTIES = 1.0 // on the disjoint mean
-	DefaultTIESTrim   = 0.2 // the TIES paper's k = 20%
-	MaxMergeInputs    = 64
+	DefaultLambdaTA             = 0.4 // on the sum of uncompressed updates
+	DefaultLambdaTACompressed   = 1.0 // on the sum, when any input was compressed
+	DefaultLambdaTIES           = 1.0 // on the disjoint mean
+	DefaultLambdaTIESCompressed = 1.0
+	DefaultTIESTrim             = 0.2 // the TIES paper's k = 20%
+	MaxMergeInputs              = 64
 	// DefaultMergeDensity is the codec density of a merged expert.
 	DefaultMergeDensity = 0.2
 	// DefaultMergeRefit says whether a merged LoRA is compressed with the
 	// refit.
-	DefaultMergeRefit = false
+	DefaultMergeRefit = true
 )
 
 // MergeMetadataKey is the safetensors metadata key under which a merged
@@ -44,8 +49,10 @@ const MergeMetadataKey = "expertd.merge"
 type MergeOptions struct {
 	Method  string    // MergeTA (default) or MergeTIES
 	Weights []float64 // one per input (default all 1)
-	Lambda  float64   // scale of the combined update (default per method)
-	Trim    float64   // TIES: fraction of each update kept, in (0, 1]
+	// Lambda scales the combined update; 0 selects the method's default,
+	// the larger one when any input was compressed (Source.Density > 0).
+	Lambda float64
+	Trim   float64 // TIES: fraction of each update kept, in (0, 1]
 	// Rank of a merged LoRA; 0 means the sum of the inputs' ranks, with
 	// which task arithmetic is exact.
 	Rank int
@@ -89,7 +96,11 @@ type Parent struct {
 // element of the dense out x in update (TA never forms it). ctx is checked
 // between modules: a cancelled merge returns ctx.Err().
 func Merge(ctx context.Context, in []MergeInput, o MergeOptions) (*Source, *Provenance, error) {
-	o, err := o.withDefaults(len(in))
+	compressed := false
+	for _, x := range in {
+		compressed = compressed || x.Source != nil && x.Source.Density > 0
+	}
+	o, err := o.withDefaults(len(in), compressed)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,7 +144,7 @@ func Merge(ctx context.Context, in []MergeInput, o MergeOptions) (*Source, *Prov
 	return out, prov, nil
 }
 
-func (o MergeOptions) withDefaults(n int) (MergeOptions, error) {
+func (o MergeOptions) withDefaults(n int, compressed bool) (MergeOptions, error) {
 	if n < 2 || n > MaxMergeInputs {
 		return o, fmt.Errorf("%w: merge needs 2 to %d experts, got %d", ErrOption, MaxMergeInputs, n)
 	}
@@ -141,11 +152,11 @@ func (o MergeOptions) withDefaults(n int) (MergeOptions, error) {
 	case "", MergeTA:
 		o.Method = MergeTA
 		if o.Lambda == 0 {
-			o.Lambda = DefaultLambdaTA
+			o.Lambda = pick(compressed, DefaultLambdaTACompressed, DefaultLambdaTA)
 		}
 	case MergeTIES:
 		if o.Lambda == 0 {
-			o.Lambda = DefaultLambdaTIES
+			o.Lambda = pick(compressed, DefaultLambdaTIESCompressed, DefaultLambdaTIES)
 		}
 		if o.Trim == 0 {
 			o.Trim = DefaultTIESTrim
@@ -174,6 +185,13 @@ func (o MergeOptions) withDefaults(n int) (MergeOptions, error) {
 		return o, fmt.Errorf("%w: rank %d", ErrOption, o.Rank)
 	}
 	return o, nil
+}
+
+func pick(cond bool, yes, no float64) float64 {
+	if cond {
+		return yes
+	}
+	return no
 }
 
 // mergeLoRA merges the LoRA modules of in into out and returns the rank.

@@ -23,7 +23,7 @@ func ReadSource(r io.Reader, opts ...ReaderOption) (*Source, error) {
 	}
 	h := cr.Header()
 	src := &Source{PeftType: h.PeftType, ConfigName: h.ConfigName, Config: h.Config,
-		Metadata: maps.Clone(h.Metadata), SourceBytes: h.SourceBytes, Base: h.Base}
+		Metadata: maps.Clone(h.Metadata), SourceBytes: h.SourceBytes, Base: h.Base, Density: h.Density}
 	for {
 		t, err := cr.Next()
 		if errors.Is(err, io.EOF) {

@@ -69,6 +69,11 @@ func TestMergeCLI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "dense", "adapter_model.safetensors")); err != nil {
 		t.Fatal(err)
 	}
+	// IA3 experts merge too (and are never refitted).
+	ia3 := "../../compress/testdata/peft/c-ia3"
+	if _, err := runCLI(t, "merge", ia3, ia3, "-o", filepath.Join(dir, "ia3.cpeft"), "--method", "ties"); err != nil {
+		t.Fatal(err)
+	}
 	bad := filepath.Join(dir, "bad.cpeft")
 	for _, args := range [][]string{
 		{"merge", py, "../../compress/testdata/peft/c-ia3", "-o", bad},
