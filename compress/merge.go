@@ -27,12 +27,11 @@ const (
 // codec's L2-optimal scale shrinks each update, and so does compressing
 // the merged one again.
 const (
-	DefaultLambdaTA             = 0.4 // on the sum of uncompressed updates
-	DefaultLambdaTACompressed   = 1.0 // on the sum, when any input was compressed
-	DefaultLambdaTIES           = 1.0 // on the disjoint mean
-	DefaultLambdaTIESCompressed = 1.0
-	DefaultTIESTrim             = 0.2 // the TIES paper's k = 20%
-	MaxMergeInputs              = 64
+	DefaultLambdaTA           = 0.4 // on the sum of uncompressed updates
+	DefaultLambdaTACompressed = 1.0 // on the sum, when any input was compressed
+	DefaultLambdaTIES         = 1.0 // on the disjoint mean, compressed or not
+	DefaultTIESTrim           = 0.2 // the TIES paper's k = 20%
+	MaxMergeInputs            = 64
 	// DefaultMergeDensity is the codec density of a merged expert.
 	DefaultMergeDensity = 0.2
 	// DefaultMergeRefit says whether a merged LoRA is compressed with the
@@ -49,8 +48,8 @@ const MergeMetadataKey = "expertd.merge"
 type MergeOptions struct {
 	Method  string    // MergeTA (default) or MergeTIES
 	Weights []float64 // one per input (default all 1)
-	// Lambda scales the combined update; 0 selects the method's default,
-	// the larger one when any input was compressed (Source.Density > 0).
+	// Lambda scales the combined update; 0 selects the method's default
+	// (for TA the larger one when any input was compressed: Source.Density > 0).
 	Lambda float64
 	Trim   float64 // TIES: fraction of each update kept, in (0, 1]
 	// Rank of a merged LoRA; 0 means the sum of the inputs' ranks, with
@@ -156,7 +155,7 @@ func (o MergeOptions) withDefaults(n int, compressed bool) (MergeOptions, error)
 		}
 	case MergeTIES:
 		if o.Lambda == 0 {
-			o.Lambda = pick(compressed, DefaultLambdaTIESCompressed, DefaultLambdaTIES)
+			o.Lambda = DefaultLambdaTIES
 		}
 		if o.Trim == 0 {
 			o.Trim = DefaultTIESTrim

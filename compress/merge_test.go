@@ -427,7 +427,7 @@ func TestMergeContainers(t *testing.T) {
 	}
 	var p Provenance
 	if err := json.Unmarshal([]byte(h.Metadata[MergeMetadataKey]), &p); err != nil || p.Parents[0].Name != "py.cpeft" ||
-		p.Trim != DefaultTIESTrim || p.Lambda != DefaultLambdaTIESCompressed {
+		p.Trim != DefaultTIESTrim || p.Lambda != DefaultLambdaTIES {
 		t.Fatalf("provenance %q: %v", h.Metadata[MergeMetadataKey], err)
 	}
 	if h.Metadata["format"] != "pt" {

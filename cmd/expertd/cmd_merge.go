@@ -86,8 +86,8 @@ records the method and the parents (names and CIDs) under "` + compress.MergeMet
 	f.StringP("output", "o", "", "container to write (a directory with --uncompressed)")
 	f.String("method", compress.MergeTA, "ta (task arithmetic) or ties (trim, elect sign, disjoint mean)")
 	f.String("weights", "", "comma-separated weight of each expert (default all 1)")
-	f.Float64("lambda", 0, fmt.Sprintf("scale of the merged update (default: ta %g, or %g when an input is a container; ties %g, or %g)",
-		compress.DefaultLambdaTA, compress.DefaultLambdaTACompressed, compress.DefaultLambdaTIES, compress.DefaultLambdaTIESCompressed))
+	f.Float64("lambda", 0, fmt.Sprintf("scale of the merged update (default: ta %g, or %g when an input is a container; ties %g)",
+		compress.DefaultLambdaTA, compress.DefaultLambdaTACompressed, compress.DefaultLambdaTIES))
 	f.Float64("trim", compress.DefaultTIESTrim, "ties: fraction of each expert's update kept before the sign election")
 	f.Float64("density", compress.DefaultMergeDensity, "fraction of the merged expert kept by the codec, in (0, 1]")
 	f.Int("rank", 0, "rank of a merged LoRA (default: the sum of the experts' ranks)")

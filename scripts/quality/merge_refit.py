@@ -147,8 +147,8 @@ def merge_table(b):
     print("### Merging the three experts: each method x each domain\n")
     print("bpb on each domain's test half (share of that domain's own expert's gain kept). Inputs: the")
     print("uncompressed experts or their d=0.2 containers; output: uncompressed (F32 factors) or the merged")
-    print("container, both with `expertd merge`'s defaults (rank = the sum of the experts' ranks, 16+16+64 = 96;")
-    print("ta lambda 0.4; ties lambda 1, trim 0.2; density 0.2).\n")
+    print("container, both with `expertd merge`'s defaults: rank = the sum of the experts' ranks (16+16+64 = 96);")
+    print("ta lambda 0.4, or 1.0 when the inputs are containers; ties lambda 1, trim 0.2; density 0.2 with --refit.\n")
     merge_header("method, inputs -> output")
     for method in ("ta", "ties"):
         for inp_label, inputs in (("uncompressed", raw), ("compressed", comp)):
@@ -160,20 +160,21 @@ def merge_table(b):
 
 
 SWEEP = [
-    # (label, flags): all on the compressed experts.
-    ("ta lambda 0.3", ["--method", "ta", "--lambda", "0.3"]),
-    ("ta lambda 0.6", ["--method", "ta", "--lambda", "0.6"]),
-    ("ta lambda 0.8", ["--method", "ta", "--lambda", "0.8"]),
-    ("ta lambda 1.0", ["--method", "ta", "--lambda", "1.0"]),
-    ("ta lambda 1.3", ["--method", "ta", "--lambda", "1.3"]),
-    ("ta lambda 0.8 refit", ["--method", "ta", "--lambda", "0.8", "--refit"]),
-    ("ties lambda 1.5", ["--method", "ties", "--lambda", "1.5"]),
-    ("ties lambda 0.7", ["--method", "ties", "--lambda", "0.7"]),
-    ("ta rank 16", ["--method", "ta", "--rank", "16"]),
-    ("ta rank 32", ["--method", "ta", "--rank", "32"]),
-    ("ta density 0.5", ["--method", "ta", "--density", "0.5"]),
-    ("ta rank 32 density 0.5", ["--method", "ta", "--rank", "32", "--density", "0.5"]),
-    ("ta refit", ["--method", "ta", "--refit"]),
+    # (label, flags): all on the compressed experts, into a container at density 0.2 unless said.
+    ("ta lambda 0.4, no refit", ["--method", "ta", "--lambda", "0.4", "--refit=false"]),
+    ("ta lambda 0.3, no refit", ["--method", "ta", "--lambda", "0.3", "--refit=false"]),
+    ("ta lambda 0.6, no refit", ["--method", "ta", "--lambda", "0.6", "--refit=false"]),
+    ("ta lambda 0.8, no refit", ["--method", "ta", "--lambda", "0.8", "--refit=false"]),
+    ("ta lambda 1.0, no refit", ["--method", "ta", "--lambda", "1.0", "--refit=false"]),
+    ("ta lambda 1.3, no refit", ["--method", "ta", "--lambda", "1.3", "--refit=false"]),
+    ("ties lambda 0.7, no refit", ["--method", "ties", "--lambda", "0.7", "--refit=false"]),
+    ("ties lambda 1.0, no refit", ["--method", "ties", "--lambda", "1.0", "--refit=false"]),
+    ("ties lambda 1.5, no refit", ["--method", "ties", "--lambda", "1.5", "--refit=false"]),
+    ("ta lambda 0.4 rank 16, no refit", ["--method", "ta", "--lambda", "0.4", "--rank", "16", "--refit=false"]),
+    ("ta lambda 0.4 rank 32, no refit", ["--method", "ta", "--lambda", "0.4", "--rank", "32", "--refit=false"]),
+    ("ta lambda 1.0 rank 32, no refit", ["--method", "ta", "--lambda", "1.0", "--rank", "32", "--refit=false"]),
+    ("ta lambda 0.4 density 0.5, no refit", ["--method", "ta", "--lambda", "0.4", "--density", "0.5", "--refit=false"]),
+    ("ta lambda 1.0 density 0.5, no refit", ["--method", "ta", "--lambda", "1.0", "--density", "0.5", "--refit=false"]),
 ]
 
 
@@ -181,7 +182,7 @@ def sweep_table(b):
     b.compressed_experts()
     comp = [b.cpeft(d) for d in DOMAINS]
     print("### Choosing the defaults (inputs: the d=0.2 containers; output: a container)\n")
-    merge_header("variant (default: ta, lambda 0.4, rank 96, density 0.2)")
+    merge_header("variant (default: ta, lambda 1.0, rank 96, density 0.2, refit)")
     d, size = b.merge(comp, "merge/ta-compressed-c", "--method", "ta")
     merge_row(b, "default", d, size)
     for label, flags in SWEEP:
