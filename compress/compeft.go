@@ -30,25 +30,38 @@ type Coded struct {
 // vector, or each tensor) it keeps the elements with |tau| >= the (n-k)-th
 // smallest |tau|, k = floor(n*density) (the reference's tie rule), and codes
 // them as sign(tau) times one scale. Tensors are processed in name order.
+// WithRefit replaces the choice for LoRA factors (see Refit).
 func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
 	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
+	if o.refit != nil {
+		return compressRefit(ts, o)
+	}
+	out, _, err := compressWith(ts, o)
+	return out, err
+}
+
+// compressWith is Compress without the refit. It also returns each
+// tensor's selection threshold: element x is kept iff
+// absKey(x) >= max(thr, 1).
+func compressWith(ts []Tensor, o options) ([]Coded, []uint32, error) {
 	ts = append([]Tensor(nil), ts...)
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 	for i, t := range ts {
 		if i > 0 && ts[i-1].Name == t.Name {
-			return nil, fmt.Errorf("%w: duplicate tensor %q", ErrInput, t.Name)
+			return nil, nil, fmt.Errorf("%w: duplicate tensor %q", ErrInput, t.Name)
 		}
 		if int64(len(t.Tau)) != numElements(t.Shape) {
-			return nil, fmt.Errorf("%w: tensor %q has %d values for shape %v", ErrShape, t.Name, len(t.Tau), t.Shape)
+			return nil, nil, fmt.Errorf("%w: tensor %q has %d values for shape %v", ErrShape, t.Name, len(t.Tau), t.Shape)
 		}
 		if len(t.Tau) > MaxTensorElements {
-			return nil, fmt.Errorf("%w: tensor %q has %d elements (max %d)", ErrTooLarge, t.Name, len(t.Tau), MaxTensorElements)
+			return nil, nil, fmt.Errorf("%w: tensor %q has %d elements (max %d)", ErrTooLarge, t.Name, len(t.Tau), MaxTensorElements)
 		}
 	}
 	out := make([]Coded, len(ts))
+	thrs := make([]uint32, len(ts))
 	var sc scratch
 	if o.scope == ScopeGlobal {
 		taus := make([][]float32, len(ts))
@@ -57,11 +70,12 @@ func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
 		}
 		thr, scale, err := selectScope(taus, o)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var sum float64
 		var cnt int64
 		for i, t := range ts {
+			thrs[i] = thr
 			s, c := codeOne(&out[i], t, thr, &sc)
 			sum += s
 			cnt += c
@@ -72,20 +86,21 @@ func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
 		for i := range out {
 			out[i].Scale = scale
 		}
-		return out, nil
+		return out, thrs, nil
 	}
 	for i, t := range ts {
 		thr, scale, err := selectScope([][]float32{t.Tau}, o)
 		if err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+			return nil, nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
+		thrs[i] = thr
 		sum, cnt := codeOne(&out[i], t, thr, &sc)
 		if o.alpha.Auto {
 			scale = meanOrZero(sum, cnt)
 		}
 		out[i].Scale = scale
 	}
-	return out, nil
+	return out, thrs, nil
 }
 
 // selectScope returns the magnitude threshold key and the reference scale

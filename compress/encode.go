@@ -1,6 +1,9 @@
 package compress
 
-import "io"
+import (
+	"fmt"
+	"io"
+)
 
 // Encode compresses src with opts and writes the container to w. It returns
 // the header written and the container's size in bytes.
@@ -8,6 +11,13 @@ func Encode(w io.Writer, src *Source, opts ...Option) (*Header, int64, error) {
 	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, 0, err
+	}
+	alpha := o.alpha.String()
+	if o.refit != nil {
+		if src.PeftType != PeftTypeLoRA {
+			return nil, 0, fmt.Errorf("%w: --refit applies to LoRA adapters, not %s", ErrOption, describeType(src.PeftType))
+		}
+		alpha = AlphaRefit
 	}
 	coded, err := Compress(src.Tensors, opts...)
 	if err != nil {
@@ -19,7 +29,7 @@ func Encode(w io.Writer, src *Source, opts ...Option) (*Header, int64, error) {
 		Config:      src.Config,
 		Metadata:    src.Metadata,
 		Density:     o.density,
-		Alpha:       o.alpha.String(),
+		Alpha:       alpha,
 		Scope:       o.scope,
 		Base:        src.Base,
 		SourceBytes: src.SourceBytes,
@@ -33,4 +43,12 @@ func Encode(w io.Writer, src *Source, opts ...Option) (*Header, int64, error) {
 		h.Tensors[i] = coded[i].TensorHeader
 	}
 	return &h, n, nil
+}
+
+// describeType names a PEFT type for an error message.
+func describeType(t string) string {
+	if t == PeftTypeFull {
+		return "a full fine-tuning residual"
+	}
+	return t
 }

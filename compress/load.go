@@ -35,6 +35,9 @@ type Source struct {
 	Tensors     []Tensor
 	SourceBytes int64  // bytes of the weights file(s)
 	Base        string // base-model fingerprint for residuals
+	// Density is the codec density the tensors were decoded from
+	// (ReadSource); 0 when they were never compressed.
+	Density float64
 }
 
 // Params is the number of elements of all tensors.

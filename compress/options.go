@@ -47,6 +47,7 @@ type options struct {
 	density float64
 	alpha   Alpha
 	scope   string
+	refit   *Refit // nil: plain ComPEFT
 }
 
 // Option configures Compress; constructors validate their argument.

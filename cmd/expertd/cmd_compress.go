@@ -34,6 +34,22 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("compress: %w", err)
 			}
+			opts := []compress.Option{
+				compress.WithDensity(v.GetFloat64("compress.density")),
+				compress.WithAlpha(alpha),
+				compress.WithScope(v.GetString("compress.scope")),
+			}
+			if v.GetBool("compress.refit") {
+				r := compress.Refit{Rounds: v.GetInt("compress.refit-rounds")}
+				switch init := v.GetString("compress.refit-init"); init {
+				case "balanced":
+					r.Balanced = true
+				case "factors":
+				default:
+					return fmt.Errorf("compress: --refit-init %q: want balanced or factors", init)
+				}
+				opts = append(opts, compress.WithRefit(r))
+			}
 			start := time.Now()
 			src, err := loadAdapter(cmd.ErrOrStderr(), args[0], v.GetString("compress.base"))
 			if err != nil {
@@ -65,6 +81,9 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 	f.String("alpha", "auto", "scale rule: auto (mean |tau| of the kept elements) or a multiplier of std(tau) (the reference uses 1)")
 	f.String("scope", compress.ScopeGlobal, "top-k and scale over the whole vector (global) or per tensor (tensor)")
 	f.String("base", "", "base model directory: compress the residual of a fully fine-tuned model")
+	f.Bool("refit", false, "LoRA only: choose the kept positions, signs and scales for the product B A (same size)")
+	f.Int("refit-rounds", compress.DefaultRefit.Rounds, "refit: alternations of refitting A and B")
+	f.String("refit-init", "balanced", "refit: start from the balanced SVD factors of B A (balanced) or the stored ones (factors)")
 	bindFlags(v, "compress", f)
 	return cmd
 }

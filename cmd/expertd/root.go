@@ -54,6 +54,7 @@ func newRootCmd(v *viper.Viper) *cobra.Command {
 	root.AddCommand(daemonCmds...)
 	root.AddCommand(
 		newCompressCmd(v),
+		newMergeCmd(v),
 		newDecompressCmd(v),
 		newInspectCmd(),
 		newCidCmd(),
