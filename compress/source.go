@@ -96,5 +96,8 @@ func WriteDir(src *Source, dir, dtype string) error {
 	if name == "" {
 		name = AdapterConfigFile
 	}
-	return writeFileAtomic(filepath.Join(dir, filepath.Base(name)), []byte(src.Config))
+	if name != AdapterConfigFile && name != ModelConfigFile { // never a name from the input
+		return fmt.Errorf("%w: config name %q", ErrInput, name)
+	}
+	return writeFileAtomic(filepath.Join(dir, name), src.Config)
 }

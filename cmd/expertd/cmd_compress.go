@@ -34,11 +34,6 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("compress: %w", err)
 			}
-			opts := []compress.Option{
-				compress.WithDensity(v.GetFloat64("compress.density")),
-				compress.WithAlpha(alpha),
-				compress.WithScope(v.GetString("compress.scope")),
-			}
 			if v.GetBool("compress.refit") {
 				r := compress.Refit{Rounds: v.GetInt("compress.refit-rounds")}
 				switch init := v.GetString("compress.refit-init"); init {
