@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -183,11 +184,12 @@ func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, 
 }
 
 // readCatalog reads the catalog p serves on r, an untrusted stream, until
-// EOF: it checks each entry as of now() when its frame arrives
-// (checkEntry) and passes those that pass to add, with that time. It
-// returns how many entries it accepted and rejected, and fails with
-// ErrCatalog on a malformed or oversized frame or past MaxCatalog entries,
-// or with the error of a read.
+// EOF: it skips the entries that catalogAdmits refuses, checks the others
+// as of now() when their frame arrives (checkEntry) and passes those that
+// pass to add, with that time. It returns how many entries it accepted and
+// rejected (skipped ones are counted in Stats.CatalogEntriesLimited), and
+// fails with ErrCatalog on a malformed or oversized frame or past
+// MaxCatalog entries, or with the error of a read.
 func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add func(checked, time.Time)) (accepted, rejected int, err error) {
 	br := bufio.NewReader(r)
 	var buf []byte
@@ -207,6 +209,10 @@ func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add 
 			if n++; n > s.opts.MaxCatalog {
 				return accepted, rejected, fmt.Errorf("%w: more than %d entries", ErrCatalog, s.opts.MaxCatalog)
 			}
+			if !s.catalogAdmits(m, p, t) {
+				s.stats.entriesLimited.Add(1)
+				continue
+			}
 			c, err := s.checkEntry(m, p, t)
 			if err != nil {
 				rejected++
@@ -223,6 +229,28 @@ func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add 
 		s.log.Debug("rejected catalog entries", "peer", p, "rejected", rejected, "first", firstErr)
 	}
 	return accepted, rejected, nil
+}
+
+// catalogAdmits reports whether a catalog entry from p, received at now,
+// is worth checking: p is known to hold its expert (a refresh), or holds
+// fewer than MaxPerProvider experts and has a token of CatalogEntryLimit
+// left, which it spends. It comes before checkEntry, whose signature
+// checks are what a flood of entries would cost.
+func (s *Service) catalogAdmits(m *pb.Announcement, p peer.ID, now time.Time) bool {
+	c, err := cid.Cast(m.GetCid())
+	if err != nil {
+		return true // for checkEntry to reject
+	}
+	if known, ok := s.view.admits(c, p); known || !ok {
+		return known
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.entries.allows(p, now) {
+		return false
+	}
+	s.entries.take(p, now)
+	return true
 }
 
 // checkEntry checks a catalog entry from p as the topic validator checks a

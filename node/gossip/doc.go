@@ -23,6 +23,16 @@
 // can tell a node of experts new to it, while the periodic refreshes of
 // experts it knows are free.
 //
+// The view is bounded, whatever peers send: in experts, in the memory of
+// its entries and in experts per provider (Options.MaxExperts,
+// MaxViewBytes, MaxPerProvider). When full, it evicts the least recently
+// seen expert of the provider holding the most, never one that
+// Options.Keep keeps, so a flood from a few identities displaces their
+// own entries. A catalog brings at most MaxCatalog entries, and those new
+// to the node are rate-limited per peer (CatalogEntryLimit) before their
+// signatures are checked. View.Page, Scan and Counts read the view
+// without copying it.
+//
 // The provider's signature says only who holds an expert. Who published it
 // and what it is are vouched for by a publication: the publisher signs the
 // expert's CID and metadata with its libp2p key (SignPublication) into a

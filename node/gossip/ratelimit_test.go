@@ -71,13 +71,10 @@ func TestLimiter(t *testing.T) {
 
 // newAdmitter returns a Service with only what admit needs.
 func newAdmitter(o Options) *Service {
-	o.defaults()
-	return &Service{
-		opts:       o,
-		replay:     map[replayKey]pairRecord{},
-		providers:  newLimiter(o.ProviderLimit, o.RateLimitPeers),
-		publishers: newLimiter(o.PublisherLimit, o.RateLimitPeers),
+	if o.Logger == nil {
+		o.Logger = testLogger()
 	}
+	return newService("", o)
 }
 
 // testPeers returns n distinct valid peer IDs.
@@ -211,6 +208,28 @@ func TestAdmit(t *testing.T) {
 			if !admitted(s, ann(10+i, rogue, pub, t0, false), t0) {
 				t.Fatalf("provider token %d", i+2)
 			}
+		}
+	})
+
+	t.Run("MaxPerProvider", func(t *testing.T) {
+		s := newAdmitter(Options{MaxPerProvider: 2, RefreshInterval: refresh})
+		now := time.Now()
+		for i := range 2 {
+			c := ann(i, rogue, rogue, now, false)
+			if !admitted(s, c, now) {
+				t.Fatalf("expert %d refused", i)
+			}
+			s.view.add(c)
+		}
+		if admitted(s, ann(2, rogue, rogue, now, false), now) {
+			t.Fatal("a third expert of a provider bounded at 2")
+		}
+		later := now.Add(refresh)
+		if !admitted(s, ann(0, rogue, rogue, later, false), later) {
+			t.Fatal("a refresh of a known one refused")
+		}
+		if !admitted(s, ann(2, honest, honest, now, false), now) {
+			t.Fatal("another provider refused")
 		}
 	})
 

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	cid "github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -25,8 +24,10 @@ const (
 	DefaultReannounce      = 5 * time.Minute
 	DefaultMaxPerSecond    = 10
 	DefaultExchangeTimeout = 15 * time.Second
-	DefaultMaxCatalog      = 10_000
-	DefaultMaxServing      = 16
+	// DefaultMaxCatalog is DefaultMaxPerProvider: a receiver records no
+	// more of one provider's experts anyway.
+	DefaultMaxCatalog = DefaultMaxPerProvider
+	DefaultMaxServing = 16
 	// DefaultAnnounceRate and DefaultAnnounceBurst are the defaults of
 	// Options.ProviderLimit and PublisherLimit: a burst of 20 new
 	// announcements, then 2 a second, about 3,600 experts in a TTL.
@@ -43,6 +44,10 @@ const (
 	// free), so 3 more pulls in a row, then one every 10 s.
 	DefaultCatalogRate  = 0.1
 	DefaultCatalogBurst = 3
+	// DefaultCatalogEntryRate is the default Rate of
+	// Options.CatalogEntryLimit: after a first catalog, a peer's catalogs
+	// bring at most 10 experts new to this node a second.
+	DefaultCatalogEntryRate = 10
 )
 
 // Options tunes a Service. The zero value means every default.
@@ -60,13 +65,28 @@ type Options struct {
 	// DefaultExchangeTimeout).
 	ExchangeTimeout time.Duration
 	// MaxCatalog bounds the entries of a catalog, sent or received
-	// (default DefaultMaxCatalog).
+	// (default DefaultMaxCatalog): a longer one ends the pull with
+	// ErrCatalog.
 	MaxCatalog int
+	// CatalogEntryLimit rate-limits, per peer, the entries of its
+	// catalogs that are new to this node: each spends a token, and those
+	// over the limit are skipped, unread, and counted in
+	// Stats.CatalogEntriesLimited (default Rate DefaultCatalogEntryRate,
+	// Burst MaxCatalog, so that a peer's first catalog passes whole; a
+	// negative Rate: no limit). A peer reconnecting in a loop to be pulled
+	// again brings no more than that.
+	CatalogEntryLimit RateLimit
 	// MaxServing bounds the catalog streams served at once; more are reset
 	// (the puller tries again later). Default DefaultMaxServing.
 	MaxServing int
-	// MaxExperts bounds the view (default DefaultMaxExperts).
-	MaxExperts int
+	// MaxExperts, MaxViewBytes and MaxPerProvider bound the view (see
+	// ViewOptions; defaults DefaultMaxExperts, DefaultMaxViewBytes and
+	// DefaultMaxPerProvider).
+	MaxExperts     int
+	MaxViewBytes   int64
+	MaxPerProvider int
+	// Keep names the experts the view never evicts (ViewOptions.Keep).
+	Keep func(Entry) bool
 	// ProviderLimit and PublisherLimit rate-limit the announcements
 	// accepted from the topic, per provider and per publisher (defaults
 	// DefaultAnnounceRate and DefaultAnnounceBurst; a negative Rate: no
@@ -123,6 +143,18 @@ func (o *Options) defaults() {
 	if o.MaxExperts <= 0 {
 		o.MaxExperts = DefaultMaxExperts
 	}
+	if o.MaxViewBytes <= 0 {
+		o.MaxViewBytes = DefaultMaxViewBytes
+	}
+	if o.MaxPerProvider <= 0 {
+		o.MaxPerProvider = DefaultMaxPerProvider
+	}
+	if o.CatalogEntryLimit.Rate == 0 {
+		o.CatalogEntryLimit.Rate = DefaultCatalogEntryRate
+	}
+	if o.CatalogEntryLimit.Burst <= 0 {
+		o.CatalogEntryLimit.Burst = o.MaxCatalog
+	}
 	o.ProviderLimit = o.ProviderLimit.orDefault()
 	o.PublisherLimit = o.PublisherLimit.orDefault()
 	if o.RateLimitPeers <= 0 {
@@ -156,12 +188,19 @@ type Stats struct {
 	CatalogAccepted, CatalogRejected  uint64
 	CatalogServed, CatalogServeErrors uint64
 	// Catalog streams reset for exceeding CatalogLimit (also in
-	// CatalogServeErrors).
-	CatalogRateLimited uint64
-	// Experts in the view now; new-expert notifications dropped because a
-	// subscriber was slow; new experts refused because the view was full.
+	// CatalogServeErrors), and catalog entries skipped for exceeding
+	// CatalogEntryLimit or MaxPerProvider.
+	CatalogRateLimited, CatalogEntriesLimited uint64
+	// Experts in the view now (counting those whose providers expired but
+	// are not swept yet) and the bytes accounted for them; new-expert
+	// notifications dropped because a subscriber was slow; new experts
+	// refused because the view was full of experts it keeps; pairs of an
+	// expert and a provider evicted to make room, and ignored because
+	// their provider held MaxPerProvider experts.
 	Experts                 int
+	ViewBytes               int64
 	NotifyDropped, ViewFull uint64
+	Evicted, ProviderFull   uint64
 }
 
 type counters struct {
@@ -171,7 +210,7 @@ type counters struct {
 	pulls, pullErrors                atomic.Uint64
 	catalogAccepted, catalogRejected atomic.Uint64
 	served, serveErrors              atomic.Uint64
-	catalogLimited                   atomic.Uint64
+	catalogLimited, entriesLimited   atomic.Uint64
 }
 
 // Service announces this node's experts and maintains its View of the
@@ -192,10 +231,11 @@ type Service struct {
 	started atomic.Bool
 
 	mu         sync.Mutex
-	replay     map[replayKey]pairRecord // what is known of each expert's providers
-	providers  *limiter                 // ProviderLimit
-	publishers *limiter                 // PublisherLimit
-	catalogs   *limiter                 // CatalogLimit
+	replay     replayLog // what is known of each expert's providers
+	providers  *limiter  // ProviderLimit
+	publishers *limiter  // PublisherLimit
+	catalogs   *limiter  // CatalogLimit
+	entries    *limiter  // CatalogEntryLimit
 	// catalogConn: when the connection a peer was last served a catalog on
 	// for free was opened (see catalogAllowed); peers not connected are
 	// dropped by maintain.
@@ -204,18 +244,6 @@ type Service struct {
 
 	closeOnce sync.Once
 	closeErr  error
-}
-
-type replayKey struct {
-	cid      cid.Cid
-	provider peer.ID
-}
-
-// pairRecord is what the validator remembers of a provider of an expert.
-type pairRecord struct {
-	at    time.Time // time of the latest announcement accepted from the topic; zero: none
-	topic time.Time // when that one was accepted; zero: none
-	known time.Time // when the pair was last accepted, from the topic or a catalog
 }
 
 // New joins Topic on ps, registers the topic validator and the catalog
@@ -229,25 +257,10 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 	if h == nil || ps == nil {
 		return nil, errors.New("gossip: New needs a host and a pubsub")
 	}
-	o.defaults()
-	if catalog == nil {
-		catalog = func() []Announcement { return nil }
-	}
-	s := &Service{
-		host:        h,
-		self:        h.ID(),
-		ps:          ps,
-		catalog:     catalog,
-		opts:        o,
-		log:         o.Logger.With("component", "gossip"),
-		view:        NewView(o.TTL, o.MaxExperts).preferring(o.TrustedPublishers),
-		pace:        &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
-		replay:      map[replayKey]pairRecord{},
-		providers:   newLimiter(o.ProviderLimit, o.RateLimitPeers),
-		publishers:  newLimiter(o.PublisherLimit, o.RateLimitPeers),
-		catalogs:    newLimiter(o.CatalogLimit, o.RateLimitPeers),
-		catalogConn: map[peer.ID]time.Time{},
-		pulling:     map[peer.ID]bool{},
+	s := newService(h.ID(), o)
+	s.host, s.ps = h, ps
+	if catalog != nil {
+		s.catalog = catalog
 	}
 	if err := ps.RegisterTopicValidator(Topic, s.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("gossip: registering the validator: %w", err)
@@ -262,29 +275,58 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 	return s, nil
 }
 
+// newService returns the state of a Service of self, with o's defaults
+// filled in, not yet bound to a host.
+func newService(self peer.ID, o Options) *Service {
+	o.defaults()
+	return &Service{
+		self:    self,
+		catalog: func() []Announcement { return nil },
+		opts:    o,
+		log:     o.Logger.With("component", "gossip"),
+		view: NewView(ViewOptions{
+			TTL: o.TTL, MaxExperts: o.MaxExperts, MaxBytes: o.MaxViewBytes, MaxPerProvider: o.MaxPerProvider,
+			Keep: o.Keep, Prefer: o.TrustedPublishers,
+		}),
+		pace:        &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
+		replay:      newReplayLog(2 * o.MaxExperts),
+		providers:   newLimiter(o.ProviderLimit, o.RateLimitPeers),
+		publishers:  newLimiter(o.PublisherLimit, o.RateLimitPeers),
+		catalogs:    newLimiter(o.CatalogLimit, o.RateLimitPeers),
+		entries:     newLimiter(o.CatalogEntryLimit, o.RateLimitPeers),
+		catalogConn: map[peer.ID]time.Time{},
+		pulling:     map[peer.ID]bool{},
+	}
+}
+
 // View returns the node's view of the swarm.
 func (s *Service) View() *View { return s.view }
 
 // Stats returns the service's counters.
 func (s *Service) Stats() Stats {
 	c := &s.stats
+	vc := s.view.counts(false)
 	return Stats{
-		Accepted:           c.accepted.Load(),
-		Rejected:           c.rejected.Load(),
-		Ignored:            c.ignored.Load(),
-		RateLimited:        c.rateLimited.Load(),
-		Published:          c.published.Load(),
-		PublishErrors:      c.publishErrors.Load(),
-		CatalogPulls:       c.pulls.Load(),
-		CatalogPullErrors:  c.pullErrors.Load(),
-		CatalogAccepted:    c.catalogAccepted.Load(),
-		CatalogRejected:    c.catalogRejected.Load(),
-		CatalogServed:      c.served.Load(),
-		CatalogServeErrors: c.serveErrors.Load(),
-		CatalogRateLimited: c.catalogLimited.Load(),
-		Experts:            s.view.Len(),
-		NotifyDropped:      s.view.dropped.Load(),
-		ViewFull:           s.view.full.Load(),
+		Accepted:              c.accepted.Load(),
+		Rejected:              c.rejected.Load(),
+		Ignored:               c.ignored.Load(),
+		RateLimited:           c.rateLimited.Load(),
+		Published:             c.published.Load(),
+		PublishErrors:         c.publishErrors.Load(),
+		CatalogPulls:          c.pulls.Load(),
+		CatalogPullErrors:     c.pullErrors.Load(),
+		CatalogAccepted:       c.catalogAccepted.Load(),
+		CatalogRejected:       c.catalogRejected.Load(),
+		CatalogServed:         c.served.Load(),
+		CatalogServeErrors:    c.serveErrors.Load(),
+		CatalogRateLimited:    c.catalogLimited.Load(),
+		CatalogEntriesLimited: c.entriesLimited.Load(),
+		Experts:               s.view.Len(),
+		ViewBytes:             vc.Bytes,
+		NotifyDropped:         vc.NotifyDropped,
+		ViewFull:              vc.Refused,
+		Evicted:               vc.Evicted,
+		ProviderFull:          vc.Capped,
 	}
 }
 
@@ -467,14 +509,11 @@ func (s *Service) expireLoop(ctx context.Context) {
 		now := time.Now()
 		limit := now.Add(-s.opts.TTL)
 		s.mu.Lock()
-		for k, r := range s.replay {
-			if r.at.Before(limit) && r.known.Before(limit) {
-				delete(s.replay, k)
-			}
-		}
+		s.replay.expire(limit)
 		s.providers.prune(now)
 		s.publishers.prune(now)
 		s.catalogs.prune(now)
+		s.entries.prune(now)
 		for p := range s.catalogConn {
 			if s.host.Network().Connectedness(p) != network.Connected {
 				delete(s.catalogConn, p)

@@ -86,12 +86,14 @@ func verdict(err error) pubsub.ValidationResult {
 // provider's next one is charged again.
 func (s *Service) admit(c checked, now time.Time) error {
 	a := c.Announcement
-	k := replayKey{a.CID, a.Provider}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, known := s.replay[k]
+	r, known := s.replay.get(a.CID, a.Provider)
 	if known && !a.Time.After(r.at) {
 		return ErrDuplicate
+	}
+	if _, ok := s.view.admits(a.CID, a.Provider); !ok {
+		return fmt.Errorf("%w: provider %s holds %d experts already", ErrRateLimited, a.Provider, s.opts.MaxPerProvider)
 	}
 	free := known && s.opts.RefreshInterval >= 0 && (r.topic.IsZero() || now.Sub(r.topic) >= s.opts.RefreshInterval)
 	if !free {
@@ -107,28 +109,19 @@ func (s *Service) admit(c checked, now time.Time) error {
 			s.publishers.take(pub, now)
 		}
 	}
-	if known || len(s.replay) < s.maxRecords() { // else degrade to pubsub's own dedup
-		s.replay[k] = pairRecord{at: a.Time, topic: now, known: now}
-	}
+	s.replay.put(a.CID, a.Provider, pairRecord{at: a.Time, topic: now, known: now})
 	return nil
 }
 
 // noteCatalog records that c.Provider, from its catalog pulled at now,
 // holds c.CID, so that its next re-announcement of it is free.
 func (s *Service) noteCatalog(c checked, now time.Time) {
-	k := replayKey{c.CID, c.Provider}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, known := s.replay[k]
-	if !known && len(s.replay) >= s.maxRecords() {
-		return
-	}
+	r, _ := s.replay.get(c.CID, c.Provider)
 	r.known = now
-	s.replay[k] = r
+	s.replay.put(c.CID, c.Provider, r)
 }
-
-// maxRecords bounds the replay records.
-func (s *Service) maxRecords() int { return 4 * s.opts.MaxExperts }
 
 // vouchingPublisher returns c's publisher if it vouches for c, or "".
 func vouchingPublisher(c checked) peer.ID {
