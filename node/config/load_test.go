@@ -86,7 +86,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("fetch = %+v", c.Fetch)
 	}
 	if c.Gossip != (GossipConfig{TTL: 30 * time.Minute, Reannounce: 5 * time.Minute, MaxPerSecond: 10,
-		MaxExperts: 100_000, MaxViewMemory: 32 << 20, MaxPerProvider: 1000, MaxCatalog: 1000, CatalogRate: 10}) {
+		MaxExperts: 100_000, MaxViewMemory: 16 << 20, MaxPerProvider: 1000, MaxCatalog: 1000, CatalogRate: 10}) {
 		t.Errorf("gossip = %+v", c.Gossip)
 	}
 	if c.Compress != (CompressConfig{Density: 0.2, Alpha: "auto", Scope: "global"}) {

@@ -199,9 +199,10 @@ func TestCatalogPullTimeoutNotRetried(t *testing.T) {
 }
 
 // TestCatalogEntryLimit: a peer's catalog brings no more new experts than
-// its CatalogEntryLimit tokens and MaxPerProvider allow; the rest is
-// skipped before its signatures are checked. Pulled again, the experts it
-// brought are refreshed for free and nothing more comes in.
+// its CatalogEntryLimit tokens and MaxPerProvider allow: the pull stops at
+// the first entry over them, before its signature is checked. Pulled
+// again, the experts it brought are refreshed for free and nothing more
+// comes in.
 func TestCatalogEntryLimit(t *testing.T) {
 	victim := newNode(t, Options{Reannounce: -1, MaxPerProvider: 5, CatalogEntryLimit: RateLimit{Rate: 1e-9, Burst: 3}})
 	serve := func(n int) host.Host {
@@ -232,7 +233,7 @@ func TestCatalogEntryLimit(t *testing.T) {
 	rh := serve(10)
 	connect(t, rh, victim.h)
 	eventually(t, 5*time.Second, "catalog pulled", func() bool { return victim.s.Stats().CatalogPulls == 1 })
-	if st := victim.s.Stats(); st.CatalogAccepted != 3 || st.CatalogEntriesLimited != 7 || held(rh.ID()) != 3 {
+	if st := victim.s.Stats(); st.CatalogAccepted != 3 || st.CatalogEntriesLimited != 1 || held(rh.ID()) != 3 {
 		t.Fatalf("%d held, stats %+v", held(rh.ID()), st)
 	}
 	if err := rh.Network().ClosePeer(victim.h.ID()); err != nil {
@@ -240,7 +241,7 @@ func TestCatalogEntryLimit(t *testing.T) {
 	}
 	connect(t, rh, victim.h)
 	eventually(t, 5*time.Second, "catalog pulled again", func() bool { return victim.s.Stats().CatalogPulls == 2 })
-	if st := victim.s.Stats(); st.CatalogAccepted != 6 || st.CatalogEntriesLimited != 14 || held(rh.ID()) != 3 {
+	if st := victim.s.Stats(); st.CatalogAccepted != 6 || st.CatalogEntriesLimited != 2 || held(rh.ID()) != 3 {
 		t.Fatalf("pulled again: %d held, stats %+v", held(rh.ID()), st)
 	}
 	// MaxPerProvider: a peer with tokens to spare gets 5 in.
@@ -248,7 +249,7 @@ func TestCatalogEntryLimit(t *testing.T) {
 	rh2 := serve(10)
 	connect(t, rh2, big.h)
 	eventually(t, 5*time.Second, "catalog pulled", func() bool { return big.s.Stats().CatalogPulls == 1 })
-	if st := big.s.Stats(); st.CatalogAccepted != 5 || st.CatalogEntriesLimited != 5 || big.s.View().Len() != 5 {
+	if st := big.s.Stats(); st.CatalogAccepted != 5 || st.CatalogEntriesLimited != 1 || big.s.View().Len() != 5 || st.CatalogPullErrors != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -33,6 +33,12 @@ const (
 	// announcements, then 2 a second, about 3,600 experts in a TTL.
 	DefaultAnnounceRate  = 2
 	DefaultAnnounceBurst = 20
+	// DefaultForwarderRate and DefaultForwarderBurst are the defaults of
+	// Options.ForwarderLimit: 10 a second, as a peer forwards for many
+	// (36,000 pairs in an hour, learnt from one peer alone), after a burst
+	// of 50, a batch of two publishers or more.
+	DefaultForwarderRate  = 10
+	DefaultForwarderBurst = 50
 	// DefaultRateLimitPeers bounds the token buckets kept, for providers
 	// and for publishers each.
 	DefaultRateLimitPeers = 10_000
@@ -49,6 +55,13 @@ const (
 	// bring at most 10 experts new to this node a second.
 	DefaultCatalogEntryRate = 10
 )
+
+// floodStrikes bounds a peer's own announcements over its ProviderLimit
+// that are ignored: past this burst, refilled at this rate, they are
+// rejected, which makes pubsub's peer scoring stop listening to it. An
+// honest publisher announcing a batch of a few hundred experts at once
+// stays within it.
+var floodStrikes = RateLimit{Rate: 10, Burst: 1000}
 
 // Options tunes a Service. The zero value means every default.
 type Options struct {
@@ -99,6 +112,11 @@ type Options struct {
 	// counts only the announcements it vouches for (a publication it
 	// signed, or its own as provider).
 	ProviderLimit, PublisherLimit RateLimit
+	// ForwarderLimit rate-limits the announcements of experts new to this
+	// node that a peer forwards on behalf of other providers (see admit;
+	// default DefaultForwarderRate and DefaultForwarderBurst; a negative
+	// Rate: no limit).
+	ForwarderLimit RateLimit
 	// RateLimitPeers bounds the buckets of each limit, the least recently
 	// used forgotten first (default DefaultRateLimitPeers).
 	RateLimitPeers int
@@ -157,6 +175,12 @@ func (o *Options) defaults() {
 	}
 	o.ProviderLimit = o.ProviderLimit.orDefault()
 	o.PublisherLimit = o.PublisherLimit.orDefault()
+	if o.ForwarderLimit.Rate == 0 {
+		o.ForwarderLimit.Rate = DefaultForwarderRate
+	}
+	if o.ForwarderLimit.Burst <= 0 {
+		o.ForwarderLimit.Burst = DefaultForwarderBurst
+	}
 	if o.RateLimitPeers <= 0 {
 		o.RateLimitPeers = DefaultRateLimitPeers
 	}
@@ -236,6 +260,9 @@ type Service struct {
 	publishers *limiter  // PublisherLimit
 	catalogs   *limiter  // CatalogLimit
 	entries    *limiter  // CatalogEntryLimit
+	forwarders *limiter  // ForwarderLimit
+	strikes    *limiter  // floodStrikes
+	pullTokens *limiter  // pullLimit
 	// catalogConn: when the connection a peer was last served a catalog on
 	// for free was opened (see catalogAllowed); peers not connected are
 	// dropped by maintain.
@@ -294,6 +321,9 @@ func newService(self peer.ID, o Options) *Service {
 		publishers:  newLimiter(o.PublisherLimit, o.RateLimitPeers),
 		catalogs:    newLimiter(o.CatalogLimit, o.RateLimitPeers),
 		entries:     newLimiter(o.CatalogEntryLimit, o.RateLimitPeers),
+		forwarders:  newLimiter(o.ForwarderLimit, o.RateLimitPeers),
+		strikes:     newLimiter(floodStrikes, o.RateLimitPeers),
+		pullTokens:  newLimiter(pullLimit, o.RateLimitPeers),
 		catalogConn: map[peer.ID]time.Time{},
 		pulling:     map[peer.ID]bool{},
 	}
@@ -435,18 +465,21 @@ func (s *Service) readLoop(ctx context.Context, sub *pubsub.Subscription) error 
 		if msg.ReceivedFrom == self {
 			continue // our own publication
 		}
-		a, ok := msg.ValidatorData.(checked)
-		if !ok { // the validator always sets it; decode again rather than trust that
+		var a checked
+		if v, ok := msg.ValidatorData.(validated); ok {
+			a.Announcement, err = decode(msg.Data)
+			a.signed = v.signed
+		} else { // the validator always sets it; check again rather than trust that
 			a, err = decodeVerify(msg.Data, msg.GetFrom(), time.Now(), s.opts.TTL)
-			if err != nil {
-				s.log.Warn("undecodable announcement past the validator", "from", msg.ReceivedFrom, "err", err)
-				continue
-			}
+		}
+		if err != nil {
+			s.log.Warn("undecodable announcement past the validator", "from", msg.ReceivedFrom, "err", err)
+			continue
 		}
 		if a.Provider == self {
 			continue
 		}
-		s.view.add(a)
+		s.view.add(a, msg.ReceivedFrom)
 	}
 }
 
@@ -514,6 +547,9 @@ func (s *Service) expireLoop(ctx context.Context) {
 		s.publishers.prune(now)
 		s.catalogs.prune(now)
 		s.entries.prune(now)
+		s.forwarders.prune(now)
+		s.strikes.prune(now)
+		s.pullTokens.prune(now)
 		for p := range s.catalogConn {
 			if s.host.Network().Connectedness(p) != network.Connected {
 				delete(s.catalogConn, p)

@@ -17,9 +17,9 @@ const (
 	DefaultTTL        = 30 * time.Minute
 	DefaultMaxExperts = 100_000
 	// DefaultMaxViewBytes bounds the memory of a view's entries: some
-	// 30,000 experts of typical metadata, or 2,000 of the largest an
+	// 12,000 signed experts of typical metadata, or 1,000 of the largest an
 	// announcement can carry.
-	DefaultMaxViewBytes = 32 << 20
+	DefaultMaxViewBytes = 16 << 20
 	// DefaultMaxPerProvider bounds the experts one provider holds in a
 	// view: a peer with more is seen holding the first ones only.
 	DefaultMaxPerProvider = 1_000
@@ -47,9 +47,10 @@ type View struct {
 
 	mu      sync.Mutex
 	entries map[cid.Cid]*entry
-	provs   map[peer.ID]*provider
-	heavy   providerHeap // providers by evictable pairs, most first
-	mem     int64        // bytes accounted for entries and pairs
+	provs   map[peer.ID]*share // pairs per provider
+	srcs    map[peer.ID]*share // pairs per source
+	heavy   sourceHeap         // sources by evictable pairs, most first
+	mem     int64              // bytes accounted for entries and pairs
 	pairs   int
 	subs    map[*subscriber]struct{}
 
@@ -143,7 +144,8 @@ func NewView(o ViewOptions) *View {
 		keep:    o.Keep,
 		now:     time.Now,
 		entries: map[cid.Cid]*entry{},
-		provs:   map[peer.ID]*provider{},
+		provs:   map[peer.ID]*share{},
+		srcs:    map[peer.ID]*share{},
 		subs:    map[*subscriber]struct{}{},
 	}
 	for _, p := range o.Prefer {
@@ -178,11 +180,12 @@ func (v *View) Add(a Announcement) bool {
 	if err != nil {
 		return false
 	}
-	return v.add(checked{a, signed})
+	return v.add(checked{a, signed}, a.Provider)
 }
 
-// add is Add of an announcement already checked.
-func (v *View) add(c checked) bool {
+// add is Add of an announcement already checked, delivered by src: its
+// provider, or the peer that forwarded it on the topic.
+func (v *View) add(c checked, src peer.ID) bool {
 	a := c.Announcement
 	now := v.now()
 	seen := a.Time
@@ -200,7 +203,7 @@ func (v *View) add(c checked) bool {
 	}
 	if e != nil {
 		if p := e.providers[a.Provider]; p != nil {
-			v.refresh(p, seen)
+			v.refresh(p, src, seen)
 			if v.outranks(c, e) {
 				v.setAnn(e, c)
 				v.fit(a.CID, e) // the new metadata may be larger
@@ -220,7 +223,7 @@ func (v *View) add(c checked) bool {
 	} else if v.outranks(c, e) {
 		v.setAnn(e, c)
 	}
-	v.addPair(a.CID, e, a.Provider, seen)
+	v.addPair(a.CID, e, a.Provider, src, seen)
 	if !v.fit(a.CID, e) {
 		return false
 	}

@@ -14,14 +14,14 @@ import (
 )
 
 // checkView checks the view's invariants: every pair is recorded in its
-// entry and in its provider, once; a provider's evictable pairs are those
-// not parked; counts and accounted bytes equal what they count; the heap
-// is a heap.
+// entry, its provider and its source, once; a source's evictable pairs are
+// those not parked; counts and accounted bytes equal what they count; the
+// heap is a heap.
 func checkView(t *testing.T, v *View) {
 	t.Helper()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	pairs := map[*provider]int{}
+	pairs := map[*share]int{}
 	mem := int64(0)
 	n := 0
 	for c, e := range v.entries {
@@ -33,33 +33,41 @@ func checkView(t *testing.T, v *View) {
 		}
 		mem += e.cost
 		for id, p := range e.providers {
-			if p.prov.id != id || p.cid != c || v.provs[id] != p.prov {
+			if p.prov.id != id || p.cid != c || v.provs[id] != p.prov || v.srcs[p.src.id] != p.src {
 				t.Fatalf("pair (%s, %s) misfiled", c, id)
 			}
 			pairs[p.prov]++
+			pairs[p.src]++
 			n++
 		}
 	}
-	for id, pv := range v.provs {
-		if pv.pairs != pairs[pv] || pv.pairs == 0 {
-			t.Fatalf("provider %s: %d pairs recorded, %d held", id, pv.pairs, pairs[pv])
+	for _, m := range []map[peer.ID]*share{v.provs, v.srcs} {
+		for id, s := range m {
+			if s.pairs != pairs[s] || s.pairs == 0 {
+				t.Fatalf("share of %s: %d pairs recorded, %d held", id, s.pairs, pairs[s])
+			}
+			mem += shareOverhead + int64(len(id))
 		}
+	}
+	for id, pv := range v.provs {
 		if pv.pairs > v.maxProv {
 			t.Fatalf("provider %s holds %d pairs, bound %d", id, pv.pairs, v.maxProv)
 		}
-		for el := pv.lru.Front(); el != nil; el = el.Next() {
+	}
+	for id, src := range v.srcs {
+		for el := src.lru.Front(); el != nil; el = el.Next() {
 			p := el.Value.(*pair)
-			if p.elem != el || v.entries[p.cid].providers[id] != p {
-				t.Fatalf("provider %s lists a pair it does not hold", id)
+			if p.elem != el || p.src != src {
+				t.Fatalf("source %s lists a pair not its own", id)
 			}
 		}
-		if v.heavy[pv.index] != pv {
-			t.Fatalf("provider %s not at its heap index", id)
+		if v.heavy[src.index] != src {
+			t.Fatalf("source %s not at its heap index", id)
 		}
-		mem += providerOverhead + int64(len(id)) + int64(pv.pairs)*pairOverhead
 	}
-	if len(v.heavy) != len(v.provs) || n != v.pairs || mem != v.mem {
-		t.Fatalf("heap %d providers of %d, %d pairs counted %d, %d bytes accounted %d", len(v.heavy), len(v.provs), n, v.pairs, mem, v.mem)
+	mem += int64(n) * pairOverhead
+	if len(v.heavy) != len(v.srcs) || n != v.pairs || mem != v.mem {
+		t.Fatalf("heap %d sources of %d, %d pairs counted %d, %d bytes accounted %d", len(v.heavy), len(v.srcs), n, v.pairs, mem, v.mem)
 	}
 	for i := 1; i < len(v.heavy); i++ {
 		if v.heavy.Less(i, (i-1)/2) {
@@ -127,6 +135,39 @@ func TestViewEvictsHeaviestProvider(t *testing.T) {
 		t.Fatalf("counts %+v", c)
 	}
 	checkView(t, v)
+}
+
+// TestViewEvictsBySource: identities made up by the thousand and sent
+// over one connection are that connection's share: a full view evicts
+// them before the experts of a peer announcing a few, and a pair its
+// provider announces itself leaves the forwarder's share for its own.
+func TestViewEvictsBySource(t *testing.T) {
+	v, clk := newTestView(time.Hour, 10)
+	relay, honest := testPeer(t), testPeer(t)
+	for i := range 3 {
+		v.add(checked{Announcement: clk.ann(100+i, honest)}, honest)
+	}
+	forwarded := clk.ann(200, honest) // reached this node through the relay first
+	v.add(checked{Announcement: forwarded}, relay)
+	sybils := testPeers(t, 50)
+	for i, id := range sybils {
+		clk.add(time.Second)
+		if !v.add(checked{Announcement: clk.ann(i, id)}, relay) {
+			t.Fatalf("sybil %d refused", i)
+		}
+		if i == 2 { // now the honest provider announces it itself
+			v.add(checked{Announcement: clk.ann(200, honest)}, honest)
+		}
+		checkView(t, v)
+	}
+	for _, i := range []int{100, 101, 102, 200} {
+		if !slices.Contains(v.Providers(testCID(i)), honest) {
+			t.Fatalf("honest expert %d evicted", i)
+		}
+	}
+	if c := v.Counts(); c.Experts != 10 || c.Sources != 2 || c.Providers != 7 {
+		t.Fatalf("counts %+v", c)
+	}
 }
 
 // TestViewMaxPerProvider: a provider holding MaxPerProvider experts has
@@ -287,7 +328,7 @@ func TestViewMemoryAccounted(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				v.add(checked{Announcement: a})
+				v.add(checked{Announcement: a}, a.Provider)
 			}
 			used := heapInUse() - before
 			accounted := v.Counts().Bytes
@@ -308,4 +349,4 @@ func heapInUse() int64 {
 	return int64(ms.HeapAlloc)
 }
 
-var _ heap.Interface = (*providerHeap)(nil)
+var _ heap.Interface = (*sourceHeap)(nil)

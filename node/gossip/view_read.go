@@ -131,11 +131,12 @@ func (v *View) Scan(f func(Entry) bool) {
 
 // ViewCounts is the size of a View and what its bounds did.
 type ViewCounts struct {
-	// Experts with a live provider; Pairs of an expert and a provider and
-	// Providers held, counting those expired but not swept yet; Bytes of
-	// memory accounted for them (see ViewOptions.MaxBytes).
-	Experts, Pairs, Providers int
-	Bytes                     int64
+	// Experts with a live provider; Pairs of an expert and a provider,
+	// Providers and Sources (peers that delivered pairs) held, counting
+	// those expired but not swept yet; Bytes of memory accounted for them
+	// (see ViewOptions.MaxBytes).
+	Experts, Pairs, Providers, Sources int
+	Bytes                              int64
 	// Since the view was made: pairs evicted to make room, announcements
 	// ignored because their provider held MaxPerProvider experts, new
 	// experts refused because nothing was left to evict, and new-expert
@@ -151,7 +152,7 @@ func (v *View) Counts() ViewCounts { return v.counts(true) }
 func (v *View) counts(live bool) ViewCounts {
 	now := v.now()
 	v.mu.Lock()
-	c := ViewCounts{Experts: len(v.entries), Pairs: v.pairs, Providers: len(v.provs), Bytes: v.mem}
+	c := ViewCounts{Experts: len(v.entries), Pairs: v.pairs, Providers: len(v.provs), Sources: len(v.srcs), Bytes: v.mem}
 	if live {
 		c.Experts = 0
 		for _, e := range v.entries {
