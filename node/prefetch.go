@@ -36,7 +36,7 @@ func (n *Node) servePrefetch(ctx context.Context) {
 	// queue turned away are found by scanning the view again.
 	n.rescan()
 	dropped := n.gossip.Stats().NotifyDropped
-	tick := time.NewTicker(5 * time.Second)
+	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
 		select {

@@ -12,9 +12,11 @@ import (
 // bounded (prefetchQueueMax in all, prefetchPerSource per publisher or
 // provider), deduplicated, and taken best first: experts signed by a
 // publisher trust.publishers lists, then signed ones, then claims; among
-// those, whoever's prefetches failed least, then the newest. A prefetch
-// that fails is not tried again for prefetchCooldown. The queue does no
-// I/O: the workers in prefetch.go fetch what it hands them and report back.
+// those, whoever's prefetches failed least, then the newest. One source's
+// experts are fetched one at a time, so that a source whose providers
+// never answer holds one worker, never all. A prefetch that fails is not
+// tried again for prefetchCooldown. The queue does no I/O: the workers in
+// prefetch.go fetch what it hands them and report back.
 const (
 	prefetchQueueMax  = 256
 	prefetchPerSource = 16
@@ -47,16 +49,17 @@ type prefetchQueue struct {
 	waiting  []prefetchItem
 	busy     map[cid.Cid]bool // waiting or running
 	sources  map[string]int   // items waiting per source
+	running  map[string]bool  // sources with an item running
 	failed   map[cid.Cid]time.Time
 	failures map[string]int // failed prefetches per source
 	seq      uint64
 	dropped  bool          // an item was turned away: rescan the view when idle
-	wake     chan struct{} // signalled when an item arrives
+	wake     chan struct{} // signalled when an item may be ready
 }
 
 func newPrefetchQueue() *prefetchQueue {
 	return &prefetchQueue{
-		busy: map[cid.Cid]bool{}, sources: map[string]int{}, failed: map[cid.Cid]time.Time{},
+		busy: map[cid.Cid]bool{}, sources: map[string]int{}, running: map[string]bool{}, failed: map[cid.Cid]time.Time{},
 		failures: map[string]int{}, wake: make(chan struct{}, 1),
 	}
 }
@@ -99,11 +102,16 @@ func (q *prefetchQueue) push(it prefetchItem, now time.Time) bool {
 	} else {
 		q.add(it)
 	}
+	q.signal()
+	return true
+}
+
+// signal wakes a worker waiting for an item.
+func (q *prefetchQueue) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // replaceWorst puts it in the place of the worst waiting item among those
@@ -142,21 +150,23 @@ func (q *prefetchQueue) remove(i int) prefetchItem {
 	return it
 }
 
-// pop hands out the best waiting item, which is running until done.
+// pop hands out the best waiting item of a source with none running; it
+// is running until done.
 func (q *prefetchQueue) pop() (prefetchItem, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.waiting) == 0 {
-		return prefetchItem{}, false
-	}
-	best := 0
-	for i := range q.waiting {
-		if q.better(q.waiting[i], q.waiting[best]) {
+	best := -1
+	for i, it := range q.waiting {
+		if !q.running[it.source] && (best < 0 || q.better(it, q.waiting[best])) {
 			best = i
 		}
 	}
+	if best < 0 {
+		return prefetchItem{}, false
+	}
 	it := q.remove(best)
 	q.busy[it.cid] = true
+	q.running[it.source] = true
 	return it, true
 }
 
@@ -167,6 +177,8 @@ func (q *prefetchQueue) done(it prefetchItem, ok bool, now time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.busy, it.cid)
+	delete(q.running, it.source)
+	q.signal() // its source's next may go
 	if ok {
 		delete(q.failures, it.source)
 		delete(q.failed, it.cid)

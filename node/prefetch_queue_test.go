@@ -17,6 +17,7 @@ func qcid(i int) cid.Cid {
 	return cid.NewCidV1(cid.DagProtobuf, h)
 }
 
+// popAll takes every item, each done at once.
 func popAll(q *prefetchQueue) []cid.Cid {
 	var out []cid.Cid
 	for {
@@ -24,6 +25,7 @@ func popAll(q *prefetchQueue) []cid.Cid {
 		if !ok {
 			return out
 		}
+		q.done(it, true, time.Now())
 		out = append(out, it.cid)
 	}
 }
@@ -44,6 +46,38 @@ func TestPrefetchQueueOrder(t *testing.T) {
 	got := popAll(q)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("order %v, want %v", got, want)
+	}
+}
+
+// TestPrefetchQueueOneAtATime: while an item of a source runs, the next
+// item goes to another source, however much better the first source's
+// items rank; done lets the source's next go.
+func TestPrefetchQueueOneAtATime(t *testing.T) {
+	q := newPrefetchQueue()
+	now := time.Unix(1_750_000_000, 0)
+	for i := range 3 {
+		q.push(prefetchItem{cid: qcid(i), source: "silent", rank: rankListed}, now)
+	}
+	q.push(prefetchItem{cid: qcid(10), source: "honest", rank: rankClaim}, now)
+	first, _ := q.pop()
+	if first.source != "silent" {
+		t.Fatalf("first %+v", first)
+	}
+	if next, ok := q.pop(); !ok || next.cid != qcid(10) {
+		t.Fatalf("second worker got %+v, %v; want the other source's", next, ok)
+	}
+	if it, ok := q.pop(); ok {
+		t.Fatalf("a third item of running sources: %+v", it)
+	}
+	<-q.wake // pushes signalled
+	q.done(first, false, now)
+	select {
+	case <-q.wake:
+	default:
+		t.Fatal("done did not wake a worker")
+	}
+	if it, ok := q.pop(); !ok || it.source != "silent" {
+		t.Fatalf("after done: %+v, %v", it, ok)
 	}
 }
 
@@ -88,9 +122,11 @@ func TestPrefetchQueueBounds(t *testing.T) {
 	if n := q.len(); n != prefetchPerSource {
 		t.Fatalf("one source holds %d items, bound %d", n, prefetchPerSource)
 	}
-	if it, _ := q.pop(); it.cid != qcid(3*prefetchPerSource-1) {
+	it, _ := q.pop()
+	if it.cid != qcid(3*prefetchPerSource-1) {
 		t.Fatal("the source's newest is not first")
 	}
+	q.done(it, true, now)
 	if idle, _ := q.idle(); idle {
 		t.Fatal("idle with items waiting")
 	}

@@ -95,21 +95,11 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 	}
 	// The victim's resident memory, sampled while the attack runs.
 	var peak atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			if r, err := readRSS(victim.Cmd.Process.Pid); err == nil && r > peak.Load() {
-				peak.Store(r)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+	defer sample(func() {
+		if r, err := readRSS(victim.Cmd.Process.Pid); err == nil && r > peak.Load() {
+			peak.Store(r)
 		}
-	})
-	defer func() { close(stop); wg.Wait() }()
+	})()
 	start := time.Now()
 	for _, f := range floods {
 		if err := f.Attack(target); err != nil {
@@ -176,12 +166,37 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 	}
 }
 
-// scrape reads the victim's metrics: value by name and labels.
+// sample calls f every 100 ms until the function it returns is called.
+func sample(f func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			f()
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// scrape reads a daemon's metrics: value by name and labels.
 func scrape(t *testing.T, apiAddr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + apiAddr + "/metrics")
+	m, err := metricsOf(apiAddr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return m
+}
+
+func metricsOf(apiAddr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + apiAddr + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
@@ -196,12 +211,13 @@ func scrape(t *testing.T, apiAddr string) map[string]float64 {
 			out[name] = f
 		}
 	}
-	return out
+	return out, sc.Err()
 }
 
 // startQuiet starts a daemon as daemontest.Start does, logging at info
-// level: a flood logged at debug level costs more than the flood.
-func startQuiet(t *testing.T, bin, root, name, boot string) *daemontest.Daemon {
+// level (a flood logged at debug level costs more than the flood), with
+// env added to its environment.
+func startQuiet(t *testing.T, bin, root, name, boot string, env ...string) *daemontest.Daemon {
 	t.Helper()
 	d := &daemontest.Daemon{Name: name, Dir: filepath.Join(root, name), API: daemontest.FreeAddr(t)}
 	args := []string{"daemon", "--data-dir", d.Dir, "--api", d.API, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", daemontest.FreePort(t))}
@@ -210,6 +226,7 @@ func startQuiet(t *testing.T, bin, root, name, boot string) *daemontest.Daemon {
 	}
 	d.Cmd = exec.Command(bin, args...)
 	d.Cmd.Env = append(os.Environ(), "EXPERTD_P2P_MDNS=false", "XDG_CONFIG_HOME="+root, "EXPERTD_LOG_LEVEL=info")
+	d.Cmd.Env = append(d.Cmd.Env, env...)
 	logf, err := os.Create(filepath.Join(root, name+".log"))
 	if err != nil {
 		t.Fatal(err)

@@ -99,7 +99,7 @@ func TestCatalogFlood(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 30*time.Second, "the flood under way", func() bool {
+	waitFor(t, 60*time.Second, "the flood under way", func() bool {
 		st := victim.Stats()
 		return st.CatalogPulls+st.CatalogPullErrors >= identities && total((*gossiptest.Flooder).Published) > 500
 	})
@@ -113,8 +113,8 @@ func TestCatalogFlood(t *testing.T) {
 	if err := honestHost.Connect(context.Background(), target); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 20*time.Second, "the honest expert in the victim's view", func() bool { return victim.View().Has(honestCID) })
-	waitFor(t, 60*time.Second, "the flood's rounds", func() bool {
+	took := waitFor(t, 45*time.Second, "the honest expert in the victim's view", func() bool { return victim.View().Has(honestCID) })
+	waitFor(t, 2*time.Minute, "the flood's rounds", func() bool {
 		return total((*gossiptest.Flooder).Reconnects) >= 2*identities && total((*gossiptest.Flooder).Published) > 4000
 	})
 	if !victim.View().Has(honestCID) {

@@ -298,11 +298,22 @@ func (f *Flooder) churn(h host.Host, target peer.AddrInfo) {
 // Reconnects counts the reconnections Churn made.
 func (f *Flooder) Reconnects() uint64 { return f.reconnects.Load() }
 
-// silent holds a stream open, reading and discarding, until the other side
-// resets or closes it.
+// silentHold bounds how long a silent stream is held after the other
+// side closed its end: longer than any client waits.
+const silentHold = time.Minute
+
+// silent holds a stream open, reading and discarding what comes, and
+// answers nothing, until the other side resets it, silentHold after it
+// closed its end, or the attack stops.
 func (f *Flooder) silent(st network.Stream) {
 	f.silenced.Add(1)
-	_, _ = io.Copy(io.Discard, st)
-	<-f.ctx.Done()
+	if _, err := io.Copy(io.Discard, st); err == nil {
+		t := time.NewTimer(silentHold)
+		select {
+		case <-t.C:
+		case <-f.ctx.Done():
+		}
+		t.Stop()
+	}
 	_ = st.Reset()
 }
