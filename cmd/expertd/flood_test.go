@@ -145,9 +145,9 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 	t.Logf("flood of %d identities x %d large entries for %v: %d catalog entries served, %d reconnections, %d topic messages sent",
 		identities, size.entries, time.Since(start).Round(time.Second), total((*gossiptest.Flooder).Served),
 		total((*gossiptest.Flooder).Reconnects), total((*gossiptest.Flooder).Published))
-	t.Logf("victim: view %.1f MB, %v experts, %v pairs evicted, %v refused (provider full), %v catalog entries over the rate, gossip %v accepted / %v ignored / %v rejected",
+	t.Logf("victim: view %.1f MB, %v experts, %v pairs evicted, %v refused (provider full), %v catalog pulls stopped at the limits, gossip %v accepted / %v ignored / %v rejected",
 		m["expertd_gossip_view_bytes"]/(1<<20), m[`expertd_experts{state="remote"}`], m["expertd_gossip_evictions_total"],
-		m[`expertd_gossip_refused_total{reason="provider_full"}`], m[`expertd_gossip_refused_total{reason="catalog_rate"}`],
+		m[`expertd_gossip_refused_total{reason="provider_full"}`], m[`expertd_gossip_refused_total{reason="catalog_limit"}`],
 		m[`expertd_gossip_messages_total{result="accepted"}`], m[`expertd_gossip_messages_total{result="ignored"}`],
 		m[`expertd_gossip_messages_total{result="rejected"}`])
 	t.Logf("victim Go memory: %.0f MB heap in use, next GC at %.0f MB, %.0f MB from the OS, %v goroutines",

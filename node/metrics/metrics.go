@@ -21,7 +21,7 @@
 //	| `expertd_catalog_rate_limited_total`    | counter   | Catalog streams from peers refused for asking too often. |
 //	| `expertd_gossip_view_bytes`             | gauge     | Memory accounted for the experts known from the swarm (bounded by `gossip.max_view_memory`). |
 //	| `expertd_gossip_evictions_total`        | counter   | Pairs of an expert and a provider evicted from the view to make room. |
-//	| `expertd_gossip_refused_total{reason}`  | counter   | Announcements not recorded, by `reason`: `provider_full` (the provider holds `gossip.max_per_provider` experts), `catalog_rate` (catalog entries over `gossip.catalog_rate`), `view_full` (nothing left to evict). |
+//	| `expertd_gossip_refused_total{reason}`  | counter   | Announcements not recorded, by `reason`: `provider_full` (the provider holds `gossip.max_per_provider` experts), `catalog_limit` (catalog entries over `gossip.catalog_rate`, or from a peer at `gossip.max_per_provider`: the pull stops there), `view_full` (nothing left to evict). |
 //	| `expertd_prefetch_queued`               | gauge     | Experts waiting to be prefetched. |
 //	| `expertd_prefetch_failures_total`       | counter   | Prefetches that failed (no provider answered, say). |
 package metrics

@@ -110,9 +110,9 @@ expertd_gossip_view_bytes 1024
 # HELP expertd_gossip_evictions_total Pairs of an expert and a provider evicted from the view to make room.
 # TYPE expertd_gossip_evictions_total counter
 expertd_gossip_evictions_total 8
-# HELP expertd_gossip_refused_total Announcements not recorded, by reason (provider_full, catalog_rate, view_full).
+# HELP expertd_gossip_refused_total Announcements not recorded, by reason (provider_full, catalog_limit, view_full).
 # TYPE expertd_gossip_refused_total counter
-expertd_gossip_refused_total{reason="catalog_rate"} 10
+expertd_gossip_refused_total{reason="catalog_limit"} 10
 expertd_gossip_refused_total{reason="provider_full"} 9
 expertd_gossip_refused_total{reason="view_full"} 11
 # HELP expertd_prefetch_queued Experts waiting to be prefetched.

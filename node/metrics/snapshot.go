@@ -22,7 +22,7 @@ var (
 	evictionsDesc = prometheus.NewDesc("expertd_gossip_evictions_total",
 		"Pairs of an expert and a provider evicted from the view to make room.", nil, nil)
 	refusedDesc = prometheus.NewDesc("expertd_gossip_refused_total",
-		"Announcements not recorded, by reason (provider_full, catalog_rate, view_full).", []string{"reason"}, nil)
+		"Announcements not recorded, by reason (provider_full, catalog_limit, view_full).", []string{"reason"}, nil)
 	prefetchQueuedDesc = prometheus.NewDesc("expertd_prefetch_queued",
 		"Experts waiting to be prefetched.", nil, nil)
 )
@@ -59,7 +59,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(viewBytesDesc, float64(s.ViewBytes))
 	counter(evictionsDesc, s.Evicted)
 	counter(refusedDesc, s.ProviderFull, "provider_full")
-	counter(refusedDesc, s.CatalogLimited, "catalog_rate")
+	counter(refusedDesc, s.CatalogLimited, "catalog_limit")
 	counter(refusedDesc, s.ViewFull, "view_full")
 	gauge(prefetchQueuedDesc, float64(s.PrefetchQueued))
 }
