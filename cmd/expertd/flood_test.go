@@ -95,7 +95,7 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 	}
 	// The victim's resident memory, sampled while the attack runs.
 	var peak atomic.Int64
-	defer sample(func() {
+	defer sampleEvery(func() {
 		if r, err := readRSS(victim.Cmd.Process.Pid); err == nil && r > peak.Load() {
 			peak.Store(r)
 		}
@@ -140,7 +140,7 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 		return total((*gossiptest.Flooder).Reconnects) >= uint64(identities*size.rounds) &&
 			total((*gossiptest.Flooder).Published) >= size.messages
 	})
-	m := scrape(t, victim.API)
+	m := scrapeMetrics(t, victim.API)
 	hwm := hwm(t, victim.Cmd.Process.Pid)
 	t.Logf("flood of %d identities x %d large entries for %v: %d catalog entries served, %d reconnections, %d topic messages sent",
 		identities, size.entries, time.Since(start).Round(time.Second), total((*gossiptest.Flooder).Served),
@@ -166,8 +166,8 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 	}
 }
 
-// sample calls f every 100 ms until the function it returns is called.
-func sample(f func()) (stop func()) {
+// sampleEvery calls f every 100 ms until the function it returns is called.
+func sampleEvery(f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -183,8 +183,8 @@ func sample(f func()) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// scrape reads a daemon's metrics: value by name and labels.
-func scrape(t *testing.T, apiAddr string) map[string]float64 {
+// scrapeMetrics reads a daemon's metrics: value by name and labels.
+func scrapeMetrics(t *testing.T, apiAddr string) map[string]float64 {
 	t.Helper()
 	m, err := metricsOf(apiAddr)
 	if err != nil {

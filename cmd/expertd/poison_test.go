@@ -56,12 +56,12 @@ func TestPrefetchPoisonDaemon(t *testing.T) {
 		ps, err := victim.Client().Peers(ctx)
 		return err == nil && len(ps) > 0
 	})
-	idle := scrape(t, victim.API)["go_goroutines"]
+	idle := scrapeMetrics(t, victim.API)["go_goroutines"]
 
 	// The victim's goroutines and prefetch queue, sampled during the attack.
 	var mu sync.Mutex
 	var maxGoroutines, maxQueued float64
-	defer sample(func() {
+	defer sampleEvery(func() {
 		if m, err := metricsOf(victim.API); err == nil {
 			mu.Lock()
 			maxGoroutines, maxQueued = max(maxGoroutines, m["go_goroutines"]), max(maxQueued, m["expertd_prefetch_queued"])
@@ -94,9 +94,9 @@ func TestPrefetchPoisonDaemon(t *testing.T) {
 	}
 	// Let the attack run on until a few fakes have failed.
 	daemontest.Eventually(t, 2*time.Minute, "fakes failing", func() bool {
-		return scrape(t, victim.API)["expertd_prefetch_failures_total"] >= 2
+		return scrapeMetrics(t, victim.API)["expertd_prefetch_failures_total"] >= 2
 	})
-	m := scrape(t, victim.API)
+	m := scrapeMetrics(t, victim.API)
 	elapsed := time.Since(start)
 	mu.Lock()
 	g, q := maxGoroutines, maxQueued
