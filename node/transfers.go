@@ -169,7 +169,7 @@ func (n *Node) fetch(c cid.Cid, t *api.Transfer, patient bool) error {
 	for attempt := 1; ; attempt++ {
 		err := n.fetchOnce(ctx, c, t, true)
 		if err == nil || attempt == fetchAttempts || ctx.Err() != nil ||
-			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) {
+			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrRelayLimit) {
 			return err
 		}
 		n.log.Info("fetch attempt failed; retrying", "cid", c, "attempt", attempt, "in", wait, "err", err)
