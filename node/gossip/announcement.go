@@ -32,6 +32,8 @@ const (
 	maxTargetModuleLen = 128
 	maxIDLen           = 128 // bytes of a binary CID or peer ID
 	maxRank            = 1 << 20
+	// MaxVersion bounds a version number: JSON clients read it exactly.
+	MaxVersion = 1<<53 - 1
 )
 
 // Announcement says that Provider holds the expert CID, described by the
@@ -41,8 +43,9 @@ const (
 // The metadata, Publisher included, is the provider's claim unless
 // Envelope holds a publication of it (SignPublication): the publisher's
 // signature over CID, Name, PeftType, BaseModel, Rank, TargetModules,
-// Params, Density, Size and Publisher, which must then equal the
-// announcement's.
+// Params, Density, Size, Publisher and Version, which must then equal the
+// announcement's. Only a publication carries a Version: an announcement
+// without an Envelope has none (0).
 type Announcement struct {
 	CID           cid.Cid // root of the expert's container: CIDv1, raw or dag-pb, sha2-256
 	Name          string
@@ -57,6 +60,10 @@ type Announcement struct {
 	Provider      peer.ID // the node that holds it and announces it
 	Time          time.Time
 	Envelope      []byte // the publisher's signed publication of the metadata, or nil
+	// Version is the expert's place in its publisher's line of Name (see
+	// Line): 1 for the first, one more for each next; 0 for none (a
+	// publication made before versions, or no publication).
+	Version uint64
 }
 
 // Validate reports whether a's fields are well formed (ErrInvalid
@@ -71,6 +78,9 @@ func (a Announcement) Validate() error {
 	}
 	if len(a.Envelope) > MaxEnvelopeSize {
 		return fmt.Errorf("%w: envelope of %d bytes (limit %d)", ErrTooLarge, len(a.Envelope), MaxEnvelopeSize)
+	}
+	if a.Version != 0 && len(a.Envelope) == 0 {
+		return fmt.Errorf("%w: version %d without a publication", ErrInvalid, a.Version)
 	}
 	return nil
 }
@@ -118,6 +128,9 @@ func (a Announcement) validateMetadata() error {
 	}
 	if a.Time.IsZero() || a.Time.UnixMilli() <= 0 {
 		return fmt.Errorf("%w: no time", ErrInvalid)
+	}
+	if a.Version > MaxVersion {
+		return fmt.Errorf("%w: version %d (limit %d)", ErrInvalid, a.Version, uint64(MaxVersion))
 	}
 	return nil
 }
@@ -207,6 +220,7 @@ func toWire(a Announcement) *pb.Announcement {
 		Provider:      []byte(a.Provider),
 		TimeUnixMs:    a.Time.UnixMilli(),
 		Envelope:      a.Envelope,
+		Version:       a.Version,
 	}
 }
 
@@ -238,6 +252,7 @@ func fromWire(m *pb.Announcement) (Announcement, error) {
 		Publisher: peer.ID(m.GetPublisher()),
 		Provider:  peer.ID(m.GetProvider()),
 		Time:      time.UnixMilli(m.GetTimeUnixMs()),
+		Version:   m.GetVersion(),
 	}
 	// Unmarshalling allocated these: m shares them with nobody.
 	if len(m.GetTargetModules()) > 0 {

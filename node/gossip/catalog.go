@@ -275,7 +275,7 @@ func (s *Service) catalogAdmits(m *pb.Announcement, p peer.ID, now time.Time) bo
 }
 
 // checkEntry checks a catalog entry from p as the topic validator checks a
-// message p signed.
+// message p signed, and records its line's version.
 func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (checked, error) {
 	if n := gproto.Size(m); n > MaxMessageSize {
 		return checked{}, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, n, MaxMessageSize)
@@ -284,7 +284,14 @@ func (s *Service) checkEntry(m *pb.Announcement, p peer.ID, now time.Time) (chec
 	if err != nil {
 		return checked{}, err
 	}
-	return verify(a, p, now, s.opts.TTL)
+	c, err := verify(a, p, now, s.opts.TTL)
+	if err != nil {
+		return checked{}, err
+	}
+	if err := s.checkLine(c, p, now, true); err != nil {
+		return checked{}, err
+	}
+	return c, nil
 }
 
 // serveCatalog is the stream handler: it writes this node's catalog, to

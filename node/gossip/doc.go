@@ -47,6 +47,14 @@
 // prefers signed metadata to them, and Trusted tells, under a list of trusted
 // publishers, which experts a node may fetch and serve on its own.
 //
+// A publication may carry a version: a publisher's experts of one name
+// form a line of versions (Line; the name compared by expertname.Key), the
+// publisher numbering each new one. The view keeps each line's latest
+// version (View.Head, View.Heads) and drops the ones it supersedes, unless
+// Keep keeps them; the validator refuses what contradicts a line it knows
+// (an older version, another expert under a version, another spelling of
+// the name), in memory bounded like the view's (see line.go).
+//
 // The pubsub instance must flood-publish, or announcements published before
 // the gossipsub mesh forms (as on a fresh connection) are lost: build it with
 // NewPubSub, or pass pubsub.WithFloodPublish(true) yourself.

@@ -28,6 +28,19 @@ var (
 	// does not verify, its signer is not the publisher it names, or the
 	// announcement carrying it differs from it.
 	ErrPublication = errors.New("gossip: bad publication")
+	// ErrSuperseded: a version of a line older than one already accepted
+	// (a replay of a superseded publication; see line.go).
+	ErrSuperseded = errors.New("gossip: superseded version")
+	// ErrVersionConflict: another expert under a version of a line already
+	// accepted.
+	ErrVersionConflict = errors.New("gossip: another expert under a version already seen")
+	// ErrNameTaken: a publisher's name that is, under expertname.Key, the
+	// same name as another of its experts already accepted.
+	ErrNameTaken = errors.New("gossip: name is another name of the publisher's")
+	// ErrOwnLine: a line's own publisher contradicted it (ErrSuperseded,
+	// ErrVersionConflict or ErrNameTaken, from the publisher itself): such
+	// an announcement is rejected, where the others are ignored.
+	ErrOwnLine = errors.New("gossip: publisher contradicts its own line")
 	// ErrCatalog: a catalog stream was malformed or too large.
 	ErrCatalog = errors.New("gossip: bad catalog")
 	// ErrClosed: the service was closed.

@@ -64,6 +64,7 @@ func (p *publication) MarshalRecord() ([]byte, error) {
 		Size:          uint64(a.Size),
 		Publisher:     []byte(a.Publisher),
 		TimeUnixMs:    a.Time.UnixMilli(),
+		Version:       a.Version,
 	})
 }
 
@@ -98,6 +99,7 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 		Size:      int64(m.GetSize()),
 		Publisher: peer.ID(m.GetPublisher()),
 		Time:      time.UnixMilli(m.GetTimeUnixMs()),
+		Version:   m.GetVersion(),
 	}
 	if len(m.GetTargetModules()) > 0 {
 		a.TargetModules = m.GetTargetModules()
@@ -110,8 +112,8 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 }
 
 // SignPublication signs a's metadata (CID, Name, PeftType, BaseModel,
-// Rank, TargetModules, Params, Density, Size and Publisher) with key, the
-// publisher's libp2p key, as of a.Time (now if zero), and returns the
+// Rank, TargetModules, Params, Density, Size, Publisher and Version) with
+// key, the publisher's libp2p key, as of a.Time (now if zero), and returns the
 // envelope to set as Envelope in the announcements of a.CID. a.Publisher
 // must be key's peer ID; a.Provider and a.Envelope are ignored.
 func SignPublication(key crypto.PrivKey, a Announcement) ([]byte, error) {
@@ -197,9 +199,9 @@ func checkPublication(a Announcement) (time.Time, error) {
 }
 
 // sameMetadata reports whether a and b describe the same expert the same
-// way, publisher included.
+// way, publisher and version included.
 func sameMetadata(a, b Announcement) bool {
 	return a.CID == b.CID && a.Name == b.Name && a.PeftType == b.PeftType && a.BaseModel == b.BaseModel &&
 		a.Rank == b.Rank && slices.Equal(a.TargetModules, b.TargetModules) && a.Params == b.Params &&
-		a.Density == b.Density && a.Size == b.Size && a.Publisher == b.Publisher
+		a.Density == b.Density && a.Size == b.Size && a.Publisher == b.Publisher && a.Version == b.Version
 }

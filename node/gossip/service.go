@@ -256,6 +256,7 @@ type Service struct {
 
 	mu         sync.Mutex
 	replay     replayLog // what is known of each expert's providers
+	lines      lineLog   // the latest version of each line
 	providers  *limiter  // ProviderLimit
 	publishers *limiter  // PublisherLimit
 	catalogs   *limiter  // CatalogLimit
@@ -317,6 +318,7 @@ func newService(self peer.ID, o Options) *Service {
 		}),
 		pace:        &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
 		replay:      newReplayLog(2 * o.MaxExperts),
+		lines:       newLineLog(o.MaxExperts, preferred(o.TrustedPublishers)),
 		providers:   newLimiter(o.ProviderLimit, o.RateLimitPeers),
 		publishers:  newLimiter(o.PublisherLimit, o.RateLimitPeers),
 		catalogs:    newLimiter(o.CatalogLimit, o.RateLimitPeers),

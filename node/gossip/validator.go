@@ -13,8 +13,11 @@ import (
 // validate is the topic validator. A message is accepted when it decodes
 // to a valid announcement whose provider signed it, dated within the TTL
 // and MaxClockSkew, whose envelope, if it has one, is a publication of its
-// metadata signed by its publisher, newer than the last one accepted for
-// the same expert and provider, and within the limits (see admit), which
+// metadata signed by its publisher that does not contradict its line of
+// versions (see line.go: superseded versions and the like are ignored,
+// rejected only from the line's publisher itself), newer than the last one
+// accepted for the same expert and provider, and within the limits (see
+// admit), which
 // are checked once before the envelope's signature, so that a flood over
 // them costs little. Stale, replayed and rate-limited messages are ignored
 // (not forwarded, the sender not penalized); anything else is rejected
@@ -41,8 +44,13 @@ func (s *Service) validate(_ context.Context, src peer.ID, msg *pubsub.Message) 
 		c.Announcement = a
 		c.signed, err = checkPublication(a)
 	}
+	if err == nil {
+		err = s.checkLine(c, src, now, local) // this node's own are recorded here
+	}
 	if err == nil && !local {
-		err = s.admit(c, src, now)
+		if err = s.admit(c, src, now); err == nil {
+			s.NoteLine(c.Announcement)
+		}
 	}
 	res := verdict(err)
 	if local {
@@ -76,9 +84,10 @@ func verdict(err error) pubsub.ValidationResult {
 	switch {
 	case err == nil:
 		return pubsub.ValidationAccept
-	case errors.Is(err, ErrFlooding):
+	case errors.Is(err, ErrFlooding), errors.Is(err, ErrOwnLine):
 		return pubsub.ValidationReject
-	case errors.Is(err, ErrStale), errors.Is(err, ErrDuplicate), errors.Is(err, ErrRateLimited):
+	case errors.Is(err, ErrStale), errors.Is(err, ErrDuplicate), errors.Is(err, ErrRateLimited),
+		errors.Is(err, ErrSuperseded), errors.Is(err, ErrVersionConflict), errors.Is(err, ErrNameTaken):
 		return pubsub.ValidationIgnore
 	default:
 		return pubsub.ValidationReject

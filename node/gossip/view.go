@@ -47,10 +47,11 @@ type View struct {
 
 	mu      sync.Mutex
 	entries map[cid.Cid]*entry
-	provs   map[peer.ID]*share // pairs per provider
-	srcs    map[peer.ID]*share // pairs per source
-	heavy   sourceHeap         // sources by evictable pairs, most first
-	mem     int64              // bytes accounted for entries and pairs
+	heads   map[string]map[peer.ID]cid.Cid // per name key, per publisher: its line's head (view_line.go)
+	provs   map[peer.ID]*share             // pairs per provider
+	srcs    map[peer.ID]*share             // pairs per source
+	heavy   sourceHeap                     // sources by evictable pairs, most first
+	mem     int64                          // bytes accounted for entries and pairs
 	pairs   int
 	subs    map[*subscriber]struct{}
 
@@ -58,6 +59,8 @@ type View struct {
 	full    atomic.Uint64 // experts refused: nothing evictable left
 	capped  atomic.Uint64 // pairs refused: their provider held MaxPerProvider
 	evicted atomic.Uint64 // pairs evicted to make room
+
+	superseded atomic.Uint64 // versions dropped or refused: a newer one of their line is held
 }
 
 type entry struct {
@@ -144,21 +147,28 @@ func NewView(o ViewOptions) *View {
 		keep:    o.Keep,
 		now:     time.Now,
 		entries: map[cid.Cid]*entry{},
+		heads:   map[string]map[peer.ID]cid.Cid{},
 		provs:   map[peer.ID]*share{},
 		srcs:    map[peer.ID]*share{},
 		subs:    map[*subscriber]struct{}{},
 	}
-	for _, p := range o.Prefer {
-		if v.prefer == nil {
-			v.prefer = map[peer.ID]bool{}
-		}
-		v.prefer[p] = true
-	}
+	v.prefer = preferred(o.Prefer)
 	return v
 }
 
+// preferred returns ids as a set.
+func preferred(ids []peer.ID) map[peer.ID]bool {
+	m := make(map[peer.ID]bool, len(ids))
+	for _, p := range ids {
+		m[p] = true
+	}
+	return m
+}
+
 // Add records a: a.Provider holds a.CID as of a.Time (or now, if a.Time
-// is later), and a's metadata may replace the expert's. Metadata from a
+// is later), and a's metadata may replace the expert's. A version of a
+// line (see view_line.go) older than the one the view holds is not
+// added, and a newer one replaces it. Metadata from a
 // verified publication (a with an Envelope) is preferred to unsigned
 // claims: an unsigned announcement never replaces signed metadata, and a
 // signed one always replaces unsigned metadata. Between publications, one
@@ -201,12 +211,22 @@ func (v *View) add(c checked, src peer.ID) bool {
 	if e != nil && v.expireEntry(a.CID, e, now) {
 		e = nil
 	}
+	newer := false // c becomes the head of its line
+	if c.versioned() {
+		var ok bool
+		if ok, newer = v.placeVersion(c); !ok {
+			return false
+		}
+	}
 	if e != nil {
 		if p := e.providers[a.Provider]; p != nil {
 			v.refresh(p, src, seen)
 			if v.outranks(c, e) {
 				v.setAnn(e, c)
 				v.fit(a.CID, e) // the new metadata may be larger
+			}
+			if newer && v.entries[a.CID] == e {
+				v.setHead(c)
 			}
 			return false
 		}
@@ -226,6 +246,9 @@ func (v *View) add(c checked, src peer.ID) bool {
 	v.addPair(a.CID, e, a.Provider, src, seen)
 	if !v.fit(a.CID, e) {
 		return false
+	}
+	if newer {
+		v.setHead(c)
 	}
 	if isNew {
 		for s := range v.subs {

@@ -47,7 +47,7 @@ func entryCost(a *Announcement) int64 {
 	for _, m := range a.TargetModules {
 		n += len(m) + stringOverhead + 8 // its slot in the slice, rounding
 	}
-	return int64(n)
+	return int64(n) + headCost(a)
 }
 
 // pair records that a provider holds an expert.
@@ -196,6 +196,9 @@ func (v *View) removePair(c cid.Cid, e *entry, p *pair) {
 	if len(e.providers) == 0 {
 		delete(v.entries, c)
 		v.mem -= e.cost
+		if e.ann.Version > 0 {
+			v.unhead(LineOf(e.ann), c)
+		}
 	}
 }
 

@@ -142,6 +142,9 @@ type ViewCounts struct {
 	// experts refused because nothing was left to evict, and new-expert
 	// notifications dropped because a subscriber was slow.
 	Evicted, Capped, Refused, NotifyDropped uint64
+	// Superseded counts versions of lines dropped, or not added, because
+	// the view held a newer version of their line.
+	Superseded uint64
 }
 
 // Counts returns the view's counts, reading every pair but copying none.
@@ -163,5 +166,6 @@ func (v *View) counts(live bool) ViewCounts {
 	}
 	v.mu.Unlock()
 	c.Evicted, c.Capped, c.Refused, c.NotifyDropped = v.evicted.Load(), v.capped.Load(), v.full.Load(), v.dropped.Load()
+	c.Superseded = v.superseded.Load()
 	return c
 }
