@@ -32,10 +32,14 @@
 // rename of its link, and a version no name points at is deleted only
 // Options.Grace later, since vLLM reads lora_path again when it reloads an
 // adapter and dies if it is gone. <name> is SanitizeName of the expert's
-// name, bound to one CID until the expert is removed: another CID under
-// the same name, or a name that is not expertd's link, is a conflict
-// (ErrConflict) and is never overwritten. vLLM is given the version
-// directory as Options.ServerDir names it (the server's own mount).
+// name, held by the expert its link points at until the expert is removed,
+// and by its line of versions (MaterializeVersion: a publisher's experts
+// of one name, numbered): the name moves only to a newer version of that
+// line. Anything else under the same name (another publisher's expert, an
+// older version, an expert of no line, the name under another case), or a
+// name that is not expertd's link, is a conflict (ErrConflict) and is
+// never overwritten. vLLM is given the version directory as
+// Options.ServerDir names it (the server's own mount).
 //
 // What vLLM does, as relied on here (vllm-project/vllm at 9aaf83ef5, the
 // v0.22 cycle, and older releases; the fakevllm package mirrors it):

@@ -11,6 +11,9 @@ var (
 	// ErrConflict: the adapter directory for a name holds another expert, or
 	// a directory expertd did not write. It is left untouched.
 	ErrConflict = errors.New("handoff: adapter name taken")
+	// ErrSuperseded: the adapter name is held by a newer version of the
+	// expert's line (it comes with ErrConflict).
+	ErrSuperseded = errors.New("handoff: a newer version holds the name")
 	// ErrNotAdapter: the container is not a PEFT adapter (for example a full
 	// fine-tuning residual, which needs its base model).
 	ErrNotAdapter = errors.New("handoff: not a PEFT adapter")

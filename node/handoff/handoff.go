@@ -103,8 +103,9 @@ type adapter struct {
 	version  string // the version directory it points at
 	server   string // lora_path: the version directory as the server sees it
 	peftType string
-	note     string // why it is not sent to vLLM, if it is not
-	replace  bool   // the due load replaces what vLLM holds under the name (load_inplace)
+	line     Version // the expert's place in its line, if any
+	note     string  // why it is not sent to vLLM, if it is not
+	replace  bool    // the due load replaces what vLLM holds under the name (load_inplace)
 
 	loaded     bool   // vLLM acknowledged a load and no unload since
 	needUnload bool   // an unload is due (before any load)

@@ -101,6 +101,51 @@ func (h *Handoff) Bound(name string) (string, bool) {
 	return versionCID(v)
 }
 
+// caseVariant returns expertd's link in the adapters directory whose name
+// is sname under another case, if there is one.
+func (h *Handoff) caseVariant(sname string) (string, bool) {
+	names, err := h.links()
+	if err != nil {
+		return "", false
+	}
+	for n := range names {
+		if n != sname && strings.EqualFold(n, sname) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// Holder returns the marker of the version the adapter name (an expert's
+// name, sanitized here; the same name under another case counts) points
+// at: the expert holding the name and, if it is a version of a line, its
+// publisher and version. A version whose marker is unreadable gives its
+// CID only.
+func (h *Handoff) Holder(name string) (Marker, bool) {
+	sname, err := SanitizeName(name)
+	if h.dir == "" || err != nil {
+		return Marker{}, false
+	}
+	v, err := h.linked(sname)
+	if errors.Is(err, fs.ErrNotExist) {
+		if other, ok := h.caseVariant(sname); ok {
+			v, err = h.linked(other)
+		}
+	}
+	if err != nil {
+		return Marker{}, false
+	}
+	c, ok := versionCID(v)
+	if !ok {
+		return Marker{}, false
+	}
+	m, err := readMarker(h.versionDir(v))
+	if err != nil || m.CID != c {
+		m = Marker{CID: c}
+	}
+	return m, true
+}
+
 // point makes the adapter name point at version v with one rename(2):
 // a reader sees the old version or the new one, never nothing. A
 // directory someone put under the name meanwhile is not replaced.

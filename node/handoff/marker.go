@@ -21,6 +21,10 @@ type Marker struct {
 	// ServedModel is the base model written into adapter_config.json ("" if
 	// the file is as published): Policy.CheckHeader's fill.
 	ServedModel string `json:"served_model,omitempty"`
+	// Publisher and Version place the expert in its publisher's line of
+	// versions of its name (Version); empty for none.
+	Publisher string `json:"publisher,omitempty"`
+	Version   uint64 `json:"version,omitempty"`
 }
 
 // errNoMarker: a directory exists but holds no marker (not ours).
@@ -75,6 +79,25 @@ func (h *Handoff) Scan() (map[string]Marker, error) {
 		out[name] = m
 	}
 	return out, nil
+}
+
+// replaceMarker replaces dir's marker with m by a rename: a reader sees
+// the old marker or the new one.
+func replaceMarker(dir string, m Marker) error {
+	tmp := filepath.Join(dir, MarkerFile+".tmp")
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, MarkerFile)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	syncDir(dir)
+	return nil
 }
 
 // writeFileSync writes a new file and syncs it.

@@ -29,8 +29,20 @@ type Placed struct {
 	ServerPath string
 }
 
-// Materialize writes the expert cid, called name, for the inference
-// server: as the version directory Dir/.versions/<cid>-<tag>/ and the link
+// Version places an expert in its publisher's line of versions of its name
+// (docs/names.md). The zero Version places it in none.
+type Version struct {
+	Publisher string // the publisher's peer ID
+	Seq       uint64 // the version number, from 1
+}
+
+// Materialize is MaterializeVersion of an expert in no line of versions.
+func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func() (io.ReadCloser, error)) (Placed, error) {
+	return h.MaterializeVersion(ctx, cid, name, Version{}, open)
+}
+
+// MaterializeVersion writes the expert cid, called name, version ver of
+// its publisher's line, for the inference server: as the version directory Dir/.versions/<cid>-<tag>/ and the link
 // Dir/SanitizeName(name) pointing at it (see layout.go). open is called to
 // read the expert's container (a .cpeft stream, closed when read): first
 // for its header, which the Policy checks (an expert it refuses is never
@@ -39,11 +51,15 @@ type Placed struct {
 //
 // The version is decoded into a temporary directory and renamed into
 // place when complete, then the name's link is pointed at it. A name is
-// bound to one CID: if its link points at another CID, or the name is not
-// expertd's link, Materialize fails with ErrConflict and leaves it as it
-// is. The same CID written with other settings (dtype, base model) is a
-// new version: the name moves to it, and vLLM replaces the adapter in
-// place.
+// held by the expert its link points at and, if that is a version of a
+// line, by that line: it moves only to a newer version of the same line
+// (same publisher, a higher Seq), and vLLM replaces the adapter in place.
+// Another expert (another publisher's, an older version of the line, one
+// of no line), a name that is expertd's link under another case, or a
+// name that is not expertd's link, fails with ErrConflict (and
+// ErrSuperseded for an older version) and leaves it as it is. The same CID
+// written with other settings (dtype, base model) is a new version
+// directory of the same expert: the name moves to it the same way.
 // Only a PEFT adapter with its adapter_config.json is written (a full
 // residual is ErrNotAdapter), and only once its declared output has passed
 // Options.MaxOutput (compress.ErrOutputLimit) and the free space of Dir
@@ -51,7 +67,7 @@ type Placed struct {
 //
 // Then, for an adapter vLLM does not hold yet, a load is queued for Serve;
 // Status reports how it went.
-func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func() (io.ReadCloser, error)) (Placed, error) {
+func (h *Handoff) MaterializeVersion(ctx context.Context, cid, name string, ver Version, open func() (io.ReadCloser, error)) (Placed, error) {
 	if h.dir == "" {
 		return Placed{}, ErrDisabled
 	}
@@ -62,7 +78,7 @@ func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func()
 	if err != nil {
 		return Placed{}, err
 	}
-	unlock, err := h.locks.lock(ctx, sname)
+	unlock, err := h.locks.lock(ctx, lockName(sname))
 	if err != nil {
 		return Placed{}, err
 	}
@@ -73,12 +89,17 @@ func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func()
 	switch {
 	case err == nil:
 		if c, _ := versionCID(cur); c != cid {
-			return Placed{}, fmt.Errorf("%w: %s holds expert %s, not %s", ErrConflict, link, c, cid)
+			if err := h.mayMove(link, cur, cid, ver); err != nil {
+				return Placed{}, err
+			}
 		}
 	case errors.Is(err, errForeign):
 		return Placed{}, fmt.Errorf("%w: %s exists and was not written by expertd", ErrConflict, link)
 	case errors.Is(err, fs.ErrNotExist):
 		cur = ""
+		if other, ok := h.caseVariant(sname); ok {
+			return Placed{}, fmt.Errorf("%w: %s is the name %s under another case", ErrConflict, link, other)
+		}
 	default:
 		return Placed{}, fmt.Errorf("handoff: %w", err)
 	}
@@ -98,19 +119,22 @@ func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func()
 	v := versionName(cid, h.dtype, fill)
 	p := Placed{Name: sname, Dir: link, Version: h.versionDir(v), ServerPath: h.serverPath(v)}
 	if cur == v {
-		if _, err := readMarker(p.Version); err == nil {
-			h.track(sname, name, cid, p, peft, false, false)
+		if m, err := readMarker(p.Version); err == nil {
+			h.noteVersion(p.Version, m, ver)
+			h.track(sname, name, cid, p, peft, ver, false, false)
 			return p, nil
 		}
 	}
 	tmp := ""
 	if m, err := readMarker(p.Version); err != nil || m.CID != cid {
-		if tmp, _, err = h.write(ctx, cid, name, fill, open); tmp != "" {
+		if tmp, _, err = h.write(ctx, cid, name, fill, ver, open); tmp != "" {
 			defer os.RemoveAll(tmp) // a no-op once renamed
 		}
 		if err != nil {
 			return Placed{}, err
 		}
+	} else {
+		h.noteVersion(p.Version, m, ver)
 	}
 	// Placing the version and linking the name are one step for the
 	// janitor, which never sees the version unpointed in between.
@@ -126,10 +150,46 @@ func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func()
 	if err != nil {
 		return Placed{}, err
 	}
-	h.log.Info("handoff: adapter materialized", "name", sname, "cid", cid, "peft_type", peft, "version", v)
-	h.track(sname, name, cid, p, peft, wrote, cur != "" && cur != v)
+	h.log.Info("handoff: adapter materialized", "name", sname, "cid", cid, "peft_type", peft, "version", v, "line_version", ver.Seq)
+	h.track(sname, name, cid, p, peft, ver, wrote, cur != "" && cur != v)
 	return p, nil
 }
+
+// mayMove reports whether the name whose link is at link, pointing at
+// version cur of another expert, may move to cid, version ver of its line:
+// only if cur is an older version of the same line.
+func (h *Handoff) mayMove(link, cur, cid string, ver Version) error {
+	held, _ := versionCID(cur)
+	m, _ := readMarker(h.versionDir(cur))
+	switch {
+	case ver.Seq == 0 || ver.Publisher == "" || m.Version == 0:
+		return fmt.Errorf("%w: %s holds expert %s, not %s", ErrConflict, link, held, cid)
+	case m.Publisher != ver.Publisher:
+		return fmt.Errorf("%w: %s holds version %d of publisher %s's %q, not publisher %s's expert %s", ErrConflict, link, m.Version, m.Publisher, m.Name, ver.Publisher, cid)
+	case ver.Seq <= m.Version:
+		return fmt.Errorf("%w: %w: %s holds version %d (%s), not older version %d (%s)", ErrConflict, ErrSuperseded, link, m.Version, held, ver.Seq, cid)
+	}
+	return nil
+}
+
+// noteVersion records ver in the marker m of the version directory dir,
+// written before its line was known (by an expertd without versions, say),
+// so that its newer versions may take the name (mayMove). A marker that
+// names a line is never changed. The marker is replaced by a rename; the
+// adapter's files are not touched.
+func (h *Handoff) noteVersion(dir string, m Marker, ver Version) {
+	if ver.Seq == 0 || m.Version != 0 {
+		return
+	}
+	m.Publisher, m.Version = ver.Publisher, ver.Seq
+	if err := replaceMarker(dir, m); err != nil {
+		h.log.Warn("handoff: recording an adapter's version", "dir", dir, "err", err)
+	}
+}
+
+// lockName is what Materialize and Remove lock for an adapter name: names
+// differing only by case are one name.
+func lockName(sname string) string { return strings.ToLower(sname) }
 
 // inspect reads the container's header and applies the policy: it returns
 // the base model to write into the config ("" for none) and the PEFT
@@ -190,7 +250,7 @@ func (h *Handoff) place(tmp, cid, v string) (wrote bool, err error) {
 // write decodes the container into a new temporary directory, which it
 // returns (also on error, for the caller to remove), with the adapter's
 // PEFT type. fill, if set, is written as the config's base model.
-func (h *Handoff) write(ctx context.Context, cid, name, fill string, open func() (io.ReadCloser, error)) (tmp, peft string, err error) {
+func (h *Handoff) write(ctx context.Context, cid, name, fill string, ver Version, open func() (io.ReadCloser, error)) (tmp, peft string, err error) {
 	tmp, err = os.MkdirTemp(h.dir, tempPrefix+"tmp-")
 	if err != nil {
 		return "", "", fmt.Errorf("handoff: %w", err)
@@ -233,7 +293,7 @@ func (h *Handoff) write(ctx context.Context, cid, name, fill string, open func()
 			return tmp, "", fmt.Errorf("handoff: %w", err)
 		}
 	}
-	m := Marker{CID: cid, Name: name, PeftType: hdr.PeftType, DType: h.dtype, ServedModel: fill}
+	m := Marker{CID: cid, Name: name, PeftType: hdr.PeftType, DType: h.dtype, ServedModel: fill, Publisher: ver.Publisher, Version: ver.Seq}
 	if err := writeMarker(tmp, m); err != nil {
 		return tmp, "", fmt.Errorf("handoff: %w", err)
 	}

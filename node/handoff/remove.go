@@ -25,7 +25,7 @@ func (h *Handoff) Remove(ctx context.Context, cid, name string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := h.locks.lock(ctx, sname)
+	unlock, err := h.locks.lock(ctx, lockName(sname))
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,10 @@ type AdapterStatus struct {
 	Version    string `json:"version,omitempty"`
 	ServerPath string `json:"server_path,omitempty"`
 	PeftType   string `json:"peft_type,omitempty"`
+	// Publisher and ExpertVersion: the expert's place in its publisher's
+	// line of versions of its name; empty for none.
+	Publisher     string `json:"publisher,omitempty"`
+	ExpertVersion uint64 `json:"expert_version,omitempty"`
 	// Loaded: vLLM acknowledged a load (or said it had the adapter already).
 	Loaded bool `json:"loaded"`
 	// Pending is "load" or "unload" while a vLLM call is due.
@@ -53,6 +57,7 @@ func (h *Handoff) Status() []AdapterStatus {
 	for _, e := range h.adapters {
 		s := AdapterStatus{
 			Name: e.name, Expert: e.expert, CID: e.cid, Dir: e.dir, Version: e.version, ServerPath: e.server, PeftType: e.peftType,
+			Publisher: e.line.Publisher, ExpertVersion: e.line.Seq,
 			Loaded: e.loaded, Attempts: e.attempts, Failed: e.failed, LastError: e.lastErr, Note: e.note,
 		}
 		switch {
@@ -75,11 +80,11 @@ func (h *Handoff) Stats() Stats {
 	return h.stats
 }
 
-// track records that name points at version p of cid (written now if
-// wrote; moved from another version of the same expert if moved) and
-// queues a vLLM load if one is wanted: a load in place (load_inplace) when
-// vLLM holds the name already.
-func (h *Handoff) track(name, expert, cid string, p Placed, peft string, wrote, moved bool) {
+// track records that name points at version p of cid, version ver of its
+// line (written now if wrote; moved from another version directory if
+// moved) and queues a vLLM load if one is wanted: a load in place
+// (load_inplace) when vLLM holds the name already.
+func (h *Handoff) track(name, expert, cid string, p Placed, peft string, ver Version, wrote, moved bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.refused, cid)
@@ -94,7 +99,7 @@ func (h *Handoff) track(name, expert, cid string, p Placed, peft string, wrote, 
 	if e.cid != cid || e.server != p.ServerPath {
 		e.gen++ // a call under way was for another version
 	}
-	e.expert, e.cid, e.dir, e.version, e.server, e.peftType = expert, cid, p.Dir, p.Version, p.ServerPath, peft
+	e.expert, e.cid, e.dir, e.version, e.server, e.peftType, e.line = expert, cid, p.Dir, p.Version, p.ServerPath, peft, ver
 	if h.vllm == nil {
 		return
 	}
