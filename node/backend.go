@@ -82,7 +82,7 @@ func (n *Node) experts(f api.Filter) []api.Expert {
 	}
 	for _, m := range n.store.List() {
 		local[m.CID] = true
-		if e := expertFromMeta(m); match(e) {
+		if e := n.expertOf(m); match(e) {
 			e.Trusted, e.NotHandedOff = n.trustedMeta(m), n.notHandedOff(m)
 			e.Providers = n.otherProviders(m.CID)
 			out = append(out, e)
@@ -127,7 +127,7 @@ func (n *Node) Expert(s string) (api.Expert, error) {
 		return api.Expert{}, err
 	}
 	if m, err := n.store.Get(c); err == nil {
-		e := expertFromMeta(m)
+		e := n.expertOf(m)
 		if en, ok := n.gossip.View().Get(c); ok {
 			e.Providers = expertFromEntry(en).Providers
 		}
@@ -143,11 +143,14 @@ func (n *Node) Expert(s string) (api.Expert, error) {
 }
 
 // Publish implements api.Backend: it compresses an adapter directory (or
-// takes a ready container), signs its publication, stores and pins it,
+// takes a ready container), signs its publication as the next version of
+// this node's line of the name (docs/names.md), stores and pins it,
 // announces it and provides it on the DHT. It is all or nothing: the
 // request and the publication are checked before anything is stored.
 // Publishing bytes already published here under the same name publishes
-// them again; under another name it fails with ErrConflict.
+// them again, as the version they are; under another name it fails with
+// ErrConflict, and so does a name that is another spelling of one this
+// node publishes.
 func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, error) {
 	if r.Path == "" {
 		return api.Expert{}, fmt.Errorf("%w: path is required", api.ErrBadRequest)
@@ -170,19 +173,22 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 		}
 		defer os.Remove(file)
 	}
-	meta, err := n.publication(file, name)
+	meta, a, err := n.describe(file, name)
 	if err != nil {
 		return api.Expert{}, err
 	}
-	c, err := cid.Decode(meta.CID)
-	if err != nil {
-		return api.Expert{}, err
-	}
+	c := a.CID
+	n.lines.publishing.Lock() // one version at a time
+	defer n.lines.publishing.Unlock()
 	if old, err := n.store.Get(c); err == nil && len(old.Envelope) > 0 {
 		if old.Name != name {
 			return api.Expert{}, fmt.Errorf("%w: these bytes are already published as %q (%s)", api.ErrConflict, old.Name, c)
 		}
-		// The same expert again: pin it and announce it anew.
+		// The same expert again: pin it and announce it anew, as the
+		// version it is.
+		meta.Envelope = old.Envelope
+	} else if meta.Envelope, err = n.signVersion(a); err != nil {
+		return api.Expert{}, err
 	}
 	if _, err := n.store.AddFile(ctx, file, meta); err != nil {
 		return api.Expert{}, storeErr(err)
@@ -203,39 +209,34 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 	}
 	n.announce(m, true)
 	n.handOff(m)
-	n.log.Info("published", "cid", c, "name", m.Name, "bytes", m.Size)
-	return expertFromMeta(m), nil
+	e := n.expertOf(m)
+	n.log.Info("published", "cid", c, "name", m.Name, "version", e.Version, "bytes", m.Size)
+	return e, nil
 }
 
-// publication checks the container at file and returns the index entry of
-// its publication by this node under name: its metadata, read from the
-// container, signed.
-func (n *Node) publication(file, name string) (store.Meta, error) {
+// describe checks the container at file and returns the index entry of
+// its publication by this node under name, unsigned, with the metadata to
+// sign: read from the container.
+func (n *Node) describe(file, name string) (store.Meta, gossip.Announcement, error) {
 	h, err := checkContainer(file)
 	if err != nil {
-		return store.Meta{}, fmt.Errorf("%w: %s: %v", api.ErrBadRequest, file, err)
+		return store.Meta{}, gossip.Announcement{}, fmt.Errorf("%w: %s: %v", api.ErrBadRequest, file, err)
 	}
 	st, err := os.Stat(file)
 	if err != nil {
-		return store.Meta{}, err
+		return store.Meta{}, gossip.Announcement{}, err
 	}
 	c, err := unixfs.FileCID(file)
 	if err != nil {
-		return store.Meta{}, err
+		return store.Meta{}, gossip.Announcement{}, err
 	}
 	m := store.MetaFromHeader(h)
 	m.CID, m.Size, m.Name, m.Publisher, m.Pinned = c.String(), st.Size(), name, n.host.ID().String(), true
 	a, err := announcementFromMeta(m, n.host.ID())
 	if err != nil {
-		return store.Meta{}, err
+		return store.Meta{}, gossip.Announcement{}, err
 	}
-	if m.Envelope, err = gossip.SignPublication(n.key, a); err != nil {
-		if errors.Is(err, gossip.ErrInvalid) || errors.Is(err, gossip.ErrTooLarge) {
-			return store.Meta{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
-		}
-		return store.Meta{}, err
-	}
-	return m, nil
+	return m, a, nil
 }
 
 // compressDir compresses an adapter directory into a temporary container
@@ -287,13 +288,18 @@ func (n *Node) announce(m store.Meta, whole bool) {
 	if err != nil {
 		return
 	}
+	// A version of a line this node knows a newer version of goes on the
+	// DHT only: the swarm ignores it on the topic (see withoutSuperseded).
+	gossiped := !n.superseded(m)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := n.gossip.Announce(ctx, a); err != nil {
-			n.log.Warn("announce failed", "cid", a.CID, "err", err)
+		if gossiped {
+			if err := n.gossip.Announce(ctx, a); err != nil {
+				n.log.Warn("announce failed", "cid", a.CID, "err", err)
+			}
 		}
 		if whole {
 			n.provide(ctx, a.CID)

@@ -27,7 +27,7 @@ func expertFromEntry(e gossip.Entry) api.Expert {
 	x := api.Expert{
 		CID: a.CID.String(), Name: a.Name, PeftType: a.PeftType, BaseModel: a.BaseModel, Rank: a.Rank,
 		TargetModules: a.TargetModules, Params: a.Params, Density: a.Density, Size: a.Size,
-		Publisher: a.Publisher.String(), Added: a.Time, Signed: e.Signed,
+		Publisher: a.Publisher.String(), Added: a.Time, Signed: e.Signed, Version: a.Version,
 	}
 	for _, p := range e.Providers {
 		x.Providers = append(x.Providers, p.ID.String())

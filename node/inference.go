@@ -56,7 +56,7 @@ func (n *Node) materialize(ctx context.Context, m store.Meta) (handoff.Placed, e
 	if err != nil {
 		return handoff.Placed{}, err
 	}
-	p, err := n.handoff.Materialize(ctx, m.CID, m.Name, func() (io.ReadCloser, error) { return n.store.Open(ctx, c) })
+	p, err := n.handoff.MaterializeVersion(ctx, m.CID, m.Name, n.lineVersionOf(m), func() (io.ReadCloser, error) { return n.store.Open(ctx, c) })
 	if err != nil {
 		if !errors.Is(err, handoff.ErrRefused) {
 			n.metrics.HandoffFailed()
@@ -67,9 +67,10 @@ func (n *Node) materialize(ctx context.Context, m store.Meta) (handoff.Placed, e
 	return p, nil
 }
 
-// handOff materializes m in the background if the hand-off is on.
+// handOff materializes m in the background if the hand-off is on, unless
+// a newer version of its line is known (it would not take the name).
 func (n *Node) handOff(m store.Meta) {
-	if !n.handoffOn() || m.PeftType == compress.PeftTypeFull || !n.trustedMeta(m) {
+	if !n.handoffOn() || m.PeftType == compress.PeftTypeFull || !n.trustedMeta(m) || n.superseded(m) {
 		return
 	}
 	n.wg.Add(1)
@@ -82,7 +83,8 @@ func (n *Node) handOff(m store.Meta) {
 		} else if err != nil {
 			n.log.Warn("hand-off failed", "cid", m.CID, "name", m.Name, "err", err)
 		} else {
-			n.log.Info("handed off", "cid", m.CID, "dir", p.Dir)
+			n.log.Info("handed off", "cid", m.CID, "dir", p.Dir, "version", n.versionOf(m))
+			n.inService(m)
 		}
 	}()
 }
@@ -168,14 +170,8 @@ func (n *Node) trustedMeta(m store.Meta) bool {
 	if n.cfg.Trust.Everyone() || m.Requested {
 		return true
 	}
-	if len(m.Envelope) == 0 {
-		return false
-	}
-	a, err := gossip.OpenPublication(m.Envelope)
-	if err != nil || a.CID.String() != m.CID {
-		return false
-	}
-	return slices.Contains(n.trustedPeers(), a.Publisher)
+	a, ok := n.publicationOf(m)
+	return ok && slices.Contains(n.trustedPeers(), a.Publisher)
 }
 
 // trustedEntry reports whether an expert known from the swarm may be

@@ -112,12 +112,12 @@ func apiRefusal(r *handoff.Refusal) *api.Refusal {
 const resolveWait = 10 * time.Minute
 
 // resolve fetches (if needed) and materializes the trusted expert called
-// name for the inference server, for the base model r.BaseModel if set
-// (vLLM's resolver passes the `vllm serve` model argument). Names are
-// claims: only experts this node trusts are considered, those it holds
-// first, then those the swarm announces; only one the policy would hand off
-// for that base resolves. A name bound to an expert already (its adapter
-// link) keeps it.
+// name ("name" or "publisher/name") for the inference server, for the base
+// model r.BaseModel if set (vLLM's resolver passes the `vllm serve` model
+// argument): the latest version of the name's line (resolveName) that the
+// policy would hand off for that base, among trusted publishers' only. A
+// name no line has (experts published before versions) resolves as
+// resolveTarget says.
 func (n *Node) resolve(ctx context.Context, name string, r api.ResolveRequest) (api.Materialized, error) {
 	if !n.handoffOn() {
 		return api.Materialized{}, fmt.Errorf("%w: inference.adapters_dir is not set", api.ErrUnavailable)
@@ -131,7 +131,19 @@ func (n *Node) resolve(ctx context.Context, name string, r api.ResolveRequest) (
 			p.ServedModel = r.BaseModel
 		}
 	}
-	target := n.resolveTarget(name, p)
+	ref, err := parseNameRef(name)
+	if err != nil {
+		return api.Materialized{}, err
+	}
+	target := ""
+	handable := func(a gossip.Announcement) bool {
+		return p.CheckAnnounced(announced(a.PeftType, a.BaseModel, a.Rank)) == nil && n.handoff.Refused(a.CID.String()) == nil
+	}
+	if v, ok := n.resolveName(ref, n.versionsOf(ref.name), false, handable); ok {
+		target = v.a.CID.String()
+	} else if ref.publisher == "" {
+		target = n.resolveTarget(name, p)
+	}
 	if target == "" {
 		return api.Materialized{}, fmt.Errorf("no trusted expert named %q for base model %q is known: %w", name, p.ServedModel, api.ErrNotFound)
 	}

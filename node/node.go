@@ -57,6 +57,7 @@ type Node struct {
 	// the peer IDs trust.publishers names.
 	prefetchQ        *prefetchQueue
 	listedPublishers map[peer.ID]bool
+	lines            *lineState // names and versions (names.go)
 
 	quit      chan struct{} // closed when Serve stops
 	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
@@ -91,7 +92,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	n := &Node{
 		cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3),
-		prefetchQ: newPrefetchQueue(), listedPublishers: map[peer.ID]bool{},
+		prefetchQ: newPrefetchQueue(), listedPublishers: map[peer.ID]bool{}, lines: newLineState(dir),
 	}
 	for _, s := range cfg.Trust.Publishers {
 		if p, err := peer.Decode(s); err == nil {
@@ -153,6 +154,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}); err != nil {
 		return nil, err
 	}
+	n.noteStoredLines()
 	n.metrics = metrics.New(n.snapshot)
 	maxSize := uint64(cfg.Store.MaxExpertSize)
 	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
@@ -270,7 +272,7 @@ func (n *Node) catalog() []gossip.Announcement {
 			out = append(out, a)
 		}
 	}
-	return out
+	return n.withoutSuperseded(out)
 }
 
 // reprovide puts a DHT provider record for every stored expert.

@@ -31,6 +31,7 @@ func (n *Node) servePrefetch(ctx context.Context) {
 	for range prefetchWorkers {
 		wg.Go(func() { n.prefetchWorker(ctx) })
 	}
+	wg.Go(func() { n.serveFollow(ctx) })
 	// Experts known before the subscription, those whose notification was
 	// dropped (a catalog pull can add thousands at once) and those the
 	// queue turned away are found by scanning the view again.
@@ -80,6 +81,9 @@ func (n *Node) offer(e gossip.Entry) {
 	}
 	if _, err := n.store.Get(e.CID); err == nil {
 		return
+	}
+	if gossip.Versioned(e) {
+		n.watchFollowed(e)
 	}
 	it := prefetchItem{cid: e.CID, source: e.Publisher.String(), rank: rankClaim}
 	switch {
@@ -138,10 +142,11 @@ func (n *Node) prefetchOne(ctx context.Context, c cid.Cid) error {
 	return err
 }
 
-// wants reports whether the want rules follow e: it matches one and is
-// trusted.
+// wants reports whether the want rules follow e: it matches one, is
+// trusted and, if it is a version of a line, it is the version its name
+// resolves to (follow.go).
 func (n *Node) wants(e gossip.Entry) bool {
-	return n.matches(e) && n.trustedEntry(e) && n.loadable(e)
+	return n.matches(e) && n.trustedEntry(e) && n.loadable(e) && (!gossip.Versioned(e) || n.currentVersion(e))
 }
 
 // matches reports whether e matches a want rule.

@@ -197,6 +197,14 @@ func (q *prefetchQueue) done(it prefetchItem, ok bool, now time.Time) {
 	}
 }
 
+// forgive forgets that c's prefetch failed, so that it may be queued again
+// at once (a followed version a new provider announced).
+func (q *prefetchQueue) forgive(c cid.Cid) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.failed, c)
+}
+
 // holds reports whether c waits or is running.
 func (q *prefetchQueue) holds(c cid.Cid) bool {
 	q.mu.Lock()

@@ -48,6 +48,7 @@ func (n *Node) Status(p api.Page) api.Status {
 	for _, a := range n.handoff.Status() {
 		s.Adapters = append(s.Adapters, api.Adapter{
 			Name: a.Name, CID: a.CID, Dir: a.Dir, Version: a.Version, ServerPath: a.ServerPath, PeftType: a.PeftType, Loaded: a.Loaded, Pending: a.Pending,
+			Publisher: a.Publisher, ExpertVersion: a.ExpertVersion,
 			Attempts: a.Attempts, Failed: a.Failed, LastError: a.LastError, Note: a.Note,
 		})
 	}

@@ -195,3 +195,10 @@ func (c *Client) Resolve(ctx context.Context, name string, r ResolveRequest) (Ma
 	var v Materialized
 	return v, c.do(ctx, http.MethodPost, "/v1/resolve/"+url.PathEscape(name), r, &v)
 }
+
+// Name asks what the daemon knows of an expert name ("name" or
+// "publisher/name"): the version it resolves to and the versions known.
+func (c *Client) Name(ctx context.Context, name string) (NameInfo, error) {
+	var v NameInfo
+	return v, c.do(ctx, http.MethodGet, "/v1/resolve/"+url.PathEscape(name), nil, &v)
+}

@@ -85,7 +85,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/publish", auth(s.publish))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
-	mux.Handle("POST /v1/resolve/{name}", auth(s.resolve))
+	mux.Handle("GET /v1/resolve/{name...}", auth(s.name))
+	mux.Handle("POST /v1/resolve/{name...}", auth(s.resolve))
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.authenticate(s.metrics))
 	}
@@ -277,6 +278,14 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 	m, err := s.backend.Resolve(r.Context(), r.PathValue("name"), req)
 	done()
 	respond(w, m, err)
+}
+
+func (s *Server) name(w http.ResponseWriter, r *http.Request) {
+	info, err := s.backend.Name(r.PathValue("name"))
+	if err == nil {
+		info.Versions = orEmpty(info.Versions)
+	}
+	respond(w, info, err)
 }
 
 // readJSON decodes r's body into v. While it reads, the connection waits

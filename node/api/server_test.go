@@ -76,6 +76,16 @@ func (f *fakeBackend) Resolve(_ context.Context, name string, r ResolveRequest) 
 	return Materialized{}, fmt.Errorf("%w: no expert %q", ErrNotFound, name)
 }
 
+func (f *fakeBackend) Name(name string) (NameInfo, error) {
+	for _, e := range f.experts {
+		if e.Name == name {
+			v := NameVersion{Name: e.Name, Publisher: e.Publisher, Version: e.Version, CID: e.CID, Local: e.Local}
+			return NameInfo{Name: name, Resolved: &v, Versions: []NameVersion{v}}, nil
+		}
+	}
+	return NameInfo{}, fmt.Errorf("%w: no expert %q", ErrNotFound, name)
+}
+
 // Status pages and counts as the node does (node/status.go).
 func (f *fakeBackend) Status(p Page) Status {
 	st := f.status
@@ -159,6 +169,13 @@ func TestAPIRoutes(t *testing.T) {
 	}
 	if _, err := c.Resolve(ctx, "a", ResolveRequest{BaseModel: "gpt2"}); err != nil || b.resolved.BaseModel != "gpt2" {
 		t.Fatalf("resolve for a base: %v, backend saw %+v", err, b.resolved)
+	}
+	if info, err := c.Name(ctx, "a"); err != nil || info.Resolved == nil || info.Resolved.CID != "bafka" {
+		t.Fatalf("name %+v %v", info, err)
+	}
+	var se *StatusError
+	if _, err := c.Name(ctx, "nobody/a"); !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		t.Fatalf("name of no expert: %v", err)
 	}
 }
 

@@ -34,6 +34,10 @@ type Backend interface {
 	// (for r.BaseModel, if set) for the inference server and returns where
 	// the server finds it.
 	Resolve(ctx context.Context, name string, r ResolveRequest) (Materialized, error)
+	// Name says what the node knows of an expert name ("name" or
+	// "publisher/name"): the version it resolves to, and the versions it
+	// knows. It fetches and writes nothing.
+	Name(name string) (NameInfo, error)
 	// Status is everything the status page shows, read in one call, with
 	// one page of experts (p) and at most p.Limit of every other list.
 	Status(p Page) Status
@@ -119,21 +123,24 @@ type Filter struct {
 
 // Expert describes an expert, local or remote.
 type Expert struct {
-	CID           string    `json:"cid"`
-	Name          string    `json:"name,omitempty"`
-	PeftType      string    `json:"peft_type,omitempty"`
-	BaseModel     string    `json:"base_model,omitempty"`
-	Rank          int       `json:"rank,omitempty"`
-	TargetModules []string  `json:"target_modules,omitempty"`
-	Params        int64     `json:"params,omitempty"`
-	Density       float64   `json:"density,omitempty"`
-	Size          int64     `json:"size"`
-	Publisher     string    `json:"publisher,omitempty"`
-	Added         time.Time `json:"added,omitzero"`
-	Local         bool      `json:"local"`
-	Signed        bool      `json:"signed"`  // metadata signed by the publisher
-	Trusted       bool      `json:"trusted"` // per trust.publishers`
-	Pinned        bool      `json:"pinned"`
+	CID           string   `json:"cid"`
+	Name          string   `json:"name,omitempty"`
+	PeftType      string   `json:"peft_type,omitempty"`
+	BaseModel     string   `json:"base_model,omitempty"`
+	Rank          int      `json:"rank,omitempty"`
+	TargetModules []string `json:"target_modules,omitempty"`
+	Params        int64    `json:"params,omitempty"`
+	Density       float64  `json:"density,omitempty"`
+	Size          int64    `json:"size"`
+	Publisher     string   `json:"publisher,omitempty"`
+	// Version is the expert's place in its publisher's line of versions of
+	// its name (docs/names.md): 1, 2, ...; 0 (omitted) for none.
+	Version uint64    `json:"version,omitempty"`
+	Added   time.Time `json:"added,omitzero"`
+	Local   bool      `json:"local"`
+	Signed  bool      `json:"signed"`  // metadata signed by the publisher
+	Trusted bool      `json:"trusted"` // per trust.publishers`
+	Pinned  bool      `json:"pinned"`
 	// NotHandedOff says why the expert is not handed to the inference
 	// server (inference.adapters_dir), nil when it is or may be.
 	NotHandedOff *Refusal `json:"not_handed_off,omitempty"`
@@ -221,12 +228,46 @@ type Adapter struct {
 	Version    string `json:"version,omitempty"`
 	ServerPath string `json:"server_path,omitempty"`
 	PeftType   string `json:"peft_type,omitempty"`
-	Loaded     bool   `json:"loaded"`            // vLLM acknowledged the load
-	Pending    string `json:"pending,omitempty"` // "load" or "unload" while a vLLM call is due
-	Attempts   int    `json:"attempts"`
-	Failed     bool   `json:"failed,omitempty"` // the last vLLM call failed for good
-	LastError  string `json:"last_error,omitempty"`
-	Note       string `json:"note,omitempty"`
+	// Publisher and ExpertVersion: the version of its publisher's line in
+	// service under the name (docs/names.md); empty for an expert of none.
+	Publisher     string `json:"publisher,omitempty"`
+	ExpertVersion uint64 `json:"expert_version,omitempty"`
+	Loaded        bool   `json:"loaded"`            // vLLM acknowledged the load
+	Pending       string `json:"pending,omitempty"` // "load" or "unload" while a vLLM call is due
+	Attempts      int    `json:"attempts"`
+	Failed        bool   `json:"failed,omitempty"` // the last vLLM call failed for good
+	LastError     string `json:"last_error,omitempty"`
+	Note          string `json:"note,omitempty"`
+}
+
+// NameInfo is what a node knows of an expert name, the body of GET
+// /v1/resolve/{name}.
+type NameInfo struct {
+	// Name as asked: "name" or "publisher/name".
+	Name string `json:"name"`
+	// Resolved is the version the name resolves to (docs/names.md): the
+	// latest version of the line of the first trusted publisher using the
+	// name, or of the publisher named; nil if none.
+	Resolved *NameVersion `json:"resolved,omitempty"`
+	// Versions are the versions the node knows of every line of the name,
+	// held or announced (the swarm announces each line's latest): by
+	// publisher, newest first.
+	Versions []NameVersion `json:"versions"`
+}
+
+// NameVersion is one version of a line of a name.
+type NameVersion struct {
+	Name      string `json:"name"` // as its publisher spelled it
+	Publisher string `json:"publisher"`
+	Version   uint64 `json:"version"` // 0: a publication made before versions
+	CID       string `json:"cid"`
+	Local     bool   `json:"local"`
+	Pinned    bool   `json:"pinned,omitempty"`
+	Trusted   bool   `json:"trusted"`
+	// InService: the inference server's adapter of the name is this one.
+	InService bool      `json:"in_service,omitempty"`
+	Published time.Time `json:"published,omitzero"`  // when the publisher signed it
+	Providers int       `json:"providers,omitempty"` // other peers known to hold it
 }
 
 // errorBody is every error response.

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/expertd/expertd/internal/atomicfile"
 )
 
 // MarkerFile, inside each adapter directory, records which expert it holds.
@@ -84,20 +86,11 @@ func (h *Handoff) Scan() (map[string]Marker, error) {
 // replaceMarker replaces dir's marker with m by a rename: a reader sees
 // the old marker or the new one.
 func replaceMarker(dir string, m Marker) error {
-	tmp := filepath.Join(dir, MarkerFile+".tmp")
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(tmp, append(b, '\n')); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, MarkerFile)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	syncDir(dir)
-	return nil
+	return atomicfile.Write(filepath.Join(dir, MarkerFile), append(b, '\n'), 0o644)
 }
 
 // writeFileSync writes a new file and syncs it.
