@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/handoff"
@@ -26,19 +27,26 @@ import (
 // prefetch queue's cooldown.
 
 // followState is what following remembers: the followed versions not held
-// yet, each with the providers known when it was last offered.
+// yet, each with the providers it was queued with.
 type followState struct {
 	mu      sync.Mutex
-	pending map[cid.Cid]int
+	pending map[cid.Cid]*followed
 }
 
-func newFollowState() followState { return followState{pending: map[cid.Cid]int{}} }
+type followed struct {
+	since time.Time        // first offered
+	tried map[peer.ID]bool // providers known when it was last queued
+}
+
+func newFollowState() followState { return followState{pending: map[cid.Cid]*followed{}} }
 
 // Bounds of following.
 const (
 	// maxPending bounds the followed versions watched for new providers:
 	// only trusted publishers' latest versions get there.
 	maxPending = 256
+	// maxTried bounds the providers remembered per version.
+	maxTried = 16
 	// followTick is how often those are looked at.
 	followTick = 100 * time.Millisecond
 )
@@ -55,13 +63,26 @@ func (n *Node) currentVersion(e gossip.Entry) bool {
 }
 
 // watchFollowed remembers e, a followed version just offered to the
-// prefetch queue, to try it again when another provider announces it.
-func (n *Node) watchFollowed(e gossip.Entry) {
+// prefetch queue (queued if queued), to try it again when a provider it was
+// not queued with announces it.
+func (n *Node) watchFollowed(e gossip.Entry, queued bool) {
 	f := &n.lines.follow
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.pending[e.CID]; ok || len(f.pending) < maxPending {
-		f.pending[e.CID] = len(e.Providers)
+	w := f.pending[e.CID]
+	if w == nil {
+		if len(f.pending) >= maxPending {
+			return
+		}
+		w = &followed{since: time.Now(), tried: map[peer.ID]bool{}}
+		f.pending[e.CID] = w
+	}
+	if queued {
+		for _, p := range e.Providers {
+			if len(w.tried) < maxTried {
+				w.tried[p.ID] = true
+			}
+		}
 	}
 }
 
@@ -76,34 +97,44 @@ func (n *Node) serveFollow(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n.refollow()
+		n.refollow(time.Now())
 	}
 }
 
-// refollow looks at each pending followed version: forgotten once held,
-// gone from the view or no longer followed; offered again, its failure
-// forgiven, when it has more providers than when last offered.
-func (n *Node) refollow() {
+// refollow looks at each pending followed version at now: forgotten once
+// held, no longer followed, or watched for prefetchCooldown (the prefetch
+// queue takes it again then); offered again, its failure forgiven, when a
+// provider it was not queued with announces it. One that left the view
+// (its only provider failed, and was dropped) is kept: it comes back when
+// another provider announces it.
+func (n *Node) refollow(now time.Time) {
 	f := &n.lines.follow
 	f.mu.Lock()
-	if len(f.pending) == 0 {
-		f.mu.Unlock()
-		return
-	}
-	pending := make(map[cid.Cid]int, len(f.pending))
-	for c, k := range f.pending {
-		pending[c] = k
+	retry := map[cid.Cid]gossip.Entry{}
+	for c, w := range f.pending {
+		if now.Sub(w.since) > prefetchCooldown {
+			delete(f.pending, c)
+			continue
+		}
+		e, ok := n.gossip.View().Get(c)
+		if !ok {
+			continue
+		}
+		for _, p := range e.Providers {
+			if !w.tried[p.ID] {
+				retry[c] = e
+			}
+		}
 	}
 	f.mu.Unlock()
-	for c, k := range pending {
-		e, ok := n.gossip.View().Get(c)
+	for c, e := range retry {
 		_, err := n.store.Get(c)
 		switch {
-		case err == nil || !ok || !n.wants(e):
+		case err == nil || !n.wants(e):
 			f.mu.Lock()
 			delete(f.pending, c)
 			f.mu.Unlock()
-		case len(e.Providers) > k && !n.prefetchQ.holds(c):
+		case !n.prefetchQ.holds(c):
 			n.prefetchQ.forgive(c)
 			n.offer(e)
 		}

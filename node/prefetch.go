@@ -82,9 +82,6 @@ func (n *Node) offer(e gossip.Entry) {
 	if _, err := n.store.Get(e.CID); err == nil {
 		return
 	}
-	if gossip.Versioned(e) {
-		n.watchFollowed(e)
-	}
 	it := prefetchItem{cid: e.CID, source: e.Publisher.String(), rank: rankClaim}
 	switch {
 	case e.Signed && n.listed(e.Publisher):
@@ -94,7 +91,10 @@ func (n *Node) offer(e gossip.Entry) {
 	default:
 		it.source = e.Provider.String() // an unsigned claim is its provider's word
 	}
-	n.prefetchQ.push(it, time.Now())
+	queued := n.prefetchQ.push(it, time.Now())
+	if gossip.Versioned(e) {
+		n.watchFollowed(e, queued)
+	}
 }
 
 // prefetchWorker fetches what the queue hands it until ctx is done.

@@ -82,12 +82,15 @@ func newPublishCmd(v *viper.Viper) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("publish %s: %w", args[0], err)
 			}
+			if e.Version > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "published %s version %d\n", e.Name, e.Version)
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), e.CID)
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Name, "name", "", "name of the expert (default: the directory's name)")
+	f.StringVar(&req.Name, "name", "", "name of the expert (default: the directory's name); publishing a name again publishes its next version")
 	f.Float64Var(&req.Density, "density", 0, "fraction kept (default: compress.density)")
 	f.StringVar(&req.Alpha, "alpha", "", "auto or a multiplier of std (default: compress.alpha)")
 	f.StringVar(&req.Scope, "scope", "", "global or tensor (default: compress.scope)")
@@ -138,18 +141,21 @@ func newFetchCmd(v *viper.Viper) *cobra.Command {
 	var out, dtype string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "fetch CID [-o DIR]",
+		Use:   "fetch CID|NAME|PUBLISHER/NAME [-o DIR]",
 		Short: "Fetch an expert from the swarm, verify it and (with -o) write it as a PEFT directory",
-		Args:  cobra.ExactArgs(1),
+		Long: `Fetch an expert from the swarm by its CID, or by name: the latest version of the name
+from the first trusted publisher using it (trust.publishers), or from the publisher named
+(PUBLISHER/NAME, a peer ID: naming it vouches for it, as a CID does). See docs/names.md.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := api.ParseCID(args[0]); err != nil {
-				return fmt.Errorf("fetch: %w", err)
-			}
 			c, err := client(cmd, v)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
+			if args[0], err = resolveArg(ctx, c, args[0], cmd.ErrOrStderr()); err != nil {
+				return fmt.Errorf("fetch: %w", err)
+			}
 			var abs string
 			if out != "" {
 				// The daemon checks again where it writes; checking here
@@ -256,14 +262,18 @@ func checkOutputDir(dir string, force bool) error {
 func newLsCmd(v *viper.Viper) *cobra.Command {
 	var f api.Filter
 	var asJSON bool
+	var versions string
 	cmd := &cobra.Command{
 		Use:   "ls",
-		Short: "List experts held here (and with --remote, known in the swarm)",
+		Short: "List experts held here (and with --remote, known in the swarm), or the versions of a name",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client(cmd, v)
 			if err != nil {
 				return err
+			}
+			if versions != "" {
+				return lsVersions(cmd, c, versions, asJSON)
 			}
 			es, err := c.Experts(cmd.Context(), f)
 			if err != nil {
@@ -273,9 +283,10 @@ func newLsCmd(v *viper.Viper) *cobra.Command {
 				return printJSON(cmd, es)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CID\tNAME\tTYPE\tBASE MODEL\tSIZE\tWHERE")
+			fmt.Fprintln(tw, "CID\tNAME\tVERSION\tPUBLISHER\tTYPE\tBASE MODEL\tSIZE\tWHERE")
 			for _, e := range es {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.CID, e.Name, e.PeftType, e.BaseModel, human(e.Size), where(e))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.CID, e.Name, versionCol(e.Version), publisherCol(e),
+					e.PeftType, e.BaseModel, human(e.Size), where(e))
 			}
 			return tw.Flush()
 		},
@@ -285,6 +296,7 @@ func newLsCmd(v *viper.Viper) *cobra.Command {
 	fl.StringVar(&f.BaseModel, "base-model", "", "only experts for this base model")
 	fl.StringVar(&f.PeftType, "peft-type", "", "only this peft type (lora, ia3, ...)")
 	fl.StringVar(&f.Name, "name", "", "only names containing this")
+	fl.StringVar(&versions, "versions", "", "list the versions known of this name (NAME or PUBLISHER/NAME) instead")
 	fl.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -50,7 +50,7 @@ func TestMistypedCommands(t *testing.T) {
 		{args: []string{"decompress", "/nonexistent", "-o", filepath.Join(dir, "out")}, want: []string{"decompress /nonexistent: no such file or directory"}},
 		{args: []string{"decompress", container, "-o", fixture}, want: []string{fixture + " holds files (--force writes into it)"}},
 		{args: []string{"decompress", container, "-o", container}, want: []string{container + " is not a directory"}},
-		{args: []string{"fetch", "bad"}, want: []string{`fetch: "bad" is not a CID`}},
+		{args: []string{"fetch", "bad", "--api", "127.0.0.1:1"}, want: []string{"fetch: bad: cannot reach the expertd daemon"}},
 		{args: []string{"fetch", unknown, "-o", fixture, "--api", "127.0.0.1:1"}, want: []string{"holds 2 entries (--force writes into it)"}},
 		{args: []string{"fetch", unknown, "-o", container, "--force", "--api", "127.0.0.1:1"}, want: []string{"-o " + container + " is not a directory"}},
 		{args: []string{"pin", "Qmnope"}, want: []string{`pin: "Qmnope" is not a CID`}},
@@ -64,6 +64,8 @@ func TestMistypedCommands(t *testing.T) {
 		cases = append(cases,
 			mistyped{args: []string{"pin", unknown, "--api", d.API}, want: []string{"not found: expert " + unknown}},
 			mistyped{args: []string{"rm", unknown, "--api", d.API}, want: []string{"not found: expert " + unknown}},
+			mistyped{args: []string{"fetch", "bad", "--api", d.API}, want: []string{`fetch: "bad" is neither a CID nor a name this node knows`}},
+			mistyped{args: []string{"ls", "--versions", "bad", "--api", d.API}, want: []string{`ls --versions bad: not found: "bad"`}},
 		)
 	}
 	for _, c := range cases {

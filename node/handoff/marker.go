@@ -29,6 +29,15 @@ type Marker struct {
 	Version   uint64 `json:"version,omitempty"`
 }
 
+// holding says which expert m is, for a message: "version 2 of publisher
+// P's "team-sql"", or "expert <cid>" for one of no line.
+func (m Marker) holding() string {
+	if m.Version == 0 {
+		return "expert " + m.CID
+	}
+	return fmt.Sprintf("version %d of publisher %s's %q", m.Version, m.Publisher, m.Name)
+}
+
 // errNoMarker: a directory exists but holds no marker (not ours).
 var errNoMarker = errors.New("no " + MarkerFile)
 

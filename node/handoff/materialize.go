@@ -98,7 +98,8 @@ func (h *Handoff) MaterializeVersion(ctx context.Context, cid, name string, ver 
 	case errors.Is(err, fs.ErrNotExist):
 		cur = ""
 		if other, ok := h.caseVariant(sname); ok {
-			return Placed{}, fmt.Errorf("%w: %s is the name %s under another case", ErrConflict, link, other)
+			m, _ := h.Holder(other)
+			return Placed{}, fmt.Errorf("%w: %s is the name %s under another case, held by %s", ErrConflict, link, other, m.holding())
 		}
 	default:
 		return Placed{}, fmt.Errorf("handoff: %w", err)
@@ -165,7 +166,7 @@ func (h *Handoff) mayMove(link, cur, cid string, ver Version) error {
 	case ver.Seq == 0 || ver.Publisher == "" || m.Version == 0:
 		return fmt.Errorf("%w: %s holds expert %s, not %s", ErrConflict, link, held, cid)
 	case m.Publisher != ver.Publisher:
-		return fmt.Errorf("%w: %s holds version %d of publisher %s's %q, not publisher %s's expert %s", ErrConflict, link, m.Version, m.Publisher, m.Name, ver.Publisher, cid)
+		return fmt.Errorf("%w: %s holds %s, not publisher %s's expert %s", ErrConflict, link, m.holding(), ver.Publisher, cid)
 	case ver.Seq <= m.Version:
 		return fmt.Errorf("%w: %w: %s holds version %d (%s), not older version %d (%s)", ErrConflict, ErrSuperseded, link, m.Version, held, ver.Seq, cid)
 	}
