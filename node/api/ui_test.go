@@ -42,6 +42,7 @@ var (
 	lostCID  = fakeCID("lost")
 	newCID   = fakeCID("new")
 	doneCID  = fakeCID("done")
+	sqlCID   = fakeCID("team-sql")
 )
 
 // testStatus is a node with something in every section of the status page:
@@ -131,10 +132,14 @@ func short(s string) string { return s[:10] + "…" + s[len(s)-6:] }
 func TestStatusPage(t *testing.T) {
 	bin := chromium(t)
 	st := testStatus()
+	// A version of a line, in service under its name.
+	st.Experts = append(st.Experts, Expert{CID: sqlCID, Name: "team-sql", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B",
+		Publisher: alpha, Version: 3, Size: 3 << 20, Local: true, Signed: true, Trusted: true})
+	st.Adapters = []Adapter{{Name: "team-sql", CID: sqlCID, Publisher: alpha, ExpertVersion: 3, Loaded: true}}
 	for i := range 20 {
 		st.Experts[1].Providers = append(st.Experts[1].Providers, fakePeer(fmt.Sprint("provider", i)))
 	}
-	for i := range 150 { // one page holds the local expert, code-ia3 and 98 of these
+	for i := range 150 { // one page holds the two local experts, code-ia3 and 97 of these
 		st.Experts = append(st.Experts, Expert{CID: fakeCID(fmt.Sprint("swarm", i)), Name: fmt.Sprintf("swarm-%03d", i),
 			PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B", Size: 1 << 20, Providers: []string{fakePeer("gamma")}})
 	}
@@ -176,11 +181,15 @@ func TestStatusPage(t *testing.T) {
 	// Names are text, never markup; a local expert shows who else serves it.
 	checkRow("local", localCID, "math-lora &lt;b&gt;bold&lt;/b&gt;", "LORA", "3.0 MiB", "pinned", short(alpha))
 	checkRow("remote", codeCID, "code-ia3", "IA3", "Qwen/Qwen2.5-7B", short(beta), "+19 more")
-	checkRow("remote", fakeCID("swarm97"), "swarm-097")
-	if row(dom, "remote", fakeCID("swarm98")) != "" {
+	checkRow("remote", fakeCID("swarm96"), "swarm-096")
+	// A version of a line: its version beside its name; the adapter of
+	// the name says which version is in service.
+	checkRow("local", sqlCID, "team-sql", "v3")
+	checkRow("adapters", "team-sql", "v3 by", short(alpha), short(sqlCID), "loaded")
+	if row(dom, "remote", fakeCID("swarm97")) != "" {
 		t.Error("the page shows more than the first page of experts")
 	}
-	for _, want := range []string{`id="local-count" class="count">(1)`, `id="remote-count" class="count">(99 of 151)`,
+	for _, want := range []string{`id="local-count" class="count">(2)`, `id="remote-count" class="count">(98 of 151)`,
 		`<p id="experts-more" class="muted">`} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("page lacks %s", want)

@@ -113,17 +113,34 @@
     return el("div", { title: ps.join("\n") }, ids(shown), more > 0 ? el("span", { class: "muted" }, " +" + more + " more") : null);
   }
 
+  // version is an expert's version of its publisher's line of its name.
+  const version = (v, publisher) => (v ? el("span", { class: "tag", title: "version " + v + " of " + (publisher || "its publisher") + "'s line of this name" }, "v" + v) : null);
+
   function expertRow(e, last) {
     // Why the inference server does not get it (other base, rank...).
     const why = e.not_handed_off;
     return el("tr", { "data-cid": e.cid },
-      el("td", null, e.name || "—", e.pinned ? el("span", { class: "tag", title: "never evicted (expertd unpin lets it go)" }, "pinned") : null,
+      el("td", null, e.name || "—", version(e.version, e.publisher),
+        e.pinned ? el("span", { class: "tag", title: "never evicted (expertd unpin lets it go)" }, "pinned") : null,
         why ? el("div", { class: "muted", title: why.detail }, "not handed off: " + why.reason) : null),
       el("td", null, ident(e.cid, "CID")),
       el("td", null, e.peft_type || "—"),
       el("td", null, model(e.base_model)),
       el("td", { class: "num" }, bytes(e.size || 0)),
       ...last.map((c) => el("td", null, c)));
+  }
+
+  // adapterRow is an adapter name, the version in service and vLLM's state.
+  function adapterRow(a) {
+    let state = a.loaded ? "loaded" : "not loaded";
+    if (a.pending) state = a.pending + " pending";
+    if (a.failed) state = "failed";
+    if (a.note) state = "not sent";
+    return el("tr", { "data-name": a.name, class: a.failed ? "state-failed" : "" },
+      el("td", null, a.name),
+      el("td", null, a.expert_version ? el("span", null, "v" + a.expert_version, " by ", ids([a.publisher])) : el("span", { class: "muted" }, "—")),
+      el("td", null, ident(a.cid, "CID")),
+      el("td", { title: a.last_error || a.note || "" }, el("span", { class: "state" }, state)));
   }
 
   // conn is one connection to a peer: its kind (direct, relayed with the
@@ -160,6 +177,9 @@
       el("td", { class: "num" }, latency(p.latency_ms)),
       el("td", null, el("ul", { class: "plain" }, ...(p.conns && p.conns.length > 0 ? p.conns.map(conn) : (p.addrs || []).map((a) => el("li", null, addr(a)))))))),
       3, "No peers connected.");
+
+    $("adapters-count").textContent = count(st.adapters.length, n.adapters);
+    fill("adapters", st.adapters.map(adapterRow), 4, "No adapters written (inference.adapters_dir).");
 
     const local = st.experts.filter((e) => e.local);
     const remote = st.experts.filter((e) => !e.local);
