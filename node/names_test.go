@@ -93,6 +93,35 @@ func TestPublishVersions(t *testing.T) {
 	}
 }
 
+// TestVersionCounters: numbers are never given twice, restarts included;
+// another spelling of a counted name is refused.
+func TestVersionCounters(t *testing.T) {
+	dir := t.TempDir()
+	c := newVersionCounters(dir)
+	for want, floor := range []uint64{0, 0, 5} {
+		got, err := c.next("team-sql", floor)
+		if err != nil || (want < 2 && got != uint64(want+1)) || (want == 2 && got != 6) {
+			t.Fatalf("next with floor %d: %d, %v", floor, got, err)
+		}
+	}
+	again := newVersionCounters(dir) // a restart
+	if got, err := again.next("team-sql", 0); err != nil || got != 7 {
+		t.Fatalf("after a restart: %d, %v", got, err)
+	}
+	if s, ok, err := again.spelling("TEAM-SQL"); err != nil || !ok || s != "team-sql" {
+		t.Errorf("spelling: %q %v %v", s, ok, err)
+	}
+	if _, err := again.next("Team-SQL", 0); err == nil {
+		t.Error("another spelling was counted")
+	}
+	if err := os.WriteFile(filepath.Join(dir, VersionsFile), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newVersionCounters(dir).next("team-sql", 0); err == nil {
+		t.Error("a damaged counters file was overwritten: its numbers would be given again")
+	}
+}
+
 // TestDecodeVersions: the counters file is checked entry by entry.
 func TestDecodeVersions(t *testing.T) {
 	good := `{"version":1,"names":{"team-sql":{"name":"Team-SQL","last":3}}}`

@@ -306,6 +306,14 @@ func TestNamesCLI(t *testing.T) {
 	if !lineWith(vs, "1", v1, "local, pinned") || !lineWith(vs, "2", v2, "local, pinned", "<- team-sql") {
 		t.Errorf("ls --versions on the publisher:\n%s", vs)
 	}
+	// Version 1 is no longer gossiped, but stays fetchable by its CID
+	// (the DHT knows its providers).
+	if got := cli(s, "fetch", v1); got != v1 {
+		t.Errorf("fetch %s (version 1): %s", v1, got)
+	}
+	if target, _ := os.Readlink(filepath.Join(tmp, "adapters", "team-sql")); !strings.Contains(target, v2) {
+		t.Errorf("after fetching version 1, team-sql links to %q, want version 2", target)
+	}
 
 	// An untrusted publisher's team-sql: listed as untrusted, never the
 	// name's version.
