@@ -69,6 +69,15 @@ func FuzzAnnouncement(f *testing.F) {
 	garbled := signed
 	garbled.Envelope = append(slices.Clone(env[:len(env)-1]), env[len(env)-1]^1)
 	f.Add(rawEncode(f, garbled))
+	versioned := testAnn(5, signer) // a version of a line
+	versioned.Time, versioned.Version = fuzzNow, 3
+	if versioned.Envelope, err = SignPublication(key, versioned); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(rawEncode(f, versioned))
+	claimed := versioned // the envelope says 3
+	claimed.Version = 4
+	f.Add(rawEncode(f, claimed))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeVerify(data, signer, fuzzNow, DefaultTTL)
@@ -117,6 +126,11 @@ func FuzzPublication(f *testing.F) {
 	}
 	f.Add(env)
 	a.TargetModules, a.Name = nil, ""
+	if env, err = SignPublication(key, a); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(env)
+	a.Name, a.Version = "team-sql", MaxVersion
 	if env, err = SignPublication(key, a); err != nil {
 		f.Fatal(err)
 	}
@@ -183,6 +197,12 @@ func FuzzCatalog(f *testing.F) {
 		f.Fatal(err)
 	}
 	published.Envelope = env
+	version := testAnn(5, signer)
+	version.Time, version.Version = fuzzNow.Add(-time.Hour), 2
+	if version.Envelope, err = SignPublication(key, version); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(serve(version, published))
 	renamed := published
 	renamed.Name = "not what was signed"
 	fetched := testAnn(4, testPeers(f, 1)[0]) // another publisher's expert, unsigned
