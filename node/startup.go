@@ -63,7 +63,9 @@ func uniqueAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 // without SO_REUSEPORT, and closes it again. libp2p binds its listeners
 // with SO_REUSEPORT, so a second daemon on the same port would start
 // without a word and share the port with the first; a plain bind fails
-// where another socket holds the port.
+// where another socket holds the port. Only a port in use is an error
+// here: an address this host does not have (a simulated network's, say)
+// is libp2p's to judge.
 func checkListenFree(addrs []ma.Multiaddr) error {
 	for _, a := range addrs {
 		netw, host, err := manet.DialArgs(a)
@@ -77,24 +79,25 @@ func checkListenFree(addrs []ma.Multiaddr) error {
 		switch netw {
 		case "tcp", "tcp4", "tcp6":
 			ln, err := net.Listen(netw, host)
-			if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
 				return listenErr(a, err)
 			}
-			ln.Close()
+			if err == nil {
+				ln.Close()
+			}
 		case "udp", "udp4", "udp6":
 			pc, err := net.ListenPacket(netw, host)
-			if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
 				return listenErr(a, err)
 			}
-			pc.Close()
+			if err == nil {
+				pc.Close()
+			}
 		}
 	}
 	return nil
 }
 
 func listenErr(a ma.Multiaddr, err error) error {
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return &startupError{fmt.Sprintf("p2p listen address %s is in use (another expertd daemon?); set p2p.listen or --listen to a free port", a), err}
-	}
-	return &startupError{fmt.Sprintf("p2p listen address %s: %v", a, err), err}
+	return &startupError{fmt.Sprintf("p2p listen address %s is in use (another expertd daemon?); set p2p.listen or --listen to a free port", a), err}
 }

@@ -7,11 +7,8 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/node/api"
-	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/metrics"
 )
-
-var gossipAll gossip.Filter
 
 // transferKeep is how long finished transfers stay listed.
 const transferKeep = time.Hour

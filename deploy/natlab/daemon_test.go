@@ -56,10 +56,12 @@ type nodeConfig struct {
 	relayService                string // the p2p.relay_service section's keys, "" for none
 }
 
-func (c nodeConfig) yaml(dataDir string) string {
+// yaml is the daemon's configuration file. Its API is called as
+// http://<namespace>:5180, so the namespace's name is an allowed Host.
+func (c nodeConfig) yaml(dataDir, ns string) string {
 	list := func(l []string) string { return "[" + strings.Join(l, ", ") + "]" }
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\ndata_dir: %s\nlog:\n  level: debug\napi:\n  listen: 127.0.0.1:%s\n", dataDir, apiPort)
+	fmt.Fprintf(&b, "version: 1\ndata_dir: %s\nlog:\n  level: debug\napi:\n  listen: 127.0.0.1:%s\n  allowed_hosts: [%s]\n", dataDir, apiPort, ns)
 	fmt.Fprintf(&b, "p2p:\n  listen: [/ip4/0.0.0.0/tcp/%s, /ip4/0.0.0.0/udp/%s/quic-v1]\n  mdns: false\n  nat_port_map: false\n", p2pPort, p2pPort)
 	fmt.Fprintf(&b, "  bootstrap: %s\n  relays: %s\n  append_announce: %s\n", list(c.bootstrap), list(c.relays), list(c.announce))
 	if c.dhtServer {
@@ -77,7 +79,7 @@ func (c nodeConfig) yaml(dataDir string) string {
 func startDaemon(t *testing.T, bin, ns, dir, name string, c nodeConfig) *daemon {
 	t.Helper()
 	d := &daemon{name: name, ns: ns, bin: bin, config: filepath.Join(dir, name+".yaml"), logPath: filepath.Join(dir, name+".log")}
-	if err := os.WriteFile(d.config, []byte(c.yaml(filepath.Join(dir, name))), 0o644); err != nil {
+	if err := os.WriteFile(d.config, []byte(c.yaml(filepath.Join(dir, name), ns)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(d.logPath)

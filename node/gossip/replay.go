@@ -76,8 +76,6 @@ func (l *replayLog) expire(limit time.Time) {
 	}
 }
 
-func (l *replayLog) len() int { return len(l.m) }
-
 func toMilli(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
