@@ -254,3 +254,50 @@ func mustMeta(t *testing.T, n *Node, c string) store.Meta {
 	}
 	return m
 }
+
+// TestResolveOrder: when two trusted publishers use a name, it resolves to
+// the line of the one trust.publishers lists first, unless the other's
+// line holds the name in the adapters dir; an untrusted one's never, even
+// published last.
+func TestResolveOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("four libp2p nodes")
+	}
+	first := startNode(t, nil, nil)
+	second := startNode(t, addr(first), nil)
+	stranger := startNode(t, addr(first), nil)
+	adapters := t.TempDir()
+	n := startNode(t, addr(first), map[string]any{
+		"inference.adapters_dir": adapters,
+		"trust.publishers":       []string{first.Identity().ID, second.Identity().ID},
+	})
+	waitTopic(t, first, second, stranger, n)
+	eventually(t, 10*time.Second, "a gossip mesh", func() bool { return len(first.gossip.TopicPeers()) >= 3 })
+	s1 := publishAs(t, second, retrained(t, 60), "team-sql")
+	f1 := publishAs(t, first, retrained(t, 61), "team-sql")
+	f2 := publishAs(t, first, retrained(t, 62), "team-sql")
+	x := publishAs(t, stranger, retrained(t, 63), "team-sql")
+	for _, c := range []string{s1.CID, f2.CID, x.CID} {
+		eventually(t, 30*time.Second, "the versions known", func() bool { return known(n, c) })
+	}
+	resolved := func() string {
+		info, err := n.Name("team-sql")
+		if err != nil || info.Resolved == nil {
+			t.Fatalf("name: %+v %v", info, err)
+		}
+		return info.Resolved.CID
+	}
+	if got := resolved(); got != f2.CID {
+		t.Errorf("resolved to %s, want the first listed publisher's latest %s (not %s)", got, f2.CID, f1.CID)
+	}
+	// The second publisher's line takes the name here (the user fetched
+	// it): from then on the name resolves to that line.
+	waitFetched(t, n, s1.CID)
+	eventually(t, 10*time.Second, "the second publisher's version in service", func() bool { return linked(t, adapters, "team-sql") == s1.CID })
+	if got := resolved(); got != s1.CID {
+		t.Errorf("with the second publisher's line in service, resolved to %s, want %s", got, s1.CID)
+	}
+	if info, _ := n.Name(stranger.Identity().ID + "/team-sql"); info.Resolved == nil || info.Resolved.CID != x.CID || info.Resolved.Trusted {
+		t.Errorf("the stranger's line named: %+v", info.Resolved)
+	}
+}
