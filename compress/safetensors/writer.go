@@ -296,6 +296,9 @@ func (w *Writer) WriteFloat32(src []float32) error {
 		return err
 	}
 	dt := w.tensors[w.cur].DType
+	if dt == F32 && nativeLE { // the values are the file's bytes
+		return w.write(float32Bytes(src))
+	}
 	if w.buf == nil {
 		w.buf = make([]byte, chunkSize)
 	}
