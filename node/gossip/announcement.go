@@ -57,6 +57,9 @@ type Announcement struct {
 	Provider      peer.ID // the node that holds it and announces it
 	Time          time.Time
 	Envelope      []byte // the publisher's signed publication of the metadata, or nil
+	// Merge is, in a publication, how the expert was made by merging
+	// others; nil otherwise, and in every announcement (see Merge).
+	Merge *Merge
 }
 
 // Validate reports whether a's fields are well formed (ErrInvalid
@@ -119,7 +122,7 @@ func (a Announcement) validateMetadata() error {
 	if a.Time.IsZero() || a.Time.UnixMilli() <= 0 {
 		return fmt.Errorf("%w: no time", ErrInvalid)
 	}
-	return nil
+	return a.Merge.validate()
 }
 
 // checkCID accepts what the fetch protocol can serve: a CIDv1 of codec raw

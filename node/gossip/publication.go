@@ -64,6 +64,7 @@ func (p *publication) MarshalRecord() ([]byte, error) {
 		Size:          uint64(a.Size),
 		Publisher:     []byte(a.Publisher),
 		TimeUnixMs:    a.Time.UnixMilli(),
+		Merge:         a.Merge.toWire(),
 	})
 }
 
@@ -102,6 +103,9 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 	if len(m.GetTargetModules()) > 0 {
 		a.TargetModules = m.GetTargetModules()
 	}
+	if a.Merge, err = mergeFromWire(m.GetMerge()); err != nil {
+		return fmt.Errorf("%w: %w", ErrPublication, err)
+	}
 	if err := a.validateMetadata(); err != nil {
 		return fmt.Errorf("%w: %w", ErrPublication, err)
 	}
@@ -110,7 +114,7 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 }
 
 // SignPublication signs a's metadata (CID, Name, PeftType, BaseModel,
-// Rank, TargetModules, Params, Density, Size and Publisher) with key, the
+// Rank, TargetModules, Params, Density, Size, Publisher and Merge) with key, the
 // publisher's libp2p key, as of a.Time (now if zero), and returns the
 // envelope to set as Envelope in the announcements of a.CID. a.Publisher
 // must be key's peer ID; a.Provider and a.Envelope are ignored.
