@@ -229,6 +229,9 @@ func (n *Node) publication(file, name string) (store.Meta, error) {
 	if err != nil {
 		return store.Meta{}, err
 	}
+	if a.Merge, err = signedMerge(h); err != nil { // a merged expert's provenance
+		return store.Meta{}, fmt.Errorf("%w: %s: %v", api.ErrBadRequest, file, err)
+	}
 	if m.Envelope, err = gossip.SignPublication(n.key, a); err != nil {
 		if errors.Is(err, gossip.ErrInvalid) || errors.Is(err, gossip.ErrTooLarge) {
 			return store.Meta{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
