@@ -170,11 +170,21 @@ func expandWeights(t *testing.T, data []byte, o ExpandOptions) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := AdapterWeightsFile
 	if h.PeftType == PeftTypeFull {
-		name = ModelWeightsFile
+		return readFile(t, filepath.Join(dir, ModelWeightsFile))
 	}
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	return readWeights(t, dir)
+}
+
+// readWeights reads the adapter weights Expand wrote into dir.
+func readWeights(t *testing.T, dir string) []byte {
+	t.Helper()
+	return readFile(t, filepath.Join(dir, AdapterWeightsFile))
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
