@@ -196,28 +196,37 @@ func (r *report) markdown() string {
 	p("")
 	p("| measure | best wall | median wall | median CPU | goal | met (best / median) |")
 	p("|---|---:|---:|---:|---|---|")
-	row := func(what string, s stats, goal string, met func(float64) bool) {
+	// met says, for the best and the median runs, whether the goal was met.
+	row := func(what string, s stats, goal string, met func(best bool) bool) {
 		m := ""
 		if met != nil {
-			m = yes(met(s.best)) + " / " + yes(met(s.median))
+			m = yes(met(true)) + " / " + yes(met(false))
 		}
 		p("| %s | %.3f s (%.0f MB/s) | %.3f s (%.0f MB/s) | %.3f s | %s | %s |", what, s.best, r.mbps(s.best), s.median, r.mbps(s.median), s.cpu, goal, m)
 	}
+	pick := func(best bool, s stats) float64 {
+		if best {
+			return s.best
+		}
+		return s.median
+	}
 	var tr stats
+	compressGoal := fmt.Sprintf(">= %gx the reference", goalRatio)
 	if r.torchErr == nil && len(r.torch) > 0 {
 		tr = summarize(r.torch)
 		row("torch reference: sparsify+quantize, one thread, tensors in memory", tr, "", nil)
-		row("`expertd compress` (whole CLI: read, compress, write)", c, fmt.Sprintf(">= %gx the reference", goalRatio),
-			func(sec float64) bool { return tr.best/sec >= goalRatio })
+		row("`expertd compress` (whole CLI: read, compress, write)", c, compressGoal,
+			func(best bool) bool { return pick(best, tr)/pick(best, c) >= goalRatio })
 	} else {
-		row("`expertd compress` (whole CLI: read, compress, write)", c, fmt.Sprintf(">= %gx the reference", goalRatio), nil)
+		row("`expertd compress` (whole CLI: read, compress, write)", c, compressGoal, nil)
 	}
 	row("`expertd compress`, GOMAXPROCS=1", c1, "", nil)
-	row("`expertd decompress` to tmpfs (whole CLI)", d, fmt.Sprintf(">= %.0f MB/s", goalMBps), func(sec float64) bool { return r.mbps(sec) >= goalMBps })
+	row("`expertd decompress` to tmpfs (whole CLI)", d, fmt.Sprintf(">= %.0f MB/s", goalMBps),
+		func(best bool) bool { return r.mbps(pick(best, d)) >= goalMBps })
 	row("`expertd decompress`, GOMAXPROCS=1", d1, "", nil)
 	p("")
 	if tr.best > 0 {
-		p("Compress against the reference (its best wall time over ours): best %.2fx, median %.2fx (%.2fx in CPU time); goal %gx.",
+		p("Compress against the reference (its wall time over ours): best %.2fx, median %.2fx (%.2fx in CPU time); goal %gx.",
 			tr.best/c.best, tr.median/c.median, tr.cpu/c.cpu, goalRatio)
 	} else {
 		p("The torch reference was not measured: %v.", r.torchErr)
