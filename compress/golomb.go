@@ -43,22 +43,38 @@ func golombParam(p float64) uint32 {
 
 // golomb holds a parameter's derived constants.
 type golomb struct {
-	m uint32
-	b uint // bits of the long remainder codes: ceil(log2 m)
-	u uint32
+	m   uint32
+	b   uint // bits of the long remainder codes: ceil(log2 m)
+	u   uint32
+	inv uint64 // 2^64/m rounded up, for div (m > 1)
 }
 
 func newGolomb(m uint32) golomb {
 	b := uint(bits.Len32(m - 1))
-	return golomb{m: m, b: b, u: uint32(1)<<b - m}
+	g := golomb{m: m, b: b, u: uint32(1)<<b - m}
+	if m > 1 {
+		g.inv = ^uint64(0)/uint64(m) + 1
+	}
+	return g
+}
+
+// div is v/m by a multiplication, exact for every 32-bit v (Lemire,
+// Kaser and Kurz, "Faster remainder by direct computation", 2019).
+func (g golomb) div(v uint32) uint32 {
+	if g.m == 1 {
+		return v
+	}
+	q, _ := bits.Mul64(g.inv, uint64(v))
+	return uint32(q)
 }
 
 func (g golomb) encode(w *bitWriter, v uint32) {
-	w.unary(uint64(v / g.m))
+	q := g.div(v)
+	w.unary(uint64(q))
 	if g.b == 0 {
 		return
 	}
-	r := v % g.m
+	r := v - q*g.m
 	if r < g.u {
 		w.write(uint64(r), g.b-1)
 		return
@@ -71,7 +87,7 @@ func (g golomb) encode(w *bitWriter, v uint32) {
 // encodeSigned writes v then one sign bit, as encode and a write of the
 // bit do, in one write when the code is short (it nearly always is).
 func (g golomb) encodeSigned(w *bitWriter, v, sign uint32) {
-	q := v / g.m
+	q := g.div(v)
 	if q+uint32(g.b) > 29 { // the code and the sign may not fit in 32 bits
 		g.encode(w, v)
 		w.write(uint64(sign), 1)

@@ -123,3 +123,25 @@ func TestGolombEncodeSigned(t *testing.T) {
 		}
 	}
 }
+
+// TestGolombDiv: the division by multiplication is exact for every
+// parameter the format allows, at the edges of the 32-bit range.
+func TestGolombDiv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	ms := []uint32{1, 2, 3, 5, 7, 69, 1000, 1<<16 + 1, 1<<30 - 1, 1 << 30}
+	for range 200 {
+		ms = append(ms, 1+rng.Uint32N(1<<30))
+	}
+	for _, m := range ms {
+		g := newGolomb(m)
+		vs := []uint32{0, 1, m - 1, m, m + 1, 2*m - 1, 1<<32 - 1, 1<<32 - 2, (1<<32 - 1) / m * m}
+		for range 1000 {
+			vs = append(vs, rng.Uint32())
+		}
+		for _, v := range vs {
+			if got := g.div(v); got != v/m {
+				t.Fatalf("%d / %d: %d, want %d", v, m, got, v/m)
+			}
+		}
+	}
+}
