@@ -85,6 +85,9 @@ func (n *Node) Merge(ctx context.Context, r api.MergeRequest) (api.Expert, error
 	if err != nil {
 		return api.Expert{}, err
 	}
+	if err := n.checkMergeWork(in, opts.merge); err != nil {
+		return api.Expert{}, err
+	}
 	merged, prov, err := compress.Merge(ctx, in, opts.merge)
 	in = nil // the inputs can go before the result is compressed
 	if err != nil {
@@ -167,6 +170,25 @@ func (n *Node) checkMergeMemory(parents []cid.Cid, held bool) error {
 	if need > n.merge.budget {
 		return fmt.Errorf("%w: the parents hold %d parameters, about %s in memory to merge (%d bytes each, inputs and result); this node merges at most %s",
 			api.ErrConflict, params, compress.HumanBytes(need), mergeBytesPerParam, compress.HumanBytes(n.merge.budget))
+	}
+	return nil
+}
+
+// checkMergeWork refuses a merge whose inputs and work (the result, a
+// TIES merge's dense updates: compress.MergeMemory) exceed the budget, now
+// that the parents' shapes are known.
+func (n *Node) checkMergeWork(in []compress.MergeInput, o compress.MergeOptions) error {
+	work, err := compress.MergeMemory(in, o)
+	if err != nil {
+		return mergeErr(err)
+	}
+	var params int64
+	for _, x := range in {
+		params += x.Source.Params()
+	}
+	if need := 4*params + work; need > n.merge.budget {
+		return fmt.Errorf("%w: merging these parents takes about %s of memory (%s of inputs, %s of work); this node merges at most %s",
+			api.ErrConflict, compress.HumanBytes(need), compress.HumanBytes(4*params), compress.HumanBytes(work), compress.HumanBytes(n.merge.budget))
 	}
 	return nil
 }

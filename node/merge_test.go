@@ -118,8 +118,16 @@ func TestMergeRefusals(t *testing.T) {
 		t.Fatalf("%d experts after refused merges, want the 2 parents", got)
 	}
 
-	// Within it, unpublished: stored and pinned, not signed.
+	// Within it by parameters, but a TIES merge forms each module's dense
+	// update (the largest here 1152 x 384, 40 bytes an element): refused
+	// once the parents' shapes are known, before the merge.
 	n.merge.budget = 16 << 20
+	_, err = n.Merge(ctx, api.MergeRequest{Parents: parents, Method: compress.MergeTIES})
+	if !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "of work") {
+		t.Fatalf("TIES over the memory budget: %v", err)
+	}
+
+	// Within it, unpublished: stored and pinned, not signed.
 	e, err := n.Merge(ctx, api.MergeRequest{Parents: parents})
 	if err != nil {
 		t.Fatal(err)
