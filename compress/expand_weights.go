@@ -34,9 +34,6 @@ const (
 	decodeScratch = 24 << 20
 	// decodeAhead bounds the payloads read ahead for the decoders.
 	decodeAhead = 16 << 20
-	// chunkBytes is a chunk buffer at most: float32 values and their
-	// conversion to F64.
-	chunkBytes = ChunkElements * (4 + 8)
 )
 
 // weightsJob is one tensor to decode from its whole payload (readPad zero
@@ -91,7 +88,7 @@ func writeWeights(f *os.File, cr *Reader, h *Header, plan *safetensors.Plan, bas
 		w.streamAbove = decodeAhead / 2
 	}
 	w.first.Store(noFailure)
-	w.run(cr, h)
+	w.run(cr, h, chunkBytes(plan))
 	err = w.err
 	if fpErr != nil {
 		if ferr := <-fpErr; err == nil {
@@ -105,12 +102,16 @@ func writeWeights(f *os.File, cr *Reader, h *Header, plan *safetensors.Plan, bas
 }
 
 // run reads the tensors in order and decodes them on the pool until the
-// end or the first error, and waits for every chunk to be written.
-func (w *weightsWriter) run(cr *Reader, h *Header) {
-	// Two buffers beyond the decoders': one the writer writes, one the
-	// reading goroutine streams into or that waits for the writer.
-	workers := poolSize(len(h.Tensors), chunkBytes, decodeScratch-2*chunkBytes)
-	nbuf := workers + 2
+// end or the first error, and waits for every chunk to be written; per is
+// the memory of a chunk buffer.
+func (w *weightsWriter) run(cr *Reader, h *Header, per int64) {
+	// Decoders (at most GOMAXPROCS) and two buffers each, and four more
+	// (one the writer writes, the others queued), as the budget allows:
+	// on a busy machine, where a goroutine that waits may wait for a time
+	// slice, decoders and writer wait on each other only when one of them
+	// falls a few chunks behind.
+	workers := poolSize(len(h.Tensors), 2*per, decodeScratch-4*per)
+	nbuf := int(min(int64(2*workers+4), max(decodeScratch/per, 4)))
 	w.free, w.written = make(chan *chunkBuf, nbuf), make(chan *chunkBuf, nbuf)
 	for range nbuf {
 		w.free <- &chunkBuf{}
@@ -181,6 +182,20 @@ func (w *weightsWriter) writeChunks() {
 		}
 		w.free <- b
 	}
+}
+
+// chunkBytes is the memory of a chunk buffer for the weights of plan:
+// float32 values and, unless every tensor is written as F32 (on a
+// little-endian machine, which writes those values as they are), their
+// conversion (at most 8 bytes an element, F64).
+func chunkBytes(plan *safetensors.Plan) int64 {
+	conv := int64(0)
+	for _, t := range plan.Tensors() {
+		if t.DType != safetensors.F32 {
+			conv = max(conv, int64(t.DType.Size()))
+		}
+	}
+	return ChunkElements * (4 + conv)
 }
 
 // chunk takes a free buffer for up to n elements of tensor t, filled with

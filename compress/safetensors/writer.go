@@ -75,6 +75,10 @@ func NewPlan(metadata map[string]string, tensors []TensorInfo) (*Plan, error) {
 	return &Plan{metadata: metadata, tensors: tensors, headerLen: c.n, dataLen: data}, nil
 }
 
+// Tensors lists the planned tensors, Offset relative to the data buffer.
+// Do not modify it.
+func (p *Plan) Tensors() []TensorInfo { return p.tensors }
+
 // Size is the size of the file the plan's Writer writes.
 func (p *Plan) Size() int64 { return 8 + int64(p.headerLen) + p.dataLen }
 
