@@ -232,8 +232,14 @@ func (r *report) markdown() string {
 		p("The torch reference was not measured: %v.", r.torchErr)
 	}
 	p("All cores against one: compress %.2fx, decompress %.2fx faster (median wall).", c1.median/c.median, d1.median/d.median)
+	if c1.median < c.median || d1.median < d.median {
+		p("All cores ran slower than one here: at a load average above the %d cores, a goroutine that waits", r.cpus)
+		p("for another (decoders for the writer, the phases of the encoder for their slowest tensor) may wait")
+		p("a time slice, which one goroutine never does; the CPU time shows the work itself.")
+	}
 	p("")
-	p("Method: `go test ./deploy/bench/codec -run TestCodec -v -count=1 -args -out DIR` (`scripts/bench.sh DIR codec`).")
+	p("Method: `go test ./deploy/bench/codec -run TestCodec -v -count=1 -args -out DIR` (`scripts/bench.sh DIR codec`);")
+	p("issue 17's figures (356 MB/s, 2.76x the reference, 918 MB/s, measured quiet) came without a command.")
 	p("The reference is `scripts/codec/torch_reference.py`: the ComPEFT paper's top-k (`kthvalue` of |tau|, keep")
 	p("`>=`) and sign times alpha std of the flattened task vector, timed alone, on `torch.set_num_threads(1)`.")
 	return b.String()
