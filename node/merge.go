@@ -89,7 +89,6 @@ func (n *Node) Merge(ctx context.Context, r api.MergeRequest) (api.Expert, error
 		return api.Expert{}, err
 	}
 	merged, prov, err := compress.Merge(ctx, in, opts.merge)
-	in = nil // the inputs can go before the result is compressed
 	if err != nil {
 		return api.Expert{}, mergeErr(err)
 	}
