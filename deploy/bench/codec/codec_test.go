@@ -19,7 +19,7 @@ import (
 
 var (
 	outDir = flag.String("out", "", "write codec.md into this directory (without it TestCodec is skipped)")
-	runs   = flag.Int("runs", 9, "runs of each measurement (the table gives the best and the median)")
+	runs   = flag.Int("runs", 15, "runs of each measurement (the table gives the best and the median)")
 )
 
 const (
