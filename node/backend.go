@@ -159,6 +159,13 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 	if err := gossip.CheckName(name); err != nil {
 		return api.Expert{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
+	// Paths are the daemon's: a relative one would be read from wherever
+	// the daemon was started.
+	for what, p := range map[string]string{"path": r.Path, "base": r.Base} {
+		if p != "" && !filepath.IsAbs(p) {
+			return api.Expert{}, fmt.Errorf("%w: %s %q must be an absolute path", api.ErrBadRequest, what, p)
+		}
+	}
 	st, err := os.Stat(r.Path)
 	if err != nil {
 		return api.Expert{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -94,21 +95,12 @@ func (n *Node) serveInference(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- n.handoff.Serve(ctx) }()
-	news, stop := n.gossip.View().Subscribe() // before the sync: nothing announced meanwhile is missed
-	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { n.servePrefetch(ctx) })
 	if n.handoffOn() {
 		n.syncAdapters(ctx)
 	}
-	// Experts known before the subscription, and any whose notification
-	// was dropped (a catalog pull can add thousands at once), are found by
-	// rescanning the view.
-	rescan := func() {
-		for _, e := range n.gossip.View().List(gossipAll) {
-			n.prefetch(e.CID)
-		}
-	}
-	rescan()
-	dropped := n.gossip.Stats().NotifyDropped
 	failed := uint64(0)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
@@ -116,16 +108,10 @@ func (n *Node) serveInference(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return <-errc
-		case c := <-news:
-			n.prefetch(c)
 		case <-tick.C: // vLLM failures happen in the queue; count them
 			st := n.handoff.Stats()
 			for f := st.LoadFailed + st.UnloadFailed; failed < f; failed++ {
 				n.metrics.HandoffFailed()
-			}
-			if d := n.gossip.Stats().NotifyDropped; d != dropped {
-				dropped = d
-				rescan()
 			}
 		}
 	}
@@ -150,28 +136,6 @@ func (n *Node) syncAdapters(ctx context.Context) {
 				n.log.Warn("remove stale adapter", "name", mk.Name, "err", err)
 			}
 		}
-	}
-}
-
-// prefetch fetches a newly announced expert that matches the want rules.
-func (n *Node) prefetch(c cid.Cid) {
-	if len(n.want) == 0 {
-		return
-	}
-	e, ok := n.gossip.View().Get(c)
-	if !ok {
-		return
-	}
-	cand := handoff.Candidate{CID: c.String(), Name: e.Name, BaseModel: e.BaseModel, Publisher: e.Publisher.String()}
-	if !handoff.Match(n.want, cand) || !n.trustedEntry(e) || !n.loadable(e) {
-		return
-	}
-	if _, err := n.store.Get(c); err == nil {
-		return
-	}
-	n.log.Info("prefetching", "cid", c, "name", e.Name)
-	if _, err := n.startFetch(c, false); err != nil {
-		n.log.Warn("prefetch", "cid", c, "err", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/gossip"
@@ -52,6 +53,12 @@ func announced(peftType, base string, rank int) handoff.Announced {
 // rank): want rules fetch nothing the server would refuse. With the
 // hand-off off, any.
 func (n *Node) loadable(e gossip.Entry) bool {
+	// What it says it expands to must fit (a claim: the container's header
+	// is checked again before anything is written).
+	if err := compress.CheckOutput(compress.ParamsOutputBytes(e.Params, n.cfg.Inference.DType), n.cfg.Store.OutputLimit()); err != nil {
+		n.log.Debug("not prefetched", "cid", e.CID, "name", e.Name, "err", err)
+		return false
+	}
 	if !n.handoffOn() {
 		return true
 	}

@@ -53,6 +53,10 @@ type Node struct {
 	stopPS   context.CancelFunc // stops the pubsub, which outlives New's ctx
 	handoff  *handoff.Handoff
 	want     []handoff.Rule
+	// prefetchQ orders the experts want rules follow; listedPublishers are
+	// the peer IDs trust.publishers names.
+	prefetchQ        *prefetchQueue
+	listedPublishers map[peer.ID]bool
 
 	quit      chan struct{} // closed when Serve stops
 	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
@@ -86,7 +90,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 			os.Remove(f)
 		}
 	}
-	n := &Node{cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3)}
+	n := &Node{
+		cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3),
+		prefetchQ: newPrefetchQueue(), listedPublishers: map[peer.ID]bool{},
+	}
+	for _, s := range cfg.Trust.Publishers {
+		if p, err := peer.Decode(s); err == nil {
+			n.listedPublishers[p] = true
+		}
+	}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -129,16 +141,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
+	// The want rules first: the view's Keep reads them.
+	if n.handoff, n.want, err = newHandoff(n); err != nil {
+		return nil, err
+	}
+	g := cfg.Gossip
 	if n.gossip, err = gossip.New(n.host, ps, n.catalog, gossip.Options{
-		TTL: cfg.Gossip.TTL, Reannounce: cfg.Gossip.Reannounce, MaxPerSecond: int(cfg.Gossip.MaxPerSecond), Logger: log,
-		TrustedPublishers: n.trustedPeers(),
+		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: log,
+		MaxExperts: g.MaxExperts, MaxViewBytes: int64(g.MaxViewMemory), MaxPerProvider: g.MaxPerProvider,
+		MaxCatalog: g.MaxCatalog, CatalogEntryLimit: gossip.RateLimit{Rate: g.CatalogRate, Burst: g.MaxCatalog},
+		Keep: n.keepExpert, TrustedPublishers: n.trustedPeers(),
 	}); err != nil {
 		return nil, err
 	}
 	n.metrics = metrics.New(n.snapshot)
-	if n.handoff, n.want, err = newHandoff(n); err != nil {
-		return nil, err
-	}
 	maxSize := uint64(cfg.Store.MaxExpertSize)
 	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
 		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, MaxStreams: cfg.Fetch.MaxStreams,

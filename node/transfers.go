@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -17,7 +18,8 @@ import (
 // StartFetch implements api.Backend: it starts fetching an expert in the
 // background, or joins the fetch already running. The user asked for the
 // expert by its CID, which vouches for it: once held, it is handed to the
-// inference server whoever published it (store.Meta.Requested).
+// inference server whoever published it (store.Meta.Requested). A fetch
+// the user asks for is patient (see fetch).
 func (n *Node) StartFetch(s string) (api.Transfer, error) {
 	c, err := parseCID(s)
 	if err != nil {
@@ -39,23 +41,17 @@ func (n *Node) startFetch(c cid.Cid, requested bool) (api.Transfer, error) {
 			n.handOff(m)
 		}
 		now := time.Now()
-		return api.Transfer{CID: key, State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size), Started: now, Finished: now}, nil
+		return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size), Started: now, Finished: now}, nil
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	if requested {
+		n.mu.Lock()
 		n.requested[key] = true // read by complete
+		n.mu.Unlock()
 	}
-	if t, ok := n.transfers[key]; ok && t.State == api.StateRunning {
-		return *t, nil
+	t, snap, started := n.newTransfer(c)
+	if !started {
+		return snap, nil
 	}
-	for k, old := range n.transfers { // forget finished transfers after a while
-		if old.State != api.StateRunning && time.Since(old.Finished) > transferKeep {
-			delete(n.transfers, k)
-		}
-	}
-	t := &api.Transfer{CID: key, State: api.StateRunning, Started: time.Now()}
-	n.transfers[key] = t
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -64,21 +60,60 @@ func (n *Node) startFetch(c cid.Cid, requested bool) (api.Transfer, error) {
 			defer func() { <-n.slots }()
 		case <-n.quit:
 		}
-		err := n.fetch(c, t)
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		delete(n.requested, key)
-		t.Finished = time.Now()
-		n.metrics.FetchDone(t.Finished.Sub(t.Started), err)
-		if err != nil {
-			t.State, t.Error = api.StateFailed, err.Error()
-			n.log.Warn("fetch failed", "cid", c, "err", err)
-			return
-		}
-		t.State = api.StateDone
-		n.log.Info("fetched", "cid", c, "bytes", t.Total, "took", t.Finished.Sub(t.Started).Round(time.Millisecond))
+		n.finishTransfer(c, t, n.fetch(c, t, true))
 	}()
-	return *t, nil
+	return snap, nil
+}
+
+// maxFinished bounds the finished transfers listed: prefetches of experts
+// nobody serves fail in seconds, and a flood of them must not grow the
+// list without end.
+const maxFinished = 256
+
+// newTransfer records a running transfer of c and returns it with a copy,
+// or returns the one running already (started false).
+func (n *Node) newTransfer(c cid.Cid) (t *api.Transfer, snap api.Transfer, started bool) {
+	key := c.String()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if t, ok := n.transfers[key]; ok && t.State == api.StateRunning {
+		return t, *t, false
+	}
+	var finished []*api.Transfer
+	for k, old := range n.transfers { // forget finished transfers after a while
+		switch {
+		case old.State == api.StateRunning:
+		case time.Since(old.Finished) > transferKeep:
+			delete(n.transfers, k)
+		default:
+			finished = append(finished, old)
+		}
+	}
+	if len(finished) >= maxFinished {
+		slices.SortFunc(finished, func(a, b *api.Transfer) int { return a.Finished.Compare(b.Finished) })
+		for _, old := range finished[:len(finished)-maxFinished+1] {
+			delete(n.transfers, old.CID)
+		}
+	}
+	t = &api.Transfer{CID: key, State: api.StateRunning, Started: time.Now()}
+	n.transfers[key] = t
+	return t, *t, true
+}
+
+// finishTransfer records the outcome of t, the transfer of c.
+func (n *Node) finishTransfer(c cid.Cid, t *api.Transfer, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.requested, c.String())
+	t.Finished = time.Now()
+	n.metrics.FetchDone(t.Finished.Sub(t.Started), err)
+	if err != nil {
+		t.State, t.Error = api.StateFailed, err.Error()
+		n.log.Warn("fetch failed", "cid", c, "err", err)
+		return
+	}
+	t.State = api.StateDone
+	n.log.Info("fetched", "cid", c, "bytes", t.Total, "took", t.Finished.Sub(t.Started).Round(time.Millisecond))
 }
 
 // Transfer implements api.Backend.
@@ -110,18 +145,31 @@ func (n *Node) Transfer(s string) (api.Transfer, error) {
 // gone or not yet known; waits double from one second.
 const fetchAttempts = 5
 
-// fetch runs fetchOnce, retrying with backoff: a provider that answered
-// BUSY (too many concurrent fetches) or vanished may serve a moment later,
-// and provider records may still be spreading. Verified blocks are kept
-// between attempts, so a retry only fetches what is missing.
-func (n *Node) fetch(c cid.Cid, t *api.Transfer) error {
+// prefetchAnswer is how long a prefetch waits for some provider to answer
+// (with the expert's layout) before it gives up.
+const prefetchAnswer = 10 * time.Second
+
+// errNoAnswer ends a prefetch whose providers did not answer in time.
+var errNoAnswer = errors.New("no provider answered")
+
+// fetch runs fetchOnce. A patient fetch (one a user asked for) retries
+// with backoff: a provider that answered BUSY (too many concurrent
+// fetches) or vanished may serve a moment later, and provider records may
+// still be spreading; verified blocks are kept between attempts, so a
+// retry only fetches what is missing. A prefetch is not patient: anyone
+// can announce experts a want rule matches, and a prefetch of one nobody
+// serves must cost seconds, not minutes of retries and DHT searches.
+func (n *Node) fetch(c cid.Cid, t *api.Transfer, patient bool) error {
 	ctx, cancel := n.stopContext()
 	defer cancel()
+	if !patient {
+		return n.fetchOnce(ctx, c, t, false)
+	}
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
-		err := n.fetchOnce(ctx, c, t)
+		err := n.fetchOnce(ctx, c, t, true)
 		if err == nil || attempt == fetchAttempts || ctx.Err() != nil ||
-			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) {
+			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrRelayLimit) {
 			return err
 		}
 		n.log.Info("fetch attempt failed; retrying", "cid", c, "attempt", attempt, "in", wait, "err", err)
@@ -134,9 +182,11 @@ func (n *Node) fetch(c cid.Cid, t *api.Transfer) error {
 	}
 }
 
-// fetchOnce finds providers (gossip first, then the DHT), fetches, indexes
-// the expert and becomes a provider of it.
-func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer) error {
+// fetchOnce finds providers (gossip first, then, if patient, the DHT),
+// fetches, indexes the expert and becomes a provider of it. If not
+// patient, it asks the providers gossip knows only and gives up when none
+// answers within prefetchAnswer.
+func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patient bool) error {
 	meta := store.Meta{}
 	if en, ok := n.gossip.View().Get(c); ok {
 		meta = metaFromEntry(en)
@@ -144,8 +194,20 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer) error 
 			return err
 		}
 	}
+	answered := func() {}
+	if !patient {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		timer := time.AfterFunc(prefetchAnswer, func() { cancel(errNoAnswer) })
+		defer timer.Stop()
+		answered = func() { timer.Stop() }
+	}
 	announced := false
 	progress := func(p fetch.Progress) {
+		if p.Total > 0 {
+			answered()
+		}
 		n.mu.Lock()
 		t.Bytes, t.Total = p.Bytes, p.Total
 		n.mu.Unlock()
@@ -163,9 +225,18 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer) error 
 		if _, err = n.fetcher.FetchFrom(ctx, c, more, progress); err == nil {
 			return n.complete(ctx, c, meta)
 		}
+		if !patient {
+			if errors.Is(context.Cause(ctx), errNoAnswer) {
+				return fmt.Errorf("%w within %v (%d known from gossip)", errNoAnswer, prefetchAnswer, len(providers))
+			}
+			return err
+		}
 		n.log.Info("fetch from gossip providers failed; asking the DHT", "cid", c, "err", err)
 	}
 	if len(providers) == 0 {
+		if !patient {
+			return fmt.Errorf("no provider of %s known from gossip", c)
+		}
 		n.log.Info("no provider known from gossip; asking the DHT", "cid", c)
 	}
 	// Provider records may still be spreading: ask again for a while.

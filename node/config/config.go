@@ -139,9 +139,14 @@ type FetchConfig struct {
 
 // GossipConfig is gossip.*: expert announcements.
 type GossipConfig struct {
-	TTL          time.Duration `mapstructure:"ttl"`
-	Reannounce   time.Duration `mapstructure:"reannounce"`
-	MaxPerSecond int           `mapstructure:"max_per_second"`
+	TTL            time.Duration `mapstructure:"ttl"`
+	Reannounce     time.Duration `mapstructure:"reannounce"`
+	MaxPerSecond   int           `mapstructure:"max_per_second"`
+	MaxExperts     int           `mapstructure:"max_experts"`
+	MaxViewMemory  Size          `mapstructure:"max_view_memory"`
+	MaxPerProvider int           `mapstructure:"max_per_provider"`
+	MaxCatalog     int           `mapstructure:"max_catalog"`
+	CatalogRate    float64       `mapstructure:"catalog_rate"` // new catalog entries per second per peer
 }
 
 // CompressConfig is compress.*: ComPEFT defaults for experts compressed by the daemon.

@@ -90,7 +90,8 @@ func TestDefaults(t *testing.T) {
 	if c.Fetch != (FetchConfig{MaxProviders: 8, StreamsPerPeer: 4, MaxStreams: 8, IdleTimeout: 20 * time.Second, MinRate: 64 << 10}) {
 		t.Errorf("fetch = %+v", c.Fetch)
 	}
-	if c.Gossip != (GossipConfig{TTL: 30 * time.Minute, Reannounce: 5 * time.Minute, MaxPerSecond: 10}) {
+	if c.Gossip != (GossipConfig{TTL: 30 * time.Minute, Reannounce: 5 * time.Minute, MaxPerSecond: 10,
+		MaxExperts: 100_000, MaxViewMemory: 16 << 20, MaxPerProvider: 1000, MaxCatalog: 1000, CatalogRate: 10}) {
 		t.Errorf("gossip = %+v", c.Gossip)
 	}
 	if c.Compress != (CompressConfig{Density: 0.2, Alpha: "auto", Scope: "global"}) {
@@ -337,6 +338,9 @@ func TestValidationErrorsNameTheirKey(t *testing.T) {
 		{"gossip:\n  reannounce: 1h\n", "gossip.reannounce", "shorter than gossip.ttl"},
 		{"gossip:\n  ttl: 0s\n", "gossip.ttl", "positive"},
 		{"gossip:\n  max_per_second: 0\n", "gossip.max_per_second", "at least 1"},
+		{"gossip:\n  max_per_provider: 0\n", "gossip.max_per_provider", "at least 1"},
+		{"gossip:\n  max_view_memory: 1KiB\n", "gossip.max_view_memory", "at least 1MiB"},
+		{"gossip:\n  catalog_rate: 0\n", "gossip.catalog_rate", "positive"},
 		{"compress:\n  density: 1.5\n", "compress.density", "(0, 1]"},
 		{"compress:\n  alpha: big\n", "compress.alpha", "auto or a positive number"},
 		{"compress:\n  scope: layer\n", "compress.scope", "must be one of global, tensor"},

@@ -281,6 +281,20 @@ func (g *GossipConfig) validate() []error {
 	if g.MaxPerSecond < 1 {
 		errs = append(errs, keyErr("gossip.max_per_second", "must be at least 1, got %d", g.MaxPerSecond))
 	}
+	for _, k := range []struct {
+		key string
+		v   int
+	}{{"gossip.max_experts", g.MaxExperts}, {"gossip.max_per_provider", g.MaxPerProvider}, {"gossip.max_catalog", g.MaxCatalog}} {
+		if k.v < 1 {
+			errs = append(errs, keyErr(k.key, "must be at least 1, got %d", k.v))
+		}
+	}
+	if g.MaxViewMemory < 1<<20 {
+		errs = append(errs, keyErr("gossip.max_view_memory", "must be at least 1MiB, got %v", g.MaxViewMemory))
+	}
+	if !(g.CatalogRate > 0) {
+		errs = append(errs, keyErr("gossip.catalog_rate", "must be positive, got %v", g.CatalogRate))
+	}
 	return errs
 }
 

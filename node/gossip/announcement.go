@@ -213,7 +213,8 @@ func toWire(a Announcement) *pb.Announcement {
 	}
 }
 
-// fromWire converts and validates a wire announcement.
+// fromWire converts and validates a wire announcement, taking its slices:
+// m must not be used afterwards.
 func fromWire(m *pb.Announcement) (Announcement, error) {
 	if len(m.GetCid()) > maxIDLen {
 		return Announcement{}, fmt.Errorf("%w: CID of %d bytes", ErrInvalid, len(m.GetCid()))
@@ -241,11 +242,12 @@ func fromWire(m *pb.Announcement) (Announcement, error) {
 		Provider:  peer.ID(m.GetProvider()),
 		Time:      time.UnixMilli(m.GetTimeUnixMs()),
 	}
+	// Unmarshalling allocated these: m shares them with nobody.
 	if len(m.GetTargetModules()) > 0 {
-		a.TargetModules = slices.Clone(m.GetTargetModules())
+		a.TargetModules = m.GetTargetModules()
 	}
 	if len(m.GetEnvelope()) > 0 {
-		a.Envelope = slices.Clone(m.GetEnvelope())
+		a.Envelope = m.GetEnvelope()
 	}
 	if err := a.Validate(); err != nil {
 		return Announcement{}, err
@@ -293,10 +295,7 @@ type checked struct {
 // stream), received at now: fields, provider, time window and, last as
 // the costliest, the envelope.
 func verify(a Announcement, sender peer.ID, now time.Time, ttl time.Duration) (checked, error) {
-	if a.Provider != sender {
-		return checked{}, fmt.Errorf("%w: %s names provider %s, sent by %s", ErrNotProvider, a.CID, a.Provider, sender)
-	}
-	if err := checkFresh(a, now, ttl); err != nil {
+	if err := checkSender(a, sender, now, ttl); err != nil {
 		return checked{}, err
 	}
 	signed, err := checkPublication(a)
@@ -304,6 +303,15 @@ func verify(a Announcement, sender peer.ID, now time.Time, ttl time.Duration) (c
 		return checked{}, err
 	}
 	return checked{a, signed}, nil
+}
+
+// checkSender is verify without the envelope: a's provider is sender and
+// its time is within the window.
+func checkSender(a Announcement, sender peer.ID, now time.Time, ttl time.Duration) error {
+	if a.Provider != sender {
+		return fmt.Errorf("%w: %s names provider %s, sent by %s", ErrNotProvider, a.CID, a.Provider, sender)
+	}
+	return checkFresh(a, now, ttl)
 }
 
 // decodeVerify decodes data and verifies it as sent by sender at now; it is

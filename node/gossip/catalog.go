@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -31,7 +32,7 @@ const (
 	// for one entry of MaxMessageSize.
 	maxCatalogFrame = 256 << 10
 	// maxPulls bounds the catalog pulls run at once.
-	maxPulls = 8
+	maxPulls = 4
 	// A pull whose stream the peer reset (it was serving MaxServing
 	// catalogs already, say) is tried again while the peer stays
 	// connected, after pullRetry, then twice that: pullTries in all. A
@@ -39,6 +40,12 @@ const (
 	pullTries = 3
 	pullRetry = 2 * time.Second
 )
+
+// pullLimit bounds the catalog pulls of one peer: a peer that reconnects
+// in a loop would otherwise keep the pulls busy with its catalog while
+// those of peers new to this node wait. After a few, what it holds comes
+// with its re-announcements.
+var pullLimit = RateLimit{Rate: 1.0 / 20, Burst: 3}
 
 // subscribeConnections subscribes to connectedness changes.
 func (s *Service) subscribeConnections() (event.Subscription, error) {
@@ -116,12 +123,16 @@ func resetByPeer(err error) bool {
 	return errors.As(err, &se) && se.Remote
 }
 
+// claimPull reports whether p's catalog is to be pulled now: no pull of
+// it runs, and it has a token of pullLimit, which it spends.
 func (s *Service) claimPull(p peer.ID) bool {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pulling[p] {
+	if s.pulling[p] || !s.pullTokens.allows(p, now) {
 		return false
 	}
+	s.pullTokens.take(p, now)
 	s.pulling[p] = true
 	return true
 }
@@ -171,9 +182,13 @@ func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, 
 		return 0, 0, err
 	}
 	accepted, rejected, err = s.readCatalog(st, p, time.Now, func(c checked, now time.Time) {
-		s.view.add(c)
+		s.view.add(c, p)
 		s.noteCatalog(c, now)
 	})
+	if errors.Is(err, errPullLimited) {
+		_ = st.Reset()
+		return accepted, rejected, nil
+	}
 	if err != nil {
 		_ = st.Reset()
 		return accepted, rejected, err
@@ -184,10 +199,11 @@ func (s *Service) pull(ctx context.Context, p peer.ID) (accepted, rejected int, 
 
 // readCatalog reads the catalog p serves on r, an untrusted stream, until
 // EOF: it checks each entry as of now() when its frame arrives
-// (checkEntry) and passes those that pass to add, with that time. It
-// returns how many entries it accepted and rejected, and fails with
-// ErrCatalog on a malformed or oversized frame or past MaxCatalog entries,
-// or with the error of a read.
+// (checkEntry) and passes those that pass to add, with that time, until
+// catalogAdmits refuses one: then it stops with errPullLimited (and counts
+// the entry in Stats.CatalogEntriesLimited). It returns how many entries
+// it accepted and rejected, and fails with ErrCatalog on a malformed or
+// oversized frame or past MaxCatalog entries, or with the error of a read.
 func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add func(checked, time.Time)) (accepted, rejected int, err error) {
 	br := bufio.NewReader(r)
 	var buf []byte
@@ -207,6 +223,13 @@ func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add 
 			if n++; n > s.opts.MaxCatalog {
 				return accepted, rejected, fmt.Errorf("%w: more than %d entries", ErrCatalog, s.opts.MaxCatalog)
 			}
+			if !s.catalogAdmits(m, p, t) {
+				// p can bring nothing new for now: the rest would be read,
+				// decoded and skipped; refreshes of what it holds come
+				// with its re-announcements.
+				s.stats.entriesLimited.Add(1)
+				return accepted, rejected, errPullLimited
+			}
 			c, err := s.checkEntry(m, p, t)
 			if err != nil {
 				rejected++
@@ -223,6 +246,32 @@ func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add 
 		s.log.Debug("rejected catalog entries", "peer", p, "rejected", rejected, "first", firstErr)
 	}
 	return accepted, rejected, nil
+}
+
+// errPullLimited ends a catalog pull from a peer that can bring nothing
+// new for now (see catalogAdmits); it is not a failure of the pull.
+var errPullLimited = errors.New("gossip: catalog pull stopped at the peer's limits")
+
+// catalogAdmits reports whether a catalog entry from p, received at now,
+// is worth checking: p is known to hold its expert (a refresh), or holds
+// fewer than MaxPerProvider experts and has a token of CatalogEntryLimit
+// left, which it spends. It comes before checkEntry, whose signature
+// checks are what a flood of entries would cost.
+func (s *Service) catalogAdmits(m *pb.Announcement, p peer.ID, now time.Time) bool {
+	c, err := cid.Cast(m.GetCid())
+	if err != nil {
+		return true // for checkEntry to reject
+	}
+	if known, ok := s.view.admits(c, p); known || !ok {
+		return known
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.entries.allows(p, now) {
+		return false
+	}
+	s.entries.take(p, now)
+	return true
 }
 
 // checkEntry checks a catalog entry from p as the topic validator checks a

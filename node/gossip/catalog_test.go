@@ -22,9 +22,7 @@ import (
 // and on malformed streams.
 func TestReadCatalog(t *testing.T) {
 	key, self := fuzzKey(t)
-	o := Options{MaxCatalog: 4, Logger: testLogger()}
-	o.defaults()
-	s := &Service{self: self, opts: o, log: o.Logger}
+	s := newService(self, Options{MaxCatalog: 4, CatalogEntryLimit: RateLimit{Rate: -1}, Logger: testLogger()})
 	now := time.UnixMilli(1_750_000_000_000)
 	serve := func(entries ...Announcement) []byte {
 		var b bytes.Buffer
@@ -154,7 +152,8 @@ func TestCatalogRateLimited(t *testing.T) {
 // the next catalog stream; the puller tries again while connected and gets
 // the catalog once the node is free.
 func TestCatalogPullRetried(t *testing.T) {
-	a := newNode(t, Options{Logger: testLogger(), Reannounce: -1, MaxServing: 1})
+	big := Options{Logger: testLogger(), Reannounce: -1, MaxCatalog: 4000, MaxPerProvider: 4000}
+	a := newNode(t, Options{Logger: testLogger(), Reannounce: -1, MaxServing: 1, MaxCatalog: 4000})
 	for i := range 4000 { // more than a stream's window: a slow reader holds the serve
 		a.cat.add(testAnn(i, a.h.ID()))
 	}
@@ -171,7 +170,7 @@ func TestCatalogPullRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := newNode(t, Options{Logger: testLogger(), Reannounce: -1})
+	b := newNode(t, big)
 	connect(t, b.h, a.h)
 	eventually(t, 10*time.Second, "b's pull refused", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
 	_ = st.Reset()
@@ -196,5 +195,61 @@ func TestCatalogPullTimeoutNotRetried(t *testing.T) {
 	time.Sleep(pullRetry + 500*time.Millisecond) // a retry would have come by now
 	if n := streams.Load(); n != 1 {
 		t.Fatalf("%d catalog streams to a silent peer, want 1", n)
+	}
+}
+
+// TestCatalogEntryLimit: a peer's catalog brings no more new experts than
+// its CatalogEntryLimit tokens and MaxPerProvider allow: the pull stops at
+// the first entry over them, before its signature is checked. Pulled
+// again, the experts it brought are refreshed for free and nothing more
+// comes in.
+func TestCatalogEntryLimit(t *testing.T) {
+	victim := newNode(t, Options{Reannounce: -1, MaxPerProvider: 5, CatalogEntryLimit: RateLimit{Rate: 1e-9, Burst: 3}})
+	serve := func(n int) host.Host {
+		rh := newHost(t)
+		rh.SetStreamHandler(CatalogProtocol, func(s network.Stream) {
+			cat := &pb.Catalog{}
+			for i := range n {
+				cat.Entries = append(cat.Entries, toWire(testAnn(i, rh.ID())))
+			}
+			w := bufio.NewWriter(s)
+			if _, err := pb.WriteFrame(w, cat, nil); err != nil || w.Flush() != nil {
+				_ = s.Reset()
+				return
+			}
+			_ = s.Close()
+		})
+		return rh
+	}
+	held := func(p peer.ID) int {
+		n := 0
+		for i := range 10 {
+			if hasProvider(victim.s.View(), testCID(i), p) {
+				n++
+			}
+		}
+		return n
+	}
+	rh := serve(10)
+	connect(t, rh, victim.h)
+	eventually(t, 5*time.Second, "catalog pulled", func() bool { return victim.s.Stats().CatalogPulls == 1 })
+	if st := victim.s.Stats(); st.CatalogAccepted != 3 || st.CatalogEntriesLimited != 1 || held(rh.ID()) != 3 {
+		t.Fatalf("%d held, stats %+v", held(rh.ID()), st)
+	}
+	if err := rh.Network().ClosePeer(victim.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, rh, victim.h)
+	eventually(t, 5*time.Second, "catalog pulled again", func() bool { return victim.s.Stats().CatalogPulls == 2 })
+	if st := victim.s.Stats(); st.CatalogAccepted != 6 || st.CatalogEntriesLimited != 2 || held(rh.ID()) != 3 {
+		t.Fatalf("pulled again: %d held, stats %+v", held(rh.ID()), st)
+	}
+	// MaxPerProvider: a peer with tokens to spare gets 5 in.
+	big := newNode(t, Options{Reannounce: -1, MaxPerProvider: 5})
+	rh2 := serve(10)
+	connect(t, rh2, big.h)
+	eventually(t, 5*time.Second, "catalog pulled", func() bool { return big.s.Stats().CatalogPulls == 1 })
+	if st := big.s.Stats(); st.CatalogAccepted != 5 || st.CatalogEntriesLimited != 1 || big.s.View().Len() != 5 || st.CatalogPullErrors != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -23,6 +23,21 @@
 // can tell a node of experts new to it, while the periodic refreshes of
 // experts it knows are free.
 //
+// The view is bounded, whatever peers send: in experts, in the memory of
+// its entries and in experts per provider (Options.MaxExperts,
+// MaxViewBytes, MaxPerProvider). When full, it evicts the least recently
+// seen expert of the peer that delivered the most (the provider, or the
+// peer that forwarded its announcement), never one that Options.Keep
+// keeps, so a flood from a few identities, or from many made up and sent
+// over one connection, displaces its own entries. A catalog brings at
+// most MaxCatalog entries, and those new to the node are rate-limited per
+// peer (CatalogEntryLimit) before their signatures are checked; a peer
+// reconnecting in a loop is pulled a few times only. On the topic, a peer
+// forwarding others' announcements is rate-limited too
+// (ForwarderLimit), and one that keeps sending its own over its limit is
+// rejected, so that peer scoring stops listening to it. View.Page, Scan
+// and Counts read the view without copying it.
+//
 // The provider's signature says only who holds an expert. Who published it
 // and what it is are vouched for by a publication: the publisher signs the
 // expert's CID and metadata with its libp2p key (SignPublication) into a

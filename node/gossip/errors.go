@@ -21,6 +21,9 @@ var (
 	// ErrRateLimited: an announcement exceeds the rate limit of its
 	// provider or of its publisher (Options.ProviderLimit, PublisherLimit).
 	ErrRateLimited = errors.New("gossip: announcement rate limit exceeded")
+	// ErrFlooding: a peer keeps sending its own announcements over its
+	// rate limit (see Service.validate).
+	ErrFlooding = errors.New("gossip: peer floods announcements")
 	// ErrPublication: a publication envelope is malformed, its signature
 	// does not verify, its signer is not the publisher it names, or the
 	// announcement carrying it differs from it.

@@ -152,9 +152,8 @@ func FuzzPublication(f *testing.F) {
 // and what it accepts, served again, must be accepted again unchanged.
 func FuzzCatalog(f *testing.F) {
 	key, signer := fuzzKey(f)
-	o := Options{MaxCatalog: 16, Logger: testLogger()}
-	o.defaults()
-	s := &Service{self: signer, opts: o, log: o.Logger}
+	// The entries are checked, not added: no entry limit would refill.
+	s := newService(signer, Options{MaxCatalog: 16, CatalogEntryLimit: RateLimit{Rate: -1}, Logger: testLogger()})
 	now := func() time.Time { return fuzzNow }
 	// serve renders entries as this node would serve them as signer's.
 	serve := func(entries ...Announcement) []byte {
@@ -193,7 +192,7 @@ func FuzzCatalog(f *testing.F) {
 	f.Add(serve(published))
 	f.Add(append(serve(plain), serve(published, bare)...)) // two frames
 	f.Add(serve(renamed, plain))
-	many := make([]Announcement, o.MaxCatalog+1)
+	many := make([]Announcement, s.opts.MaxCatalog+1)
 	for i := range many {
 		many[i] = Announcement{CID: testCID(100 + i), Size: 1, Publisher: signer}
 	}
@@ -218,8 +217,8 @@ func FuzzCatalog(f *testing.F) {
 		if err != nil && !errors.Is(err, ErrCatalog) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("error neither ErrCatalog nor a truncation: %v", err)
 		}
-		if accepted != len(got) || accepted < 0 || rejected < 0 || accepted+rejected > o.MaxCatalog {
-			t.Fatalf("accepted %d (%d added), rejected %d, of at most %d", accepted, len(got), rejected, o.MaxCatalog)
+		if accepted != len(got) || accepted < 0 || rejected < 0 || accepted+rejected > s.opts.MaxCatalog {
+			t.Fatalf("accepted %d (%d added), rejected %d, of at most %d", accepted, len(got), rejected, s.opts.MaxCatalog)
 		}
 		var again bytes.Buffer
 		for _, c := range got {
@@ -229,7 +228,7 @@ func FuzzCatalog(f *testing.F) {
 			if err := c.Validate(); err != nil {
 				t.Fatalf("accepted an invalid entry: %v", err)
 			}
-			if err := checkFresh(c.Announcement, fuzzNow, o.TTL); err != nil {
+			if err := checkFresh(c.Announcement, fuzzNow, s.opts.TTL); err != nil {
 				t.Fatalf("accepted an entry out of time: %v", err)
 			}
 			if (len(c.Envelope) > 0) != !c.signed.IsZero() {

@@ -10,17 +10,27 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
+// SeenTTL is how long pubsub remembers a message it validated, to drop
+// duplicates unchecked and to score their deliveries: a record of each,
+// kept for pubsub's default of two minutes, made a flood of a few thousand
+// messages a second cost tens of MB. Duplicates arrive within the seconds
+// of gossip's history; an older replay meets the Service's own replay
+// records instead (ErrDuplicate).
+const SeenTTL = 30 * time.Second
+
 // NewPubSub returns a gossipsub instance on h fit for the announce topic:
 // flood publishing on (otherwise a message published before the mesh forms,
-// as right after connecting, is silently lost), strict message signing, and
-// peer scoring that penalizes peers forwarding rejected announcements (see
-// ScoreParams). opts are applied after these, so they may override them.
-// The instance lives until ctx is done.
+// as right after connecting, is silently lost), strict message signing,
+// messages remembered for SeenTTL, and peer scoring that penalizes peers
+// forwarding rejected announcements (see ScoreParams). opts are applied
+// after these, so they may override them. The instance lives until ctx is
+// done.
 func NewPubSub(ctx context.Context, h host.Host, opts ...pubsub.Option) (*pubsub.PubSub, error) {
 	params, thresholds := ScoreParams()
 	base := []pubsub.Option{
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithSeenMessagesTTL(SeenTTL),
 		pubsub.WithPeerScore(params, thresholds),
 	}
 	return pubsub.NewGossipSub(ctx, h, append(base, opts...)...)
@@ -69,6 +79,7 @@ func ScoreParams() (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
 		DecayInterval: pubsub.DefaultDecayInterval,
 		DecayToZero:   pubsub.DefaultDecayToZero,
 		RetainScore:   10 * time.Minute,
+		SeenMsgTTL:    SeenTTL,
 	}
 	thresholds := &pubsub.PeerScoreThresholds{
 		GossipThreshold:             -500,

@@ -71,13 +71,10 @@ func TestLimiter(t *testing.T) {
 
 // newAdmitter returns a Service with only what admit needs.
 func newAdmitter(o Options) *Service {
-	o.defaults()
-	return &Service{
-		opts:       o,
-		replay:     map[replayKey]pairRecord{},
-		providers:  newLimiter(o.ProviderLimit, o.RateLimitPeers),
-		publishers: newLimiter(o.PublisherLimit, o.RateLimitPeers),
+	if o.Logger == nil {
+		o.Logger = testLogger()
 	}
+	return newService("", o)
 }
 
 // testPeers returns n distinct valid peer IDs.
@@ -113,7 +110,7 @@ func TestAdmit(t *testing.T) {
 	}
 	admitted := func(s *Service, c checked, now time.Time) bool {
 		t.Helper()
-		err := s.admit(c, now)
+		err := s.admit(c, c.Provider, now)
 		if err != nil && !errors.Is(err, ErrRateLimited) {
 			t.Fatalf("admit: %v", err)
 		}
@@ -147,7 +144,7 @@ func TestAdmit(t *testing.T) {
 				t.Fatalf("expert %d refused", i)
 			}
 		}
-		if err := s.admit(ann(0, rogue, rogue, t0, false), t0); !errors.Is(err, ErrDuplicate) {
+		if err := s.admit(ann(0, rogue, rogue, t0, false), rogue, t0); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("a replay: %v", err)
 		}
 		soon := t0.Add(refresh - time.Millisecond)
@@ -172,7 +169,7 @@ func TestAdmit(t *testing.T) {
 		if !admitted(s, c, soon) {
 			t.Fatal("the re-announcement of a catalog entry is not free")
 		}
-		if err := s.admit(c, soon); !errors.Is(err, ErrDuplicate) {
+		if err := s.admit(c, c.Provider, soon); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("replay after a catalog: %v", err)
 		}
 	})
@@ -211,6 +208,72 @@ func TestAdmit(t *testing.T) {
 			if !admitted(s, ann(10+i, rogue, pub, t0, false), t0) {
 				t.Fatalf("provider token %d", i+2)
 			}
+		}
+	})
+
+	t.Run("forwarder", func(t *testing.T) {
+		s := newAdmitter(Options{ForwarderLimit: RateLimit{Rate: 1e-9, Burst: burst}, RefreshInterval: refresh})
+		relay := other
+		sybils := testPeers(t, 10)
+		for i, p := range sybils {
+			if got := s.admit(ann(i, p, p, t0, false), relay, t0) == nil; got != (i < burst) {
+				t.Fatalf("sybil %d through the relay admitted: %v", i, got)
+			}
+		}
+		if err := s.admit(ann(20, sybils[5], sybils[5], t0, false), honest, t0); err != nil {
+			t.Fatalf("through another forwarder: %v", err)
+		}
+		if err := s.admit(ann(21, relay, relay, t0, false), relay, t0); err != nil {
+			t.Fatalf("the relay's own: %v", err)
+		}
+	})
+
+	t.Run("flooding", func(t *testing.T) {
+		s := newAdmitter(Options{ProviderLimit: RateLimit{Rate: 1e-9, Burst: 1}, RefreshInterval: refresh})
+		if !admitted(s, ann(0, rogue, rogue, t0, false), t0) {
+			t.Fatal("first refused")
+		}
+		// Checked before their envelopes, as validate does: a provider's
+		// own announcements over its limit are ignored while it has
+		// strikes, then rejected.
+		for i := 1; i <= floodStrikes.Burst+1; i++ {
+			err := s.limits(ann(i, rogue, rogue, t0, false).Announcement, "", rogue, t0, false)
+			if flooding := errors.Is(err, ErrFlooding); flooding != (i > floodStrikes.Burst) || !errors.Is(err, ErrRateLimited) {
+				t.Fatalf("announcement %d: %v", i, err)
+			}
+			if got := verdict(err); got != pubsub.ValidationIgnore && i <= floodStrikes.Burst {
+				t.Fatalf("announcement %d: verdict %v", i, got)
+			}
+		}
+		if got := verdict(s.limits(ann(5000, rogue, rogue, t0, false).Announcement, "", rogue, t0, false)); got != pubsub.ValidationReject {
+			t.Fatalf("a flood's verdict %v", got)
+		}
+		// Forwarded, the same announcements are only ignored: the relay
+		// is not to blame for them.
+		if err := s.limits(ann(5001, rogue, rogue, t0, false).Announcement, "", honest, t0, false); errors.Is(err, ErrFlooding) || !errors.Is(err, ErrRateLimited) {
+			t.Fatalf("forwarded: %v", err)
+		}
+	})
+
+	t.Run("MaxPerProvider", func(t *testing.T) {
+		s := newAdmitter(Options{MaxPerProvider: 2, RefreshInterval: refresh})
+		now := time.Now()
+		for i := range 2 {
+			c := ann(i, rogue, rogue, now, false)
+			if !admitted(s, c, now) {
+				t.Fatalf("expert %d refused", i)
+			}
+			s.view.add(c, rogue)
+		}
+		if admitted(s, ann(2, rogue, rogue, now, false), now) {
+			t.Fatal("a third expert of a provider bounded at 2")
+		}
+		later := now.Add(refresh)
+		if !admitted(s, ann(0, rogue, rogue, later, false), later) {
+			t.Fatal("a refresh of a known one refused")
+		}
+		if !admitted(s, ann(2, honest, honest, now, false), now) {
+			t.Fatal("another provider refused")
 		}
 	})
 

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	cid "github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -25,13 +24,21 @@ const (
 	DefaultReannounce      = 5 * time.Minute
 	DefaultMaxPerSecond    = 10
 	DefaultExchangeTimeout = 15 * time.Second
-	DefaultMaxCatalog      = 10_000
-	DefaultMaxServing      = 16
+	// DefaultMaxCatalog is DefaultMaxPerProvider: a receiver records no
+	// more of one provider's experts anyway.
+	DefaultMaxCatalog = DefaultMaxPerProvider
+	DefaultMaxServing = 16
 	// DefaultAnnounceRate and DefaultAnnounceBurst are the defaults of
 	// Options.ProviderLimit and PublisherLimit: a burst of 20 new
 	// announcements, then 2 a second, about 3,600 experts in a TTL.
 	DefaultAnnounceRate  = 2
 	DefaultAnnounceBurst = 20
+	// DefaultForwarderRate and DefaultForwarderBurst are the defaults of
+	// Options.ForwarderLimit: 10 a second, as a peer forwards for many
+	// (36,000 pairs in an hour, learnt from one peer alone), after a burst
+	// of 50, a batch of two publishers or more.
+	DefaultForwarderRate  = 10
+	DefaultForwarderBurst = 50
 	// DefaultRateLimitPeers bounds the token buckets kept, for providers
 	// and for publishers each.
 	DefaultRateLimitPeers = 10_000
@@ -43,7 +50,18 @@ const (
 	// free), so 3 more pulls in a row, then one every 10 s.
 	DefaultCatalogRate  = 0.1
 	DefaultCatalogBurst = 3
+	// DefaultCatalogEntryRate is the default Rate of
+	// Options.CatalogEntryLimit: after a first catalog, a peer's catalogs
+	// bring at most 10 experts new to this node a second.
+	DefaultCatalogEntryRate = 10
 )
+
+// floodStrikes bounds a peer's own announcements over its ProviderLimit
+// that are ignored: past this burst, refilled at this rate, they are
+// rejected, which makes pubsub's peer scoring stop listening to it. An
+// honest publisher announcing a batch of a few hundred experts at once
+// stays within it.
+var floodStrikes = RateLimit{Rate: 10, Burst: 1000}
 
 // Options tunes a Service. The zero value means every default.
 type Options struct {
@@ -60,13 +78,28 @@ type Options struct {
 	// DefaultExchangeTimeout).
 	ExchangeTimeout time.Duration
 	// MaxCatalog bounds the entries of a catalog, sent or received
-	// (default DefaultMaxCatalog).
+	// (default DefaultMaxCatalog): a longer one ends the pull with
+	// ErrCatalog.
 	MaxCatalog int
+	// CatalogEntryLimit rate-limits, per peer, the entries of its
+	// catalogs that are new to this node: each spends a token, and those
+	// over the limit are skipped, unread, and counted in
+	// Stats.CatalogEntriesLimited (default Rate DefaultCatalogEntryRate,
+	// Burst MaxCatalog, so that a peer's first catalog passes whole; a
+	// negative Rate: no limit). A peer reconnecting in a loop to be pulled
+	// again brings no more than that.
+	CatalogEntryLimit RateLimit
 	// MaxServing bounds the catalog streams served at once; more are reset
 	// (the puller tries again later). Default DefaultMaxServing.
 	MaxServing int
-	// MaxExperts bounds the view (default DefaultMaxExperts).
-	MaxExperts int
+	// MaxExperts, MaxViewBytes and MaxPerProvider bound the view (see
+	// ViewOptions; defaults DefaultMaxExperts, DefaultMaxViewBytes and
+	// DefaultMaxPerProvider).
+	MaxExperts     int
+	MaxViewBytes   int64
+	MaxPerProvider int
+	// Keep names the experts the view never evicts (ViewOptions.Keep).
+	Keep func(Entry) bool
 	// ProviderLimit and PublisherLimit rate-limit the announcements
 	// accepted from the topic, per provider and per publisher (defaults
 	// DefaultAnnounceRate and DefaultAnnounceBurst; a negative Rate: no
@@ -79,6 +112,11 @@ type Options struct {
 	// counts only the announcements it vouches for (a publication it
 	// signed, or its own as provider).
 	ProviderLimit, PublisherLimit RateLimit
+	// ForwarderLimit rate-limits the announcements of experts new to this
+	// node that a peer forwards on behalf of other providers (see admit;
+	// default DefaultForwarderRate and DefaultForwarderBurst; a negative
+	// Rate: no limit).
+	ForwarderLimit RateLimit
 	// RateLimitPeers bounds the buckets of each limit, the least recently
 	// used forgotten first (default DefaultRateLimitPeers).
 	RateLimitPeers int
@@ -123,8 +161,26 @@ func (o *Options) defaults() {
 	if o.MaxExperts <= 0 {
 		o.MaxExperts = DefaultMaxExperts
 	}
+	if o.MaxViewBytes <= 0 {
+		o.MaxViewBytes = DefaultMaxViewBytes
+	}
+	if o.MaxPerProvider <= 0 {
+		o.MaxPerProvider = DefaultMaxPerProvider
+	}
+	if o.CatalogEntryLimit.Rate == 0 {
+		o.CatalogEntryLimit.Rate = DefaultCatalogEntryRate
+	}
+	if o.CatalogEntryLimit.Burst <= 0 {
+		o.CatalogEntryLimit.Burst = o.MaxCatalog
+	}
 	o.ProviderLimit = o.ProviderLimit.orDefault()
 	o.PublisherLimit = o.PublisherLimit.orDefault()
+	if o.ForwarderLimit.Rate == 0 {
+		o.ForwarderLimit.Rate = DefaultForwarderRate
+	}
+	if o.ForwarderLimit.Burst <= 0 {
+		o.ForwarderLimit.Burst = DefaultForwarderBurst
+	}
 	if o.RateLimitPeers <= 0 {
 		o.RateLimitPeers = DefaultRateLimitPeers
 	}
@@ -156,12 +212,19 @@ type Stats struct {
 	CatalogAccepted, CatalogRejected  uint64
 	CatalogServed, CatalogServeErrors uint64
 	// Catalog streams reset for exceeding CatalogLimit (also in
-	// CatalogServeErrors).
-	CatalogRateLimited uint64
-	// Experts in the view now; new-expert notifications dropped because a
-	// subscriber was slow; new experts refused because the view was full.
+	// CatalogServeErrors), and catalog entries skipped for exceeding
+	// CatalogEntryLimit or MaxPerProvider.
+	CatalogRateLimited, CatalogEntriesLimited uint64
+	// Experts in the view now (counting those whose providers expired but
+	// are not swept yet) and the bytes accounted for them; new-expert
+	// notifications dropped because a subscriber was slow; new experts
+	// refused because the view was full of experts it keeps; pairs of an
+	// expert and a provider evicted to make room, and ignored because
+	// their provider held MaxPerProvider experts.
 	Experts                 int
+	ViewBytes               int64
 	NotifyDropped, ViewFull uint64
+	Evicted, ProviderFull   uint64
 }
 
 type counters struct {
@@ -171,7 +234,7 @@ type counters struct {
 	pulls, pullErrors                atomic.Uint64
 	catalogAccepted, catalogRejected atomic.Uint64
 	served, serveErrors              atomic.Uint64
-	catalogLimited                   atomic.Uint64
+	catalogLimited, entriesLimited   atomic.Uint64
 }
 
 // Service announces this node's experts and maintains its View of the
@@ -192,10 +255,14 @@ type Service struct {
 	started atomic.Bool
 
 	mu         sync.Mutex
-	replay     map[replayKey]pairRecord // what is known of each expert's providers
-	providers  *limiter                 // ProviderLimit
-	publishers *limiter                 // PublisherLimit
-	catalogs   *limiter                 // CatalogLimit
+	replay     replayLog // what is known of each expert's providers
+	providers  *limiter  // ProviderLimit
+	publishers *limiter  // PublisherLimit
+	catalogs   *limiter  // CatalogLimit
+	entries    *limiter  // CatalogEntryLimit
+	forwarders *limiter  // ForwarderLimit
+	strikes    *limiter  // floodStrikes
+	pullTokens *limiter  // pullLimit
 	// catalogConn: when the connection a peer was last served a catalog on
 	// for free was opened (see catalogAllowed); peers not connected are
 	// dropped by maintain.
@@ -204,18 +271,6 @@ type Service struct {
 
 	closeOnce sync.Once
 	closeErr  error
-}
-
-type replayKey struct {
-	cid      cid.Cid
-	provider peer.ID
-}
-
-// pairRecord is what the validator remembers of a provider of an expert.
-type pairRecord struct {
-	at    time.Time // time of the latest announcement accepted from the topic; zero: none
-	topic time.Time // when that one was accepted; zero: none
-	known time.Time // when the pair was last accepted, from the topic or a catalog
 }
 
 // New joins Topic on ps, registers the topic validator and the catalog
@@ -229,25 +284,10 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 	if h == nil || ps == nil {
 		return nil, errors.New("gossip: New needs a host and a pubsub")
 	}
-	o.defaults()
-	if catalog == nil {
-		catalog = func() []Announcement { return nil }
-	}
-	s := &Service{
-		host:        h,
-		self:        h.ID(),
-		ps:          ps,
-		catalog:     catalog,
-		opts:        o,
-		log:         o.Logger.With("component", "gossip"),
-		view:        NewView(o.TTL, o.MaxExperts).preferring(o.TrustedPublishers),
-		pace:        &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
-		replay:      map[replayKey]pairRecord{},
-		providers:   newLimiter(o.ProviderLimit, o.RateLimitPeers),
-		publishers:  newLimiter(o.PublisherLimit, o.RateLimitPeers),
-		catalogs:    newLimiter(o.CatalogLimit, o.RateLimitPeers),
-		catalogConn: map[peer.ID]time.Time{},
-		pulling:     map[peer.ID]bool{},
+	s := newService(h.ID(), o)
+	s.host, s.ps = h, ps
+	if catalog != nil {
+		s.catalog = catalog
 	}
 	if err := ps.RegisterTopicValidator(Topic, s.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("gossip: registering the validator: %w", err)
@@ -262,29 +302,61 @@ func New(h host.Host, ps *pubsub.PubSub, catalog func() []Announcement, o Option
 	return s, nil
 }
 
+// newService returns the state of a Service of self, with o's defaults
+// filled in, not yet bound to a host.
+func newService(self peer.ID, o Options) *Service {
+	o.defaults()
+	return &Service{
+		self:    self,
+		catalog: func() []Announcement { return nil },
+		opts:    o,
+		log:     o.Logger.With("component", "gossip"),
+		view: NewView(ViewOptions{
+			TTL: o.TTL, MaxExperts: o.MaxExperts, MaxBytes: o.MaxViewBytes, MaxPerProvider: o.MaxPerProvider,
+			Keep: o.Keep, Prefer: o.TrustedPublishers,
+		}),
+		pace:        &pacer{interval: time.Second / time.Duration(o.MaxPerSecond)},
+		replay:      newReplayLog(2 * o.MaxExperts),
+		providers:   newLimiter(o.ProviderLimit, o.RateLimitPeers),
+		publishers:  newLimiter(o.PublisherLimit, o.RateLimitPeers),
+		catalogs:    newLimiter(o.CatalogLimit, o.RateLimitPeers),
+		entries:     newLimiter(o.CatalogEntryLimit, o.RateLimitPeers),
+		forwarders:  newLimiter(o.ForwarderLimit, o.RateLimitPeers),
+		strikes:     newLimiter(floodStrikes, o.RateLimitPeers),
+		pullTokens:  newLimiter(pullLimit, o.RateLimitPeers),
+		catalogConn: map[peer.ID]time.Time{},
+		pulling:     map[peer.ID]bool{},
+	}
+}
+
 // View returns the node's view of the swarm.
 func (s *Service) View() *View { return s.view }
 
 // Stats returns the service's counters.
 func (s *Service) Stats() Stats {
 	c := &s.stats
+	vc := s.view.counts(false)
 	return Stats{
-		Accepted:           c.accepted.Load(),
-		Rejected:           c.rejected.Load(),
-		Ignored:            c.ignored.Load(),
-		RateLimited:        c.rateLimited.Load(),
-		Published:          c.published.Load(),
-		PublishErrors:      c.publishErrors.Load(),
-		CatalogPulls:       c.pulls.Load(),
-		CatalogPullErrors:  c.pullErrors.Load(),
-		CatalogAccepted:    c.catalogAccepted.Load(),
-		CatalogRejected:    c.catalogRejected.Load(),
-		CatalogServed:      c.served.Load(),
-		CatalogServeErrors: c.serveErrors.Load(),
-		CatalogRateLimited: c.catalogLimited.Load(),
-		Experts:            s.view.Len(),
-		NotifyDropped:      s.view.dropped.Load(),
-		ViewFull:           s.view.full.Load(),
+		Accepted:              c.accepted.Load(),
+		Rejected:              c.rejected.Load(),
+		Ignored:               c.ignored.Load(),
+		RateLimited:           c.rateLimited.Load(),
+		Published:             c.published.Load(),
+		PublishErrors:         c.publishErrors.Load(),
+		CatalogPulls:          c.pulls.Load(),
+		CatalogPullErrors:     c.pullErrors.Load(),
+		CatalogAccepted:       c.catalogAccepted.Load(),
+		CatalogRejected:       c.catalogRejected.Load(),
+		CatalogServed:         c.served.Load(),
+		CatalogServeErrors:    c.serveErrors.Load(),
+		CatalogRateLimited:    c.catalogLimited.Load(),
+		CatalogEntriesLimited: c.entriesLimited.Load(),
+		Experts:               s.view.Len(),
+		ViewBytes:             vc.Bytes,
+		NotifyDropped:         vc.NotifyDropped,
+		ViewFull:              vc.Refused,
+		Evicted:               vc.Evicted,
+		ProviderFull:          vc.Capped,
 	}
 }
 
@@ -393,18 +465,21 @@ func (s *Service) readLoop(ctx context.Context, sub *pubsub.Subscription) error 
 		if msg.ReceivedFrom == self {
 			continue // our own publication
 		}
-		a, ok := msg.ValidatorData.(checked)
-		if !ok { // the validator always sets it; decode again rather than trust that
+		var a checked
+		if v, ok := msg.ValidatorData.(validated); ok {
+			a.Announcement, err = decode(msg.Data)
+			a.signed = v.signed
+		} else { // the validator always sets it; check again rather than trust that
 			a, err = decodeVerify(msg.Data, msg.GetFrom(), time.Now(), s.opts.TTL)
-			if err != nil {
-				s.log.Warn("undecodable announcement past the validator", "from", msg.ReceivedFrom, "err", err)
-				continue
-			}
+		}
+		if err != nil {
+			s.log.Warn("undecodable announcement past the validator", "from", msg.ReceivedFrom, "err", err)
+			continue
 		}
 		if a.Provider == self {
 			continue
 		}
-		s.view.add(a)
+		s.view.add(a, msg.ReceivedFrom)
 	}
 }
 
@@ -467,14 +542,14 @@ func (s *Service) expireLoop(ctx context.Context) {
 		now := time.Now()
 		limit := now.Add(-s.opts.TTL)
 		s.mu.Lock()
-		for k, r := range s.replay {
-			if r.at.Before(limit) && r.known.Before(limit) {
-				delete(s.replay, k)
-			}
-		}
+		s.replay.expire(limit)
 		s.providers.prune(now)
 		s.publishers.prune(now)
 		s.catalogs.prune(now)
+		s.entries.prune(now)
+		s.forwarders.prune(now)
+		s.strikes.prune(now)
+		s.pullTokens.prune(now)
 		for p := range s.catalogConn {
 			if s.host.Network().Connectedness(p) != network.Connected {
 				delete(s.catalogConn, p)

@@ -16,6 +16,13 @@ import (
 const (
 	DefaultTTL        = 30 * time.Minute
 	DefaultMaxExperts = 100_000
+	// DefaultMaxViewBytes bounds the memory of a view's entries: some
+	// 12,000 signed experts of typical metadata, or 1,000 of the largest an
+	// announcement can carry.
+	DefaultMaxViewBytes = 16 << 20
+	// DefaultMaxPerProvider bounds the experts one provider holds in a
+	// view: a peer with more is seen holding the first ones only.
+	DefaultMaxPerProvider = 1_000
 	// subscriberBuffer is the channel capacity of View.Subscribe.
 	subscriberBuffer = 64
 )
@@ -24,29 +31,70 @@ const (
 // announcement whose metadata it believes (see Add) and the peers that
 // announced holding it, each with when it was last seen. A provider not
 // seen for the TTL is forgotten, and an expert with no provider left with
-// it. It is safe for concurrent use.
+// it.
+//
+// A view is bounded (see ViewOptions): in experts, in the memory of their
+// entries and in experts per provider. When it is full, it evicts rather
+// than refuse what is new (see evict). It is safe for concurrent use.
 type View struct {
-	ttl    time.Duration
-	max    int
-	now    func() time.Time
-	prefer map[peer.ID]bool // publishers whose publications win; set before use
+	ttl     time.Duration
+	max     int
+	maxMem  int64
+	maxProv int
+	keep    func(Entry) bool
+	now     func() time.Time
+	prefer  map[peer.ID]bool // publishers whose publications win
 
 	mu      sync.Mutex
 	entries map[cid.Cid]*entry
+	provs   map[peer.ID]*share // pairs per provider
+	srcs    map[peer.ID]*share // pairs per source
+	heavy   sourceHeap         // sources by evictable pairs, most first
+	mem     int64              // bytes accounted for entries and pairs
+	pairs   int
 	subs    map[*subscriber]struct{}
 
 	dropped atomic.Uint64 // notifications lost to full subscriber channels
-	full    atomic.Uint64 // experts refused because the view was full
+	full    atomic.Uint64 // experts refused: nothing evictable left
+	capped  atomic.Uint64 // pairs refused: their provider held MaxPerProvider
+	evicted atomic.Uint64 // pairs evicted to make room
 }
 
 type entry struct {
 	ann       Announcement // the announcement whose metadata the view holds
 	signed    time.Time    // when ann's verified publication was signed; zero: unsigned
-	providers map[peer.ID]time.Time
+	providers map[peer.ID]*pair
+	cost      int64 // bytes accounted for ann
 }
 
 type subscriber struct {
 	ch chan cid.Cid
+}
+
+// ViewOptions bounds a View. A zero field means its default.
+type ViewOptions struct {
+	// TTL: providers not seen for this long are forgotten, and older
+	// announcements ignored (default DefaultTTL).
+	TTL time.Duration
+	// MaxExperts bounds the experts held (default DefaultMaxExperts).
+	MaxExperts int
+	// MaxBytes bounds the memory of the entries held, as the view
+	// accounts for it: their strings, target modules, envelopes and
+	// providers plus a fixed overhead each (default DefaultMaxViewBytes).
+	MaxBytes int64
+	// MaxPerProvider bounds the experts one provider is recorded as
+	// holding; its announcements of more are ignored (default
+	// DefaultMaxPerProvider).
+	MaxPerProvider int
+	// Keep, if set, names the experts the view never evicts: say those
+	// the node stores, trusts or wants. It is called with the view locked,
+	// on an Entry without Providers that shares memory with the view: it
+	// must be quick, must not keep or modify the entry's slices and must
+	// not call the View. An expert it keeps still expires with its
+	// providers.
+	Keep func(Entry) bool
+	// Prefer: publications by these publishers replace others' (see Add).
+	Prefer []peer.ID
 }
 
 // Entry is an expert as the view knows it.
@@ -68,29 +116,45 @@ type ProviderInfo struct {
 	LastSeen time.Time
 }
 
-// Filter selects experts in View.List. Its zero value selects all.
+// Filter selects experts in View.List and View.Page. Its zero value
+// selects all.
 type Filter struct {
 	BaseModel string // equal, ignoring case
 	PeftType  string // equal, ignoring case
 	Name      string // substring, ignoring case
 }
 
-// NewView returns an empty view that forgets providers after ttl (0:
-// DefaultTTL) and holds at most maxExperts experts (0: DefaultMaxExperts).
-func NewView(ttl time.Duration, maxExperts int) *View {
-	if ttl <= 0 {
-		ttl = DefaultTTL
+// matcher returns f as a predicate on announcements.
+func (f Filter) matcher() func(a *Announcement) bool {
+	name := strings.ToLower(f.Name)
+	return func(a *Announcement) bool {
+		return (f.BaseModel == "" || strings.EqualFold(a.BaseModel, f.BaseModel)) &&
+			(f.PeftType == "" || strings.EqualFold(a.PeftType, f.PeftType)) &&
+			(name == "" || strings.Contains(strings.ToLower(a.Name), name))
 	}
-	if maxExperts <= 0 {
-		maxExperts = DefaultMaxExperts
-	}
-	return &View{
-		ttl:     ttl,
-		max:     maxExperts,
+}
+
+// NewView returns an empty view bounded by o.
+func NewView(o ViewOptions) *View {
+	v := &View{
+		ttl:     cmp.Or(max(o.TTL, 0), DefaultTTL),
+		max:     cmp.Or(max(o.MaxExperts, 0), DefaultMaxExperts),
+		maxMem:  cmp.Or(max(o.MaxBytes, 0), DefaultMaxViewBytes),
+		maxProv: cmp.Or(max(o.MaxPerProvider, 0), DefaultMaxPerProvider),
+		keep:    o.Keep,
 		now:     time.Now,
 		entries: map[cid.Cid]*entry{},
+		provs:   map[peer.ID]*share{},
+		srcs:    map[peer.ID]*share{},
 		subs:    map[*subscriber]struct{}{},
 	}
+	for _, p := range o.Prefer {
+		if v.prefer == nil {
+			v.prefer = map[peer.ID]bool{}
+		}
+		v.prefer[p] = true
+	}
+	return v
 }
 
 // Add records a: a.Provider holds a.CID as of a.Time (or now, if a.Time
@@ -98,15 +162,16 @@ func NewView(ttl time.Duration, maxExperts int) *View {
 // verified publication (a with an Envelope) is preferred to unsigned
 // claims: an unsigned announcement never replaces signed metadata, and a
 // signed one always replaces unsigned metadata. Between publications, one
-// by a preferred publisher (Options.TrustedPublishers) replaces one by
-// another; otherwise the publication held is kept, unless its own
-// publisher signed the new one later. Among unsigned announcements, and
-// among announcements of the same publication, the latest wins.
+// by a preferred publisher (ViewOptions.Prefer) replaces one by another;
+// otherwise the publication held is kept, unless its own publisher signed
+// the new one later. Among unsigned announcements, and among announcements
+// of the same publication, the latest wins.
 //
 // Add reports whether the expert is new to the view; if so, subscribers
 // are told. It ignores invalid announcements, those whose envelope does
-// not verify or differs from them, those older than the TTL, and new
-// experts while the view is full.
+// not verify or differs from them, those older than the TTL, those of a
+// provider that holds MaxPerProvider experts already, and new experts
+// when the view is full of experts it may not evict.
 func (v *View) Add(a Announcement) bool {
 	if a.Validate() != nil {
 		return false
@@ -115,11 +180,12 @@ func (v *View) Add(a Announcement) bool {
 	if err != nil {
 		return false
 	}
-	return v.add(checked{a, signed})
+	return v.add(checked{a, signed}, a.Provider)
 }
 
-// add is Add of an announcement already checked.
-func (v *View) add(c checked) bool {
+// add is Add of an announcement already checked, delivered by src: its
+// provider, or the peer that forwarded it on the topic.
+func (v *View) add(c checked, src peer.ID) bool {
 	a := c.Announcement
 	now := v.now()
 	seen := a.Time
@@ -132,23 +198,34 @@ func (v *View) add(c checked) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.entries[a.CID]
+	if e != nil && v.expireEntry(a.CID, e, now) {
+		e = nil
+	}
 	if e != nil {
-		v.expireEntry(a.CID, e, now)
-		e = v.entries[a.CID]
+		if p := e.providers[a.Provider]; p != nil {
+			v.refresh(p, src, seen)
+			if v.outranks(c, e) {
+				v.setAnn(e, c)
+				v.fit(a.CID, e) // the new metadata may be larger
+			}
+			return false
+		}
+	}
+	if pv := v.provs[a.Provider]; pv != nil && pv.pairs >= v.maxProv {
+		v.capped.Add(1)
+		return false
 	}
 	isNew := e == nil
 	if isNew {
-		if len(v.entries) >= v.max {
-			v.full.Add(1)
-			return false
-		}
-		e = &entry{ann: a.clone(), signed: c.signed, providers: map[peer.ID]time.Time{}}
+		e = &entry{providers: map[peer.ID]*pair{}}
 		v.entries[a.CID] = e
+		v.setAnn(e, c)
 	} else if v.outranks(c, e) {
-		e.ann, e.signed = a.clone(), c.signed
+		v.setAnn(e, c)
 	}
-	if last, ok := e.providers[a.Provider]; !ok || seen.After(last) {
-		e.providers[a.Provider] = seen
+	v.addPair(a.CID, e, a.Provider, src, seen)
+	if !v.fit(a.CID, e) {
+		return false
 	}
 	if isNew {
 		for s := range v.subs {
@@ -160,6 +237,36 @@ func (v *View) add(c checked) bool {
 		}
 	}
 	return isNew
+}
+
+// fit evicts until the view is within its bounds, after e (the entry of
+// c) grew. If nothing is left to evict, e's newest pair goes, and e with
+// it if that was its last. fit reports whether e is still held. v.mu must
+// be held.
+func (v *View) fit(c cid.Cid, e *entry) bool {
+	if v.evict() {
+		return v.entries[c] == e
+	}
+	v.full.Add(1)
+	if v.entries[c] != e {
+		return false
+	}
+	var newest *pair
+	for _, p := range e.providers {
+		if newest == nil || p.seen.After(newest.seen) {
+			newest = p
+		}
+	}
+	v.removePair(c, e, newest)
+	return v.entries[c] == e
+}
+
+// setAnn makes c e's metadata. v.mu must be held.
+func (v *View) setAnn(e *entry, c checked) {
+	v.mem -= e.cost
+	e.ann, e.signed = c.Announcement.clone(), c.signed
+	e.cost = entryCost(&e.ann)
+	v.mem += e.cost
 }
 
 // outranks reports whether c's metadata replaces e's, by the rules of Add.
@@ -185,18 +292,6 @@ func (v *View) outranks(c checked, e *entry) bool {
 	}
 }
 
-// preferring makes v prefer publications by publishers (see Add); it is
-// called before v is used.
-func (v *View) preferring(publishers []peer.ID) *View {
-	for _, p := range publishers {
-		if v.prefer == nil {
-			v.prefer = map[peer.ID]bool{}
-		}
-		v.prefer[p] = true
-	}
-	return v
-}
-
 // Get returns the expert c, if some provider of it is known.
 func (v *View) Get(c cid.Cid) (Entry, bool) {
 	now := v.now()
@@ -210,17 +305,25 @@ func (v *View) Get(c cid.Cid) (Entry, bool) {
 	return out, len(out.Providers) > 0
 }
 
-// List returns the experts that match f, by name then CID.
+// Has reports whether some provider of c is known, without copying its
+// entry.
+func (v *View) Has(c cid.Cid) bool {
+	now := v.now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.entries[c]
+	return e != nil && v.live(e, now)
+}
+
+// List returns every expert that matches f, by name then CID: a copy of
+// the whole view when f selects all. Page returns them a page at a time.
 func (v *View) List(f Filter) []Entry {
 	now := v.now()
-	name := strings.ToLower(f.Name)
+	match := f.matcher()
 	v.mu.Lock()
 	var out []Entry
 	for _, e := range v.entries {
-		a := &e.ann
-		if f.BaseModel != "" && !strings.EqualFold(a.BaseModel, f.BaseModel) ||
-			f.PeftType != "" && !strings.EqualFold(a.PeftType, f.PeftType) ||
-			name != "" && !strings.Contains(strings.ToLower(a.Name), name) {
+		if !match(&e.ann) {
 			continue
 		}
 		if s := v.snapshot(e, now); len(s.Providers) > 0 {
@@ -228,9 +331,7 @@ func (v *View) List(f Filter) []Entry {
 		}
 	}
 	v.mu.Unlock()
-	slices.SortFunc(out, func(a, b Entry) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.CID.KeyString(), b.CID.KeyString()))
-	})
+	slices.SortFunc(out, func(a, b Entry) int { return CursorOf(a).cmp(CursorOf(b)) })
 	return out
 }
 
@@ -250,13 +351,10 @@ func (v *View) DropProvider(c cid.Cid, p peer.ID) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.entries[c]
-	if e == nil {
+	if e == nil || e.providers[p] == nil {
 		return
 	}
-	delete(e.providers, p)
-	if len(e.providers) == 0 {
-		delete(v.entries, c)
-	}
+	v.removePair(c, e, e.providers[p])
 }
 
 // Len returns the number of experts in the view, counting those whose
@@ -272,7 +370,7 @@ func (v *View) Len() int {
 // that ends the subscription and closes the channel. The view never waits
 // for a subscriber: when the channel's buffer is full, notifications are
 // dropped (and counted in Stats.NotifyDropped), so a subscriber should
-// drain it promptly and may rescan with List.
+// drain it promptly and may rescan with Scan.
 func (v *View) Subscribe() (<-chan cid.Cid, func()) {
 	s := &subscriber{ch: make(chan cid.Cid, subscriberBuffer)}
 	v.mu.Lock()
@@ -291,17 +389,26 @@ func (v *View) Subscribe() (<-chan cid.Cid, func()) {
 
 // Expire forgets the providers not seen for the TTL and the experts left
 // without one; it returns how many experts it removed. Reads already skip
-// expired providers: Expire only frees their memory.
+// expired providers: Expire only frees their memory. It also lets the
+// experts Keep kept be evicted again, if Keep no longer keeps them.
 func (v *View) Expire() int {
 	now := v.now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	n := 0
+	var parked []*pair
 	for c, e := range v.entries {
 		if v.expireEntry(c, e, now) {
 			n++
+			continue
+		}
+		for _, p := range e.providers {
+			if p.elem == nil {
+				parked = append(parked, p)
+			}
 		}
 	}
+	v.unpark(parked)
 	return n
 }
 
@@ -309,14 +416,22 @@ func (v *View) Expire() int {
 // reports whether e was dropped. v.mu must be held.
 func (v *View) expireEntry(c cid.Cid, e *entry, now time.Time) bool {
 	limit := now.Add(-v.ttl)
-	for p, t := range e.providers {
-		if t.Before(limit) {
-			delete(e.providers, p)
+	for _, p := range e.providers {
+		if p.seen.Before(limit) {
+			v.removePair(c, e, p)
 		}
 	}
-	if len(e.providers) == 0 {
-		delete(v.entries, c)
-		return true
+	return v.entries[c] != e
+}
+
+// live reports whether e has a provider seen within the TTL. v.mu must be
+// held.
+func (v *View) live(e *entry, now time.Time) bool {
+	limit := now.Add(-v.ttl)
+	for _, p := range e.providers {
+		if !p.seen.Before(limit) {
+			return true
+		}
 	}
 	return false
 }
@@ -326,13 +441,18 @@ func (v *View) expireEntry(c cid.Cid, e *entry, now time.Time) bool {
 func (v *View) snapshot(e *entry, now time.Time) Entry {
 	limit := now.Add(-v.ttl)
 	out := Entry{Announcement: e.ann.clone(), Signed: !e.signed.IsZero(), Providers: make([]ProviderInfo, 0, len(e.providers))}
-	for p, t := range e.providers {
-		if !t.Before(limit) {
-			out.Providers = append(out.Providers, ProviderInfo{ID: p, LastSeen: t})
+	for id, p := range e.providers {
+		if !p.seen.Before(limit) {
+			out.Providers = append(out.Providers, ProviderInfo{ID: id, LastSeen: p.seen})
 		}
 	}
 	slices.SortFunc(out.Providers, func(a, b ProviderInfo) int {
 		return cmp.Or(b.LastSeen.Compare(a.LastSeen), cmp.Compare(a.ID, b.ID))
 	})
 	return out
+}
+
+// peek is e as Keep and Scan see it: sharing memory, without providers.
+func peek(e *entry) Entry {
+	return Entry{Announcement: e.ann, Signed: !e.signed.IsZero()}
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -22,8 +21,12 @@ func (c *fakeClock) ann(i int, p peer.ID) Announcement {
 }
 
 func newTestView(ttl time.Duration, max int) (*View, *fakeClock) {
+	return newBoundedView(ViewOptions{TTL: ttl, MaxExperts: max})
+}
+
+func newBoundedView(o ViewOptions) (*View, *fakeClock) {
 	clk := &fakeClock{t: time.UnixMilli(1_700_000_000_000)}
-	v := NewView(ttl, max)
+	v := NewView(o)
 	v.now = clk.now
 	return v, clk
 }
@@ -185,24 +188,6 @@ func TestViewSubscribeNeverBlocks(t *testing.T) {
 	_ = slow
 }
 
-func TestViewMax(t *testing.T) {
-	v, clk := newTestView(time.Hour, 2)
-	p := testPeer(t)
-	v.Add(clk.ann(1, p))
-	v.Add(clk.ann(2, p))
-	if v.Add(clk.ann(3, p)) || v.Len() != 2 || v.full.Load() != 1 {
-		t.Fatalf("full view took a new expert: Len %d", v.Len())
-	}
-	// Known experts still get new providers.
-	v.Add(clk.ann(1, testPeer(t)))
-	if n := len(v.Providers(testCID(1))); n != 2 {
-		t.Fatalf("providers %d", n)
-	}
-	if v.Add(Announcement{CID: cid.Undef}) {
-		t.Fatal("invalid announcement added")
-	}
-}
-
 // TestViewPrefersSigned: signed metadata wins over unsigned claims, the
 // publication held is kept against another publisher's unless that one is
 // preferred, and a publisher may re-sign.
@@ -290,9 +275,7 @@ func TestViewPrefersSigned(t *testing.T) {
 
 	// A preferred publisher's publication replaces the one held and is
 	// not replaced by another.
-	pv, pclk := newTestView(time.Hour, 0)
-	pv.preferring([]peer.ID{otherPublisher})
-	v, clk = pv, pclk
+	v, clk = newBoundedView(ViewOptions{TTL: time.Hour, Prefer: []peer.ID{otherPublisher}})
 	v.Add(signed(key, p1, "first", clk.t))
 	clk.add(time.Second)
 	v.Add(signed(otherKey, p2, "trusted", clk.t))

@@ -19,6 +19,11 @@
 //	| `expertd_handoff_failures_total`        | counter   | Hand-offs of an expert to the inference server (adapter directory or vLLM load/unload) that failed. |
 //	| `expertd_handoff_reloads_total`         | counter   | Adapters vLLM had lost (it restarted) whose load was queued again. |
 //	| `expertd_catalog_rate_limited_total`    | counter   | Catalog streams from peers refused for asking too often. |
+//	| `expertd_gossip_view_bytes`             | gauge     | Memory accounted for the experts known from the swarm (bounded by `gossip.max_view_memory`). |
+//	| `expertd_gossip_evictions_total`        | counter   | Pairs of an expert and a provider evicted from the view to make room. |
+//	| `expertd_gossip_refused_total{reason}`  | counter   | Announcements not recorded, by `reason`: `provider_full` (the provider holds `gossip.max_per_provider` experts), `catalog_limit` (catalog entries over `gossip.catalog_rate`, or from a peer at `gossip.max_per_provider`: the pull stops there), `view_full` (nothing left to evict). |
+//	| `expertd_prefetch_queued`               | gauge     | Experts waiting to be prefetched. |
+//	| `expertd_prefetch_failures_total`       | counter   | Prefetches that failed (no provider answered, say). |
 package metrics
 
 import (
@@ -46,6 +51,13 @@ type Snapshot struct {
 	// (gossip.Stats.CatalogRateLimited) and adapters reloaded into vLLM
 	// after it lost them (handoff.Stats.Reloads), since start.
 	CatalogRateLimited, HandoffReloads uint64
+	// The view's accounted memory, its evictions and what it refused
+	// since start (gossip.ViewCounts, gossip.Stats.CatalogEntriesLimited).
+	ViewBytes                             int64
+	Evicted, ProviderFull, CatalogLimited uint64
+	ViewFull                              uint64
+	// Experts waiting to be prefetched.
+	PrefetchQueued int
 }
 
 // FetchBuckets are the fetch duration histogram's upper bounds in seconds:
@@ -64,6 +76,7 @@ type Metrics struct {
 	blocksRejected           prometheus.Counter
 	materializations         prometheus.Counter
 	handoffFailures          prometheus.Counter
+	prefetchFailures         prometheus.Counter
 }
 
 // New returns the node's metrics. snapshot is called once per scrape, from
@@ -91,12 +104,13 @@ func New(snapshot func() Snapshot) *Metrics {
 		blocksRejected:   counter("expertd_blocks_rejected_total", "Blocks received that failed verification."),
 		materializations: counter("expertd_materializations_total", "Experts written out as PEFT directories."),
 		handoffFailures:  counter("expertd_handoff_failures_total", "Hand-offs of an expert to the inference server that failed."),
+		prefetchFailures: counter("expertd_prefetch_failures_total", "Prefetches that failed."),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.bytesSent, m.bytesReceived, fetches, m.fetchDuration,
-		m.blocksRejected, m.materializations, m.handoffFailures,
+		m.blocksRejected, m.materializations, m.handoffFailures, m.prefetchFailures,
 	)
 	if snapshot != nil {
 		m.reg.MustRegister(snapshotCollector(snapshot))
@@ -152,6 +166,13 @@ func (m *Metrics) BlockRejected() {
 func (m *Metrics) Materialized() {
 	if m != nil {
 		m.materializations.Inc()
+	}
+}
+
+// PrefetchFailed counts a failed prefetch.
+func (m *Metrics) PrefetchFailed() {
+	if m != nil {
+		m.prefetchFailures.Inc()
 	}
 }
 

@@ -78,7 +78,8 @@ expertd_fetch_duration_seconds_count 2
 func TestSnapshotReadAtScrape(t *testing.T) {
 	var calls atomic.Int32
 	s := Snapshot{Peers: 3, Stored: 5, Pinned: 2, Remote: 9, StoreBytes: 1 << 20, GossipAccepted: 40, GossipRejected: 1, GossipIgnored: 4,
-		CatalogRateLimited: 6, HandoffReloads: 7}
+		CatalogRateLimited: 6, HandoffReloads: 7, ViewBytes: 1 << 10, Evicted: 8, ProviderFull: 9, CatalogLimited: 10, ViewFull: 11,
+		PrefetchQueued: 12}
 	m := New(func() Snapshot { calls.Add(1); return s })
 	want := `
 # HELP expertd_peers Peers connected now.
@@ -103,9 +104,24 @@ expertd_catalog_rate_limited_total 6
 # HELP expertd_handoff_reloads_total Adapters vLLM had lost (it restarted) whose load was queued again.
 # TYPE expertd_handoff_reloads_total counter
 expertd_handoff_reloads_total 7
+# HELP expertd_gossip_view_bytes Memory accounted for the experts known from the swarm.
+# TYPE expertd_gossip_view_bytes gauge
+expertd_gossip_view_bytes 1024
+# HELP expertd_gossip_evictions_total Pairs of an expert and a provider evicted from the view to make room.
+# TYPE expertd_gossip_evictions_total counter
+expertd_gossip_evictions_total 8
+# HELP expertd_gossip_refused_total Announcements not recorded, by reason (provider_full, catalog_limit, view_full).
+# TYPE expertd_gossip_refused_total counter
+expertd_gossip_refused_total{reason="catalog_limit"} 10
+expertd_gossip_refused_total{reason="provider_full"} 9
+expertd_gossip_refused_total{reason="view_full"} 11
+# HELP expertd_prefetch_queued Experts waiting to be prefetched.
+# TYPE expertd_prefetch_queued gauge
+expertd_prefetch_queued 12
 `
 	names := []string{"expertd_peers", "expertd_experts", "expertd_store_bytes", "expertd_gossip_messages_total",
-		"expertd_catalog_rate_limited_total", "expertd_handoff_reloads_total"}
+		"expertd_catalog_rate_limited_total", "expertd_handoff_reloads_total", "expertd_gossip_view_bytes",
+		"expertd_gossip_evictions_total", "expertd_gossip_refused_total", "expertd_prefetch_queued"}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,14 @@ var (
 		"Catalog streams from peers refused for asking too often.", nil, nil)
 	reloadsDesc = prometheus.NewDesc("expertd_handoff_reloads_total",
 		"Adapters vLLM had lost (it restarted) whose load was queued again.", nil, nil)
+	viewBytesDesc = prometheus.NewDesc("expertd_gossip_view_bytes",
+		"Memory accounted for the experts known from the swarm.", nil, nil)
+	evictionsDesc = prometheus.NewDesc("expertd_gossip_evictions_total",
+		"Pairs of an expert and a provider evicted from the view to make room.", nil, nil)
+	refusedDesc = prometheus.NewDesc("expertd_gossip_refused_total",
+		"Announcements not recorded, by reason (provider_full, catalog_limit, view_full).", []string{"reason"}, nil)
+	prefetchQueuedDesc = prometheus.NewDesc("expertd_prefetch_queued",
+		"Experts waiting to be prefetched.", nil, nil)
 )
 
 // snapshotCollector exports a Snapshot, read once per scrape so the values
@@ -24,7 +32,8 @@ var (
 type snapshotCollector func() Snapshot
 
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersDesc, expertsDesc, storeBytesDesc, gossipDesc, catalogLimitedDesc, reloadsDesc} {
+	for _, d := range []*prometheus.Desc{peersDesc, expertsDesc, storeBytesDesc, gossipDesc, catalogLimitedDesc, reloadsDesc,
+		viewBytesDesc, evictionsDesc, refusedDesc, prefetchQueuedDesc} {
 		ch <- d
 	}
 }
@@ -47,4 +56,10 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(gossipDesc, s.GossipIgnored, "ignored")
 	counter(catalogLimitedDesc, s.CatalogRateLimited)
 	counter(reloadsDesc, s.HandoffReloads)
+	gauge(viewBytesDesc, float64(s.ViewBytes))
+	counter(evictionsDesc, s.Evicted)
+	counter(refusedDesc, s.ProviderFull, "provider_full")
+	counter(refusedDesc, s.CatalogLimited, "catalog_limit")
+	counter(refusedDesc, s.ViewFull, "view_full")
+	gauge(prefetchQueuedDesc, float64(s.PrefetchQueued))
 }
