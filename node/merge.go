@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -248,7 +249,12 @@ func (n *Node) encodeMerged(src *compress.Source, opts []compress.Option) (strin
 		os.Remove(f.Name())
 		return "", mergeErr(err)
 	}
-	return f.Name(), nil
+	abs, err := filepath.Abs(f.Name()) // Publish takes absolute paths; data_dir may be relative
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return abs, nil
 }
 
 // storeMerged stores and pins an unpublished merged expert under name.
