@@ -62,66 +62,95 @@ func compressWith(ts []Tensor, o options) ([]Coded, []uint32, error) {
 	}
 	out := make([]Coded, len(ts))
 	thrs := make([]uint32, len(ts))
-	var sc scratch
+	w := encodeWorkers(ts)
+	scs := make([]scratch, w)
+	// The kept set's sum and size of each tensor, for the auto scale, are
+	// added in tensor order.
+	sums := make([]float64, len(ts))
+	cnts := make([]int64, len(ts))
 	if o.scope == ScopeGlobal {
 		taus := make([][]float32, len(ts))
 		for i, t := range ts {
 			taus[i] = t.Tau
 		}
-		thr, scale, err := selectScope(taus, o)
+		thr, scale, err := selectScope(taus, o, w)
 		if err != nil {
 			return nil, nil, err
 		}
-		var sum float64
-		var cnt int64
-		for i, t := range ts {
+		forEach(len(ts), w, func(g, i int) error {
 			thrs[i] = thr
-			s, c := codeOne(&out[i], t, thr, &sc)
-			sum += s
-			cnt += c
-		}
+			sums[i], cnts[i] = codeOne(&out[i], ts[i], thr, &scs[g])
+			return nil
+		})
 		if o.alpha.Auto {
-			scale = meanOrZero(sum, cnt)
+			scale = meanOrZero(sumInOrder(sums), sumCounts(cnts))
 		}
 		for i := range out {
 			out[i].Scale = scale
 		}
 		return out, thrs, nil
 	}
-	for i, t := range ts {
-		thr, scale, err := selectScope([][]float32{t.Tau}, o)
+	err := forEach(len(ts), w, func(g, i int) error {
+		t := ts[i]
+		thr, scale, err := selectScope([][]float32{t.Tau}, o, 1)
 		if err != nil {
-			return nil, nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+			return fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 		thrs[i] = thr
-		sum, cnt := codeOne(&out[i], t, thr, &sc)
+		sum, cnt := codeOne(&out[i], t, thr, &scs[g])
 		if o.alpha.Auto {
 			scale = meanOrZero(sum, cnt)
 		}
 		out[i].Scale = scale
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return out, thrs, nil
 }
 
+// encodeScratch bounds the scratch memory of the goroutines that encode
+// tensors at once (the tensors themselves are in memory already).
+const encodeScratch = 256 << 20
+
+// encodeWorkers is how many goroutines encode ts: a worker needs about 5
+// bytes per element of the largest tensor (kept positions and payload)
+// and two 512 KiB histograms.
+func encodeWorkers(ts []Tensor) int {
+	var n int64
+	for _, t := range ts {
+		n = max(n, int64(len(t.Tau)))
+	}
+	return poolSize(len(ts), 5*n+1<<20, encodeScratch)
+}
+
 // selectScope returns the magnitude threshold key and the reference scale
-// alpha*std (unbiased, float64) of one selection scope.
-func selectScope(taus [][]float32, o options) (uint32, float64, error) {
+// alpha*std (unbiased, float64) of one selection scope, scanning it on w
+// goroutines.
+func selectScope(taus [][]float32, o options, w int) (uint32, float64, error) {
 	m := new(moments)
-	for _, xs := range taus {
-		if err := m.add(xs); err != nil {
-			return 0, 0, err
-		}
+	if err := m.scan(taus, w); err != nil {
+		return 0, 0, err
 	}
 	if m.n == 0 {
 		return 0, 0, nil
 	}
 	k := int64(math.Floor(float64(m.n) * o.density))
-	thr, ssd := threshold(taus, m, m.n-k)
+	thr, ssd := threshold(taus, m, m.n-k, w, !o.alpha.Auto) // auto needs no std
 	sigma := 0.0
 	if m.n > 1 {
 		sigma = math.Sqrt(ssd / float64(m.n-1))
 	}
 	return thr, o.alpha.Value * sigma, nil
+}
+
+func sumCounts(xs []int64) int64 {
+	var n int64
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 func meanOrZero(sum float64, cnt int64) float64 {

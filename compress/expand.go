@@ -35,7 +35,8 @@ type ExpandOptions struct {
 	// written; an error it returns stops Expand and is returned.
 	Accept func(*Header) error
 
-	statfs statfsFunc // free space query; diskSpace when nil (tests set it)
+	statfs      statfsFunc // free space query; diskSpace when nil (tests set it)
+	streamAbove int64      // payloads larger are streamed; 0: decodeAhead/2 (tests set it)
 }
 
 // ParseDType maps a --dtype flag value to a safetensors dtype ("" for source).
@@ -111,7 +112,7 @@ func Expand(r io.Reader, outDir string, o ExpandOptions) (_ *Header, err error) 
 			removeCreated(created)
 		}
 	}()
-	return h, writeOutput(cr, h, plan, base, outDir, o.Progress)
+	return h, writeOutput(cr, h, plan, base, outDir, o)
 }
 
 // openBase opens the base model a residual needs, or returns nil for an
@@ -140,7 +141,7 @@ func openBase(h *Header, dir string) (*safetensors.Dir, error) {
 }
 
 // writeOutput writes the weights and the config into outDir.
-func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, outDir string, progress func(int64, int64)) error {
+func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, outDir string, o ExpandOptions) error {
 	weights := AdapterWeightsFile
 	if h.PeftType == PeftTypeFull {
 		weights = ModelWeightsFile
@@ -158,7 +159,7 @@ func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensor
 		tmp.Close()
 		return err
 	}
-	err = writeWeights(tmp, cr, h, plan, base, total, progress)
+	err = writeWeights(tmp, cr, h, plan, base, total, o)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -171,69 +172,6 @@ func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensor
 		}
 	}
 	return os.Rename(tmp.Name(), filepath.Join(outDir, weights))
-}
-
-// ChunkElements is how many elements Expand decodes, converts and writes
-// at a time (4 MiB of float32): its memory does not grow with the tensors.
-const ChunkElements = 1 << 20
-
-func writeWeights(f *os.File, cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, total int64, progress func(int64, int64)) error {
-	bw := newBufWriter(f)
-	sw, err := plan.NewWriter(bw)
-	if err != nil {
-		return err
-	}
-	fp := newFingerprint()
-	vals := make([]float32, min(ChunkElements, max(total, 1)))
-	var done int64
-	for {
-		t, err := cr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if base != nil {
-			fp.begin(t.Name)
-		}
-		for rem := t.Elements(); rem > 0; {
-			chunk := vals[:min(rem, int64(len(vals)))]
-			if base != nil {
-				if err := base.ReadFloat32At(t.Name, t.Elements()-rem, chunk); err != nil {
-					return fmt.Errorf("base: %w", err)
-				}
-				fp.write(chunk)
-				err = cr.AddValues(chunk)
-			} else {
-				err = cr.ReadValues(chunk)
-			}
-			if err != nil {
-				return err
-			}
-			if err := sw.WriteFloat32(chunk); err != nil {
-				return err
-			}
-			rem -= int64(len(chunk))
-			done += int64(len(chunk))
-			if progress != nil {
-				progress(done, total)
-			}
-		}
-		if base != nil {
-			fp.end()
-		}
-	}
-	if base != nil && fp.sum() != h.Base {
-		return fmt.Errorf("%w: base fingerprint %s, container wants %s", ErrBase, fp.sum(), h.Base)
-	}
-	if err := sw.Close(); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	return f.Sync()
 }
 
 // checkBaseTensor checks that the base model has t, as floats, with as

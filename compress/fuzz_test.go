@@ -2,10 +2,12 @@ package compress
 
 import (
 	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"io"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -46,6 +48,47 @@ func FuzzReader(f *testing.F) {
 	})
 }
 
+// FuzzExpand feeds arbitrary bytes, their checksums fixed up when they
+// have a container's shape, to Expand, whose decoders run in parallel,
+// read ahead or streamed (stream chooses): it must refuse what the
+// sequential Reader refuses, and write what it accepts as the sequential
+// decoder does.
+func FuzzExpand(f *testing.F) {
+	f.Add(fixtureContainer(f, "c-ia3"), uint16(0))
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, d := range []float64{0.01, 0.3, 0.9} {
+		var buf bytes.Buffer
+		src := &Source{PeftType: "LORA", ConfigName: AdapterConfigFile, Config: "{}", Tensors: synthTensors(rng, []int{3000, 7, 600}, 0)}
+		if _, _, err := Encode(&buf, src, WithDensity(d)); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes(), uint16(d*100))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, stream uint16) {
+		if fixed := fixChecksums(data); fixed != nil {
+			data = fixed
+		}
+		limits := []ReaderOption{WithMaxElements(1 << 20)}
+		_, err := Expand(bytes.NewReader(data), t.TempDir(), ExpandOptions{ReaderOptions: limits, MaxOutput: 16 << 20, Overwrite: true, streamAbove: int64(stream)})
+		seq := decodeAll(data, limits...)
+		switch {
+		case err == nil && seq != nil:
+			t.Fatalf("Expand wrote what the Reader refuses (%v)", seq)
+		case err != nil && seq == nil && !errors.Is(err, ErrOutputLimit) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNoSpace) && !errors.Is(err, ErrBase):
+			t.Fatalf("Expand refused what the Reader decodes: %v", err)
+		case err == nil:
+			dir := t.TempDir()
+			_, err := Expand(bytes.NewReader(data), dir, ExpandOptions{ReaderOptions: limits, MaxOutput: 16 << 20, streamAbove: int64(stream)})
+			if err != nil {
+				t.Fatalf("a second Expand: %v", err)
+			}
+			if got := readWeights(t, dir); !bytes.Equal(got, referenceWeights(t, data, "", nil)) {
+				t.Fatal("Expand wrote other bytes than the sequential decoder")
+			}
+		}
+	})
+}
+
 // fixChecksums rewrites the CRCs of a container-shaped input so that it
 // passes them, or returns nil when the input does not have that shape.
 func fixChecksums(data []byte) []byte {
@@ -58,7 +101,9 @@ func fixChecksums(data []byte) []byte {
 		return nil
 	}
 	var h Header
-	if err := jsonUnmarshal(out[16:16+hlen], &h); err != nil {
+	fr := flate.NewReader(bytes.NewReader(out[16 : 16+hlen])) // the header is DEFLATE compressed
+	hj, err := io.ReadAll(io.LimitReader(fr, MaxHeaderBytes))
+	if err != nil || jsonUnmarshal(hj, &h) != nil {
 		return nil
 	}
 	putCRC(out[16+hlen:], out[:16+hlen])

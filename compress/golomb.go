@@ -43,22 +43,38 @@ func golombParam(p float64) uint32 {
 
 // golomb holds a parameter's derived constants.
 type golomb struct {
-	m uint32
-	b uint // bits of the long remainder codes: ceil(log2 m)
-	u uint32
+	m   uint32
+	b   uint // bits of the long remainder codes: ceil(log2 m)
+	u   uint32
+	inv uint64 // 2^64/m rounded up, for div (m > 1)
 }
 
 func newGolomb(m uint32) golomb {
 	b := uint(bits.Len32(m - 1))
-	return golomb{m: m, b: b, u: uint32(1)<<b - m}
+	g := golomb{m: m, b: b, u: uint32(1)<<b - m}
+	if m > 1 {
+		g.inv = ^uint64(0)/uint64(m) + 1
+	}
+	return g
+}
+
+// div is v/m by a multiplication, exact for every 32-bit v (Lemire,
+// Kaser and Kurz, "Faster remainder by direct computation", 2019).
+func (g golomb) div(v uint32) uint32 {
+	if g.m == 1 {
+		return v
+	}
+	q, _ := bits.Mul64(g.inv, uint64(v))
+	return uint32(q)
 }
 
 func (g golomb) encode(w *bitWriter, v uint32) {
-	w.unary(uint64(v / g.m))
+	q := g.div(v)
+	w.unary(uint64(q))
 	if g.b == 0 {
 		return
 	}
-	r := v % g.m
+	r := v - q*g.m
 	if r < g.u {
 		w.write(uint64(r), g.b-1)
 		return
@@ -66,6 +82,31 @@ func (g golomb) encode(w *bitWriter, v uint32) {
 	x := r + g.u
 	w.write(uint64(x>>1), g.b-1)
 	w.write(uint64(x&1), 1)
+}
+
+// encodeSigned writes v then one sign bit, as encode and a write of the
+// bit do, in one write when the code is short (it nearly always is).
+func (g golomb) encodeSigned(w *bitWriter, v, sign uint32) {
+	q := g.div(v)
+	if q+uint32(g.b) > 29 { // the code and the sign may not fit in 32 bits
+		g.encode(w, v)
+		w.write(uint64(sign), 1)
+		return
+	}
+	bits := uint64(1) << q // q zeros closed by a one
+	n := uint(q) + 1
+	if g.b > 0 {
+		r := v - q*g.m
+		if r < g.u {
+			bits |= uint64(r) << n
+			n += g.b - 1
+		} else {
+			x := r + g.u
+			bits |= (uint64(x>>1) | uint64(x&1)<<(g.b-1)) << n
+			n += g.b
+		}
+	}
+	w.write(bits|uint64(sign)<<n, n+1)
 }
 
 // decode reads one value; the caller refills after the unary part.
@@ -85,6 +126,36 @@ func (g golomb) decode(r *bitReader, limit uint64) (uint64, bool) {
 		x = (x<<1 | uint32(r.read(1))) - g.u
 	}
 	return q*uint64(g.m) + uint64(x), true
+}
+
+// decodeShort reads one value and the sign bit after it when the whole
+// code is in the bit buffer (after a refill from the window) and its
+// quotient is within limit/m, as decode would read them; otherwise it
+// reads nothing and reports false.
+func (g golomb) decodeShort(r *bitReader, limit uint64) (v, sign uint64, ok bool) {
+	if r.n < 56 && !r.refill() {
+		return 0, 0, false
+	}
+	q := uint(bits.TrailingZeros64(r.buf))
+	if q+g.b+2 > r.n || uint64(q) > limit/uint64(g.m) {
+		return 0, 0, false
+	}
+	buf := r.buf >> (q + 1)
+	used := q + 1
+	var x uint64
+	if g.b > 0 {
+		x = buf & (1<<(g.b-1) - 1)
+		used += g.b - 1
+		if x >= uint64(g.u) {
+			x = (x<<1 | buf>>(g.b-1)&1) - uint64(g.u)
+			used++
+		}
+	}
+	sign = r.buf >> used & 1
+	used++
+	r.buf >>= used
+	r.n -= used
+	return uint64(q)*uint64(g.m) + x, sign, true
 }
 
 // tensorCode is the coded form of one tensor.
@@ -135,8 +206,7 @@ func encodeTensor(xs []float32, thr uint32, sc *scratch) (tc tensorCode, sum flo
 		var s0, s1 float64
 		for k, p := range pos {
 			i := p >> 1
-			g.encode(&w, i-next)
-			w.write(uint64(p&1), 1)
+			g.encodeSigned(&w, i-next, p&1)
 			next = i + 1
 			a := float64(math.Float32frombits(math.Float32bits(xs[i]) &^ (1 << 31)))
 			if k&1 == 0 {
@@ -244,10 +314,14 @@ func (d *tensorDecoder) decodeSparse(dst []float32) (err error) {
 	}
 	r, g, k, left, next, n := d.r, d.g, d.k, d.left, d.next, d.n
 	for ; left > 0; left-- {
-		gap, ok := g.decode(&r, uint64(n-next))
-		if !ok || r.n < 1 && !r.refill() && !r.more() {
-			err = fmt.Errorf("%w: bad gap code", ErrCorrupt)
-			break
+		gap, sign, ok := g.decodeShort(&r, uint64(n-next))
+		if !ok { // a long code, the end of the window, or corrupt: the careful way
+			gap, ok = g.decode(&r, uint64(n-next))
+			if !ok || r.n < 1 && !r.refill() && !r.more() {
+				err = fmt.Errorf("%w: bad gap code", ErrCorrupt)
+				break
+			}
+			sign = r.read(1)
 		}
 		p := next + int64(gap)
 		if p >= n {
@@ -256,11 +330,11 @@ func (d *tensorDecoder) decodeSparse(dst []float32) (err error) {
 		}
 		next = p + 1
 		if p >= end {
-			d.pend, d.psign = p, r.read(1)
+			d.pend, d.psign = p, sign
 			left--
 			break
 		}
-		k.put(dst, p-start, r.read(1))
+		k.put(dst, p-start, sign)
 	}
 	d.r, d.left, d.next = r, left, next
 	return err

@@ -99,3 +99,49 @@ func (s *sliceSource) read(p []byte) (int, error) {
 	s.b = s.b[n:]
 	return n, nil
 }
+
+// TestGolombEncodeSigned: the one-write code of a value and its sign is
+// bit for bit the code encode and a separate sign write give, for short
+// and long codes (the fast path and the fallback).
+func TestGolombEncodeSigned(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, m := range []uint32{1, 2, 3, 5, 7, 8, 69, 1000, 1 << 20, 1 << 30} {
+		g := newGolomb(m)
+		var want, got bitWriter
+		for k := range 5000 {
+			v := uint32(rng.ExpFloat64() * float64(m))
+			if k%100 == 0 {
+				v = m*uint32(20+rng.IntN(100)) + uint32(rng.IntN(int(m))) // long unary parts
+			}
+			s := uint32(k & 1)
+			g.encode(&want, v)
+			want.write(uint64(s), 1)
+			g.encodeSigned(&got, v, s)
+		}
+		if w, g := want.flush(), got.flush(); string(w) != string(g) {
+			t.Fatalf("m=%d: %d bytes from encodeSigned differ from the %d of encode", m, len(g), len(w))
+		}
+	}
+}
+
+// TestGolombDiv: the division by multiplication is exact for every
+// parameter the format allows, at the edges of the 32-bit range.
+func TestGolombDiv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	ms := []uint32{1, 2, 3, 5, 7, 69, 1000, 1<<16 + 1, 1<<30 - 1, 1 << 30}
+	for range 200 {
+		ms = append(ms, 1+rng.Uint32N(1<<30))
+	}
+	for _, m := range ms {
+		g := newGolomb(m)
+		vs := []uint32{0, 1, m - 1, m, m + 1, 2*m - 1, 1<<32 - 1, 1<<32 - 2, (1<<32 - 1) / m * m}
+		for range 1000 {
+			vs = append(vs, rng.Uint32())
+		}
+		for _, v := range vs {
+			if got := g.div(v); got != v/m {
+				t.Fatalf("%d / %d: %d, want %d", v, m, got, v/m)
+			}
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/expertd/expertd/compress/safetensors"
 )
@@ -104,17 +105,30 @@ func LoadProgress(dir, baseDir string, progress func(done, total int64)) (*Sourc
 		if !ti.DType.IsFloat() {
 			return nil, fmt.Errorf("%w: %s: tensor %q has dtype %s; only float tensors can be compressed", ErrInput, path, ti.Name, ti.DType)
 		}
+	}
+	src.Tensors = make([]Tensor, len(f.Tensors))
+	var mu sync.Mutex // progress is called by one goroutine at a time
+	done := int64(0)
+	err = forEach(len(f.Tensors), poolSize(len(f.Tensors), 0, 0), func(_, i int) error {
+		ti := f.Tensors[i]
 		vals, err := f.ReadFloat32(ti, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		if offset != 0 {
 			for i := range vals {
 				vals[i] -= offset
 			}
 		}
-		src.Tensors = append(src.Tensors, Tensor{Name: ti.Name, DType: string(ti.DType), Shape: ti.Shape, Tau: vals, Offset: offset})
-		progress(int64(len(src.Tensors)), int64(len(f.Tensors)))
+		src.Tensors[i] = Tensor{Name: ti.Name, DType: string(ti.DType), Shape: ti.Shape, Tau: vals, Offset: offset}
+		mu.Lock()
+		done++
+		progress(done, int64(len(f.Tensors)))
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return src, nil
 }

@@ -143,6 +143,13 @@ func Merge(ctx context.Context, in []MergeInput, o MergeOptions) (*Source, *Prov
 	return out, prov, nil
 }
 
+// CheckMergeOptions reports the first bad option of a merge of n experts
+// (ErrOption), so a caller can refuse a request before it reads them.
+func CheckMergeOptions(o MergeOptions, n int) error {
+	_, err := o.withDefaults(n, false)
+	return err
+}
+
 func (o MergeOptions) withDefaults(n int, compressed bool) (MergeOptions, error) {
 	if n < 2 || n > MaxMergeInputs {
 		return o, fmt.Errorf("%w: merge needs 2 to %d experts, got %d", ErrOption, MaxMergeInputs, n)

@@ -102,7 +102,10 @@ func CheckOutput(n, limit int64) error {
 	return nil
 }
 
-// humanBytes renders n bytes with a binary unit and the exact count.
+// HumanBytes renders n bytes with a binary unit and the exact count, as
+// the package's errors do: "16.0 GiB (17179869184 bytes)".
+func HumanBytes(n int64) string { return humanBytes(n) }
+
 func humanBytes(n int64) string {
 	const unit = 1 << 10
 	if n < unit {

@@ -219,6 +219,35 @@ func (r *Reader) chunk(dst []float32, add bool) error {
 	return nil
 }
 
+// payload reads the whole payload of the current tensor, none of which
+// was decoded, into buf (grown if too small) followed by readPad zero
+// bytes, checks its checksum, and returns it; the tensor then counts as
+// decoded. The caller bounds the payload size (a header may declare up to
+// maxPayload of its tensor).
+func (r *Reader) payload(buf []byte) ([]byte, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	t := r.cur
+	if t == nil || r.started {
+		return nil, fmt.Errorf("compress: payload called without a fresh current tensor")
+	}
+	n := int(t.Bytes)
+	if cap(buf) < n+readPad {
+		buf = make([]byte, n+readPad)
+	}
+	buf = buf[:n+readPad]
+	clear(buf[n:])
+	if _, err := r.read(buf[:n]); err != nil {
+		return nil, r.fail(err)
+	}
+	if err := r.verify(); err != nil {
+		return nil, r.fail(err)
+	}
+	r.started, r.decoded = true, t.Elements()
+	return buf, nil
+}
+
 // decodeError tells why a payload did not decode: the source failed (a
 // truncated container), the payload was damaged (its checksum, read
 // through to the end, does not match), or else the encoder wrote codes

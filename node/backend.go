@@ -243,6 +243,9 @@ func (n *Node) describe(file, name string) (store.Meta, gossip.Announcement, err
 	if err != nil {
 		return store.Meta{}, gossip.Announcement{}, err
 	}
+	if a.Merge, err = signedMerge(h); err != nil { // a merged expert's provenance
+		return store.Meta{}, gossip.Announcement{}, fmt.Errorf("%w: %s: %v", api.ErrBadRequest, file, err)
+	}
 	return m, a, nil
 }
 

@@ -19,6 +19,7 @@ func expertFromMeta(m store.Meta) api.Expert {
 		CID: m.CID, Name: m.Name, PeftType: m.PeftType, BaseModel: m.BaseModel, Rank: m.Rank,
 		TargetModules: m.TargetModules, Params: m.Params, Density: m.Density, Size: m.Size,
 		Publisher: m.Publisher, Added: m.Added, Local: true, Pinned: m.Pinned, Signed: len(m.Envelope) > 0,
+		Merge: mergeOf(m.Envelope),
 	}
 }
 
@@ -28,6 +29,7 @@ func expertFromEntry(e gossip.Entry) api.Expert {
 		CID: a.CID.String(), Name: a.Name, PeftType: a.PeftType, BaseModel: a.BaseModel, Rank: a.Rank,
 		TargetModules: a.TargetModules, Params: a.Params, Density: a.Density, Size: a.Size,
 		Publisher: a.Publisher.String(), Added: a.Time, Signed: e.Signed, Version: a.Version,
+		Merge: mergeOf(entryEnvelope(e)),
 	}
 	for _, p := range e.Providers {
 		x.Providers = append(x.Providers, p.ID.String())

@@ -65,6 +65,7 @@ type Node struct {
 	transfers map[string]*api.Transfer
 	requested map[string]bool // CIDs of running fetches the user asked for (StartFetch)
 	wg        sync.WaitGroup  // background fetches and announcements
+	merge     merger          // runs merges one at a time (merge.go)
 }
 
 // New opens the store, the identity and the host, and binds the API

@@ -228,7 +228,11 @@ type Publication struct {
 	// The version of the expert in the publisher's line of name: 1 for the
 	// first expert it published under the name, one more for each next; 0
 	// for publications made before versions (no line).
-	Version       uint64 `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	// How the publisher made the expert when it merged others into it
+	// (expertd merge); absent otherwise. It travels only inside the signed
+	// envelope: an Announcement has no such field.
+	Merge         *MergeProvenance `protobuf:"bytes,13,opt,name=merge,proto3" json:"merge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +351,71 @@ func (x *Publication) GetVersion() uint64 {
 	return 0
 }
 
+func (x *Publication) GetMerge() *MergeProvenance {
+	if x != nil {
+		return x.Merge
+	}
+	return nil
+}
+
+// MergeProvenance is how a merged expert was made: the merge method and
+// the experts merged.
+type MergeProvenance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "ta" (task arithmetic) or "ties".
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// Root CIDs (binary) of the merged experts, in the order they were
+	// merged; an empty entry is an expert that had no CID (an adapter
+	// directory). 2 to 64 entries.
+	Parents       [][]byte `protobuf:"bytes,2,rep,name=parents,proto3" json:"parents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeProvenance) Reset() {
+	*x = MergeProvenance{}
+	mi := &file_announce_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeProvenance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeProvenance) ProtoMessage() {}
+
+func (x *MergeProvenance) ProtoReflect() protoreflect.Message {
+	mi := &file_announce_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeProvenance.ProtoReflect.Descriptor instead.
+func (*MergeProvenance) Descriptor() ([]byte, []int) {
+	return file_announce_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MergeProvenance) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *MergeProvenance) GetParents() [][]byte {
+	if x != nil {
+		return x.Parents
+	}
+	return nil
+}
+
 // Catalog is one frame of a catalog stream.
 type Catalog struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -357,7 +426,7 @@ type Catalog struct {
 
 func (x *Catalog) Reset() {
 	*x = Catalog{}
-	mi := &file_announce_proto_msgTypes[2]
+	mi := &file_announce_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +438,7 @@ func (x *Catalog) String() string {
 func (*Catalog) ProtoMessage() {}
 
 func (x *Catalog) ProtoReflect() protoreflect.Message {
-	mi := &file_announce_proto_msgTypes[2]
+	mi := &file_announce_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +451,7 @@ func (x *Catalog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Catalog.ProtoReflect.Descriptor instead.
 func (*Catalog) Descriptor() ([]byte, []int) {
-	return file_announce_proto_rawDescGZIP(), []int{2}
+	return file_announce_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Catalog) GetEntries() []*Announcement {
@@ -414,7 +483,7 @@ const file_announce_proto_rawDesc = "" +
 	"\ftime_unix_ms\x18\f \x01(\x03R\n" +
 	"timeUnixMs\x12\x1a\n" +
 	"\benvelope\x18\r \x01(\fR\benvelope\x12\x18\n" +
-	"\aversion\x18\x0e \x01(\x04R\aversion\"\xca\x02\n" +
+	"\aversion\x18\x0e \x01(\x04R\aversion\"\x86\x03\n" +
 	"\vPublication\x12\x10\n" +
 	"\x03cid\x18\x01 \x01(\fR\x03cid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -430,7 +499,11 @@ const file_announce_proto_rawDesc = "" +
 	" \x01(\fR\tpublisher\x12 \n" +
 	"\ftime_unix_ms\x18\v \x01(\x03R\n" +
 	"timeUnixMs\x12\x18\n" +
-	"\aversion\x18\f \x01(\x04R\aversion\"F\n" +
+	"\aversion\x18\f \x01(\x04R\aversion\x12:\n" +
+	"\x05merge\x18\r \x01(\v2$.expertd.announce.v1.MergeProvenanceR\x05merge\"C\n" +
+	"\x0fMergeProvenance\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x18\n" +
+	"\aparents\x18\x02 \x03(\fR\aparents\"F\n" +
 	"\aCatalog\x12;\n" +
 	"\aentries\x18\x01 \x03(\v2!.expertd.announce.v1.AnnouncementR\aentriesB%Z#github.com/expertd/expertd/proto;pbb\x06proto3"
 
@@ -446,19 +519,21 @@ func file_announce_proto_rawDescGZIP() []byte {
 	return file_announce_proto_rawDescData
 }
 
-var file_announce_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_announce_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_announce_proto_goTypes = []any{
-	(*Announcement)(nil), // 0: expertd.announce.v1.Announcement
-	(*Publication)(nil),  // 1: expertd.announce.v1.Publication
-	(*Catalog)(nil),      // 2: expertd.announce.v1.Catalog
+	(*Announcement)(nil),    // 0: expertd.announce.v1.Announcement
+	(*Publication)(nil),     // 1: expertd.announce.v1.Publication
+	(*MergeProvenance)(nil), // 2: expertd.announce.v1.MergeProvenance
+	(*Catalog)(nil),         // 3: expertd.announce.v1.Catalog
 }
 var file_announce_proto_depIdxs = []int32{
-	0, // 0: expertd.announce.v1.Catalog.entries:type_name -> expertd.announce.v1.Announcement
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 0: expertd.announce.v1.Publication.merge:type_name -> expertd.announce.v1.MergeProvenance
+	0, // 1: expertd.announce.v1.Catalog.entries:type_name -> expertd.announce.v1.Announcement
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_announce_proto_init() }
@@ -472,7 +547,7 @@ func file_announce_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_announce_proto_rawDesc), len(file_announce_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

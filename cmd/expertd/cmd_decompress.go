@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,10 @@ import (
 	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/node/config"
 )
+
+// decompressMemoryLimit is the Go heap a decompress aims to stay under
+// (runtime/debug.SetMemoryLimit: a soft limit, exceeded rather than failing).
+const decompressMemoryLimit = 48 << 20
 
 func newDecompressCmd(v *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
@@ -38,6 +43,10 @@ anything is written; a failed decompress removes the OUT_DIR it created.`,
 				return fmt.Errorf("decompress %s: %w", args[0], err)
 			}
 			defer f.Close()
+			// What decompress holds is its header (up to tens of MB for
+			// the largest) and bounded chunk buffers; a soft limit keeps the
+			// collector from letting garbage double it.
+			debug.SetMemoryLimit(decompressMemoryLimit)
 			start := time.Now()
 			m := newMeter(cmd.ErrOrStderr(), "decompress", args[0])
 			h, err := compress.Expand(bufio.NewReaderSize(f, 1<<20), out, compress.ExpandOptions{

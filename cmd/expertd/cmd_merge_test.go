@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/expertd/expertd/cmd/expertd/daemontest"
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/node/api"
 )
 
 // TestMergeCLI merges a container with an adapter directory, decompresses
@@ -137,4 +143,85 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return st.Size()
+}
+
+// TestMergeThroughDaemon: expertd merge of CIDs asks the daemon, which
+// stores the result (--publish: publishes it, its provenance signed), and
+// a merge of files here publishes OUT.cpeft with --publish; mixing files
+// and CIDs, or -o with CIDs, is refused before anything is done.
+func TestMergeThroughDaemon(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a daemon process")
+	}
+	bin := daemontest.Build(t)
+	root := t.TempDir()
+	run := func(args ...string) (string, string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(cmd.Environ(), "XDG_CONFIG_HOME="+root)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return strings.TrimSpace(out.String()), errb.String(), err
+	}
+	d := daemontest.Start(t, bin, root, "a", "")
+	py, _ := filepath.Abs(fixture)
+	var parents []string
+	for _, p := range []struct{ dir, name string }{{py, "python"}, {py + "-f16", "python-f16"}} {
+		c, stderr, err := run("publish", p.dir, "--name", p.name, "--api", d.API)
+		if err != nil {
+			t.Fatalf("publish %s: %v\n%s", p.name, err, stderr)
+		}
+		parents = append(parents, c)
+	}
+	ctx := context.Background()
+	client := d.Client()
+
+	merged, stderr, err := run("merge", parents[0], parents[1], "--method", "ties", "--publish", "--name", "both", "--api", d.API)
+	if err != nil {
+		t.Fatalf("merge of CIDs: %v\n%s", err, stderr)
+	}
+	e, err := client.Expert(ctx, merged)
+	if err != nil || !e.Signed || e.Name != "both" || e.Merge == nil || e.Merge.Method != "ties" || !slices.Equal(e.Merge.Parents, parents) {
+		t.Fatalf("merged expert %+v (provenance %+v), %v", e, e.Merge, err)
+	}
+
+	dir := t.TempDir()
+	pyc := filepath.Join(dir, "py.cpeft")
+	if _, stderr, err := run("compress", py, "-o", pyc); err != nil {
+		t.Fatalf("compress: %v\n%s", err, stderr)
+	}
+	pycid, _, _ := run("cid", pyc)
+	out := filepath.Join(dir, "here.cpeft")
+	local, stderr, err := run("merge", pyc, py+"-f16", "-o", out, "--publish", "--api", d.API)
+	if err != nil {
+		t.Fatalf("merge of files with --publish: %v\n%s", err, stderr)
+	}
+	e, err = client.Expert(ctx, local)
+	if err != nil || !e.Signed || e.Name != "here" || e.Merge == nil || !slices.Equal(e.Merge.Parents, []string{pycid, ""}) {
+		t.Fatalf("published local merge %+v (provenance %+v), %v", e, e.Merge, err)
+	}
+
+	before, err := client.Experts(ctx, api.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"merge", pyc, parents[0], "--api", d.API}, "is a file and"},
+		{[]string{"merge", parents[0], parents[1], "-o", out, "--api", d.API}, "drop -o"},
+		{[]string{"merge", parents[0], "bafy-nothing", "--api", d.API}, "not a CID"},
+		{[]string{"merge", pyc, py, "-o", filepath.Join(dir, "x.cpeft"), "--publish", "--api", daemontest.FreeAddr(t)}, "cannot reach the expertd daemon"},
+	} {
+		if _, stderr, err := run(c.args...); err == nil || !strings.Contains(stderr, c.msg) {
+			t.Errorf("%v: %v, want an error saying %q:\n%s", c.args[1:], err, c.msg, stderr)
+		}
+	}
+	if after, err := client.Experts(ctx, api.Filter{}); err != nil || len(after) != len(before) {
+		t.Fatalf("refused merges changed the experts: %d -> %d (%v)", len(before), len(after), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.cpeft")); err == nil {
+		t.Fatal("a merge refused for want of a daemon wrote its output")
+	}
 }

@@ -52,9 +52,11 @@ func newRootCmd(v *viper.Viper) *cobra.Command {
 		addConfigFlags(c)
 	}
 	root.AddCommand(daemonCmds...)
+	merge := newMergeCmd(v) // offline, but the daemon merges CIDs and publishes
+	addConfigFlags(merge)
 	root.AddCommand(
 		newCompressCmd(v),
-		newMergeCmd(v),
+		merge,
 		newDecompressCmd(v),
 		newInspectCmd(),
 		newCidCmd(),

@@ -3,7 +3,18 @@ package safetensors
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
+
+// nativeLE reports whether this machine stores a float32 as the four
+// little-endian bytes a safetensors file holds, so F32 data can be read
+// into and written from []float32 memory as it is.
+var nativeLE = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// float32Bytes is the memory of xs seen as bytes.
+func float32Bytes(xs []float32) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(xs))), 4*len(xs))
+}
 
 // chunkSize is the scratch buffer size for streaming conversions; a multiple of
 // every element size so chunks never split an element.

@@ -167,6 +167,12 @@ func (f *File) ReadFloat32At(t TensorInfo, start int64, dst []float32) error {
 		return fmt.Errorf("%w: tensor %s: elements [%d, %d) of %d", ErrOffsets, quote(t.Name), start, start+int64(len(dst)), n)
 	}
 	es := int64(t.DType.Size())
+	if t.DType == F32 && nativeLE { // the file's bytes are the values
+		if _, err := readFull(f.r, float32Bytes(dst), t.Offset+start*es); err != nil {
+			return fmt.Errorf("safetensors: read tensor %s: %w", quote(t.Name), err)
+		}
+		return nil
+	}
 	buf := make([]byte, min(int64(len(dst))*es, chunkSize))
 	per := int64(len(buf)) / es // elements per chunk
 	for done, total := int64(0), int64(len(dst)); done < total; {

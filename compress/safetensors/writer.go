@@ -75,6 +75,10 @@ func NewPlan(metadata map[string]string, tensors []TensorInfo) (*Plan, error) {
 	return &Plan{metadata: metadata, tensors: tensors, headerLen: c.n, dataLen: data}, nil
 }
 
+// Tensors lists the planned tensors, Offset relative to the data buffer.
+// Do not modify it.
+func (p *Plan) Tensors() []TensorInfo { return p.tensors }
+
 // Size is the size of the file the plan's Writer writes.
 func (p *Plan) Size() int64 { return 8 + int64(p.headerLen) + p.dataLen }
 
@@ -296,6 +300,9 @@ func (w *Writer) WriteFloat32(src []float32) error {
 		return err
 	}
 	dt := w.tensors[w.cur].DType
+	if dt == F32 && nativeLE { // the values are the file's bytes
+		return w.write(float32Bytes(src))
+	}
 	if w.buf == nil {
 		w.buf = make([]byte, chunkSize)
 	}

@@ -156,6 +156,12 @@ func (c *Client) Publish(ctx context.Context, r PublishRequest) (Expert, error) 
 	return v, c.do(ctx, http.MethodPost, "/v1/publish", r, &v)
 }
 
+// Merge asks the node to merge experts by CID (POST /v1/merge).
+func (c *Client) Merge(ctx context.Context, r MergeRequest) (Expert, error) {
+	var e Expert
+	return e, c.do(ctx, http.MethodPost, "/v1/merge", r, &e)
+}
+
 func (c *Client) StartFetch(ctx context.Context, cid string) (Transfer, error) {
 	var v Transfer
 	return v, c.do(ctx, http.MethodPost, "/v1/fetch/"+url.PathEscape(cid), nil, &v)

@@ -83,6 +83,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/experts/{cid}/unpin", auth(s.pin(false)))
 	mux.Handle("POST /v1/experts/{cid}/materialize", auth(s.materialize))
 	mux.Handle("POST /v1/publish", auth(s.publish))
+	mux.Handle("POST /v1/merge", auth(s.merge))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
 	mux.Handle("GET /v1/resolve/{name...}", auth(s.name))
@@ -251,6 +252,17 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	done := s.longRoute(w)
 	e, err := s.backend.Publish(r.Context(), req)
+	done()
+	respond(w, e, err)
+}
+
+func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
+	var req MergeRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	done := s.longRoute(w)
+	e, err := s.backend.Merge(r.Context(), req)
 	done()
 	respond(w, e, err)
 }

@@ -19,6 +19,9 @@ type fakeBackend struct {
 	pinned   map[string]bool
 	status   Status
 	resolved ResolveRequest // the last Resolve's
+	// merging, if set, receives the context of every Merge, which then
+	// waits for it to end (a merge that takes long).
+	merging chan context.Context
 }
 
 func (f *fakeBackend) Identity() Identity {
@@ -48,6 +51,17 @@ func (f *fakeBackend) Publish(_ context.Context, r PublishRequest) (Expert, erro
 	e := Expert{CID: "bafkx", Name: r.Name, Local: true}
 	f.experts[e.CID] = e
 	return e, nil
+}
+func (f *fakeBackend) Merge(ctx context.Context, r MergeRequest) (Expert, error) {
+	if f.merging != nil {
+		f.merging <- ctx
+		<-ctx.Done()
+		return Expert{}, ctx.Err()
+	}
+	if len(r.Parents) < 2 {
+		return Expert{}, fmt.Errorf("%w: merge needs 2 to 64 parents", ErrBadRequest)
+	}
+	return Expert{CID: "bafkm", Name: r.Name, Local: true, Signed: r.Publish, Merge: &Merge{Method: "ta", Parents: r.Parents}}, nil
 }
 func (f *fakeBackend) StartFetch(c string) (Transfer, error) {
 	return Transfer{CID: c, State: StateRunning}, nil

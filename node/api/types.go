@@ -30,6 +30,10 @@ type Backend interface {
 	Materialize(ctx context.Context, cid string, r MaterializeRequest) (Materialized, error)
 	Pin(cid string, pinned bool) error
 	Remove(cid string) error
+	// Merge merges the experts r.Parents into one (fetching those not
+	// held), stores and pins it, and publishes it with its provenance if
+	// r.Publish.
+	Merge(ctx context.Context, r MergeRequest) (Expert, error)
 	// Resolve fetches (if needed) and materializes the expert called name
 	// (for r.BaseModel, if set) for the inference server and returns where
 	// the server finds it.
@@ -148,6 +152,37 @@ type Expert struct {
 	// ProviderCount counts all providers; in a list Providers holds at
 	// most MaxListedProviders of them.
 	ProviderCount int `json:"provider_count,omitempty"`
+	// Merge is how the expert was made by merging others, as its
+	// publisher signed it (verified); nil for an expert that is not a
+	// signed merge.
+	Merge *Merge `json:"merge,omitempty"`
+}
+
+// Merge is a merged expert's provenance.
+type Merge struct {
+	Method string `json:"method"` // ta, ties
+	// Parents are the merged experts' CIDs, in the order merged; "" for a
+	// parent that had no CID (an adapter directory).
+	Parents []string `json:"parents"`
+}
+
+// MergeRequest merges experts of one base, PEFT type and set of target
+// modules into one (POST /v1/merge); zero values select the defaults of
+// `expertd merge`.
+type MergeRequest struct {
+	Parents []string  `json:"parents"`           // CIDs, 2 to 64
+	Method  string    `json:"method,omitempty"`  // ta (default) or ties
+	Weights []float64 `json:"weights,omitempty"` // one per parent (default all 1)
+	Lambda  float64   `json:"lambda,omitempty"`
+	Density float64   `json:"density,omitempty"` // of the merged container (default 0.2)
+	Rank    int       `json:"rank,omitempty"`    // of a merged LoRA (default: the sum of the parents')
+	Trim    float64   `json:"trim,omitempty"`    // ties
+	// Refit compresses a merged LoRA with the refit; nil: the default (on).
+	Refit *bool  `json:"refit,omitempty"`
+	Name  string `json:"name,omitempty"` // default: the parents' names joined by "+"
+	// Publish signs the merged expert's publication, its provenance
+	// included, and announces it; otherwise it is only stored and pinned.
+	Publish bool `json:"publish,omitempty"`
 }
 
 // PublishRequest publishes an adapter directory (compressed with the

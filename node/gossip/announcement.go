@@ -64,6 +64,9 @@ type Announcement struct {
 	// Line): 1 for the first, one more for each next; 0 for none (a
 	// publication made before versions, or no publication).
 	Version uint64
+	// Merge is, in a publication, how the expert was made by merging
+	// others; nil otherwise, and in every announcement (see Merge).
+	Merge *Merge
 }
 
 // Validate reports whether a's fields are well formed (ErrInvalid
@@ -132,7 +135,7 @@ func (a Announcement) validateMetadata() error {
 	if a.Version > MaxVersion {
 		return fmt.Errorf("%w: version %d (limit %d)", ErrInvalid, a.Version, uint64(MaxVersion))
 	}
-	return nil
+	return a.Merge.validate()
 }
 
 // checkCID accepts what the fetch protocol can serve: a CIDv1 of codec raw

@@ -65,6 +65,7 @@ func (p *publication) MarshalRecord() ([]byte, error) {
 		Publisher:     []byte(a.Publisher),
 		TimeUnixMs:    a.Time.UnixMilli(),
 		Version:       a.Version,
+		Merge:         a.Merge.toWire(),
 	})
 }
 
@@ -104,6 +105,9 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 	if len(m.GetTargetModules()) > 0 {
 		a.TargetModules = m.GetTargetModules()
 	}
+	if a.Merge, err = mergeFromWire(m.GetMerge()); err != nil {
+		return fmt.Errorf("%w: %w", ErrPublication, err)
+	}
 	if err := a.validateMetadata(); err != nil {
 		return fmt.Errorf("%w: %w", ErrPublication, err)
 	}
@@ -112,8 +116,9 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 }
 
 // SignPublication signs a's metadata (CID, Name, PeftType, BaseModel,
-// Rank, TargetModules, Params, Density, Size, Publisher and Version) with
-// key, the publisher's libp2p key, as of a.Time (now if zero), and returns the
+// Rank, TargetModules, Params, Density, Size, Publisher, Version and Merge)
+// with key, the publisher's libp2p key, as of a.Time (now if zero), and
+// returns the
 // envelope to set as Envelope in the announcements of a.CID. a.Publisher
 // must be key's peer ID; a.Provider and a.Envelope are ignored.
 func SignPublication(key crypto.PrivKey, a Announcement) ([]byte, error) {

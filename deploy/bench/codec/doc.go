@@ -1,0 +1,16 @@
+// Package codec measures the codec through the real CLI (issue 17, "use
+// the cores"): `expertd compress` of a 34M-parameter F32 LoRA adapter
+// against the ComPEFT reference's sparsify+quantize in torch on one
+// thread, and `expertd decompress` of its container to tmpfs, each with
+// all cores and with GOMAXPROCS=1, in wall and CPU time.
+//
+// It holds only TestCodec, which builds the binary, writes the adapter
+// to tmpfs and prints its table next to the goals, and writes it to
+// DIR/codec.md. It runs only when given a directory, and is skipped
+// otherwise (as in CI):
+//
+//	go test ./deploy/bench/codec -run TestCodec -v -count=1 -args -out DIR [-runs N]
+//
+// The torch figure needs Debian's python3-torch and python3-numpy
+// (/usr/bin/python3); without them the table says it was not measured.
+package codec
