@@ -25,8 +25,8 @@ var _ api.Backend = (*Node)(nil)
 
 // Identity implements api.Backend.
 func (n *Node) Identity() api.Identity {
-	id := api.Identity{ID: n.host.ID().String(), Reachability: n.p2p.Reachability(), RelayService: n.p2p.RelayService()}
-	for _, a := range n.host.Addrs() {
+	id := api.Identity{ID: n.p2p.ID().String(), Reachability: n.p2p.Reachability(), RelayService: n.p2p.RelayService()}
+	for _, a := range n.p2p.Addrs() {
 		id.Addrs = append(id.Addrs, a.String()+"/p2p/"+id.ID)
 	}
 	for _, r := range n.p2p.Reservations() {
@@ -42,14 +42,14 @@ func (n *Node) Identity() api.Identity {
 // Peers implements api.Backend.
 func (n *Node) Peers() []api.Peer {
 	var out []api.Peer
-	for _, p := range n.host.Network().Peers() {
+	for _, p := range n.p2p.Network().Peers() {
 		ap := api.Peer{ID: p.String()}
-		for _, c := range n.host.Network().ConnsToPeer(p) {
+		for _, c := range n.p2p.Network().ConnsToPeer(p) {
 			if a := c.RemoteMultiaddr().String(); !slices.Contains(ap.Addrs, a) {
 				ap.Addrs = append(ap.Addrs, a)
 			}
 		}
-		if l := n.host.Peerstore().LatencyEWMA(p); l > 0 {
+		if l := n.p2p.Peerstore().LatencyEWMA(p); l > 0 {
 			ap.LatencyMS = float64(l) / float64(time.Millisecond)
 		}
 		for _, c := range n.p2p.Conns(p) {
@@ -77,8 +77,8 @@ func (n *Node) experts(f api.Filter) []api.Expert {
 	local := map[string]bool{}
 	match := func(e api.Expert) bool {
 		return (f.BaseModel == "" || e.BaseModel == f.BaseModel) &&
-			(f.PeftType == "" || equalFold(e.PeftType, f.PeftType)) &&
-			(f.Name == "" || containsFold(e.Name, f.Name))
+			(f.PeftType == "" || strings.EqualFold(e.PeftType, f.PeftType)) &&
+			(f.Name == "" || strings.Contains(strings.ToLower(e.Name), strings.ToLower(f.Name)))
 	}
 	for _, m := range n.store.List() {
 		local[m.CID] = true
@@ -113,7 +113,7 @@ func (n *Node) otherProviders(c string) []string {
 	}
 	var out []string
 	for _, p := range en.Providers {
-		if p.ID != n.host.ID() {
+		if p.ID != n.p2p.ID() {
 			out = append(out, p.ID.String())
 		}
 	}
@@ -224,8 +224,8 @@ func (n *Node) publication(file, name string) (store.Meta, error) {
 		return store.Meta{}, err
 	}
 	m := store.MetaFromHeader(h)
-	m.CID, m.Size, m.Name, m.Publisher, m.Pinned = c.String(), st.Size(), name, n.host.ID().String(), true
-	a, err := announcementFromMeta(m, n.host.ID())
+	m.CID, m.Size, m.Name, m.Publisher, m.Pinned = c.String(), st.Size(), name, n.p2p.ID().String(), true
+	a, err := announcementFromMeta(m, n.p2p.ID())
 	if err != nil {
 		return store.Meta{}, err
 	}
@@ -283,7 +283,7 @@ func checkContainer(path string) (*compress.Header, error) {
 // leaves it holds so far (the fetch protocol offers a partial holder's
 // leaves; the DHT record waits for the whole expert).
 func (n *Node) announce(m store.Meta, whole bool) {
-	a, err := announcementFromMeta(m, n.host.ID())
+	a, err := announcementFromMeta(m, n.p2p.ID())
 	if err != nil {
 		return
 	}

@@ -151,7 +151,7 @@ func (n *Node) trustedPeers() []peer.ID {
 	if n.cfg.Trust.Everyone() {
 		return nil
 	}
-	out := []peer.ID{n.host.ID()}
+	out := []peer.ID{n.p2p.ID()}
 	for _, s := range n.cfg.Trust.Publishers {
 		if p, err := peer.Decode(s); err == nil {
 			out = append(out, p)

@@ -13,7 +13,6 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/api"
@@ -41,8 +40,7 @@ type Node struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	key      crypto.PrivKey // signs this node's publications
-	p2p      *p2p.Host
-	host     host.Host
+	p2p      *p2p.Host      // the libp2p host (it embeds host.Host) and its DHT
 	store    *store.Store
 	gossip   *gossip.Service
 	provider *fetch.Provider
@@ -128,7 +126,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if n.p2p, err = p2p.NewHost(ctx, hopts); err != nil {
 		return nil, err
 	}
-	n.host = n.p2p.Host
 	if cfg.Trust.Everyone() {
 		log.Warn(`trust.publishers is "*": experts from every publisher of the swarm are fetched for want rules and handed to the inference server`)
 	}
@@ -136,7 +133,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// (which, as for the host, bounds construction only).
 	psCtx, stopPS := context.WithCancel(context.Background())
 	n.stopPS = stopPS
-	ps, err := gossip.NewPubSub(psCtx, n.host)
+	ps, err := gossip.NewPubSub(psCtx, n.p2p.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +142,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	g := cfg.Gossip
-	if n.gossip, err = gossip.New(n.host, ps, n.catalog, gossip.Options{
+	if n.gossip, err = gossip.New(n.p2p.Host, ps, n.catalog, gossip.Options{
 		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: log,
 		MaxExperts: g.MaxExperts, MaxViewBytes: int64(g.MaxViewMemory), MaxPerProvider: g.MaxPerProvider,
 		MaxCatalog: g.MaxCatalog, CatalogEntryLimit: gossip.RateLimit{Rate: g.CatalogRate, Burst: g.MaxCatalog},
@@ -155,12 +152,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	n.metrics = metrics.New(n.snapshot)
 	maxSize := uint64(cfg.Store.MaxExpertSize)
-	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
+	n.provider = fetch.NewProvider(n.p2p.Host, n.store, fetch.ProviderOptions{
 		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, MaxStreams: cfg.Fetch.MaxStreams,
 		PeerRate: int64(cfg.Fetch.ServeRate), Logger: log,
 		Served: func(_ peer.ID, b int) { n.metrics.BytesSent(b) },
 	})
-	n.fetcher = fetch.NewFetcher(n.host, n.store, fetch.Options{
+	n.fetcher = fetch.NewFetcher(n.p2p.Host, n.store, fetch.Options{
 		MaxSize: maxSize, MaxProviders: cfg.Fetch.MaxProviders, IdleTimeout: cfg.Fetch.IdleTimeout,
 		MinRate: float64(cfg.Fetch.MinRate), Logger: log,
 		Received: func(_ peer.ID, b int) { n.metrics.BytesReceived(b) },
@@ -219,7 +216,7 @@ func (n *Node) Serve(parent context.Context) error {
 			}
 		}
 	})
-	n.log.Info("expertd running", "id", n.host.ID(), "addrs", n.host.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
+	n.log.Info("expertd running", "id", n.p2p.ID(), "addrs", n.p2p.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
 	if n.api != nil {
 		url := "http://" + n.APIAddr() + "/"
 		if n.cfg.API.Token != "" {
@@ -266,7 +263,7 @@ func (n *Node) Close() error {
 func (n *Node) catalog() []gossip.Announcement {
 	var out []gossip.Announcement
 	for _, m := range n.store.List() {
-		if a, err := announcementFromMeta(m, n.host.ID()); err == nil {
+		if a, err := announcementFromMeta(m, n.p2p.ID()); err == nil {
 			out = append(out, a)
 		}
 	}

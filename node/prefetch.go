@@ -153,7 +153,7 @@ func (n *Node) matches(e gossip.Entry) bool {
 // listed reports whether p is this node or a publisher trust.publishers
 // names by its ID (not merely by "*").
 func (n *Node) listed(p peer.ID) bool {
-	return p == n.host.ID() || n.listedPublishers[p]
+	return p == n.p2p.ID() || n.listedPublishers[p]
 }
 
 // keepExpert tells the view which experts it must never evict: those this

@@ -80,7 +80,7 @@ func (n *Node) expertName(c string) string {
 // experts as with an empty one, in memory.
 func (n *Node) snapshot() metrics.Snapshot {
 	var s metrics.Snapshot
-	s.Peers = len(n.host.Network().Peers())
+	s.Peers = len(n.p2p.Network().Peers())
 	view := n.gossip.View()
 	vc := view.Counts()
 	s.Remote = vc.Experts

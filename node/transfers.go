@@ -291,11 +291,11 @@ func (n *Node) findProviders(ctx context.Context, c cid.Cid) ([]peer.ID, error) 
 	infos, err := n.p2p.FindProviders(ctx, c, n.cfg.Fetch.MaxProviders)
 	var out []peer.ID
 	for _, ai := range infos {
-		if ai.ID == n.host.ID() {
+		if ai.ID == n.p2p.ID() {
 			continue
 		}
 		if len(ai.Addrs) > 0 {
-			n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+			n.p2p.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 		}
 		out = append(out, ai.ID)
 	}
