@@ -192,29 +192,20 @@ func (n *Node) waitFetched(ctx context.Context, c cid.Cid) error {
 	if _, err := n.store.Get(c); err == nil {
 		return nil
 	}
-	if _, err := n.startFetch(c, false); err != nil {
+	t, err := n.startFetch(c, false)
+	if err != nil || t == nil { // t nil: held already
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, resolveWait)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		t, err := n.Transfer(c.String())
-		if err != nil {
-			return err
+	select {
+	case <-t.done:
+		if err := t.outcome(); err != nil {
+			return fmt.Errorf("fetch %s: %w", c, err)
 		}
-		switch t.State {
-		case api.StateFailed:
-			return fmt.Errorf("fetch %s: %s", c, t.Error)
-		case api.StateDone:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

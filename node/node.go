@@ -58,10 +58,8 @@ type Node struct {
 
 	quit      chan struct{} // closed when Serve stops
 	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
-	mu        sync.Mutex
-	transfers map[string]*api.Transfer
-	requested map[string]bool // CIDs of running fetches the user asked for (StartFetch)
-	wg        sync.WaitGroup  // background fetches and announcements
+	transfers *transfers
+	wg        sync.WaitGroup // background fetches and announcements
 }
 
 // New opens the store, the identity and the host, and binds the API
@@ -88,7 +86,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 	}
 	n := &Node{
-		cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3),
+		cfg: cfg, log: log, transfers: newTransfers(), quit: make(chan struct{}), slots: make(chan struct{}, 3),
 		prefetchQ: newPrefetchQueue(), listedPublishers: map[peer.ID]bool{},
 	}
 	for _, s := range cfg.Trust.Publishers {

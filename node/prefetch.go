@@ -121,21 +121,12 @@ func (n *Node) prefetchOne(ctx context.Context, c cid.Cid) error {
 	if _, err := n.store.Get(c); err == nil {
 		return nil
 	}
-	t, _, started := n.newTransfer(c)
+	t, tctx, started := n.transfers.add(ctx, c, false, time.Now())
 	if !started {
 		return nil // a user's fetch of it runs
 	}
-	select { // a slot, as every fetch takes
-	case n.slots <- struct{}{}:
-		defer func() { <-n.slots }()
-	case <-ctx.Done():
-		n.finishTransfer(c, t, ctx.Err())
-		return ctx.Err()
-	}
 	n.log.Info("prefetching", "cid", c)
-	err := n.fetch(c, t, false)
-	n.finishTransfer(c, t, err)
-	return err
+	return n.runFetch(tctx, t, false)
 }
 
 // wants reports whether the want rules follow e: it matches one and is

@@ -1,20 +1,13 @@
 package node
 
 import (
-	"sort"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/node/api"
-	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/metrics"
 )
-
-var gossipAll gossip.Filter
-
-// transferKeep is how long finished transfers stay listed.
-const transferKeep = time.Hour
 
 // Status implements api.Backend: everything the status page shows, every
 // list cut to p.Limit.
@@ -29,16 +22,7 @@ func (n *Node) Status(p api.Page) api.Status {
 	s.Counts.RemoteExperts = len(all) - s.Counts.LocalExperts
 	page := p.Of(all)
 	s.Experts, s.ExpertsNext = page.Experts, page.Next
-	n.mu.Lock()
-	for key, t := range n.transfers {
-		if t.State != api.StateRunning && time.Since(t.Finished) > transferKeep {
-			delete(n.transfers, key)
-			continue
-		}
-		s.Transfers = append(s.Transfers, *t)
-	}
-	n.mu.Unlock()
-	sort.Slice(s.Transfers, func(i, j int) bool { return s.Transfers[i].Started.After(s.Transfers[j].Started) })
+	s.Transfers = n.transfers.list(time.Now())
 	for _, t := range s.Transfers {
 		if t.State == api.StateRunning {
 			s.Counts.RunningTransfers++

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -25,95 +24,68 @@ func (n *Node) StartFetch(s string) (api.Transfer, error) {
 	if err != nil {
 		return api.Transfer{}, err
 	}
-	return n.startFetch(c, true)
+	t, err := n.startFetch(c, true)
+	if err != nil {
+		return api.Transfer{}, err
+	}
+	if t == nil {
+		now := time.Now()
+		held, _ := n.heldTransfer(c)
+		held.Started, held.Finished = now, now
+		return held, nil
+	}
+	return t.snapshot(), nil
 }
 
 // startFetch starts fetching c in the background, or joins the fetch
-// already running; requested says that the user asked for c by its CID.
-func (n *Node) startFetch(c cid.Cid, requested bool) (api.Transfer, error) {
-	key := c.String()
+// already running, and returns it; requested says that the user asked for
+// c by its CID. It returns no transfer if c is held already.
+func (n *Node) startFetch(c cid.Cid, requested bool) (*transfer, error) {
 	if m, err := n.store.Get(c); err == nil {
 		if requested && !m.Requested {
 			if err := n.store.Update(c, func(m *store.Meta) { m.Requested = true }); err != nil {
-				return api.Transfer{}, storeErr(err)
+				return nil, storeErr(err)
 			}
 			m.Requested = true
 			n.handOff(m)
 		}
-		now := time.Now()
-		return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size), Started: now, Finished: now}, nil
+		return nil, nil
 	}
-	if requested {
-		n.mu.Lock()
-		n.requested[key] = true // read by complete
-		n.mu.Unlock()
-	}
-	t, snap, started := n.newTransfer(c)
+	ctx, cancel := n.stopContext()
+	t, tctx, started := n.transfers.add(ctx, c, requested, time.Now())
 	if !started {
-		return snap, nil
+		cancel()
+		return t, nil
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		select { // a few fetches at a time: a provider serves 4 streams per peer
-		case n.slots <- struct{}{}:
-			defer func() { <-n.slots }()
-		case <-n.quit:
-		}
-		n.finishTransfer(c, t, n.fetch(c, t, true))
+		defer cancel()
+		_ = n.runFetch(tctx, t, true)
 	}()
-	return snap, nil
+	return t, nil
 }
 
-// maxFinished bounds the finished transfers listed: prefetches of experts
-// nobody serves fail in seconds, and a flood of them must not grow the
-// list without end.
-const maxFinished = 256
-
-// newTransfer records a running transfer of c and returns it with a copy,
-// or returns the one running already (started false).
-func (n *Node) newTransfer(c cid.Cid) (t *api.Transfer, snap api.Transfer, started bool) {
-	key := c.String()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if t, ok := n.transfers[key]; ok && t.State == api.StateRunning {
-		return t, *t, false
+// runFetch runs the transfer t once a fetch slot is free (a provider
+// serves 4 streams per peer: a few fetches at a time) and records its
+// outcome, which it returns.
+func (n *Node) runFetch(ctx context.Context, t *transfer, patient bool) error {
+	var err error
+	select {
+	case n.slots <- struct{}{}:
+		err = n.fetch(ctx, t, patient)
+		<-n.slots
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	var finished []*api.Transfer
-	for k, old := range n.transfers { // forget finished transfers after a while
-		switch {
-		case old.State == api.StateRunning:
-		case time.Since(old.Finished) > transferKeep:
-			delete(n.transfers, k)
-		default:
-			finished = append(finished, old)
-		}
-	}
-	if len(finished) >= maxFinished {
-		slices.SortFunc(finished, func(a, b *api.Transfer) int { return a.Finished.Compare(b.Finished) })
-		for _, old := range finished[:len(finished)-maxFinished+1] {
-			delete(n.transfers, old.CID)
-		}
-	}
-	t = &api.Transfer{CID: key, State: api.StateRunning, Started: time.Now()}
-	n.transfers[key] = t
-	return t, *t, true
-}
-
-// finishTransfer records the outcome of t, the transfer of c.
-func (n *Node) finishTransfer(c cid.Cid, t *api.Transfer, err error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.requested, c.String())
-	t.Finished = time.Now()
-	n.metrics.FetchDone(t.Finished.Sub(t.Started), err)
+	end := t.finish(err, time.Now())
+	n.metrics.FetchDone(end.Finished.Sub(end.Started), err)
 	if err != nil {
-		t.State, t.Error = api.StateFailed, err.Error()
-		n.log.Warn("fetch failed", "cid", c, "err", err)
-		return
+		n.log.Warn("fetch failed", "cid", t.cid, "err", err)
+	} else {
+		n.log.Info("fetched", "cid", t.cid, "bytes", end.Total, "took", end.Finished.Sub(end.Started).Round(time.Millisecond))
 	}
-	t.State = api.StateDone
-	n.log.Info("fetched", "cid", c, "bytes", t.Total, "took", t.Finished.Sub(t.Started).Round(time.Millisecond))
+	return err
 }
 
 // Transfer implements api.Backend.
@@ -122,23 +94,26 @@ func (n *Node) Transfer(s string) (api.Transfer, error) {
 	if err != nil {
 		return api.Transfer{}, err
 	}
-	n.mu.Lock()
-	t, ok := n.transfers[c.String()]
-	var out api.Transfer
-	if ok {
-		out = *t
+	t, ok := n.transfers.get(c, time.Now())
+	if ok && t.running() {
+		return t.snapshot(), nil
 	}
-	n.mu.Unlock()
-	if ok && out.State == api.StateRunning {
-		return out, nil
-	}
-	if m, err := n.store.Get(c); err == nil { // held now, whatever an old transfer said
-		return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size)}, nil
+	if held, ok := n.heldTransfer(c); ok { // held now, whatever an old transfer said
+		return held, nil
 	}
 	if ok {
-		return out, nil
+		return t.snapshot(), nil
 	}
 	return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
+}
+
+// heldTransfer is a finished transfer of c if the store holds it.
+func (n *Node) heldTransfer(c cid.Cid) (api.Transfer, bool) {
+	m, err := n.store.Get(c)
+	if err != nil {
+		return api.Transfer{}, false
+	}
+	return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size)}, true
 }
 
 // fetchAttempts bounds the retries of a fetch whose providers were busy,
@@ -159,15 +134,14 @@ var errNoAnswer = errors.New("no provider answered")
 // retry only fetches what is missing. A prefetch is not patient: anyone
 // can announce experts a want rule matches, and a prefetch of one nobody
 // serves must cost seconds, not minutes of retries and DHT searches.
-func (n *Node) fetch(c cid.Cid, t *api.Transfer, patient bool) error {
-	ctx, cancel := n.stopContext()
-	defer cancel()
+func (n *Node) fetch(ctx context.Context, t *transfer, patient bool) error {
+	c := t.cid
 	if !patient {
-		return n.fetchOnce(ctx, c, t, false)
+		return n.fetchOnce(ctx, t, false)
 	}
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
-		err := n.fetchOnce(ctx, c, t, true)
+		err := n.fetchOnce(ctx, t, true)
 		if err == nil || attempt == fetchAttempts || ctx.Err() != nil ||
 			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrRelayLimit) {
 			return err
@@ -186,7 +160,8 @@ func (n *Node) fetch(c cid.Cid, t *api.Transfer, patient bool) error {
 // fetches, indexes the expert and becomes a provider of it. If not
 // patient, it asks the providers gossip knows only and gives up when none
 // answers within prefetchAnswer.
-func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patient bool) error {
+func (n *Node) fetchOnce(ctx context.Context, t *transfer, patient bool) error {
+	c := t.cid
 	meta := store.Meta{}
 	if en, ok := n.gossip.View().Get(c); ok {
 		meta = metaFromEntry(en)
@@ -208,9 +183,7 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patien
 		if p.Total > 0 {
 			answered()
 		}
-		n.mu.Lock()
-		t.Bytes, t.Total = p.Bytes, p.Total
-		n.mu.Unlock()
+		t.setProgress(p.Bytes, p.Total)
 		// Holding verified leaves, this node serves them to the others
 		// fetching the expert: the publisher's upload stays bounded.
 		if p.Leaves > 0 && p.Leaves < p.OfLeaf && !announced && meta.CID != "" {
@@ -223,7 +196,7 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patien
 	if len(providers) > 0 {
 		more := func() []peer.ID { return n.gossip.View().Providers(c) }
 		if _, err = n.fetcher.FetchFrom(ctx, c, more, progress); err == nil {
-			return n.complete(ctx, c, meta)
+			return n.complete(ctx, t, meta)
 		}
 		if !patient {
 			if errors.Is(context.Cause(ctx), errNoAnswer) {
@@ -264,14 +237,14 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patien
 	if _, err = n.fetcher.Fetch(ctx, c, found, progress); err != nil {
 		return err
 	}
-	return n.complete(ctx, c, meta)
+	return n.complete(ctx, t, meta)
 }
 
-func (n *Node) complete(ctx context.Context, c cid.Cid, meta store.Meta) error {
+// complete indexes the expert t fetched and becomes a provider of it.
+func (n *Node) complete(ctx context.Context, t *transfer, meta store.Meta) error {
+	c := t.cid
 	meta.Pinned = false
-	n.mu.Lock()
-	meta.Requested = n.requested[c.String()]
-	n.mu.Unlock()
+	meta.Requested = t.isRequested()
 	if err := n.store.Complete(ctx, c, meta); err != nil {
 		return err
 	}
