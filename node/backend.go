@@ -287,10 +287,8 @@ func (n *Node) announce(m store.Meta, whole bool) {
 	if err != nil {
 		return
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	n.life.Go(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		if err := n.gossip.Announce(ctx, a); err != nil {
 			n.log.Warn("announce failed", "cid", a.CID, "err", err)
@@ -298,7 +296,7 @@ func (n *Node) announce(m store.Meta, whole bool) {
 		if whole {
 			n.provide(ctx, a.CID)
 		}
-	}()
+	})
 }
 
 // Materialize implements api.Backend: it writes a stored expert as a PEFT

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sync"
-	"time"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -72,11 +70,7 @@ func (n *Node) handOff(m store.Meta) {
 	if !n.handoffOn() || m.PeftType == compress.PeftTypeFull || !n.trustedMeta(m) {
 		return
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		ctx, cancel := n.stopContext()
-		defer cancel()
+	n.life.Go(func(ctx context.Context) {
 		if p, err := n.materialize(ctx, m); errors.Is(err, api.ErrConflict) && errors.Is(err, handoff.ErrRefused) {
 			n.log.Info("not handed off", "cid", m.CID, "name", m.Name, "why", err)
 		} else if err != nil {
@@ -84,42 +78,16 @@ func (n *Node) handOff(m store.Meta) {
 		} else {
 			n.log.Info("handed off", "cid", m.CID, "dir", p.Dir)
 		}
-	}()
+	})
 }
 
-// serveInference runs the vLLM call queue, brings the adapters dir in line
-// with the store, and prefetches experts that match inference.want.
-func (n *Node) serveInference(ctx context.Context) error {
-	if !n.handoffOn() && len(n.want) == 0 {
+// serveAdapters brings the adapters dir in line with the store, once, if
+// the hand-off is on: it materializes every held expert and removes
+// adapters whose expert is gone.
+func (n *Node) serveAdapters(ctx context.Context) error {
+	if !n.handoffOn() {
 		return nil
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- n.handoff.Serve(ctx) }()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { n.servePrefetch(ctx) })
-	if n.handoffOn() {
-		n.syncAdapters(ctx)
-	}
-	failed := uint64(0)
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return <-errc
-		case <-tick.C: // vLLM failures happen in the queue; count them
-			st := n.handoff.Stats()
-			for f := st.LoadFailed + st.UnloadFailed; failed < f; failed++ {
-				n.metrics.HandoffFailed()
-			}
-		}
-	}
-}
-
-// syncAdapters materializes every held expert and removes adapters whose
-// expert is gone.
-func (n *Node) syncAdapters(ctx context.Context) {
 	held := map[string]bool{}
 	for _, m := range n.store.List() {
 		held[m.CID] = true
@@ -128,7 +96,7 @@ func (n *Node) syncAdapters(ctx context.Context) {
 	on, err := n.handoff.Scan()
 	if err != nil {
 		n.log.Warn("scan adapters dir", "err", err)
-		return
+		return nil
 	}
 	for _, mk := range on {
 		if !held[mk.CID] {
@@ -137,6 +105,7 @@ func (n *Node) syncAdapters(ctx context.Context) {
 			}
 		}
 	}
+	return nil
 }
 
 // Resolve implements api.Backend: see resolve.

@@ -8,12 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
@@ -30,10 +29,6 @@ const (
 	IdentityFile = "identity.key"
 	StoreDir     = "store"
 )
-
-// reprovideInterval renews the DHT provider records of stored experts
-// (kad-dht keeps them 48 hours).
-const reprovideInterval = 12 * time.Hour
 
 // Node is a running expertd daemon.
 type Node struct {
@@ -56,10 +51,9 @@ type Node struct {
 	prefetchQ        *prefetchQueue
 	listedPublishers map[peer.ID]bool
 
-	quit      chan struct{} // closed when Serve stops
+	life      *lifetime     // the node's context and background work
 	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
 	transfers *transfers
-	wg        sync.WaitGroup // background fetches and announcements
 }
 
 // New opens the store, the identity and the host, and binds the API
@@ -86,7 +80,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 	}
 	n := &Node{
-		cfg: cfg, log: log, transfers: newTransfers(), quit: make(chan struct{}), slots: make(chan struct{}, 3),
+		cfg: cfg, log: log, life: newLifetime(), transfers: newTransfers(), slots: make(chan struct{}, 3),
 		prefetchQ: newPrefetchQueue(), listedPublishers: map[peer.ID]bool{},
 	}
 	for _, s := range cfg.Trust.Publishers {
@@ -181,39 +175,59 @@ func (n *Node) APIAddr() string {
 	return n.apiLn.Addr().String()
 }
 
-// Serve runs the node's services until ctx is done, then stops them all.
-func (n *Node) Serve(parent context.Context) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-	errc := make(chan error, 4)
-	run := func(name string, f func(context.Context) error) {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
+// Serve runs the node's services until ctx ends or one of them fails, then
+// stops them all and waits for them and for the background work they and
+// the API started (see lifetime). It may be called once; Close follows it.
+func (n *Node) Serve(ctx context.Context) error {
+	defer n.life.end(errStopped)
+	defer context.AfterFunc(ctx, func() { n.life.cancel(context.Cause(ctx)) })()
+	g, ctx := errgroup.WithContext(n.life.ctx)
+	for _, s := range n.services() {
+		g.Go(func() error {
+			if err := s.serve(ctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", s.name, err)
 			}
-		}()
+			return nil
+		})
 	}
-	run("gossip", n.gossip.Serve)
-	run("fetch", n.provider.Serve)
+	n.logStarted()
+	stop := context.AfterFunc(ctx, func() { n.log.Info("shutting down", "reason", context.Cause(ctx)) })
+	defer stop()
+	err := g.Wait()
+	if err != nil {
+		n.log.Error("stopped", "err", err)
+	}
+	return err
+}
+
+// service is a long-running part of the node.
+type service struct {
+	name  string
+	serve func(context.Context) error
+}
+
+// services are the node's services in the order Serve starts them, each in
+// a goroutine of its own. They stop together: when Serve's context ends or
+// one fails, all their contexts end, and Serve waits for every one, then
+// for the background work (fetches, announcements, hand-offs). Close then
+// releases the pubsub, the host and the store, in that order.
+func (n *Node) services() []service {
+	s := []service{
+		{"gossip", n.gossip.Serve},           // announcements, the view, catalog exchanges
+		{"fetch provider", n.provider.Serve}, // serves stored experts to peers
+		{"handoff", n.handoff.Serve},         // vLLM's load/unload queue, old versions' janitor
+		{"adapters", n.serveAdapters},        // once: the adapters dir in line with the store
+		{"prefetch", n.servePrefetch},        // fetches the experts inference.want follows
+		{"dht", n.serveDHT},                  // bootstrap, then reprovide every reprovideInterval
+	}
 	if n.api != nil {
-		run("api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) })
+		s = append(s, service{"api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) }})
 	}
-	run("inference", n.serveInference)
-	run("bootstrap", func(ctx context.Context) error {
-		if err := n.p2p.Bootstrap(ctx); err != nil {
-			n.log.Warn("bootstrap", "err", err)
-		}
-		for {
-			n.reprovide(ctx)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(reprovideInterval):
-			}
-		}
-	})
+	return s
+}
+
+// logStarted says the node runs, and where.
+func (n *Node) logStarted() {
 	n.log.Info("expertd running", "id", n.p2p.ID(), "addrs", n.p2p.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
 	if n.api != nil {
 		url := "http://" + n.APIAddr() + "/"
@@ -222,21 +236,11 @@ func (n *Node) Serve(parent context.Context) error {
 		}
 		n.log.Info("status page", "url", url)
 	}
-	var err error
-	select {
-	case <-ctx.Done():
-		n.log.Info("shutting down", "reason", context.Cause(parent))
-	case err = <-errc:
-		n.log.Error("shutting down", "err", err)
-	}
-	cancel()
-	close(n.quit)
-	n.wg.Wait()
-	return err
 }
 
-// Close releases what New opened.
+// Close releases what New opened, once the background work ended.
 func (n *Node) Close() error {
+	n.life.end(errStopped)
 	var errs []error
 	if n.gossip != nil {
 		errs = append(errs, n.gossip.Close())
@@ -254,33 +258,4 @@ func (n *Node) Close() error {
 		errs = append(errs, n.store.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// catalog is what this node holds, for gossip's re-announcements and
-// catalog exchanges.
-func (n *Node) catalog() []gossip.Announcement {
-	var out []gossip.Announcement
-	for _, m := range n.store.List() {
-		if a, err := announcementFromMeta(m, n.p2p.ID()); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// reprovide puts a DHT provider record for every stored expert.
-func (n *Node) reprovide(ctx context.Context) {
-	for _, m := range n.store.List() {
-		if c, err := cid.Decode(m.CID); err == nil {
-			n.provide(ctx, c)
-		}
-	}
-}
-
-func (n *Node) provide(ctx context.Context, c cid.Cid) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := n.p2p.Provide(ctx, c); err != nil && ctx.Err() == nil {
-		n.log.Debug("dht provide failed", "cid", c, "err", err)
-	}
 }

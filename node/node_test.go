@@ -24,6 +24,23 @@ const fixture = "../compress/testdata/peft/python-lora-r16"
 // startNode runs an in-process node on loopback that bootstraps to boot.
 func startNode(t *testing.T, boot []string, set map[string]any) *Node {
 	t.Helper()
+	n := newNode(t, boot, set)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return n
+}
+
+// newNode makes an in-process node on loopback that bootstraps to boot,
+// closed when the test ends; it is not served yet.
+func newNode(t *testing.T, boot []string, set map[string]any) *Node {
+	t.Helper()
 	v := viper.New()
 	v.Set("data_dir", t.TempDir())
 	v.Set("api.listen", freeAddr(t))
@@ -49,16 +66,7 @@ func startNode(t *testing.T, boot []string, set map[string]any) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		n.Close()
-	})
+	t.Cleanup(func() { n.Close() })
 	return n
 }
 

@@ -19,10 +19,10 @@ import (
 const prefetchWorkers = 2
 
 // servePrefetch feeds the queue from the view and runs the workers until
-// ctx is done.
-func (n *Node) servePrefetch(ctx context.Context) {
+// ctx is done; without want rules it has nothing to do.
+func (n *Node) servePrefetch(ctx context.Context) error {
 	if len(n.want) == 0 {
-		return
+		return nil
 	}
 	news, stop := n.gossip.View().Subscribe() // before the scan: nothing announced meanwhile is missed
 	defer stop()
@@ -41,7 +41,7 @@ func (n *Node) servePrefetch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case c := <-news:
 			if e, ok := n.gossip.View().Get(c); ok {
 				n.offer(e)

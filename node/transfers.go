@@ -51,18 +51,10 @@ func (n *Node) startFetch(c cid.Cid, requested bool) (*transfer, error) {
 		}
 		return nil, nil
 	}
-	ctx, cancel := n.stopContext()
-	t, tctx, started := n.transfers.add(ctx, c, requested, time.Now())
-	if !started {
-		cancel()
-		return t, nil
+	t, tctx, started := n.transfers.add(n.life.ctx, c, requested, time.Now())
+	if started && !n.life.Go(func(context.Context) { _ = n.runFetch(tctx, t, true) }) {
+		t.finish(errStopped, time.Now())
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer cancel()
-		_ = n.runFetch(tctx, t, true)
-	}()
 	return t, nil
 }
 
@@ -273,17 +265,4 @@ func (n *Node) findProviders(ctx context.Context, c cid.Cid) ([]peer.ID, error) 
 		out = append(out, ai.ID)
 	}
 	return out, err
-}
-
-// stopContext returns a context cancelled when the node stops.
-func (n *Node) stopContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-n.quit:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
-	return ctx, cancel
 }
