@@ -57,7 +57,7 @@ func (n *Node) materialize(ctx context.Context, m store.Meta) (handoff.Placed, e
 	p, err := n.handoff.Materialize(ctx, m.CID, m.Name, func() (io.ReadCloser, error) { return n.store.Open(ctx, c) })
 	if err != nil {
 		if !errors.Is(err, handoff.ErrRefused) {
-			n.metrics.HandoffFailed()
+			n.materializeFailures.Add(1) // read with handoff.Stats by snapshot
 		}
 		return handoff.Placed{}, handoffErr(err)
 	}

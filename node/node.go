@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -43,9 +44,12 @@ type Node struct {
 	api      *api.Server
 	apiLn    net.Listener
 	metrics  *metrics.Metrics
-	stopPS   context.CancelFunc // stops the pubsub, which outlives New's ctx
-	handoff  *handoff.Handoff
-	want     []handoff.Rule
+	// materializeFailures counts adapter directories not written for the
+	// inference server; snapshot adds vLLM's failures (handoff.Stats).
+	materializeFailures atomic.Uint64
+	stopPS              context.CancelFunc // stops the pubsub, which outlives New's ctx
+	handoff             *handoff.Handoff
+	want                []handoff.Rule
 	// prefetchQ orders the experts want rules follow; listedPublishers are
 	// the peer IDs trust.publishers names.
 	prefetchQ        *prefetchQueue

@@ -81,7 +81,9 @@ func (n *Node) snapshot() metrics.Snapshot {
 	st := n.gossip.Stats()
 	s.GossipAccepted, s.GossipRejected, s.GossipIgnored = st.Accepted, st.Rejected, st.Ignored
 	s.CatalogRateLimited = st.CatalogRateLimited
-	s.HandoffReloads = n.handoff.Stats().Reloads
+	hs := n.handoff.Stats()
+	s.HandoffFailures = n.materializeFailures.Load() + hs.LoadFailed + hs.UnloadFailed
+	s.HandoffReloads = hs.Reloads
 	s.ViewBytes, s.Evicted, s.ProviderFull, s.ViewFull = vc.Bytes, vc.Evicted, vc.Capped, vc.Refused
 	s.CatalogLimited = st.CatalogEntriesLimited
 	s.PrefetchQueued = n.prefetchQ.len()

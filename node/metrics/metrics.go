@@ -48,9 +48,12 @@ type Snapshot struct {
 	// (gossip.Stats Accepted, Rejected, Ignored).
 	GossipAccepted, GossipRejected, GossipIgnored uint64
 	// Catalog streams refused by the per-peer limit
-	// (gossip.Stats.CatalogRateLimited) and adapters reloaded into vLLM
-	// after it lost them (handoff.Stats.Reloads), since start.
-	CatalogRateLimited, HandoffReloads uint64
+	// (gossip.Stats.CatalogRateLimited), since start.
+	CatalogRateLimited uint64
+	// Hand-offs to the inference server that failed (an adapter directory
+	// not written, a vLLM load or unload refused) and adapters reloaded into
+	// vLLM after it lost them (handoff.Stats.Reloads), since start.
+	HandoffFailures, HandoffReloads uint64
 	// The view's accounted memory, its evictions and what it refused
 	// since start (gossip.ViewCounts, gossip.Stats.CatalogEntriesLimited).
 	ViewBytes                             int64
@@ -75,7 +78,6 @@ type Metrics struct {
 	fetchDuration            prometheus.Histogram
 	blocksRejected           prometheus.Counter
 	materializations         prometheus.Counter
-	handoffFailures          prometheus.Counter
 	prefetchFailures         prometheus.Counter
 }
 
@@ -103,14 +105,13 @@ func New(snapshot func() Snapshot) *Metrics {
 		}),
 		blocksRejected:   counter("expertd_blocks_rejected_total", "Blocks received that failed verification."),
 		materializations: counter("expertd_materializations_total", "Experts written out as PEFT directories."),
-		handoffFailures:  counter("expertd_handoff_failures_total", "Hand-offs of an expert to the inference server that failed."),
 		prefetchFailures: counter("expertd_prefetch_failures_total", "Prefetches that failed."),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.bytesSent, m.bytesReceived, fetches, m.fetchDuration,
-		m.blocksRejected, m.materializations, m.handoffFailures, m.prefetchFailures,
+		m.blocksRejected, m.materializations, m.prefetchFailures,
 	)
 	if snapshot != nil {
 		m.reg.MustRegister(snapshotCollector(snapshot))
@@ -173,12 +174,5 @@ func (m *Metrics) Materialized() {
 func (m *Metrics) PrefetchFailed() {
 	if m != nil {
 		m.prefetchFailures.Inc()
-	}
-}
-
-// HandoffFailed counts a failed hand-off of an expert to its consumer.
-func (m *Metrics) HandoffFailed() {
-	if m != nil {
-		m.handoffFailures.Inc()
 	}
 }
