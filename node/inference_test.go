@@ -30,7 +30,7 @@ func TestHandOff(t *testing.T) {
 		"inference.want":                []string{"name=python*"},
 		"trust.publishers":              []string{a.Identity().ID},
 	})
-	waitTopic(t, a, b)
+	waitMesh(t, a, b)
 
 	py, _ := filepath.Abs(fixture)
 	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
@@ -126,7 +126,7 @@ func TestTrustedPublishers(t *testing.T) {
 		"inference.want":         []string{"name=*"},
 		"trust.publishers":       []string{good.Identity().ID},
 	})
-	waitTopic(t, good, other, b)
+	waitMesh(t, good, other, b)
 	py, _ := filepath.Abs(fixture)
 	f16, _ := filepath.Abs("../compress/testdata/peft/python-lora-r16-f16")
 	gp, err := good.Publish(context.Background(), api.PublishRequest{Path: py, Name: "from-good"})
@@ -180,7 +180,7 @@ func TestTrustByDefault(t *testing.T) {
 	c := startNode(t, addr(pub), map[string]any{
 		"inference.adapters_dir": open, "inference.want": wantAll, "trust.publishers": []string{"*"},
 	})
-	waitTopic(t, pub, b, c)
+	waitMesh(t, pub, b, c)
 	py, _ := filepath.Abs(fixture)
 	e, err := pub.Publish(context.Background(), api.PublishRequest{Path: py, Name: "stranger"})
 	if err != nil {

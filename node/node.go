@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	// (which, as for the host, bounds construction only).
 	psCtx, stopPS := context.WithCancel(context.Background())
 	n.stopPS = stopPS
-	ps, err := gossip.NewPubSub(psCtx, n.p2p.Host)
+	ps, err := gossip.NewPubSub(psCtx, n.p2p.Host, b.pubsub...)
 	if err != nil {
 		return nil, err
 	}

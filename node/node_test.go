@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/viper"
 	"go.uber.org/goleak"
 
@@ -62,11 +64,16 @@ func newNode(t *testing.T, boot []string, set map[string]any) *Node {
 	if testing.Verbose() {
 		log = slog.Default()
 	}
-	n, err := New(context.Background(), cfg, log)
+	mesh := &meshTracer{mesh: map[peer.ID]bool{}}
+	n, err := New(context.Background(), cfg, log, WithPubSubOptions(pubsub.WithEventTracer(mesh)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Close() })
+	meshes.Store(n, mesh)
+	t.Cleanup(func() {
+		n.Close()
+		meshes.Delete(n)
+	})
 	return n
 }
 
@@ -80,15 +87,6 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 			t.Fatalf("not within %v: %s", within, what)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitTopic waits until every node has a peer on the announcement topic,
-// so that what one publishes reaches the others.
-func waitTopic(t *testing.T, nodes ...*Node) {
-	t.Helper()
-	for _, n := range nodes {
-		eventually(t, 10*time.Second, "a peer on the gossip topic", func() bool { return len(n.gossip.TopicPeers()) > 0 })
 	}
 }
 
@@ -123,10 +121,8 @@ func TestSwarm(t *testing.T) {
 	for i := 1; i < 5; i++ {
 		nodes = append(nodes, startNode(t, addr(nodes[i-1]), noReannounce))
 	}
-	// Flood publishing covers only the first hop; further hops go through
-	// gossipsub's mesh, formed at the first heartbeat (1 s) after peers
-	// connect. Running daemons have had it long since (and re-announce).
-	time.Sleep(1500 * time.Millisecond)
+	// Running daemons have had their mesh long since (and re-announce).
+	waitMesh(t, nodes...)
 	abs, _ := filepath.Abs(fixture)
 	pub, err := nodes[0].Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"})
 	if err != nil {

@@ -27,7 +27,7 @@ func TestPartialHolderAnnounced(t *testing.T) {
 	pub := startNode(t, nil, map[string]any{"fetch.serve_rate_per_peer": "1MiB"})
 	fetcher := startNode(t, addr(pub), nil)
 	watcher := startNode(t, addr(pub), nil)
-	time.Sleep(1500 * time.Millisecond) // the gossip mesh
+	waitMesh(t, pub, fetcher, watcher)
 	e, err := pub.Publish(context.Background(), api.PublishRequest{Path: adapter, Name: "partial", Density: 0.6667})
 	if err != nil {
 		t.Fatal(err)
