@@ -60,9 +60,11 @@ func TestHandOff(t *testing.T) {
 	if e, err := b.Expert(pub.CID); err != nil || !e.Local {
 		t.Fatalf("prefetched expert not stored: %+v %v", e, err)
 	}
-	if st := b.Status(api.Page{}); len(st.Adapters) == 0 || st.Adapters[0].Name != "python-helper" {
-		t.Fatalf("status adapters: %+v", st.Adapters)
-	}
+	// The files appear before the hand-off records them.
+	eventually(t, 10*time.Second, "python-helper listed in the status", func() bool {
+		st := b.Status(api.Page{})
+		return len(st.Adapters) > 0 && st.Adapters[0].Name == "python-helper"
+	})
 	if _, err := os.Stat(filepath.Join(adapters, "c-ia3")); !os.IsNotExist(err) {
 		t.Fatal("c-ia3 matches no want rule but was written")
 	}

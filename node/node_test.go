@@ -201,10 +201,8 @@ func TestFetchRetriesUntilProviderAppears(t *testing.T) {
 	if _, err := b.StartFetch(l.Root.String()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if tr, _ := b.Transfer(l.Root.String()); tr.State != api.StateRunning {
-		t.Fatalf("fetch with no provider anywhere: %+v, want still running (retrying)", tr)
-	}
+	// No provider anywhere: the fetch goes on asking the DHT.
+	waitPhase(t, b, l.Root.String(), "looking for providers: gossip, DHT (attempt 1 of 5)")
 	pub, err := a.Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"})
 	if err != nil || pub.CID != l.Root.String() {
 		t.Fatalf("published %s (%v), expected %s", pub.CID, err, l.Root)

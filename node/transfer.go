@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -15,6 +16,9 @@ import (
 // resolve) or for a want rule (a prefetch). The transfers table holds the
 // running ones and remembers finished ones for a while, for the API and
 // the status page; whoever waits for one waits on its done channel.
+
+// errCanceled ends a transfer that DELETE /v1/fetch/{cid} canceled.
+var errCanceled = errors.New("canceled")
 
 // transferKeep is how long finished transfers stay listed.
 const transferKeep = time.Hour
@@ -33,7 +37,9 @@ type transfer struct {
 	cancel  context.CancelCauseFunc
 
 	mu        sync.Mutex
-	requested bool // the user asked for the expert by its CID
+	requested bool   // the user asked for the expert by its CID
+	phase     string // what it does now, for people (api.Transfer.Phase)
+	canceled  bool   // stop was called while it ran
 	bytes     uint64
 	total     uint64
 	state     string
@@ -148,6 +154,15 @@ func (t *transfer) listed(now time.Time) bool {
 	return !ok || now.Sub(end) <= transferKeep
 }
 
+// setPhase says what t does now.
+func (t *transfer) setPhase(phase string) {
+	t.mu.Lock()
+	if !t.canceled { // "canceling" stays
+		t.phase = phase
+	}
+	t.mu.Unlock()
+}
+
 // setProgress records how much of the expert t holds.
 func (t *transfer) setProgress(bytes, total uint64) {
 	t.mu.Lock()
@@ -162,14 +177,31 @@ func (t *transfer) isRequested() bool {
 	return t.requested
 }
 
-// finish records t's outcome (err nil: done) and closes done. It returns
-// t's final state.
+// stop cancels t if it runs, and reports whether it did.
+func (t *transfer) stop() bool {
+	t.mu.Lock()
+	running := t.state == api.StateRunning
+	if running {
+		t.canceled, t.phase = true, "canceling"
+	}
+	t.mu.Unlock()
+	if running {
+		t.cancel(errCanceled)
+	}
+	return running
+}
+
+// finish records t's outcome and closes done: done if err is nil, else
+// canceled if stop was called, else failed. It returns t's final state.
 func (t *transfer) finish(err error, now time.Time) api.Transfer {
 	t.mu.Lock()
-	t.finished = now
-	if err == nil {
+	t.finished, t.phase = now, ""
+	switch {
+	case err == nil:
 		t.state = api.StateDone
-	} else {
+	case t.canceled:
+		t.state, t.err = api.StateCanceled, errCanceled
+	default:
 		t.state, t.err = api.StateFailed, err
 	}
 	t.mu.Unlock()
@@ -191,7 +223,7 @@ func (t *transfer) snapshot() api.Transfer {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := api.Transfer{
-		CID: t.cid.String(), State: t.state, Bytes: t.bytes, Total: t.total,
+		CID: t.cid.String(), State: t.state, Phase: t.phase, Bytes: t.bytes, Total: t.total,
 		Started: t.started, Finished: t.finished,
 	}
 	if t.err != nil {

@@ -63,6 +63,7 @@ func (n *Node) startFetch(c cid.Cid, requested bool) (*transfer, error) {
 // outcome, which it returns.
 func (n *Node) runFetch(ctx context.Context, t *transfer, patient bool) error {
 	var err error
+	t.setPhase("waiting for a fetch slot")
 	select {
 	case n.slots <- struct{}{}:
 		err = n.fetch(ctx, t, patient)
@@ -71,13 +72,20 @@ func (n *Node) runFetch(ctx context.Context, t *transfer, patient bool) error {
 		err = ctx.Err()
 	}
 	end := t.finish(err, time.Now())
-	n.metrics.FetchDone(end.Finished.Sub(end.Started), err)
-	if err != nil {
+	took := end.Finished.Sub(end.Started)
+	switch end.State {
+	case api.StateCanceled:
+		n.metrics.FetchCanceled()
+		n.log.Info("fetch canceled", "cid", t.cid, "bytes", end.Bytes, "took", took.Round(time.Millisecond))
+		return errCanceled
+	case api.StateFailed:
+		n.metrics.FetchDone(took, err)
 		n.log.Warn("fetch failed", "cid", t.cid, "err", err)
-	} else {
-		n.log.Info("fetched", "cid", t.cid, "bytes", end.Total, "took", end.Finished.Sub(end.Started).Round(time.Millisecond))
+		return err
 	}
-	return err
+	n.metrics.FetchDone(took, nil)
+	n.log.Info("fetched", "cid", t.cid, "bytes", end.Total, "took", took.Round(time.Millisecond))
+	return nil
 }
 
 // Transfer implements api.Backend.
@@ -99,6 +107,38 @@ func (n *Node) Transfer(s string) (api.Transfer, error) {
 	return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
 }
 
+// cancelWait bounds how long CancelFetch waits for the fetch to stop.
+const cancelWait = 10 * time.Second
+
+// CancelFetch implements api.Backend: it cancels the running fetch of an
+// expert (whoever started it) and waits for it to stop, up to cancelWait.
+// The leaves it verified stay in the store: fetching the expert again
+// resumes from them.
+func (n *Node) CancelFetch(ctx context.Context, s string) (api.Transfer, error) {
+	c, err := parseCID(s)
+	if err != nil {
+		return api.Transfer{}, err
+	}
+	t, ok := n.transfers.get(c, time.Now())
+	if !ok {
+		if held, ok := n.heldTransfer(c); ok {
+			return held, nil
+		}
+		return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
+	}
+	if t.stop() {
+		n.log.Info("canceling fetch", "cid", c)
+	}
+	timer := time.NewTimer(cancelWait)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	return t.snapshot(), nil
+}
+
 // heldTransfer is a finished transfer of c if the store holds it.
 func (n *Node) heldTransfer(c cid.Cid) (api.Transfer, bool) {
 	m, err := n.store.Get(c)
@@ -116,7 +156,7 @@ const fetchAttempts = 5
 // (with the expert's layout) before it gives up.
 const prefetchAnswer = 10 * time.Second
 
-// errNoAnswer ends a prefetch whose providers did not answer in time.
+// errNoAnswer ends a fetch whose providers did not answer in time.
 var errNoAnswer = errors.New("no provider answered")
 
 // fetch runs fetchOnce. A patient fetch (one a user asked for) retries
@@ -126,19 +166,41 @@ var errNoAnswer = errors.New("no provider answered")
 // retry only fetches what is missing. A prefetch is not patient: anyone
 // can announce experts a want rule matches, and a prefetch of one nobody
 // serves must cost seconds, not minutes of retries and DHT searches.
+//
+// Finding a provider is bounded: until some provider answers (sends the
+// expert's layout), a patient fetch fails after fetch.find_timeout (0: its
+// attempts alone bound it), a prefetch after prefetchAnswer.
 func (n *Node) fetch(ctx context.Context, t *transfer, patient bool) error {
-	c := t.cid
-	if !patient {
-		return n.fetchOnce(ctx, t, false)
+	limit, attempts := prefetchAnswer, 1
+	if patient {
+		limit, attempts = n.cfg.Fetch.FindTimeout, fetchAttempts
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s := &search{t: t, attempts: attempts, answered: func() {}}
+	if limit > 0 {
+		timer := time.AfterFunc(limit, func() { cancel(errNoAnswer) })
+		defer timer.Stop()
+		s.answered = func() { timer.Stop() }
+	}
+	err := n.attempts(ctx, s, patient)
+	if err != nil && errors.Is(context.Cause(ctx), errNoAnswer) {
+		return fmt.Errorf("%w within %v: %s", errNoAnswer, limit, s)
+	}
+	return err
+}
+
+// attempts runs fetchOnce up to s.attempts times.
+func (n *Node) attempts(ctx context.Context, s *search, patient bool) error {
 	wait := time.Second
-	for attempt := 1; ; attempt++ {
-		err := n.fetchOnce(ctx, t, true)
-		if err == nil || attempt == fetchAttempts || ctx.Err() != nil ||
+	for s.attempt = 1; ; s.attempt++ {
+		err := n.fetchOnce(ctx, s, patient)
+		if err == nil || s.attempt == s.attempts || ctx.Err() != nil ||
 			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrRelayLimit) {
 			return err
 		}
-		n.log.Info("fetch attempt failed; retrying", "cid", c, "attempt", attempt, "in", wait, "err", err)
+		n.log.Info("fetch attempt failed; retrying", "cid", s.t.cid, "attempt", s.attempt, "in", wait, "err", err)
+		s.t.setPhase(fmt.Sprintf("retrying in %v (attempt %d of %d failed)", wait, s.attempt, s.attempts))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -148,11 +210,60 @@ func (n *Node) fetch(ctx context.Context, t *transfer, patient bool) error {
 	}
 }
 
+// search is what a fetch asked, for its phase and for its error if no
+// provider answers.
+type search struct {
+	t                 *transfer
+	attempt, attempts int
+	answered          func() // a provider sent the layout: the find phase ended
+	gossip            int    // providers gossip knew, at most
+	dht               bool   // the DHT was asked
+	found             int    // providers the DHT found, at most
+}
+
+// looking says where the fetch looks for providers now.
+func (s *search) looking(where string) {
+	phase := "looking for providers: " + where
+	if s.attempts > 1 {
+		phase += fmt.Sprintf(" (attempt %d of %d)", s.attempt, s.attempts)
+	}
+	s.t.setPhase(phase)
+}
+
+// String says what was asked: "none known from gossip, none found in the
+// DHT (5 attempts)".
+func (s *search) String() string {
+	out := count(s.gossip, "known from gossip")
+	if s.dht {
+		out += ", " + count(s.found, "found in the DHT")
+	}
+	if s.attempt > 1 {
+		out += fmt.Sprintf(" (%d attempts)", s.attempt)
+	}
+	return out
+}
+
+// count is "none known from gossip", "2 known from gossip".
+func count(n int, what string) string {
+	if n == 0 {
+		return "none " + what
+	}
+	return fmt.Sprintf("%d %s", n, what)
+}
+
+// fetching is the phase of a fetch given n providers.
+func fetching(n int) string {
+	if n == 1 {
+		return api.PhaseFetching + " from 1 provider"
+	}
+	return fmt.Sprintf("%s from %d providers", api.PhaseFetching, n)
+}
+
 // fetchOnce finds providers (gossip first, then, if patient, the DHT),
 // fetches, indexes the expert and becomes a provider of it. If not
-// patient, it asks the providers gossip knows only and gives up when none
-// answers within prefetchAnswer.
-func (n *Node) fetchOnce(ctx context.Context, t *transfer, patient bool) error {
+// patient, it asks the providers gossip knows only.
+func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
+	t := s.t
 	c := t.cid
 	meta := store.Meta{}
 	if en, ok := n.gossip.View().Get(c); ok {
@@ -161,19 +272,10 @@ func (n *Node) fetchOnce(ctx context.Context, t *transfer, patient bool) error {
 			return err
 		}
 	}
-	answered := func() {}
-	if !patient {
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		defer cancel(nil)
-		timer := time.AfterFunc(prefetchAnswer, func() { cancel(errNoAnswer) })
-		defer timer.Stop()
-		answered = func() { timer.Stop() }
-	}
 	announced := false
 	progress := func(p fetch.Progress) {
 		if p.Total > 0 {
-			answered()
+			s.answered()
 		}
 		t.setProgress(p.Bytes, p.Total)
 		// Holding verified leaves, this node serves them to the others
@@ -183,27 +285,29 @@ func (n *Node) fetchOnce(ctx context.Context, t *transfer, patient bool) error {
 			n.announce(meta, false)
 		}
 	}
+	s.looking("gossip")
 	providers := n.gossip.View().Providers(c)
+	s.gossip = max(s.gossip, len(providers))
 	var err error
 	if len(providers) > 0 {
+		t.setPhase(fetching(len(providers)))
 		more := func() []peer.ID { return n.gossip.View().Providers(c) }
 		if _, err = n.fetcher.FetchFrom(ctx, c, more, progress); err == nil {
 			return n.complete(ctx, t, meta)
 		}
 		if !patient {
-			if errors.Is(context.Cause(ctx), errNoAnswer) {
-				return fmt.Errorf("%w within %v (%d known from gossip)", errNoAnswer, prefetchAnswer, len(providers))
-			}
 			return err
 		}
 		n.log.Info("fetch from gossip providers failed; asking the DHT", "cid", c, "err", err)
 	}
 	if len(providers) == 0 {
 		if !patient {
-			return fmt.Errorf("no provider of %s known from gossip", c)
+			return errors.New("no provider known from gossip")
 		}
 		n.log.Info("no provider known from gossip; asking the DHT", "cid", c)
 	}
+	s.looking("gossip, DHT")
+	s.dht = true
 	// Provider records may still be spreading: ask again for a while.
 	var found []peer.ID
 	var derr error
@@ -217,15 +321,17 @@ func (n *Node) fetchOnce(ctx context.Context, t *transfer, patient bool) error {
 		case <-time.After(wait):
 		}
 	}
+	s.found = max(s.found, len(found))
 	if len(found) == 0 {
 		if err != nil {
 			return err
 		}
 		if derr != nil {
-			return fmt.Errorf("no provider of %s known: %w", c, derr)
+			return fmt.Errorf("no provider known: %w", derr)
 		}
-		return fmt.Errorf("no provider of %s known (gossip or DHT)", c)
+		return errors.New("no provider known from gossip or found in the DHT")
 	}
+	t.setPhase(fetching(len(found)))
 	if _, err = n.fetcher.Fetch(ctx, c, found, progress); err != nil {
 		return err
 	}
@@ -235,6 +341,7 @@ func (n *Node) fetchOnce(ctx context.Context, t *transfer, patient bool) error {
 // complete indexes the expert t fetched and becomes a provider of it.
 func (n *Node) complete(ctx context.Context, t *transfer, meta store.Meta) error {
 	c := t.cid
+	t.setPhase("storing")
 	meta.Pinned = false
 	meta.Requested = t.isRequested()
 	if err := n.store.Complete(ctx, c, meta); err != nil {

@@ -85,6 +85,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/publish", auth(s.publish))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
+	mux.Handle("DELETE /v1/fetch/{cid}", auth(s.cancelFetch))
 	mux.Handle("POST /v1/resolve/{name}", auth(s.resolve))
 	if s.metrics != nil {
 		mux.Handle("GET /metrics", s.authenticate(s.metrics))
@@ -265,6 +266,11 @@ func (s *Server) startFetch(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	t, err := s.backend.Transfer(r.PathValue("cid"))
+	respond(w, t, err)
+}
+
+func (s *Server) cancelFetch(w http.ResponseWriter, r *http.Request) {
+	t, err := s.backend.CancelFetch(r.Context(), r.PathValue("cid"))
 	respond(w, t, err)
 }
 

@@ -11,7 +11,7 @@
 //	| `expertd_store_bytes`                   | gauge     | Bytes the local store holds. |
 //	| `expertd_bytes_sent_total`              | counter   | Expert bytes served to peers. |
 //	| `expertd_bytes_received_total`          | counter   | Expert bytes received from peers. |
-//	| `expertd_fetches_total{result}`         | counter   | Fetches finished, by `result`: `ok` or `failed`. |
+//	| `expertd_fetches_total{result}`         | counter   | Fetches finished, by `result`: `ok`, `failed` or `canceled` (DELETE /v1/fetch/{cid}). |
 //	| `expertd_fetch_duration_seconds`        | histogram | Time taken by successful fetches; buckets from 0.05 s to 10 min. |
 //	| `expertd_blocks_rejected_total`         | counter   | Blocks received from peers that failed verification. |
 //	| `expertd_gossip_messages_total{result}` | counter   | Gossip messages from peers, by validation `result`: `accepted`, `rejected` (invalid; the sender is penalized) or `ignored`. |
@@ -75,6 +75,7 @@ type Metrics struct {
 
 	bytesSent, bytesReceived prometheus.Counter
 	fetchesOK, fetchesFailed prometheus.Counter
+	fetchesCanceled          prometheus.Counter
 	fetchDuration            prometheus.Histogram
 	blocksRejected           prometheus.Counter
 	materializations         prometheus.Counter
@@ -90,14 +91,15 @@ func New(snapshot func() Snapshot) *Metrics {
 	}
 	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "expertd_fetches_total",
-		Help: "Fetches finished, by result (ok, failed).",
+		Help: "Fetches finished, by result (ok, failed, canceled).",
 	}, []string{"result"})
 	m := &Metrics{
-		reg:           prometheus.NewRegistry(),
-		bytesSent:     counter("expertd_bytes_sent_total", "Expert bytes served to peers."),
-		bytesReceived: counter("expertd_bytes_received_total", "Expert bytes received from peers."),
-		fetchesOK:     fetches.WithLabelValues("ok"),
-		fetchesFailed: fetches.WithLabelValues("failed"),
+		reg:             prometheus.NewRegistry(),
+		bytesSent:       counter("expertd_bytes_sent_total", "Expert bytes served to peers."),
+		bytesReceived:   counter("expertd_bytes_received_total", "Expert bytes received from peers."),
+		fetchesOK:       fetches.WithLabelValues("ok"),
+		fetchesFailed:   fetches.WithLabelValues("failed"),
+		fetchesCanceled: fetches.WithLabelValues("canceled"),
 		fetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "expertd_fetch_duration_seconds",
 			Help:    "Time taken by successful fetches.",
@@ -154,6 +156,13 @@ func (m *Metrics) FetchDone(d time.Duration, err error) {
 	}
 	m.fetchesOK.Inc()
 	m.fetchDuration.Observe(d.Seconds())
+}
+
+// FetchCanceled counts a fetch canceled before it ended.
+func (m *Metrics) FetchCanceled() {
+	if m != nil {
+		m.fetchesCanceled.Inc()
+	}
 }
 
 // BlockRejected counts a received block that failed verification.

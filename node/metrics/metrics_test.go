@@ -25,6 +25,7 @@ func TestCounters(t *testing.T) {
 	m.FetchDone(300*time.Millisecond, nil)
 	m.FetchDone(2*time.Minute, nil)
 	m.FetchDone(time.Second, errors.New("no providers"))
+	m.FetchCanceled()
 
 	want := `
 # HELP expertd_blocks_rejected_total Blocks received that failed verification.
@@ -36,8 +37,9 @@ expertd_bytes_received_total 7
 # HELP expertd_bytes_sent_total Expert bytes served to peers.
 # TYPE expertd_bytes_sent_total counter
 expertd_bytes_sent_total 120
-# HELP expertd_fetches_total Fetches finished, by result (ok, failed).
+# HELP expertd_fetches_total Fetches finished, by result (ok, failed, canceled).
 # TYPE expertd_fetches_total counter
+expertd_fetches_total{result="canceled"} 1
 expertd_fetches_total{result="failed"} 1
 expertd_fetches_total{result="ok"} 2
 # HELP expertd_materializations_total Experts written out as PEFT directories.
@@ -170,6 +172,7 @@ func TestNilMetrics(t *testing.T) {
 	m.BytesSent(1)
 	m.BytesReceived(1)
 	m.FetchDone(time.Second, nil)
+	m.FetchCanceled()
 	m.BlockRejected()
 	m.Materialized()
 }
