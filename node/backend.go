@@ -15,6 +15,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
@@ -203,7 +204,7 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 	}
 	n.announce(m, true)
 	n.handOff(m)
-	n.log.Info("published", "cid", c, "name", m.Name, "bytes", m.Size)
+	n.log.Info("published", slogutil.CID(c), slogutil.Name(m.Name), slogutil.Bytes(m.Size))
 	return expertFromMeta(m), nil
 }
 
@@ -291,7 +292,7 @@ func (n *Node) announce(m store.Meta, whole bool) {
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		if err := n.gossip.Announce(ctx, a); err != nil {
-			n.log.Warn("announce failed", "cid", a.CID, "err", err)
+			n.log.Warn("announce failed", slogutil.CID(a.CID), slogutil.Err(err))
 		}
 		if whole {
 			n.provide(ctx, a.CID)
@@ -406,7 +407,7 @@ func (n *Node) Remove(s string) error {
 	}
 	if n.handoffOn() {
 		if err := n.handoff.Remove(context.Background(), m.CID, m.Name); err != nil {
-			n.log.Warn("remove adapter", "cid", m.CID, "err", err)
+			n.log.Warn("remove adapter", slogutil.CID(m.CID), slogutil.Err(err))
 		}
 	}
 	return storeErr(n.store.Remove(c))

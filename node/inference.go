@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/handoff"
@@ -22,9 +24,9 @@ import (
 // match inference.want are fetched as soon as gossip announces them, and
 // /v1/resolve/{name} fetches and materializes one on demand.
 
-func newHandoff(n *Node) (*handoff.Handoff, []handoff.Rule, error) {
+func newHandoff(n *Node, log *slog.Logger) (*handoff.Handoff, []handoff.Rule, error) {
 	c := n.cfg.Inference
-	h, err := handoff.New(handoffOptions(n))
+	h, err := handoff.New(handoffOptions(n, log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("inference.adapters_dir: %w", err)
 	}
@@ -72,11 +74,11 @@ func (n *Node) handOff(m store.Meta) {
 	}
 	n.life.Go(func(ctx context.Context) {
 		if p, err := n.materialize(ctx, m); errors.Is(err, api.ErrConflict) && errors.Is(err, handoff.ErrRefused) {
-			n.log.Info("not handed off", "cid", m.CID, "name", m.Name, "why", err)
+			n.log.Info("not handed off", slogutil.CID(m.CID), slogutil.Name(m.Name), "reason", err)
 		} else if err != nil {
-			n.log.Warn("hand-off failed", "cid", m.CID, "name", m.Name, "err", err)
+			n.log.Warn("hand-off failed", slogutil.CID(m.CID), slogutil.Name(m.Name), slogutil.Err(err))
 		} else {
-			n.log.Info("handed off", "cid", m.CID, "dir", p.Dir)
+			n.log.Info("handed off", slogutil.CID(m.CID), slogutil.Path(p.Dir))
 		}
 	})
 }
@@ -95,13 +97,13 @@ func (n *Node) serveAdapters(ctx context.Context) error {
 	}
 	on, err := n.handoff.Scan()
 	if err != nil {
-		n.log.Warn("scan adapters dir", "err", err)
+		n.log.Warn("scan adapters dir", slogutil.Err(err))
 		return nil
 	}
 	for _, mk := range on {
 		if !held[mk.CID] {
 			if err := n.handoff.Remove(ctx, mk.CID, mk.Name); err != nil {
-				n.log.Warn("remove stale adapter", "name", mk.Name, "err", err)
+				n.log.Warn("remove stale adapter", slogutil.Name(mk.Name), slogutil.Err(err))
 			}
 		}
 	}

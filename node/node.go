@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/fetch"
@@ -84,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 	}
 	n := &Node{
-		cfg: cfg, log: log, life: newLifetime(), transfers: newTransfers(), slots: make(chan struct{}, 3),
+		cfg: cfg, log: slogutil.With(log, "node"), life: newLifetime(), transfers: newTransfers(), slots: make(chan struct{}, 3),
 		prefetchQ: newPrefetchQueue(), listedPublishers: map[peer.ID]bool{},
 	}
 	for _, s := range cfg.Trust.Publishers {
@@ -98,7 +99,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 	}()
 	if n.store, err = store.Open(filepath.Join(dir, StoreDir), store.Options{
-		Quota: int64(cfg.Store.Quota), MaxExpertSize: int64(cfg.Store.MaxExpertSize), Logger: log,
+		Quota: int64(cfg.Store.Quota), MaxExpertSize: int64(cfg.Store.MaxExpertSize), Logger: slogutil.With(log, "store"),
 	}); err != nil {
 		return nil, lockedErr(dir, err)
 	}
@@ -110,7 +111,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if n.key, err = p2p.LoadIdentity(filepath.Join(dir, IdentityFile)); err != nil {
 		return nil, err
 	}
-	hopts, err := hostOptions(cfg, n.key, log)
+	hopts, err := hostOptions(cfg, n.key, slogutil.With(log, "p2p"))
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +124,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	if cfg.Trust.Everyone() {
-		log.Warn(`trust.publishers is "*": experts from every publisher of the swarm are fetched for want rules and handed to the inference server`)
+		n.log.Warn(`trust.publishers is "*": experts from every publisher of the swarm are fetched for want rules and handed to the inference server`)
 	}
 	// The pubsub runs until its context ends: Close ends it, not New's ctx
 	// (which, as for the host, bounds construction only).
@@ -134,12 +135,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	// The want rules first: the view's Keep reads them.
-	if n.handoff, n.want, err = newHandoff(n); err != nil {
+	if n.handoff, n.want, err = newHandoff(n, slogutil.With(log, "handoff")); err != nil {
 		return nil, err
 	}
 	g := cfg.Gossip
 	if n.gossip, err = gossip.New(n.p2p.Host, ps, n.catalog, gossip.Options{
-		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: log,
+		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: log, // gossip sets its component
 		MaxExperts: g.MaxExperts, MaxViewBytes: int64(g.MaxViewMemory), MaxPerProvider: g.MaxPerProvider,
 		MaxCatalog: g.MaxCatalog, CatalogEntryLimit: gossip.RateLimit{Rate: g.CatalogRate, Burst: g.MaxCatalog},
 		Keep: n.keepExpert, TrustedPublishers: n.trustedPeers(),
@@ -150,12 +151,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	maxSize := uint64(cfg.Store.MaxExpertSize)
 	n.provider = fetch.NewProvider(n.p2p.Host, n.store, fetch.ProviderOptions{
 		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, MaxStreams: cfg.Fetch.MaxStreams,
-		PeerRate: int64(cfg.Fetch.ServeRate), Logger: log,
+		PeerRate: int64(cfg.Fetch.ServeRate), Logger: slogutil.With(log, "fetch"),
 		Served: func(_ peer.ID, b int) { n.metrics.BytesSent(b) },
 	})
 	n.fetcher = fetch.NewFetcher(n.p2p.Host, n.store, fetch.Options{
 		MaxSize: maxSize, MaxProviders: cfg.Fetch.MaxProviders, IdleTimeout: cfg.Fetch.IdleTimeout,
-		MinRate: float64(cfg.Fetch.MinRate), Logger: log,
+		MinRate: float64(cfg.Fetch.MinRate), Logger: slogutil.With(log, "fetch"),
 		Received: func(_ peer.ID, b int) { n.metrics.BytesReceived(b) },
 		Rejected: func(peer.ID) { n.metrics.BlockRejected() },
 		// A provider that failed (often one that went away) is dropped from
@@ -166,7 +167,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if b.noAPI {
 		return n, nil
 	}
-	n.api = api.NewServer(n, cfg.API.Token, log, api.WithMetrics(n.metrics.Handler()),
+	n.api = api.NewServer(n, cfg.API.Token, slogutil.With(log, "api"), api.WithMetrics(n.metrics.Handler()),
 		api.WithAccess(api.Access{Hosts: cfg.API.AllowedHosts, Origins: cfg.API.AllowedOrigins}))
 	return n, nil
 }
@@ -199,7 +200,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	defer stop()
 	err := g.Wait()
 	if err != nil {
-		n.log.Error("stopped", "err", err)
+		n.log.Error("stopped", slogutil.Err(err))
 	}
 	return err
 }
@@ -232,7 +233,7 @@ func (n *Node) services() []service {
 
 // logStarted says the node runs, and where.
 func (n *Node) logStarted() {
-	n.log.Info("expertd running", "id", n.p2p.ID(), "addrs", n.p2p.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
+	n.log.Info("expertd running", slogutil.Self(n.p2p.ID()), "addrs", n.p2p.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
 	if n.api != nil {
 		url := "http://" + n.APIAddr() + "/"
 		if n.cfg.API.Token != "" {

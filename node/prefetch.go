@@ -8,6 +8,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/handoff"
 )
@@ -125,7 +126,7 @@ func (n *Node) prefetchOne(ctx context.Context, c cid.Cid) error {
 	if !started {
 		return nil // a user's fetch of it runs
 	}
-	n.log.Info("prefetching", "cid", c)
+	n.log.Info("prefetching", slogutil.CID(c))
 	return n.runFetch(tctx, t, false)
 }
 

@@ -6,6 +6,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/gossip"
 )
 
@@ -21,7 +22,7 @@ const reprovideInterval = 12 * time.Hour
 // reprovideInterval until ctx ends.
 func (n *Node) serveDHT(ctx context.Context) error {
 	if err := n.p2p.Bootstrap(ctx); err != nil {
-		n.log.Warn("bootstrap", "err", err)
+		n.log.Warn("bootstrap", slogutil.Err(err))
 	}
 	for {
 		n.reprovide(ctx)
@@ -58,6 +59,6 @@ func (n *Node) provide(ctx context.Context, c cid.Cid) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := n.p2p.Provide(ctx, c); err != nil && ctx.Err() == nil {
-		n.log.Debug("dht provide failed", "cid", c, "err", err)
+		n.log.Debug("dht provide failed", slogutil.CID(c), slogutil.Err(err))
 	}
 }

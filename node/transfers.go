@@ -9,6 +9,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/store"
@@ -76,15 +77,15 @@ func (n *Node) runFetch(ctx context.Context, t *transfer, patient bool) error {
 	switch end.State {
 	case api.StateCanceled:
 		n.metrics.FetchCanceled()
-		n.log.Info("fetch canceled", "cid", t.cid, "bytes", end.Bytes, "took", took.Round(time.Millisecond))
+		n.log.Info("fetch canceled", slogutil.CID(t.cid), slogutil.Bytes(end.Bytes), "took", took.Round(time.Millisecond))
 		return errCanceled
 	case api.StateFailed:
 		n.metrics.FetchDone(took, err)
-		n.log.Warn("fetch failed", "cid", t.cid, "err", err)
+		n.log.Warn("fetch failed", slogutil.CID(t.cid), slogutil.Err(err))
 		return err
 	}
 	n.metrics.FetchDone(took, nil)
-	n.log.Info("fetched", "cid", t.cid, "bytes", end.Total, "took", took.Round(time.Millisecond))
+	n.log.Info("fetched", slogutil.CID(t.cid), slogutil.Bytes(end.Total), "took", took.Round(time.Millisecond))
 	return nil
 }
 
@@ -127,7 +128,7 @@ func (n *Node) CancelFetch(ctx context.Context, s string) (api.Transfer, error) 
 		return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
 	}
 	if t.stop() {
-		n.log.Info("canceling fetch", "cid", c)
+		n.log.Info("canceling fetch", slogutil.CID(c))
 	}
 	timer := time.NewTimer(cancelWait)
 	defer timer.Stop()
@@ -199,7 +200,7 @@ func (n *Node) attempts(ctx context.Context, s *search, patient bool) error {
 			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrRelayLimit) {
 			return err
 		}
-		n.log.Info("fetch attempt failed; retrying", "cid", s.t.cid, "attempt", s.attempt, "in", wait, "err", err)
+		n.log.Info("fetch attempt failed; retrying", slogutil.CID(s.t.cid), "attempt", s.attempt, "in", wait, slogutil.Err(err))
 		s.t.setPhase(fmt.Sprintf("retrying in %v (attempt %d of %d failed)", wait, s.attempt, s.attempts))
 		select {
 		case <-ctx.Done():
@@ -298,13 +299,13 @@ func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
 		if !patient {
 			return err
 		}
-		n.log.Info("fetch from gossip providers failed; asking the DHT", "cid", c, "err", err)
+		n.log.Info("fetch from gossip providers failed; asking the DHT", slogutil.CID(c), slogutil.Err(err))
 	}
 	if len(providers) == 0 {
 		if !patient {
 			return errors.New("no provider known from gossip")
 		}
-		n.log.Info("no provider known from gossip; asking the DHT", "cid", c)
+		n.log.Info("no provider known from gossip; asking the DHT", slogutil.CID(c))
 	}
 	s.looking("gossip, DHT")
 	s.dht = true

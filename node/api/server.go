@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // maxBody bounds request bodies.
@@ -92,7 +94,7 @@ func (s *Server) routes() http.Handler {
 	}
 	g, err := newGuard(s.access)
 	if err != nil { // config.Validate refuses these first
-		s.log.Warn("api: ignoring bad access entries", "err", err)
+		s.log.Warn("ignoring bad access entries", slogutil.Err(err))
 	}
 	return s.logRequests(g.wrap(mux))
 }
@@ -152,7 +154,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "status", sw.status, "took", time.Since(start))
+		s.log.Debug("request", "method", r.Method, "url", r.URL.Path, "status", sw.status, "took", time.Since(start))
 	})
 }
 
