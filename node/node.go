@@ -140,7 +140,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	}
 	g := cfg.Gossip
 	if n.gossip, err = gossip.New(n.p2p.Host, ps, n.catalog, gossip.Options{
-		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: log, // gossip sets its component
+		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: slogutil.With(log, "gossip"),
 		MaxExperts: g.MaxExperts, MaxViewBytes: int64(g.MaxViewMemory), MaxPerProvider: g.MaxPerProvider,
 		MaxCatalog: g.MaxCatalog, CatalogEntryLimit: gossip.RateLimit{Rate: g.CatalogRate, Burst: g.MaxCatalog},
 		Keep: n.keepExpert, TrustedPublishers: n.trustedPeers(),

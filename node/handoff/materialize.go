@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // tempPrefix starts the name of every temporary directory in the adapters
@@ -126,7 +127,7 @@ func (h *Handoff) Materialize(ctx context.Context, cid, name string, open func()
 	if err != nil {
 		return Placed{}, err
 	}
-	h.log.Info("handoff: adapter materialized", "name", sname, "cid", cid, "peft_type", peft, "version", v)
+	h.log.Info("adapter materialized", slogutil.Name(sname), slogutil.CID(cid), "peft_type", peft, "version", v)
 	h.track(sname, name, cid, p, peft, wrote, cur != "" && cur != v)
 	return p, nil
 }
