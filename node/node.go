@@ -45,12 +45,9 @@ type Node struct {
 	api      *api.Server
 	apiLn    net.Listener
 	metrics  *metrics.Metrics
-	// materializeFailures counts adapter directories not written for the
-	// inference server; snapshot adds vLLM's failures (handoff.Stats).
-	materializeFailures atomic.Uint64
-	stopPS              context.CancelFunc // stops the pubsub, which outlives New's ctx
-	handoff             *handoff.Handoff
-	want                []handoff.Rule
+	stopPS   context.CancelFunc // stops the pubsub, which outlives New's ctx
+	handoff  *handoff.Handoff
+	want     []handoff.Rule
 	// prefetchQ orders the experts want rules follow; listedPublishers are
 	// the peer IDs trust.publishers names.
 	prefetchQ        *prefetchQueue
@@ -59,6 +56,10 @@ type Node struct {
 	life      *lifetime     // the node's context and background work
 	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
 	transfers *transfers
+
+	// materializeFailures counts adapter directories not written for the
+	// inference server; snapshot adds vLLM's failures (handoff.Stats).
+	materializeFailures atomic.Uint64
 }
 
 // New opens the store, the identity and the host, and binds the API
