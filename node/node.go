@@ -184,9 +184,9 @@ func (n *Node) APIAddr() string {
 // Serve runs the node's services until ctx ends or one of them fails, then
 // stops them all and waits for them and for the background work they and
 // the API started (see lifetime). It may be called once; Close follows it.
-func (n *Node) Serve(ctx context.Context) error {
+func (n *Node) Serve(parent context.Context) error {
 	defer n.life.end(errStopped)
-	defer context.AfterFunc(ctx, func() { n.life.cancel(context.Cause(ctx)) })()
+	defer context.AfterFunc(parent, func() { n.life.cancel(context.Cause(parent)) })()
 	g, ctx := errgroup.WithContext(n.life.ctx)
 	for _, s := range n.services() {
 		g.Go(func() error {
