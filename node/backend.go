@@ -15,6 +15,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
@@ -25,8 +26,8 @@ var _ api.Backend = (*Node)(nil)
 
 // Identity implements api.Backend.
 func (n *Node) Identity() api.Identity {
-	id := api.Identity{ID: n.host.ID().String(), Reachability: n.p2p.Reachability(), RelayService: n.p2p.RelayService()}
-	for _, a := range n.host.Addrs() {
+	id := api.Identity{ID: n.p2p.ID().String(), Reachability: n.p2p.Reachability(), RelayService: n.p2p.RelayService()}
+	for _, a := range n.p2p.Addrs() {
 		id.Addrs = append(id.Addrs, a.String()+"/p2p/"+id.ID)
 	}
 	for _, r := range n.p2p.Reservations() {
@@ -42,14 +43,14 @@ func (n *Node) Identity() api.Identity {
 // Peers implements api.Backend.
 func (n *Node) Peers() []api.Peer {
 	var out []api.Peer
-	for _, p := range n.host.Network().Peers() {
+	for _, p := range n.p2p.Network().Peers() {
 		ap := api.Peer{ID: p.String()}
-		for _, c := range n.host.Network().ConnsToPeer(p) {
+		for _, c := range n.p2p.Network().ConnsToPeer(p) {
 			if a := c.RemoteMultiaddr().String(); !slices.Contains(ap.Addrs, a) {
 				ap.Addrs = append(ap.Addrs, a)
 			}
 		}
-		if l := n.host.Peerstore().LatencyEWMA(p); l > 0 {
+		if l := n.p2p.Peerstore().LatencyEWMA(p); l > 0 {
 			ap.LatencyMS = float64(l) / float64(time.Millisecond)
 		}
 		for _, c := range n.p2p.Conns(p) {
@@ -77,8 +78,8 @@ func (n *Node) experts(f api.Filter) []api.Expert {
 	local := map[string]bool{}
 	match := func(e api.Expert) bool {
 		return (f.BaseModel == "" || e.BaseModel == f.BaseModel) &&
-			(f.PeftType == "" || equalFold(e.PeftType, f.PeftType)) &&
-			(f.Name == "" || containsFold(e.Name, f.Name))
+			(f.PeftType == "" || strings.EqualFold(e.PeftType, f.PeftType)) &&
+			(f.Name == "" || strings.Contains(strings.ToLower(e.Name), strings.ToLower(f.Name)))
 	}
 	for _, m := range n.store.List() {
 		local[m.CID] = true
@@ -113,7 +114,7 @@ func (n *Node) otherProviders(c string) []string {
 	}
 	var out []string
 	for _, p := range en.Providers {
-		if p.ID != n.host.ID() {
+		if p.ID != n.p2p.ID() {
 			out = append(out, p.ID.String())
 		}
 	}
@@ -217,7 +218,7 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 	n.announce(m, true)
 	n.handOff(m)
 	e := n.expertOf(m)
-	n.log.Info("published", "cid", c, "name", m.Name, "version", e.Version, "bytes", m.Size)
+	n.log.Info("published", slogutil.CID(c), slogutil.Name(m.Name), "version", e.Version, slogutil.Bytes(m.Size))
 	return e, nil
 }
 
@@ -238,8 +239,8 @@ func (n *Node) describe(file, name string) (store.Meta, gossip.Announcement, err
 		return store.Meta{}, gossip.Announcement{}, err
 	}
 	m := store.MetaFromHeader(h)
-	m.CID, m.Size, m.Name, m.Publisher, m.Pinned = c.String(), st.Size(), name, n.host.ID().String(), true
-	a, err := announcementFromMeta(m, n.host.ID())
+	m.CID, m.Size, m.Name, m.Publisher, m.Pinned = c.String(), st.Size(), name, n.p2p.ID().String(), true
+	a, err := announcementFromMeta(m, n.p2p.ID())
 	if err != nil {
 		return store.Meta{}, gossip.Announcement{}, err
 	}
@@ -294,27 +295,25 @@ func checkContainer(path string) (*compress.Header, error) {
 // leaves it holds so far (the fetch protocol offers a partial holder's
 // leaves; the DHT record waits for the whole expert).
 func (n *Node) announce(m store.Meta, whole bool) {
-	a, err := announcementFromMeta(m, n.host.ID())
+	a, err := announcementFromMeta(m, n.p2p.ID())
 	if err != nil {
 		return
 	}
 	// A version of a line this node knows a newer version of goes on the
 	// DHT only: the swarm ignores it on the topic (see withoutSuperseded).
 	gossiped := !n.superseded(m)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	n.life.Go(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		if gossiped {
 			if err := n.gossip.Announce(ctx, a); err != nil {
-				n.log.Warn("announce failed", "cid", a.CID, "err", err)
+				n.log.Warn("announce failed", slogutil.CID(a.CID), slogutil.Err(err))
 			}
 		}
 		if whole {
 			n.provide(ctx, a.CID)
 		}
-	}()
+	})
 }
 
 // Materialize implements api.Backend: it writes a stored expert as a PEFT
@@ -424,7 +423,7 @@ func (n *Node) Remove(s string) error {
 	}
 	if n.handoffOn() {
 		if err := n.handoff.Remove(context.Background(), m.CID, m.Name); err != nil {
-			n.log.Warn("remove adapter", "cid", m.CID, "err", err)
+			n.log.Warn("remove adapter", slogutil.CID(m.CID), slogutil.Err(err))
 		}
 	}
 	return storeErr(n.store.Remove(c))

@@ -169,7 +169,7 @@ func (n *Node) inService(m store.Meta) {
 		if oa.Version > a.Version {
 			continue // newer, not in service yet: not following's to say
 		}
-		keep := oa.CID == a.CID || oa.Publisher == n.host.ID()
+		keep := oa.CID == a.CID || oa.Publisher == n.p2p.ID()
 		if o.Pinned == keep {
 			continue
 		}

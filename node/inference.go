@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
-	"sync"
-	"time"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/handoff"
@@ -24,9 +24,9 @@ import (
 // match inference.want are fetched as soon as gossip announces them, and
 // /v1/resolve/{name} fetches and materializes one on demand.
 
-func newHandoff(n *Node) (*handoff.Handoff, []handoff.Rule, error) {
+func newHandoff(n *Node, log *slog.Logger) (*handoff.Handoff, []handoff.Rule, error) {
 	c := n.cfg.Inference
-	h, err := handoff.New(handoffOptions(n))
+	h, err := handoff.New(handoffOptions(n, log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("inference.adapters_dir: %w", err)
 	}
@@ -59,7 +59,7 @@ func (n *Node) materialize(ctx context.Context, m store.Meta) (handoff.Placed, e
 	p, err := n.handoff.MaterializeVersion(ctx, m.CID, m.Name, n.lineVersionOf(m), func() (io.ReadCloser, error) { return n.store.Open(ctx, c) })
 	if err != nil {
 		if !errors.Is(err, handoff.ErrRefused) {
-			n.metrics.HandoffFailed()
+			n.materializeFailures.Add(1) // read with handoff.Stats by snapshot
 		}
 		return handoff.Placed{}, handoffErr(err)
 	}
@@ -73,55 +73,25 @@ func (n *Node) handOff(m store.Meta) {
 	if !n.handoffOn() || m.PeftType == compress.PeftTypeFull || !n.trustedMeta(m) || n.superseded(m) {
 		return
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		ctx, cancel := n.stopContext()
-		defer cancel()
+	n.life.Go(func(ctx context.Context) {
 		if p, err := n.materialize(ctx, m); errors.Is(err, api.ErrConflict) && errors.Is(err, handoff.ErrRefused) {
-			n.log.Info("not handed off", "cid", m.CID, "name", m.Name, "why", err)
+			n.log.Info("not handed off", slogutil.CID(m.CID), slogutil.Name(m.Name), "reason", err)
 		} else if err != nil {
-			n.log.Warn("hand-off failed", "cid", m.CID, "name", m.Name, "err", err)
+			n.log.Warn("hand-off failed", slogutil.CID(m.CID), slogutil.Name(m.Name), slogutil.Err(err))
 		} else {
-			n.log.Info("handed off", "cid", m.CID, "dir", p.Dir, "version", n.versionOf(m))
+			n.log.Info("handed off", slogutil.CID(m.CID), slogutil.Path(p.Dir), "version", n.versionOf(m))
 			n.inService(m)
 		}
-	}()
+	})
 }
 
-// serveInference runs the vLLM call queue, brings the adapters dir in line
-// with the store, and prefetches experts that match inference.want.
-func (n *Node) serveInference(ctx context.Context) error {
-	if !n.handoffOn() && len(n.want) == 0 {
+// serveAdapters brings the adapters dir in line with the store, once, if
+// the hand-off is on: it materializes every held expert and removes
+// adapters whose expert is gone.
+func (n *Node) serveAdapters(ctx context.Context) error {
+	if !n.handoffOn() {
 		return nil
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- n.handoff.Serve(ctx) }()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { n.servePrefetch(ctx) })
-	if n.handoffOn() {
-		n.syncAdapters(ctx)
-	}
-	failed := uint64(0)
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return <-errc
-		case <-tick.C: // vLLM failures happen in the queue; count them
-			st := n.handoff.Stats()
-			for f := st.LoadFailed + st.UnloadFailed; failed < f; failed++ {
-				n.metrics.HandoffFailed()
-			}
-		}
-	}
-}
-
-// syncAdapters materializes every held expert and removes adapters whose
-// expert is gone.
-func (n *Node) syncAdapters(ctx context.Context) {
 	held := map[string]bool{}
 	for _, m := range n.store.List() {
 		held[m.CID] = true
@@ -129,16 +99,17 @@ func (n *Node) syncAdapters(ctx context.Context) {
 	}
 	on, err := n.handoff.Scan()
 	if err != nil {
-		n.log.Warn("scan adapters dir", "err", err)
-		return
+		n.log.Warn("scan adapters dir", slogutil.Err(err))
+		return nil
 	}
 	for _, mk := range on {
 		if !held[mk.CID] {
 			if err := n.handoff.Remove(ctx, mk.CID, mk.Name); err != nil {
-				n.log.Warn("remove stale adapter", "name", mk.Name, "err", err)
+				n.log.Warn("remove stale adapter", slogutil.Name(mk.Name), slogutil.Err(err))
 			}
 		}
 	}
+	return nil
 }
 
 // Resolve implements api.Backend: see resolve.
@@ -153,7 +124,7 @@ func (n *Node) trustedPeers() []peer.ID {
 	if n.cfg.Trust.Everyone() {
 		return nil
 	}
-	out := []peer.ID{n.host.ID()}
+	out := []peer.ID{n.p2p.ID()}
 	for _, s := range n.cfg.Trust.Publishers {
 		if p, err := peer.Decode(s); err == nil {
 			out = append(out, p)

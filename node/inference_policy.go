@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/gossip"
@@ -29,8 +31,9 @@ func policyOf(c config.InferenceConfig) handoff.Policy {
 	}
 }
 
-// handoffOptions are the handoff.Options of the inference.* keys.
-func handoffOptions(n *Node) handoff.Options {
+// handoffOptions are the handoff.Options of the inference.* keys, log the
+// hand-off's logger.
+func handoffOptions(n *Node, log *slog.Logger) handoff.Options {
 	c := n.cfg.Inference
 	if c.AdaptersDir != "" && c.ServedModel == "" {
 		n.log.Warn("inference.served_model is not set: experts of every base model are handed to the inference server")
@@ -38,7 +41,7 @@ func handoffOptions(n *Node) handoff.Options {
 	return handoff.Options{
 		Dir: c.AdaptersDir, ServerDir: c.ServerAdaptersDir, Policy: policyOf(c), Grace: c.VersionGrace,
 		DType: c.DType, VLLMURL: c.VLLMURL, VLLMAPIKey: c.VLLMAPIKey,
-		Backoff: c.RetryBackoff, MaxBackoff: c.RetryMaxBackoff, Check: c.VLLMCheck, Logger: n.log,
+		Backoff: c.RetryBackoff, MaxBackoff: c.RetryMaxBackoff, Check: c.VLLMCheck, Logger: log,
 		MaxOutput: n.cfg.Store.OutputLimit(),
 	}
 }
@@ -56,14 +59,14 @@ func (n *Node) loadable(e gossip.Entry) bool {
 	// What it says it expands to must fit (a claim: the container's header
 	// is checked again before anything is written).
 	if err := compress.CheckOutput(compress.ParamsOutputBytes(e.Params, n.cfg.Inference.DType), n.cfg.Store.OutputLimit()); err != nil {
-		n.log.Debug("not prefetched", "cid", e.CID, "name", e.Name, "err", err)
+		n.log.Debug("not prefetched", slogutil.CID(e.CID), slogutil.Name(e.Name), slogutil.Err(err))
 		return false
 	}
 	if !n.handoffOn() {
 		return true
 	}
 	if r := n.handoff.Policy().CheckAnnounced(announced(e.PeftType, e.BaseModel, e.Rank)); r != nil {
-		n.log.Debug("not prefetched for the inference server", "cid", e.CID, "name", e.Name, "reason", r.Reason)
+		n.log.Debug("not prefetched for the inference server", slogutil.CID(e.CID), slogutil.Name(e.Name), "reason", r.Reason)
 		return false
 	}
 	return true
@@ -204,29 +207,20 @@ func (n *Node) waitFetched(ctx context.Context, c cid.Cid) error {
 	if _, err := n.store.Get(c); err == nil {
 		return nil
 	}
-	if _, err := n.startFetch(c, false); err != nil {
+	t, err := n.startFetch(c, false)
+	if err != nil || t == nil { // t nil: held already
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, resolveWait)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		t, err := n.Transfer(c.String())
-		if err != nil {
-			return err
+	select {
+	case <-t.done:
+		if err := t.outcome(); err != nil {
+			return fmt.Errorf("fetch %s: %w", c, err)
 		}
-		switch t.State {
-		case api.StateFailed:
-			return fmt.Errorf("fetch %s: %s", c, t.Error)
-		case api.StateDone:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -30,7 +30,7 @@ func TestHandOff(t *testing.T) {
 		"inference.want":                []string{"name=python*"},
 		"trust.publishers":              []string{a.Identity().ID},
 	})
-	waitTopic(t, a, b)
+	waitMesh(t, a, b)
 
 	py, _ := filepath.Abs(fixture)
 	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
@@ -60,9 +60,11 @@ func TestHandOff(t *testing.T) {
 	if e, err := b.Expert(pub.CID); err != nil || !e.Local {
 		t.Fatalf("prefetched expert not stored: %+v %v", e, err)
 	}
-	if st := b.Status(api.Page{}); len(st.Adapters) == 0 || st.Adapters[0].Name != "python-helper" {
-		t.Fatalf("status adapters: %+v", st.Adapters)
-	}
+	// The files appear before the hand-off records them.
+	eventually(t, 10*time.Second, "python-helper listed in the status", func() bool {
+		st := b.Status(api.Page{})
+		return len(st.Adapters) > 0 && st.Adapters[0].Name == "python-helper"
+	})
 	if _, err := os.Stat(filepath.Join(adapters, "c-ia3")); !os.IsNotExist(err) {
 		t.Fatal("c-ia3 matches no want rule but was written")
 	}
@@ -126,7 +128,7 @@ func TestTrustedPublishers(t *testing.T) {
 		"inference.want":         []string{"name=*"},
 		"trust.publishers":       []string{good.Identity().ID},
 	})
-	waitTopic(t, good, other, b)
+	waitMesh(t, good, other, b)
 	py, _ := filepath.Abs(fixture)
 	f16, _ := filepath.Abs("../compress/testdata/peft/python-lora-r16-f16")
 	gp, err := good.Publish(context.Background(), api.PublishRequest{Path: py, Name: "from-good"})
@@ -180,7 +182,7 @@ func TestTrustByDefault(t *testing.T) {
 	c := startNode(t, addr(pub), map[string]any{
 		"inference.adapters_dir": open, "inference.want": wantAll, "trust.publishers": []string{"*"},
 	})
-	waitTopic(t, pub, b, c)
+	waitMesh(t, pub, b, c)
 	py, _ := filepath.Abs(fixture)
 	e, err := pub.Publish(context.Background(), api.PublishRequest{Path: py, Name: "stranger"})
 	if err != nil {

@@ -116,7 +116,7 @@ func TestConcurrentFetchLoad(t *testing.T) {
 		closers[i] = sync.OnceFunc(func() { h.Close() })
 		t.Cleanup(closers[i])
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = h.Connect(ctx, peer.AddrInfo{ID: prov.host.ID(), Addrs: prov.host.Addrs()})
+		err = h.Connect(ctx, peer.AddrInfo{ID: prov.p2p.ID(), Addrs: prov.p2p.Addrs()})
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +146,7 @@ func TestConcurrentFetchLoad(t *testing.T) {
 				b := newDigestBlocks()
 				f := fetch.NewFetcher(h, b, fetch.Options{Logger: quiet})
 				raise(&maxInFlight, inFlight.Add(1))
-				l, err := f.Fetch(ctx, root, []peer.ID{prov.host.ID()}, nil)
+				l, err := f.Fetch(ctx, root, []peer.ID{prov.p2p.ID()}, nil)
 				inFlight.Add(-1)
 				if errors.Is(err, fetch.ErrBusy) && ctx.Err() == nil {
 					busy.Add(1)
@@ -189,7 +189,7 @@ func TestConcurrentFetchLoad(t *testing.T) {
 		closeHost()
 	}
 	eventually(t, 10*time.Second, "the provider drops the requesters' connections", func() bool {
-		return len(prov.host.Network().Peers()) == 0
+		return len(prov.p2p.Network().Peers()) == 0
 	})
 	var leak error
 	if !within(15*time.Second, func() bool { leak = goleak.Find(leakBase); return leak == nil }) {
@@ -337,7 +337,7 @@ func startSampler(prov *Node) *sampler {
 				p.fds = max(p.fds, len(entries))
 			}
 			streams := 0
-			for _, c := range prov.host.Network().Conns() {
+			for _, c := range prov.p2p.Network().Conns() {
 				for _, st := range c.GetStreams() {
 					if st.Protocol() == fetch.ProtocolID {
 						streams++

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/expertd/expertd/node/api"
 )
@@ -64,9 +65,11 @@ func TestMaterializeTargets(t *testing.T) {
 			t.Errorf("into %s: %v", dir, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(adapters, "python", ".expertd.json")); err != nil {
-		t.Fatalf("the hand-off's own adapter: %v", err)
-	}
+	// The hand-off writes its own copy in the background (Publish started it).
+	eventually(t, 10*time.Second, "the hand-off's own adapter", func() bool {
+		_, err := os.Stat(filepath.Join(adapters, "python", ".expertd.json"))
+		return err == nil
+	})
 }
 
 func TestMaterializeOutputLimit(t *testing.T) {

@@ -268,7 +268,7 @@ func (n *Node) storeMerged(ctx context.Context, file, name string) (api.Expert, 
 		return api.Expert{}, err
 	}
 	meta := store.MetaFromHeader(h)
-	meta.Size, meta.Name, meta.Publisher, meta.Pinned = st.Size(), name, n.host.ID().String(), true
+	meta.Size, meta.Name, meta.Publisher, meta.Pinned = st.Size(), name, n.p2p.ID().String(), true
 	c, err := n.store.AddFile(ctx, file, meta)
 	if err != nil {
 		return api.Expert{}, storeErr(err)

@@ -25,7 +25,7 @@ func TestMergeAcrossNodes(t *testing.T) {
 	}
 	a := startNode(t, nil, nil)
 	b := startNode(t, addr(a), nil)
-	waitTopic(t, a, b)
+	waitMesh(t, a, b)
 	ctx := context.Background()
 	parents := publishParents(t, a)
 	for _, c := range parents {

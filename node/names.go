@@ -163,7 +163,7 @@ func (n *Node) versionsOf(name string) []lineVersion {
 func (n *Node) otherProviderCount(e gossip.Entry) int {
 	k := 0
 	for _, p := range e.Providers {
-		if p.ID != n.host.ID() {
+		if p.ID != n.p2p.ID() {
 			k++
 		}
 	}
@@ -223,7 +223,7 @@ func (n *Node) publisherOrder(name string, cands map[peer.ID][]lineVersion) []pe
 			}
 		}
 	}
-	order = append(order, n.host.ID())
+	order = append(order, n.p2p.ID())
 	for _, s := range n.cfg.Trust.Publishers {
 		if p, err := peer.Decode(s); err == nil {
 			order = append(order, p)

@@ -187,7 +187,7 @@ func TestFollowName(t *testing.T) {
 		"inference.adapters_dir": adapters, "inference.want": []string{"name=team-*"},
 		"trust.publishers": []string{pub.Identity().ID},
 	})
-	waitTopic(t, pub, squatter, f)
+	waitMesh(t, pub, squatter, f)
 	// Flood publishing reaches the first hop only; the mesh forms at the
 	// first heartbeat.
 	eventually(t, 10*time.Second, "a gossip mesh", func() bool { return len(pub.gossip.TopicPeers()) >= 2 })
@@ -271,7 +271,7 @@ func TestResolveOrder(t *testing.T) {
 		"inference.adapters_dir": adapters,
 		"trust.publishers":       []string{first.Identity().ID, second.Identity().ID},
 	})
-	waitTopic(t, first, second, stranger, n)
+	waitMesh(t, first, second, stranger, n)
 	eventually(t, 10*time.Second, "a gossip mesh", func() bool { return len(first.gossip.TopicPeers()) >= 3 })
 	s1 := publishAs(t, second, retrained(t, 60), "team-sql")
 	f1 := publishAs(t, first, retrained(t, 61), "team-sql")

@@ -8,14 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
+	"sync/atomic"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/fetch"
@@ -32,17 +32,12 @@ const (
 	StoreDir     = "store"
 )
 
-// reprovideInterval renews the DHT provider records of stored experts
-// (kad-dht keeps them 48 hours).
-const reprovideInterval = 12 * time.Hour
-
 // Node is a running expertd daemon.
 type Node struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	key      crypto.PrivKey // signs this node's publications
-	p2p      *p2p.Host
-	host     host.Host
+	p2p      *p2p.Host      // the libp2p host (it embeds host.Host) and its DHT
 	store    *store.Store
 	gossip   *gossip.Service
 	provider *fetch.Provider
@@ -59,13 +54,14 @@ type Node struct {
 	listedPublishers map[peer.ID]bool
 	lines            *lineState // names and versions (names.go)
 
-	quit      chan struct{} // closed when Serve stops
+	life      *lifetime     // the node's context and background work
 	slots     chan struct{} // bounds concurrent fetches (a provider serves 4 streams per peer)
-	mu        sync.Mutex
-	transfers map[string]*api.Transfer
-	requested map[string]bool // CIDs of running fetches the user asked for (StartFetch)
-	wg        sync.WaitGroup  // background fetches and announcements
-	merge     merger          // runs merges one at a time (merge.go)
+	transfers *transfers
+	merge     merger // runs merges one at a time (merge.go)
+
+	// materializeFailures counts adapter directories not written for the
+	// inference server; snapshot adds vLLM's failures (handoff.Stats).
+	materializeFailures atomic.Uint64
 }
 
 // New opens the store, the identity and the host, and binds the API
@@ -92,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 	}
 	n := &Node{
-		cfg: cfg, log: log, transfers: map[string]*api.Transfer{}, requested: map[string]bool{}, quit: make(chan struct{}), slots: make(chan struct{}, 3),
+		cfg: cfg, log: slogutil.With(log, "node"), life: newLifetime(), transfers: newTransfers(), slots: make(chan struct{}, 3),
 		prefetchQ: newPrefetchQueue(), listedPublishers: map[peer.ID]bool{}, lines: newLineState(dir),
 	}
 	for _, s := range cfg.Trust.Publishers {
@@ -106,7 +102,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 	}()
 	if n.store, err = store.Open(filepath.Join(dir, StoreDir), store.Options{
-		Quota: int64(cfg.Store.Quota), MaxExpertSize: int64(cfg.Store.MaxExpertSize), Logger: log,
+		Quota: int64(cfg.Store.Quota), MaxExpertSize: int64(cfg.Store.MaxExpertSize), Logger: slogutil.With(log, "store"),
 	}); err != nil {
 		return nil, lockedErr(dir, err)
 	}
@@ -118,7 +114,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if n.key, err = p2p.LoadIdentity(filepath.Join(dir, IdentityFile)); err != nil {
 		return nil, err
 	}
-	hopts, err := hostOptions(cfg, n.key, log)
+	hopts, err := hostOptions(cfg, n.key, slogutil.With(log, "p2p"))
 	if err != nil {
 		return nil, err
 	}
@@ -130,25 +126,24 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if n.p2p, err = p2p.NewHost(ctx, hopts); err != nil {
 		return nil, err
 	}
-	n.host = n.p2p.Host
 	if cfg.Trust.Everyone() {
-		log.Warn(`trust.publishers is "*": experts from every publisher of the swarm are fetched for want rules and handed to the inference server`)
+		n.log.Warn(`trust.publishers is "*": experts from every publisher of the swarm are fetched for want rules and handed to the inference server`)
 	}
 	// The pubsub runs until its context ends: Close ends it, not New's ctx
 	// (which, as for the host, bounds construction only).
 	psCtx, stopPS := context.WithCancel(context.Background())
 	n.stopPS = stopPS
-	ps, err := gossip.NewPubSub(psCtx, n.host)
+	ps, err := gossip.NewPubSub(psCtx, n.p2p.Host, b.pubsub...)
 	if err != nil {
 		return nil, err
 	}
 	// The want rules first: the view's Keep reads them.
-	if n.handoff, n.want, err = newHandoff(n); err != nil {
+	if n.handoff, n.want, err = newHandoff(n, slogutil.With(log, "handoff")); err != nil {
 		return nil, err
 	}
 	g := cfg.Gossip
-	if n.gossip, err = gossip.New(n.host, ps, n.catalog, gossip.Options{
-		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: log,
+	if n.gossip, err = gossip.New(n.p2p.Host, ps, n.catalog, gossip.Options{
+		TTL: g.TTL, Reannounce: g.Reannounce, MaxPerSecond: g.MaxPerSecond, Logger: slogutil.With(log, "gossip"),
 		MaxExperts: g.MaxExperts, MaxViewBytes: int64(g.MaxViewMemory), MaxPerProvider: g.MaxPerProvider,
 		MaxCatalog: g.MaxCatalog, CatalogEntryLimit: gossip.RateLimit{Rate: g.CatalogRate, Burst: g.MaxCatalog},
 		Keep: n.keepExpert, TrustedPublishers: n.trustedPeers(),
@@ -158,14 +153,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	n.noteStoredLines()
 	n.metrics = metrics.New(n.snapshot)
 	maxSize := uint64(cfg.Store.MaxExpertSize)
-	n.provider = fetch.NewProvider(n.host, n.store, fetch.ProviderOptions{
+	n.provider = fetch.NewProvider(n.p2p.Host, n.store, fetch.ProviderOptions{
 		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, MaxStreams: cfg.Fetch.MaxStreams,
-		PeerRate: int64(cfg.Fetch.ServeRate), Logger: log,
+		PeerRate: int64(cfg.Fetch.ServeRate), Logger: slogutil.With(log, "fetch"),
 		Served: func(_ peer.ID, b int) { n.metrics.BytesSent(b) },
 	})
-	n.fetcher = fetch.NewFetcher(n.host, n.store, fetch.Options{
+	n.fetcher = fetch.NewFetcher(n.p2p.Host, n.store, fetch.Options{
 		MaxSize: maxSize, MaxProviders: cfg.Fetch.MaxProviders, IdleTimeout: cfg.Fetch.IdleTimeout,
-		MinRate: float64(cfg.Fetch.MinRate), Logger: log,
+		MinRate: float64(cfg.Fetch.MinRate), Logger: slogutil.With(log, "fetch"),
 		Received: func(_ peer.ID, b int) { n.metrics.BytesReceived(b) },
 		Rejected: func(peer.ID) { n.metrics.BlockRejected() },
 		// A provider that failed (often one that went away) is dropped from
@@ -176,7 +171,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	if b.noAPI {
 		return n, nil
 	}
-	n.api = api.NewServer(n, cfg.API.Token, log, api.WithMetrics(n.metrics.Handler()),
+	n.api = api.NewServer(n, cfg.API.Token, slogutil.With(log, "api"), api.WithMetrics(n.metrics.Handler()),
 		api.WithAccess(api.Access{Hosts: cfg.API.AllowedHosts, Origins: cfg.API.AllowedOrigins}))
 	return n, nil
 }
@@ -189,40 +184,60 @@ func (n *Node) APIAddr() string {
 	return n.apiLn.Addr().String()
 }
 
-// Serve runs the node's services until ctx is done, then stops them all.
+// Serve runs the node's services until ctx ends or one of them fails, then
+// stops them all and waits for them and for the background work they and
+// the API started (see lifetime). It may be called once; Close follows it.
 func (n *Node) Serve(parent context.Context) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-	errc := make(chan error, 4)
-	run := func(name string, f func(context.Context) error) {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
+	defer n.life.end(errStopped)
+	defer context.AfterFunc(parent, func() { n.life.cancel(context.Cause(parent)) })()
+	g, ctx := errgroup.WithContext(n.life.ctx)
+	for _, s := range n.services() {
+		g.Go(func() error {
+			if err := s.serve(ctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", s.name, err)
 			}
-		}()
+			return nil
+		})
 	}
-	run("gossip", n.gossip.Serve)
-	run("fetch", n.provider.Serve)
+	n.logStarted()
+	stop := context.AfterFunc(ctx, func() { n.log.Info("shutting down", "reason", context.Cause(ctx)) })
+	defer stop()
+	err := g.Wait()
+	if err != nil {
+		n.log.Error("stopped", slogutil.Err(err))
+	}
+	return err
+}
+
+// service is a long-running part of the node.
+type service struct {
+	name  string
+	serve func(context.Context) error
+}
+
+// services are the node's services in the order Serve starts them, each in
+// a goroutine of its own. They stop together: when Serve's context ends or
+// one fails, all their contexts end, and Serve waits for every one, then
+// for the background work (fetches, announcements, hand-offs). Close then
+// releases the pubsub, the host and the store, in that order.
+func (n *Node) services() []service {
+	s := []service{
+		{"gossip", n.gossip.Serve},           // announcements, the view, catalog exchanges
+		{"fetch provider", n.provider.Serve}, // serves stored experts to peers
+		{"handoff", n.handoff.Serve},         // vLLM's load/unload queue, old versions' janitor
+		{"adapters", n.serveAdapters},        // once: the adapters dir in line with the store
+		{"prefetch", n.servePrefetch},        // fetches the experts inference.want follows
+		{"dht", n.serveDHT},                  // bootstrap, then reprovide every reprovideInterval
+	}
 	if n.api != nil {
-		run("api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) })
+		s = append(s, service{"api", func(ctx context.Context) error { return n.api.Serve(ctx, n.apiLn) }})
 	}
-	run("inference", n.serveInference)
-	run("bootstrap", func(ctx context.Context) error {
-		if err := n.p2p.Bootstrap(ctx); err != nil {
-			n.log.Warn("bootstrap", "err", err)
-		}
-		for {
-			n.reprovide(ctx)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(reprovideInterval):
-			}
-		}
-	})
-	n.log.Info("expertd running", "id", n.host.ID(), "addrs", n.host.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
+	return s
+}
+
+// logStarted says the node runs, and where.
+func (n *Node) logStarted() {
+	n.log.Info("expertd running", slogutil.Self(n.p2p.ID()), "addrs", n.p2p.Addrs(), "api", n.APIAddr(), "data_dir", n.cfg.DataDir())
 	if n.api != nil {
 		url := "http://" + n.APIAddr() + "/"
 		if n.cfg.API.Token != "" {
@@ -230,21 +245,11 @@ func (n *Node) Serve(parent context.Context) error {
 		}
 		n.log.Info("status page", "url", url)
 	}
-	var err error
-	select {
-	case <-ctx.Done():
-		n.log.Info("shutting down", "reason", context.Cause(parent))
-	case err = <-errc:
-		n.log.Error("shutting down", "err", err)
-	}
-	cancel()
-	close(n.quit)
-	n.wg.Wait()
-	return err
 }
 
-// Close releases what New opened.
+// Close releases what New opened, once the background work ended.
 func (n *Node) Close() error {
+	n.life.end(errStopped)
 	var errs []error
 	if n.gossip != nil {
 		errs = append(errs, n.gossip.Close())
@@ -262,33 +267,4 @@ func (n *Node) Close() error {
 		errs = append(errs, n.store.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// catalog is what this node holds, for gossip's re-announcements and
-// catalog exchanges.
-func (n *Node) catalog() []gossip.Announcement {
-	var out []gossip.Announcement
-	for _, m := range n.store.List() {
-		if a, err := announcementFromMeta(m, n.host.ID()); err == nil {
-			out = append(out, a)
-		}
-	}
-	return n.withoutSuperseded(out)
-}
-
-// reprovide puts a DHT provider record for every stored expert.
-func (n *Node) reprovide(ctx context.Context) {
-	for _, m := range n.store.List() {
-		if c, err := cid.Decode(m.CID); err == nil {
-			n.provide(ctx, c)
-		}
-	}
-}
-
-func (n *Node) provide(ctx context.Context, c cid.Cid) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := n.p2p.Provide(ctx, c); err != nil && ctx.Err() == nil {
-		n.log.Debug("dht provide failed", "cid", c, "err", err)
-	}
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/viper"
 	"go.uber.org/goleak"
 
@@ -23,6 +25,23 @@ const fixture = "../compress/testdata/peft/python-lora-r16"
 
 // startNode runs an in-process node on loopback that bootstraps to boot.
 func startNode(t *testing.T, boot []string, set map[string]any) *Node {
+	t.Helper()
+	n := newNode(t, boot, set)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return n
+}
+
+// newNode makes an in-process node on loopback that bootstraps to boot,
+// closed when the test ends; it is not served yet.
+func newNode(t *testing.T, boot []string, set map[string]any) *Node {
 	t.Helper()
 	v := viper.New()
 	v.Set("data_dir", t.TempDir())
@@ -45,19 +64,15 @@ func startNode(t *testing.T, boot []string, set map[string]any) *Node {
 	if testing.Verbose() {
 		log = slog.Default()
 	}
-	n, err := New(context.Background(), cfg, log)
+	mesh := &meshTracer{mesh: map[peer.ID]bool{}}
+	n, err := New(context.Background(), cfg, log, WithPubSubOptions(pubsub.WithEventTracer(mesh)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx) }()
+	meshes.Store(n, mesh)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
 		n.Close()
+		meshes.Delete(n)
 	})
 	return n
 }
@@ -72,15 +87,6 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 			t.Fatalf("not within %v: %s", within, what)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitTopic waits until every node has a peer on the announcement topic,
-// so that what one publishes reaches the others.
-func waitTopic(t *testing.T, nodes ...*Node) {
-	t.Helper()
-	for _, n := range nodes {
-		eventually(t, 10*time.Second, "a peer on the gossip topic", func() bool { return len(n.gossip.TopicPeers()) > 0 })
 	}
 }
 
@@ -115,10 +121,8 @@ func TestSwarm(t *testing.T) {
 	for i := 1; i < 5; i++ {
 		nodes = append(nodes, startNode(t, addr(nodes[i-1]), noReannounce))
 	}
-	// Flood publishing covers only the first hop; further hops go through
-	// gossipsub's mesh, formed at the first heartbeat (1 s) after peers
-	// connect. Running daemons have had it long since (and re-announce).
-	time.Sleep(1500 * time.Millisecond)
+	// Running daemons have had their mesh long since (and re-announce).
+	waitMesh(t, nodes...)
 	abs, _ := filepath.Abs(fixture)
 	pub, err := nodes[0].Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"})
 	if err != nil {
@@ -197,10 +201,8 @@ func TestFetchRetriesUntilProviderAppears(t *testing.T) {
 	if _, err := b.StartFetch(l.Root.String()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if tr, _ := b.Transfer(l.Root.String()); tr.State != api.StateRunning {
-		t.Fatalf("fetch with no provider anywhere: %+v, want still running (retrying)", tr)
-	}
+	// No provider anywhere: the fetch goes on asking the DHT.
+	waitPhase(t, b, l.Root.String(), "looking for providers: gossip, DHT (attempt 1 of 5)")
 	pub, err := a.Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"})
 	if err != nil || pub.CID != l.Root.String() {
 		t.Fatalf("published %s (%v), expected %s", pub.CID, err, l.Root)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -17,14 +18,21 @@ import (
 type Option func(*buildOptions)
 
 type buildOptions struct {
-	host  []libp2p.Option
-	noAPI bool
+	host   []libp2p.Option
+	pubsub []pubsub.Option
+	noAPI  bool
 }
 
 // WithHostOptions adds libp2p options to the node's host, after its own
 // (a simulated transport, say).
 func WithHostOptions(opts ...libp2p.Option) Option {
 	return func(b *buildOptions) { b.host = append(b.host, opts...) }
+}
+
+// WithPubSubOptions adds gossipsub options to the node's pubsub, after its
+// own (a tracer that shows when the mesh formed, say).
+func WithPubSubOptions(opts ...pubsub.Option) Option {
+	return func(b *buildOptions) { b.pubsub = append(b.pubsub, opts...) }
 }
 
 // WithoutAPI runs the node without its HTTP API (api.* is ignored):

@@ -11,6 +11,18 @@ import (
 	"github.com/expertd/expertd/node/api"
 )
 
+// slowPublisher starts a node that serves 1 MiB/s to a peer, and writes an
+// adapter that compresses (with density 0.6667) to an expert of a few 1
+// MiB leaves: fetching it from that node takes seconds.
+func slowPublisher(t *testing.T) (*Node, string) {
+	t.Helper()
+	adapter := filepath.Join(t.TempDir(), "lora")
+	if err := synth.WriteLoRA(adapter, 16<<20, 3); err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, nil, map[string]any{"fetch.serve_rate_per_peer": "1MiB"}), adapter
+}
+
 // A node fetching a multi-leaf expert announces itself as a provider as
 // soon as it holds verified leaves, before its fetch ends, so that others
 // fetching the expert can take those leaves from it.
@@ -18,16 +30,10 @@ func TestPartialHolderAnnounced(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes and compresses a 64 MB adapter")
 	}
-	adapter := filepath.Join(t.TempDir(), "lora")
-	if err := synth.WriteLoRA(adapter, 16<<20, 3); err != nil {
-		t.Fatal(err)
-	}
-	// The publisher serves 1 MiB/s: the fetch of a 4 leaf expert takes
-	// seconds.
-	pub := startNode(t, nil, map[string]any{"fetch.serve_rate_per_peer": "1MiB"})
+	pub, adapter := slowPublisher(t)
 	fetcher := startNode(t, addr(pub), nil)
 	watcher := startNode(t, addr(pub), nil)
-	time.Sleep(1500 * time.Millisecond) // the gossip mesh
+	waitMesh(t, pub, fetcher, watcher)
 	e, err := pub.Publish(context.Background(), api.PublishRequest{Path: adapter, Name: "partial", Density: 0.6667})
 	if err != nil {
 		t.Fatal(err)

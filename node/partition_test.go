@@ -45,11 +45,11 @@ func TestPartitionHeal(t *testing.T) {
 	all := append(append([]*Node(nil), A...), B...)
 	name := map[peer.ID]string{}
 	for i, n := range all {
-		name[n.host.ID()] = fmt.Sprintf("%c%d", "ab"[i/3], i%3)
+		name[n.p2p.ID()] = fmt.Sprintf("%c%d", "ab"[i/3], i%3)
 	}
 	inA := func(p peer.ID) bool {
 		for _, n := range A {
-			if n.host.ID() == p {
+			if n.p2p.ID() == p {
 				return true
 			}
 		}
@@ -57,8 +57,8 @@ func TestPartitionHeal(t *testing.T) {
 	}
 	for _, g := range [][]*Node{A, B} {
 		for _, n := range g[1:] {
-			eventually(t, 15*time.Second, name[n.host.ID()]+" connects to its group's bootstrap peer", func() bool {
-				return n.host.Network().Connectedness(g[0].host.ID()) == network.Connected
+			eventually(t, 15*time.Second, name[n.p2p.ID()]+" connects to its group's bootstrap peer", func() bool {
+				return n.p2p.Network().Connectedness(g[0].p2p.ID()) == network.Connected
 			})
 		}
 	}
@@ -66,8 +66,8 @@ func TestPartitionHeal(t *testing.T) {
 	// The bridge: both DHTs route through it before it is cut.
 	connectTo(t, A[2], B[2])
 	eventually(t, 15*time.Second, "a2 and b2 have each other in their DHT routing tables", func() bool {
-		return A[2].p2p.DHT.RoutingTable().Find(B[2].host.ID()) != "" &&
-			B[2].p2p.DHT.RoutingTable().Find(A[2].host.ID()) != ""
+		return A[2].p2p.DHT.RoutingTable().Find(B[2].p2p.ID()) != "" &&
+			B[2].p2p.DHT.RoutingTable().Find(A[2].p2p.ID()) != ""
 	})
 	cutPartition(t, A, B)
 	if c := crossConns(all, inA); c != "" {
@@ -96,10 +96,10 @@ func TestPartitionHeal(t *testing.T) {
 		cid   string
 	}{{A, pubA.CID}, {B, pubB.CID}} {
 		for _, n := range g.nodes {
-			eventually(t, 20*time.Second, name[n.host.ID()]+" sees its group's expert", func() bool { return sees(n, g.cid) })
+			eventually(t, 20*time.Second, name[n.p2p.ID()]+" sees its group's expert", func() bool { return sees(n, g.cid) })
 		}
 		for _, n := range []*Node{g.nodes[0], g.nodes[2]} {
-			eventually(t, 20*time.Second, name[n.host.ID()]+" hears its group's re-announcements", func() bool {
+			eventually(t, 20*time.Second, name[n.p2p.ID()]+" hears its group's re-announcements", func() bool {
 				return n.gossip.Stats().Accepted >= accepted0[n]+3
 			})
 		}
@@ -109,12 +109,12 @@ func TestPartitionHeal(t *testing.T) {
 	}
 	for _, n := range A {
 		if sees(n, pubB.CID) {
-			t.Errorf("%s sees group B's expert across the partition", name[n.host.ID()])
+			t.Errorf("%s sees group B's expert across the partition", name[n.p2p.ID()])
 		}
 	}
 	for _, n := range B {
 		if sees(n, pubA.CID) {
-			t.Errorf("%s sees group A's expert across the partition", name[n.host.ID()])
+			t.Errorf("%s sees group A's expert across the partition", name[n.p2p.ID()])
 		}
 	}
 	if t.Failed() {
@@ -132,7 +132,7 @@ func TestPartitionHeal(t *testing.T) {
 		for _, n := range all {
 			for _, c := range []string{pubA.CID, pubB.CID} {
 				if !sees(n, c) {
-					missing = append(missing, name[n.host.ID()]+" lacks "+c[len(c)-6:])
+					missing = append(missing, name[n.p2p.ID()]+" lacks "+c[len(c)-6:])
 				}
 			}
 		}
@@ -159,8 +159,8 @@ func connectTo(t *testing.T, a, b *Node) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := a.host.Connect(ctx, peer.AddrInfo{ID: b.host.ID(), Addrs: b.host.Addrs()}); err != nil {
-		t.Fatalf("connect %s to %s: %v", a.host.ID(), b.host.ID(), err)
+	if err := a.p2p.Connect(ctx, peer.AddrInfo{ID: b.p2p.ID(), Addrs: b.p2p.Addrs()}); err != nil {
+		t.Fatalf("connect %s to %s: %v", a.p2p.ID(), b.p2p.ID(), err)
 	}
 }
 
@@ -187,7 +187,7 @@ func cutPartition(t *testing.T, A, B []*Node) {
 		for _, x := range A {
 			for _, y := range B {
 				for _, pair := range [][2]*Node{{x, y}, {y, x}} {
-					a, b := pair[0].host, pair[1].host.ID()
+					a, b := pair[0].p2p, pair[1].p2p.ID()
 					if len(a.Peerstore().Addrs(b)) > 0 || a.Network().Connectedness(b) != network.NotConnected {
 						dirty = true
 					}
@@ -215,9 +215,9 @@ func cutPartition(t *testing.T, A, B []*Node) {
 func crossConns(nodes []*Node, inA func(peer.ID) bool) string {
 	var out []string
 	for _, n := range nodes {
-		for _, c := range n.host.Network().Conns() {
-			if inA(n.host.ID()) != inA(c.RemotePeer()) {
-				out = append(out, fmt.Sprintf("%s-%s", n.host.ID().ShortString(), c.RemotePeer().ShortString()))
+		for _, c := range n.p2p.Network().Conns() {
+			if inA(n.p2p.ID()) != inA(c.RemotePeer()) {
+				out = append(out, fmt.Sprintf("%s-%s", n.p2p.ID().ShortString(), c.RemotePeer().ShortString()))
 			}
 		}
 	}
@@ -235,7 +235,7 @@ func watchCross(nodes []*Node, inA func(peer.ID) bool, name map[peer.ID]string) 
 	}
 	var ws []watched
 	for _, n := range nodes {
-		self := n.host.ID()
+		self := n.p2p.ID()
 		b := &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 			if inA(self) != inA(c.RemotePeer()) {
 				mu.Lock()
@@ -243,12 +243,12 @@ func watchCross(nodes []*Node, inA func(peer.ID) bool, name map[peer.ID]string) 
 				mu.Unlock()
 			}
 		}}
-		n.host.Network().Notify(b)
+		n.p2p.Network().Notify(b)
 		ws = append(ws, watched{n, b})
 	}
 	return func() string {
 		for _, w := range ws {
-			w.n.host.Network().StopNotify(w.b)
+			w.n.p2p.Network().StopNotify(w.b)
 		}
 		mu.Lock()
 		defer mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/handoff"
 )
@@ -19,10 +20,10 @@ import (
 const prefetchWorkers = 2
 
 // servePrefetch feeds the queue from the view and runs the workers until
-// ctx is done.
-func (n *Node) servePrefetch(ctx context.Context) {
+// ctx is done; without want rules it has nothing to do.
+func (n *Node) servePrefetch(ctx context.Context) error {
 	if len(n.want) == 0 {
-		return
+		return nil
 	}
 	news, stop := n.gossip.View().Subscribe() // before the scan: nothing announced meanwhile is missed
 	defer stop()
@@ -42,7 +43,7 @@ func (n *Node) servePrefetch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case c := <-news:
 			if e, ok := n.gossip.View().Get(c); ok {
 				n.offer(e)
@@ -125,21 +126,12 @@ func (n *Node) prefetchOne(ctx context.Context, c cid.Cid) error {
 	if _, err := n.store.Get(c); err == nil {
 		return nil
 	}
-	t, _, started := n.newTransfer(c)
+	t, tctx, started := n.transfers.add(ctx, c, false, time.Now())
 	if !started {
 		return nil // a user's fetch of it runs
 	}
-	select { // a slot, as every fetch takes
-	case n.slots <- struct{}{}:
-		defer func() { <-n.slots }()
-	case <-ctx.Done():
-		n.finishTransfer(c, t, ctx.Err())
-		return ctx.Err()
-	}
-	n.log.Info("prefetching", "cid", c)
-	err := n.fetch(c, t, false)
-	n.finishTransfer(c, t, err)
-	return err
+	n.log.Info("prefetching", slogutil.CID(c))
+	return n.runFetch(tctx, t, false)
 }
 
 // wants reports whether the want rules follow e: it matches one, is
@@ -158,7 +150,7 @@ func (n *Node) matches(e gossip.Entry) bool {
 // listed reports whether p is this node or a publisher trust.publishers
 // names by its ID (not merely by "*").
 func (n *Node) listed(p peer.ID) bool {
-	return p == n.host.ID() || n.listedPublishers[p]
+	return p == n.p2p.ID() || n.listedPublishers[p]
 }
 
 // keepExpert tells the view which experts it must never evict: those this

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"sort"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -9,9 +8,6 @@ import (
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/metrics"
 )
-
-// transferKeep is how long finished transfers stay listed.
-const transferKeep = time.Hour
 
 // Status implements api.Backend: everything the status page shows, every
 // list cut to p.Limit.
@@ -26,16 +22,7 @@ func (n *Node) Status(p api.Page) api.Status {
 	s.Counts.RemoteExperts = len(all) - s.Counts.LocalExperts
 	page := p.Of(all)
 	s.Experts, s.ExpertsNext = page.Experts, page.Next
-	n.mu.Lock()
-	for key, t := range n.transfers {
-		if t.State != api.StateRunning && time.Since(t.Finished) > transferKeep {
-			delete(n.transfers, key)
-			continue
-		}
-		s.Transfers = append(s.Transfers, *t)
-	}
-	n.mu.Unlock()
-	sort.Slice(s.Transfers, func(i, j int) bool { return s.Transfers[i].Started.After(s.Transfers[j].Started) })
+	s.Transfers = n.transfers.list(time.Now())
 	for _, t := range s.Transfers {
 		if t.State == api.StateRunning {
 			s.Counts.RunningTransfers++
@@ -78,7 +65,7 @@ func (n *Node) expertName(c string) string {
 // experts as with an empty one, in memory.
 func (n *Node) snapshot() metrics.Snapshot {
 	var s metrics.Snapshot
-	s.Peers = len(n.host.Network().Peers())
+	s.Peers = len(n.p2p.Network().Peers())
 	view := n.gossip.View()
 	vc := view.Counts()
 	s.Remote = vc.Experts
@@ -95,7 +82,9 @@ func (n *Node) snapshot() metrics.Snapshot {
 	st := n.gossip.Stats()
 	s.GossipAccepted, s.GossipRejected, s.GossipIgnored = st.Accepted, st.Rejected, st.Ignored
 	s.CatalogRateLimited = st.CatalogRateLimited
-	s.HandoffReloads = n.handoff.Stats().Reloads
+	hs := n.handoff.Stats()
+	s.HandoffFailures = n.materializeFailures.Load() + hs.LoadFailed + hs.UnloadFailed
+	s.HandoffReloads = hs.Reloads
 	s.ViewBytes, s.Evicted, s.ProviderFull, s.ViewFull = vc.Bytes, vc.Evicted, vc.Capped, vc.Refused
 	s.CatalogLimited = st.CatalogEntriesLimited
 	s.PrefetchQueued = n.prefetchQ.len()

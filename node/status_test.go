@@ -19,8 +19,7 @@ func TestStatusNamesAndProviders(t *testing.T) {
 	}
 	a := startNode(t, nil, nil)
 	b := startNode(t, addr(a), nil)
-	waitTopic(t, a, b)
-	time.Sleep(1500 * time.Millisecond) // the gossipsub mesh forms at the first heartbeat (see TestSwarm)
+	waitMesh(t, a, b)
 	abs, _ := filepath.Abs(fixture)
 	pub, err := a.Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"})
 	if err != nil {

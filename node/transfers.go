@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/store"
@@ -25,95 +25,68 @@ func (n *Node) StartFetch(s string) (api.Transfer, error) {
 	if err != nil {
 		return api.Transfer{}, err
 	}
-	return n.startFetch(c, true)
+	t, err := n.startFetch(c, true)
+	if err != nil {
+		return api.Transfer{}, err
+	}
+	if t == nil {
+		now := time.Now()
+		held, _ := n.heldTransfer(c)
+		held.Started, held.Finished = now, now
+		return held, nil
+	}
+	return t.snapshot(), nil
 }
 
 // startFetch starts fetching c in the background, or joins the fetch
-// already running; requested says that the user asked for c by its CID.
-func (n *Node) startFetch(c cid.Cid, requested bool) (api.Transfer, error) {
-	key := c.String()
+// already running, and returns it; requested says that the user asked for
+// c by its CID. It returns no transfer if c is held already.
+func (n *Node) startFetch(c cid.Cid, requested bool) (*transfer, error) {
 	if m, err := n.store.Get(c); err == nil {
 		if requested && !m.Requested {
 			if err := n.store.Update(c, func(m *store.Meta) { m.Requested = true }); err != nil {
-				return api.Transfer{}, storeErr(err)
+				return nil, storeErr(err)
 			}
 			m.Requested = true
 			n.handOff(m)
 		}
-		now := time.Now()
-		return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size), Started: now, Finished: now}, nil
+		return nil, nil
 	}
-	if requested {
-		n.mu.Lock()
-		n.requested[key] = true // read by complete
-		n.mu.Unlock()
+	t, tctx, started := n.transfers.add(n.life.ctx, c, requested, time.Now())
+	if started && !n.life.Go(func(context.Context) { _ = n.runFetch(tctx, t, true) }) {
+		t.finish(errStopped, time.Now())
 	}
-	t, snap, started := n.newTransfer(c)
-	if !started {
-		return snap, nil
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		select { // a few fetches at a time: a provider serves 4 streams per peer
-		case n.slots <- struct{}{}:
-			defer func() { <-n.slots }()
-		case <-n.quit:
-		}
-		n.finishTransfer(c, t, n.fetch(c, t, true))
-	}()
-	return snap, nil
+	return t, nil
 }
 
-// maxFinished bounds the finished transfers listed: prefetches of experts
-// nobody serves fail in seconds, and a flood of them must not grow the
-// list without end.
-const maxFinished = 256
-
-// newTransfer records a running transfer of c and returns it with a copy,
-// or returns the one running already (started false).
-func (n *Node) newTransfer(c cid.Cid) (t *api.Transfer, snap api.Transfer, started bool) {
-	key := c.String()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if t, ok := n.transfers[key]; ok && t.State == api.StateRunning {
-		return t, *t, false
+// runFetch runs the transfer t once a fetch slot is free (a provider
+// serves 4 streams per peer: a few fetches at a time) and records its
+// outcome, which it returns.
+func (n *Node) runFetch(ctx context.Context, t *transfer, patient bool) error {
+	var err error
+	t.setPhase("waiting for a fetch slot")
+	select {
+	case n.slots <- struct{}{}:
+		err = n.fetch(ctx, t, patient)
+		<-n.slots
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	var finished []*api.Transfer
-	for k, old := range n.transfers { // forget finished transfers after a while
-		switch {
-		case old.State == api.StateRunning:
-		case time.Since(old.Finished) > transferKeep:
-			delete(n.transfers, k)
-		default:
-			finished = append(finished, old)
-		}
+	end := t.finish(err, time.Now())
+	took := end.Finished.Sub(end.Started)
+	switch end.State {
+	case api.StateCanceled:
+		n.metrics.FetchCanceled()
+		n.log.Info("fetch canceled", slogutil.CID(t.cid), slogutil.Bytes(end.Bytes), "took", took.Round(time.Millisecond))
+		return errCanceled
+	case api.StateFailed:
+		n.metrics.FetchDone(took, err)
+		n.log.Warn("fetch failed", slogutil.CID(t.cid), slogutil.Err(err))
+		return err
 	}
-	if len(finished) >= maxFinished {
-		slices.SortFunc(finished, func(a, b *api.Transfer) int { return a.Finished.Compare(b.Finished) })
-		for _, old := range finished[:len(finished)-maxFinished+1] {
-			delete(n.transfers, old.CID)
-		}
-	}
-	t = &api.Transfer{CID: key, State: api.StateRunning, Started: time.Now()}
-	n.transfers[key] = t
-	return t, *t, true
-}
-
-// finishTransfer records the outcome of t, the transfer of c.
-func (n *Node) finishTransfer(c cid.Cid, t *api.Transfer, err error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.requested, c.String())
-	t.Finished = time.Now()
-	n.metrics.FetchDone(t.Finished.Sub(t.Started), err)
-	if err != nil {
-		t.State, t.Error = api.StateFailed, err.Error()
-		n.log.Warn("fetch failed", "cid", c, "err", err)
-		return
-	}
-	t.State = api.StateDone
-	n.log.Info("fetched", "cid", c, "bytes", t.Total, "took", t.Finished.Sub(t.Started).Round(time.Millisecond))
+	n.metrics.FetchDone(took, nil)
+	n.log.Info("fetched", slogutil.CID(t.cid), slogutil.Bytes(end.Total), "took", took.Round(time.Millisecond))
+	return nil
 }
 
 // Transfer implements api.Backend.
@@ -122,23 +95,58 @@ func (n *Node) Transfer(s string) (api.Transfer, error) {
 	if err != nil {
 		return api.Transfer{}, err
 	}
-	n.mu.Lock()
-	t, ok := n.transfers[c.String()]
-	var out api.Transfer
-	if ok {
-		out = *t
+	t, ok := n.transfers.get(c, time.Now())
+	if ok && t.running() {
+		return t.snapshot(), nil
 	}
-	n.mu.Unlock()
-	if ok && out.State == api.StateRunning {
-		return out, nil
-	}
-	if m, err := n.store.Get(c); err == nil { // held now, whatever an old transfer said
-		return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size)}, nil
+	if held, ok := n.heldTransfer(c); ok { // held now, whatever an old transfer said
+		return held, nil
 	}
 	if ok {
-		return out, nil
+		return t.snapshot(), nil
 	}
 	return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
+}
+
+// cancelWait bounds how long CancelFetch waits for the fetch to stop.
+const cancelWait = 10 * time.Second
+
+// CancelFetch implements api.Backend: it cancels the running fetch of an
+// expert (whoever started it) and waits for it to stop, up to cancelWait.
+// The leaves it verified stay in the store: fetching the expert again
+// resumes from them.
+func (n *Node) CancelFetch(ctx context.Context, s string) (api.Transfer, error) {
+	c, err := parseCID(s)
+	if err != nil {
+		return api.Transfer{}, err
+	}
+	t, ok := n.transfers.get(c, time.Now())
+	if !ok {
+		if held, ok := n.heldTransfer(c); ok {
+			return held, nil
+		}
+		return api.Transfer{}, fmt.Errorf("no fetch of %s: %w", c, api.ErrNotFound)
+	}
+	if t.stop() {
+		n.log.Info("canceling fetch", slogutil.CID(c))
+	}
+	timer := time.NewTimer(cancelWait)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	return t.snapshot(), nil
+}
+
+// heldTransfer is a finished transfer of c if the store holds it.
+func (n *Node) heldTransfer(c cid.Cid) (api.Transfer, bool) {
+	m, err := n.store.Get(c)
+	if err != nil {
+		return api.Transfer{}, false
+	}
+	return api.Transfer{CID: c.String(), State: api.StateDone, Bytes: uint64(m.Size), Total: uint64(m.Size)}, true
 }
 
 // fetchAttempts bounds the retries of a fetch whose providers were busy,
@@ -149,7 +157,7 @@ const fetchAttempts = 5
 // (with the expert's layout) before it gives up.
 const prefetchAnswer = 10 * time.Second
 
-// errNoAnswer ends a prefetch whose providers did not answer in time.
+// errNoAnswer ends a fetch whose providers did not answer in time.
 var errNoAnswer = errors.New("no provider answered")
 
 // fetch runs fetchOnce. A patient fetch (one a user asked for) retries
@@ -159,20 +167,41 @@ var errNoAnswer = errors.New("no provider answered")
 // retry only fetches what is missing. A prefetch is not patient: anyone
 // can announce experts a want rule matches, and a prefetch of one nobody
 // serves must cost seconds, not minutes of retries and DHT searches.
-func (n *Node) fetch(c cid.Cid, t *api.Transfer, patient bool) error {
-	ctx, cancel := n.stopContext()
-	defer cancel()
-	if !patient {
-		return n.fetchOnce(ctx, c, t, false)
+//
+// Finding a provider is bounded: until some provider answers (sends the
+// expert's layout), a patient fetch fails after fetch.find_timeout (0: its
+// attempts alone bound it), a prefetch after prefetchAnswer.
+func (n *Node) fetch(ctx context.Context, t *transfer, patient bool) error {
+	limit, attempts := prefetchAnswer, 1
+	if patient {
+		limit, attempts = n.cfg.Fetch.FindTimeout, fetchAttempts
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s := &search{t: t, attempts: attempts, answered: func() {}}
+	if limit > 0 {
+		timer := time.AfterFunc(limit, func() { cancel(errNoAnswer) })
+		defer timer.Stop()
+		s.answered = func() { timer.Stop() }
+	}
+	err := n.attempts(ctx, s, patient)
+	if err != nil && errors.Is(context.Cause(ctx), errNoAnswer) {
+		return fmt.Errorf("%w within %v: %s", errNoAnswer, limit, s)
+	}
+	return err
+}
+
+// attempts runs fetchOnce up to s.attempts times.
+func (n *Node) attempts(ctx context.Context, s *search, patient bool) error {
 	wait := time.Second
-	for attempt := 1; ; attempt++ {
-		err := n.fetchOnce(ctx, c, t, true)
-		if err == nil || attempt == fetchAttempts || ctx.Err() != nil ||
+	for s.attempt = 1; ; s.attempt++ {
+		err := n.fetchOnce(ctx, s, patient)
+		if err == nil || s.attempt == s.attempts || ctx.Err() != nil ||
 			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrRelayLimit) {
 			return err
 		}
-		n.log.Info("fetch attempt failed; retrying", "cid", c, "attempt", attempt, "in", wait, "err", err)
+		n.log.Info("fetch attempt failed; retrying", slogutil.CID(s.t.cid), "attempt", s.attempt, "in", wait, slogutil.Err(err))
+		s.t.setPhase(fmt.Sprintf("retrying in %v (attempt %d of %d failed)", wait, s.attempt, s.attempts))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -182,11 +211,61 @@ func (n *Node) fetch(c cid.Cid, t *api.Transfer, patient bool) error {
 	}
 }
 
+// search is what a fetch asked, for its phase and for its error if no
+// provider answers.
+type search struct {
+	t                 *transfer
+	attempt, attempts int
+	answered          func() // a provider sent the layout: the find phase ended
+	gossip            int    // providers gossip knew, at most
+	dht               bool   // the DHT was asked
+	found             int    // providers the DHT found, at most
+}
+
+// looking says where the fetch looks for providers now.
+func (s *search) looking(where string) {
+	phase := "looking for providers: " + where
+	if s.attempts > 1 {
+		phase += fmt.Sprintf(" (attempt %d of %d)", s.attempt, s.attempts)
+	}
+	s.t.setPhase(phase)
+}
+
+// String says what was asked: "none known from gossip, none found in the
+// DHT (5 attempts)".
+func (s *search) String() string {
+	out := count(s.gossip, "known from gossip")
+	if s.dht {
+		out += ", " + count(s.found, "found in the DHT")
+	}
+	if s.attempt > 1 {
+		out += fmt.Sprintf(" (%d attempts)", s.attempt)
+	}
+	return out
+}
+
+// count is "none known from gossip", "2 known from gossip".
+func count(n int, what string) string {
+	if n == 0 {
+		return "none " + what
+	}
+	return fmt.Sprintf("%d %s", n, what)
+}
+
+// fetching is the phase of a fetch given n providers.
+func fetching(n int) string {
+	if n == 1 {
+		return api.PhaseFetching + " from 1 provider"
+	}
+	return fmt.Sprintf("%s from %d providers", api.PhaseFetching, n)
+}
+
 // fetchOnce finds providers (gossip first, then, if patient, the DHT),
 // fetches, indexes the expert and becomes a provider of it. If not
-// patient, it asks the providers gossip knows only and gives up when none
-// answers within prefetchAnswer.
-func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patient bool) error {
+// patient, it asks the providers gossip knows only.
+func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
+	t := s.t
+	c := t.cid
 	meta := store.Meta{}
 	if en, ok := n.gossip.View().Get(c); ok {
 		meta = metaFromEntry(en)
@@ -194,23 +273,12 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patien
 			return err
 		}
 	}
-	answered := func() {}
-	if !patient {
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		defer cancel(nil)
-		timer := time.AfterFunc(prefetchAnswer, func() { cancel(errNoAnswer) })
-		defer timer.Stop()
-		answered = func() { timer.Stop() }
-	}
 	announced := false
 	progress := func(p fetch.Progress) {
 		if p.Total > 0 {
-			answered()
+			s.answered()
 		}
-		n.mu.Lock()
-		t.Bytes, t.Total = p.Bytes, p.Total
-		n.mu.Unlock()
+		t.setProgress(p.Bytes, p.Total)
 		// Holding verified leaves, this node serves them to the others
 		// fetching the expert: the publisher's upload stays bounded.
 		if p.Leaves > 0 && p.Leaves < p.OfLeaf && !announced && meta.CID != "" {
@@ -218,27 +286,29 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patien
 			n.announce(meta, false)
 		}
 	}
+	s.looking("gossip")
 	providers := n.gossip.View().Providers(c)
+	s.gossip = max(s.gossip, len(providers))
 	var err error
 	if len(providers) > 0 {
+		t.setPhase(fetching(len(providers)))
 		more := func() []peer.ID { return n.gossip.View().Providers(c) }
 		if _, err = n.fetcher.FetchFrom(ctx, c, more, progress); err == nil {
-			return n.complete(ctx, c, meta)
+			return n.complete(ctx, t, meta)
 		}
 		if !patient {
-			if errors.Is(context.Cause(ctx), errNoAnswer) {
-				return fmt.Errorf("%w within %v (%d known from gossip)", errNoAnswer, prefetchAnswer, len(providers))
-			}
 			return err
 		}
-		n.log.Info("fetch from gossip providers failed; asking the DHT", "cid", c, "err", err)
+		n.log.Info("fetch from gossip providers failed; asking the DHT", slogutil.CID(c), slogutil.Err(err))
 	}
 	if len(providers) == 0 {
 		if !patient {
-			return fmt.Errorf("no provider of %s known from gossip", c)
+			return errors.New("no provider known from gossip")
 		}
-		n.log.Info("no provider known from gossip; asking the DHT", "cid", c)
+		n.log.Info("no provider known from gossip; asking the DHT", slogutil.CID(c))
 	}
+	s.looking("gossip, DHT")
+	s.dht = true
 	// Provider records may still be spreading: ask again for a while.
 	var found []peer.ID
 	var derr error
@@ -252,26 +322,29 @@ func (n *Node) fetchOnce(ctx context.Context, c cid.Cid, t *api.Transfer, patien
 		case <-time.After(wait):
 		}
 	}
+	s.found = max(s.found, len(found))
 	if len(found) == 0 {
 		if err != nil {
 			return err
 		}
 		if derr != nil {
-			return fmt.Errorf("no provider of %s known: %w", c, derr)
+			return fmt.Errorf("no provider known: %w", derr)
 		}
-		return fmt.Errorf("no provider of %s known (gossip or DHT)", c)
+		return errors.New("no provider known from gossip or found in the DHT")
 	}
+	t.setPhase(fetching(len(found)))
 	if _, err = n.fetcher.Fetch(ctx, c, found, progress); err != nil {
 		return err
 	}
-	return n.complete(ctx, c, meta)
+	return n.complete(ctx, t, meta)
 }
 
-func (n *Node) complete(ctx context.Context, c cid.Cid, meta store.Meta) error {
+// complete indexes the expert t fetched and becomes a provider of it.
+func (n *Node) complete(ctx context.Context, t *transfer, meta store.Meta) error {
+	c := t.cid
+	t.setPhase("storing")
 	meta.Pinned = false
-	n.mu.Lock()
-	meta.Requested = n.requested[c.String()]
-	n.mu.Unlock()
+	meta.Requested = t.isRequested()
 	if err := n.store.Complete(ctx, c, meta); err != nil {
 		return err
 	}
@@ -291,26 +364,13 @@ func (n *Node) findProviders(ctx context.Context, c cid.Cid) ([]peer.ID, error) 
 	infos, err := n.p2p.FindProviders(ctx, c, n.cfg.Fetch.MaxProviders)
 	var out []peer.ID
 	for _, ai := range infos {
-		if ai.ID == n.host.ID() {
+		if ai.ID == n.p2p.ID() {
 			continue
 		}
 		if len(ai.Addrs) > 0 {
-			n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+			n.p2p.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 		}
 		out = append(out, ai.ID)
 	}
 	return out, err
-}
-
-// stopContext returns a context cancelled when the node stops.
-func (n *Node) stopContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-n.quit:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
-	return ctx, cancel
 }

@@ -176,7 +176,7 @@ func (n *Node) signVersion(a gossip.Announcement) ([]byte, error) {
 	ln := gossip.LineOf(a)
 	floor := n.latestHeld()[ln]
 	for _, v := range n.versionsOf(a.Name) {
-		if v.a.Publisher == n.host.ID() && !ok {
+		if v.a.Publisher == n.p2p.ID() && !ok {
 			spelled, ok = v.a.Name, true // the counters were lost: the store remembers
 		}
 	}

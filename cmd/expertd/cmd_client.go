@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +20,6 @@ import (
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/gossip"
-	"github.com/expertd/expertd/node/unixfs"
 )
 
 // The commands in this file talk to a running daemon through its API.
@@ -190,52 +188,6 @@ from the first trusted publisher using it (trust.publishers), or from the publis
 	cmd.Flags().StringVar(&dtype, "dtype", "source", "dtype of the written tensors: source, f32, f16 or bf16")
 	cmd.Flags().BoolVar(&force, "force", false, "write into an output directory that holds files, replacing the adapter's")
 	return cmd
-}
-
-// waitFetch follows the fetch t until it ends, its progress on w.
-func waitFetch(ctx context.Context, c *api.Client, t api.Transfer, w io.Writer) error {
-	m := newMeter(w, "fetch", t.CID, inBytes(), inSteps(unixfs.ChunkSize))
-	poll := time.NewTicker(200 * time.Millisecond)
-	defer poll.Stop()
-	var err error
-	for t.State == api.StateRunning {
-		if t.Total == 0 {
-			m.Note("looking for providers")
-		} else {
-			m.Note("")
-		}
-		m.Set(int64(t.Bytes), int64(t.Total))
-		select {
-		case <-ctx.Done():
-			m.Fail("interrupted")
-			return errors.New("interrupted; the daemon goes on fetching it (expertd ls shows it once it is here)")
-		case <-poll.C:
-		}
-		if t, err = c.Transfer(ctx, t.CID); err != nil {
-			if ctx.Err() != nil {
-				continue // interrupted: said above
-			}
-			m.Fail("failed")
-			return err
-		}
-	}
-	if t.State == api.StateFailed {
-		m.Fail("failed")
-		return errors.New(withoutCID(t.Error, t.CID))
-	}
-	m.Set(int64(t.Bytes), int64(t.Total))
-	m.Done()
-	return nil
-}
-
-// withoutCID is a fetch's error without the CID that the command names
-// already: a leading "fetch CID: " or "CID: " dropped, and "it" for the CID
-// elsewhere.
-func withoutCID(msg, c string) string {
-	for _, p := range []string{"fetch " + c + ": ", c + ": "} {
-		msg = strings.TrimPrefix(msg, p)
-	}
-	return strings.ReplaceAll(msg, c, "it")
 }
 
 // checkOutputDir refuses an output directory that holds files, unless

@@ -199,6 +199,8 @@ func (m *meter) startBar() {
 		m.mu.Lock()
 		figures = m.figures(m.now())
 		m.mu.Unlock()
+		// A long note (the daemon's phase) gives way to the shortest label.
+		figures = cutEnd(figures, s.AvailableWidth-1-2-minBar-minLabel(m.verb))
 		room := s.AvailableWidth - 1 - runewidth.StringWidth(figures) - 2 - minBar
 		return fitLabel(m.verb, m.subject, room)
 	})
@@ -316,6 +318,17 @@ func fitLabel(verb, subject string, room int) string {
 		return label
 	}
 	return verb + " " + shorten(subject, max(room-runewidth.StringWidth(verb)-1, 9))
+}
+
+// minLabel is the width of the shortest label fitLabel makes.
+func minLabel(verb string) int { return runewidth.StringWidth(verb) + 1 + 9 }
+
+// cutEnd cuts s to n columns, ending it with "…" if it was longer.
+func cutEnd(s string, n int) string {
+	if runewidth.StringWidth(s) <= n {
+		return s
+	}
+	return runewidth.Truncate(s, max(n, 1), "…")
 }
 
 // shorten cuts s to n columns by putting "…" in its middle, keeping more

@@ -131,11 +131,11 @@ func TestFitLabel(t *testing.T) {
 // csi matches the terminal control sequences mpb writes.
 var csi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
-// TestMeterTerminal draws a fetch on a pseudo-terminal 80 and 120 columns
+// TestMeterTerminal draws a fetch on a pseudo-terminal 60, 80 and 120 columns
 // wide: the output is a bar, and no line it draws reaches the last column
 // (so none wraps into a new line).
 func TestMeterTerminal(t *testing.T) {
-	for _, cols := range []uint16{80, 120} {
+	for _, cols := range []uint16{60, 80, 120} {
 		t.Run(fmt.Sprint(cols), func(t *testing.T) {
 			ptmx, tty, err := pty.Open()
 			if err != nil {
@@ -171,9 +171,9 @@ func TestMeterTerminal(t *testing.T) {
 func demoFetch(w io.Writer, leaves int) {
 	fast := func(m *meter) { m.delay, m.tick = 0, 20*time.Millisecond }
 	m := newMeter(w, "fetch", longCID, inBytes(), inSteps(1<<20), fast)
-	m.Note("looking for providers")
+	m.Note("looking for providers: gossip, DHT (attempt 2 of 5)") // a daemon's longest phase
 	m.Set(0, 0)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	m.Note("")
 	for i := range leaves {
 		m.Set(int64(i)<<20, int64(leaves)<<20)

@@ -172,6 +172,13 @@ func (c *Client) Transfer(ctx context.Context, cid string) (Transfer, error) {
 	return v, c.do(ctx, http.MethodGet, "/v1/fetch/"+url.PathEscape(cid), nil, &v)
 }
 
+// CancelFetch cancels the daemon's fetch of cid and returns the transfer
+// as it ended.
+func (c *Client) CancelFetch(ctx context.Context, cid string) (Transfer, error) {
+	var v Transfer
+	return v, c.do(ctx, http.MethodDelete, "/v1/fetch/"+url.PathEscape(cid), nil, &v)
+}
+
 func (c *Client) Materialize(ctx context.Context, cid string, r MaterializeRequest) (Materialized, error) {
 	var v Materialized
 	return v, c.do(ctx, http.MethodPost, "/v1/experts/"+url.PathEscape(cid)+"/materialize", r, &v)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // maxBody bounds request bodies.
@@ -86,6 +88,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/merge", auth(s.merge))
 	mux.Handle("POST /v1/fetch/{cid}", auth(s.startFetch))
 	mux.Handle("GET /v1/fetch/{cid}", auth(s.transfer))
+	mux.Handle("DELETE /v1/fetch/{cid}", auth(s.cancelFetch))
 	mux.Handle("GET /v1/resolve/{name...}", auth(s.name))
 	mux.Handle("POST /v1/resolve/{name...}", auth(s.resolve))
 	if s.metrics != nil {
@@ -93,7 +96,7 @@ func (s *Server) routes() http.Handler {
 	}
 	g, err := newGuard(s.access)
 	if err != nil { // config.Validate refuses these first
-		s.log.Warn("api: ignoring bad access entries", "err", err)
+		s.log.Warn("ignoring bad access entries", slogutil.Err(err))
 	}
 	return s.logRequests(g.wrap(mux))
 }
@@ -153,7 +156,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "status", sw.status, "took", time.Since(start))
+		s.log.Debug("request", "method", r.Method, "url", r.URL.Path, "status", sw.status, "took", time.Since(start))
 	})
 }
 
@@ -278,6 +281,11 @@ func (s *Server) startFetch(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) transfer(w http.ResponseWriter, r *http.Request) {
 	t, err := s.backend.Transfer(r.PathValue("cid"))
+	respond(w, t, err)
+}
+
+func (s *Server) cancelFetch(w http.ResponseWriter, r *http.Request) {
+	t, err := s.backend.CancelFetch(r.Context(), r.PathValue("cid"))
 	respond(w, t, err)
 }
 

@@ -69,6 +69,12 @@ func (f *fakeBackend) StartFetch(c string) (Transfer, error) {
 func (f *fakeBackend) Transfer(c string) (Transfer, error) {
 	return Transfer{}, fmt.Errorf("%w: no fetch of %s", ErrNotFound, c)
 }
+func (f *fakeBackend) CancelFetch(_ context.Context, c string) (Transfer, error) {
+	if c != "bafkq" {
+		return Transfer{}, fmt.Errorf("%w: no fetch of %s", ErrNotFound, c)
+	}
+	return Transfer{CID: c, State: StateCanceled, Error: "canceled"}, nil
+}
 func (f *fakeBackend) Materialize(_ context.Context, c string, r MaterializeRequest) (Materialized, error) {
 	return Materialized{CID: c, Dir: r.Dir}, nil
 }
@@ -175,6 +181,9 @@ func TestAPIRoutes(t *testing.T) {
 	if tr, err := c.StartFetch(ctx, "bafkq"); err != nil || tr.State != StateRunning {
 		t.Fatalf("fetch %+v %v", tr, err)
 	}
+	if tr, err := c.CancelFetch(ctx, "bafkq"); err != nil || tr.State != StateCanceled {
+		t.Fatalf("cancel fetch %+v %v", tr, err)
+	}
 	if m, err := c.Materialize(ctx, "bafka", MaterializeRequest{Dir: "/d"}); err != nil || m.Dir != "/d" {
 		t.Fatalf("materialize %+v %v", m, err)
 	}
@@ -221,6 +230,7 @@ func TestAPIErrorStatuses(t *testing.T) {
 		{c.Pin(ctx, "nope", true), http.StatusNotFound},
 		{c.Remove(ctx, "bafka"), http.StatusInternalServerError},
 		{func() error { _, err := c.Transfer(ctx, "x"); return err }(), http.StatusNotFound},
+		{func() error { _, err := c.CancelFetch(ctx, "x"); return err }(), http.StatusNotFound},
 	} {
 		var se *StatusError
 		if !errors.As(tc.err, &se) || se.Code != tc.code {

@@ -27,6 +27,11 @@ type Backend interface {
 	// StartFetch starts (or joins) an asynchronous fetch.
 	StartFetch(cid string) (Transfer, error)
 	Transfer(cid string) (Transfer, error)
+	// CancelFetch cancels the running fetch of cid (what it verified is
+	// kept: a later fetch resumes from it) and returns the transfer as it
+	// ended; a finished one is returned as it is. ErrNotFound if the node
+	// knows no fetch of cid.
+	CancelFetch(ctx context.Context, cid string) (Transfer, error)
 	Materialize(ctx context.Context, cid string, r MaterializeRequest) (Materialized, error)
 	Pin(cid string, pinned bool) error
 	Remove(cid string) error
@@ -200,8 +205,13 @@ type PublishRequest struct {
 type Transfer struct {
 	CID string `json:"cid"`
 	// Name is the expert's name where the node knows it (in GET /v1/status).
-	Name     string    `json:"name,omitempty"`
-	State    string    `json:"state"` // running, done, failed
+	Name  string `json:"name,omitempty"`
+	State string `json:"state"` // running, done, failed, canceled
+	// Phase says, for people, what a running fetch does now: "waiting for
+	// a fetch slot", "looking for providers: gossip, DHT (attempt 2 of
+	// 5)", "fetching from 3 providers", "retrying in 2s (attempt 1 of 5
+	// failed)", "storing", "canceling"; empty once it ended.
+	Phase    string    `json:"phase,omitempty"`
 	Bytes    uint64    `json:"bytes"`
 	Total    uint64    `json:"total"`
 	Started  time.Time `json:"started"`
@@ -211,10 +221,16 @@ type Transfer struct {
 
 // Transfer states.
 const (
-	StateRunning = "running"
-	StateDone    = "done"
-	StateFailed  = "failed"
+	StateRunning  = "running"
+	StateDone     = "done"
+	StateFailed   = "failed"
+	StateCanceled = "canceled" // by DELETE /v1/fetch/{cid}
 )
+
+// PhaseFetching begins the phase of a fetch that receives the expert
+// ("fetching from 3 providers"): a client that shows the bytes, the rate
+// and the time left may leave it out.
+const PhaseFetching = "fetching"
 
 // MaterializeRequest writes an expert as a PEFT directory.
 type MaterializeRequest struct {

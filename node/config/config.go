@@ -135,6 +135,9 @@ type FetchConfig struct {
 	ServeRate      Size          `mapstructure:"serve_rate_per_peer"` // bytes per second; 0: no cap
 	IdleTimeout    time.Duration `mapstructure:"idle_timeout"`
 	MinRate        Size          `mapstructure:"min_rate"` // bytes per second
+	// FindTimeout bounds how long a fetch the user asked for looks for
+	// providers before one answers; 0: only its attempts bound it.
+	FindTimeout time.Duration `mapstructure:"find_timeout"`
 }
 
 // GossipConfig is gossip.*: expert announcements.

@@ -87,7 +87,7 @@ func TestDefaults(t *testing.T) {
 	if c.Store.OutputLimit() != compress.DefaultMaxOutput || (StoreConfig{}).OutputLimit() >= 0 {
 		t.Errorf("output limit %d; 0 gives %d", c.Store.OutputLimit(), (StoreConfig{}).OutputLimit())
 	}
-	if c.Fetch != (FetchConfig{MaxProviders: 8, StreamsPerPeer: 4, MaxStreams: 8, IdleTimeout: 20 * time.Second, MinRate: 64 << 10}) {
+	if c.Fetch != (FetchConfig{MaxProviders: 8, StreamsPerPeer: 4, MaxStreams: 8, IdleTimeout: 20 * time.Second, MinRate: 64 << 10, FindTimeout: time.Minute}) {
 		t.Errorf("fetch = %+v", c.Fetch)
 	}
 	if c.Gossip != (GossipConfig{TTL: 30 * time.Minute, Reannounce: 5 * time.Minute, MaxPerSecond: 10,
@@ -335,6 +335,7 @@ func TestValidationErrorsNameTheirKey(t *testing.T) {
 		{"fetch:\n  streams_per_peer: -2\n", "fetch.streams_per_peer", "at least 1"},
 		{"fetch:\n  idle_timeout: soon\n", "fetch.idle_timeout", "invalid duration"},
 		{"fetch:\n  min_rate: 0\n", "fetch.min_rate", "at least 1 byte"},
+		{"fetch:\n  find_timeout: -1s\n", "fetch.find_timeout", "must not be negative"},
 		{"gossip:\n  reannounce: 1h\n", "gossip.reannounce", "shorter than gossip.ttl"},
 		{"gossip:\n  ttl: 0s\n", "gossip.ttl", "positive"},
 		{"gossip:\n  max_per_second: 0\n", "gossip.max_per_second", "at least 1"},

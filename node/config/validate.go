@@ -259,6 +259,9 @@ func (f *FetchConfig) validate() []error {
 	if f.StreamsPerPeer < 1 {
 		errs = append(errs, keyErr("fetch.streams_per_peer", "must be at least 1, got %d", f.StreamsPerPeer))
 	}
+	if f.FindTimeout < 0 {
+		errs = append(errs, keyErr("fetch.find_timeout", "must not be negative (0: no limit), got %v", f.FindTimeout))
+	}
 	if f.IdleTimeout <= 0 {
 		errs = append(errs, keyErr("fetch.idle_timeout", "must be positive, got %v", f.IdleTimeout))
 	}

@@ -19,6 +19,8 @@ import (
 	gproto "google.golang.org/protobuf/proto"
 
 	pb "github.com/expertd/expertd/proto"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // CatalogProtocol is the stream protocol of catalog exchanges. The side
@@ -152,14 +154,14 @@ func (s *Service) pullLogged(ctx context.Context, p peer.ID) error {
 	switch {
 	case err == nil:
 		s.stats.pulls.Add(1)
-		s.log.Debug("pulled catalog", "peer", p, "accepted", accepted, "rejected", rejected)
+		s.log.Debug("pulled catalog", slogutil.Peer(p), "accepted", accepted, "rejected", rejected)
 	case ctx.Err() != nil:
 	case errors.Is(err, ErrCatalog):
 		s.stats.pullErrors.Add(1)
-		s.log.Warn("bad catalog", "peer", p, "accepted", accepted, "err", err)
+		s.log.Warn("bad catalog", slogutil.Peer(p), "accepted", accepted, slogutil.Err(err))
 	default: // often a peer that does not speak the protocol, or left
 		s.stats.pullErrors.Add(1)
-		s.log.Debug("pulling catalog", "peer", p, "err", err)
+		s.log.Debug("pulling catalog", slogutil.Peer(p), slogutil.Err(err))
 	}
 	return err
 }
@@ -243,7 +245,7 @@ func (s *Service) readCatalog(r io.Reader, p peer.ID, now func() time.Time, add 
 		}
 	}
 	if firstErr != nil {
-		s.log.Debug("rejected catalog entries", "peer", p, "rejected", rejected, "first", firstErr)
+		s.log.Debug("rejected catalog entries", slogutil.Peer(p), "rejected", rejected, "first", firstErr)
 	}
 	return accepted, rejected, nil
 }
@@ -312,7 +314,7 @@ func (s *Service) serveCatalog(st network.Stream) {
 	}
 	if err := s.writeCatalog(st); err != nil {
 		s.stats.serveErrors.Add(1)
-		s.log.Debug("serving catalog", "peer", st.Conn().RemotePeer(), "err", err)
+		s.log.Debug("serving catalog", slogutil.Peer(st.Conn().RemotePeer()), slogutil.Err(err))
 		_ = st.Reset()
 		return
 	}

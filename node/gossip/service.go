@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // Topic is the gossipsub topic of announcements.
@@ -311,7 +313,7 @@ func newService(self peer.ID, o Options) *Service {
 		self:    self,
 		catalog: func() []Announcement { return nil },
 		opts:    o,
-		log:     o.Logger.With("component", "gossip"),
+		log:     o.Logger, // its component is set by whoever hands it down
 		view: NewView(ViewOptions{
 			TTL: o.TTL, MaxExperts: o.MaxExperts, MaxBytes: o.MaxViewBytes, MaxPerProvider: o.MaxPerProvider,
 			Keep: o.Keep, Prefer: o.TrustedPublishers,
@@ -410,7 +412,7 @@ func (s *Service) Serve(ctx context.Context) error {
 	}
 	defer func() {
 		if err := s.Close(); err != nil { // e.g. the pubsub stopped first
-			s.log.Debug("closing", "err", err)
+			s.log.Debug("closing", slogutil.Err(err))
 		}
 	}()
 	sub, err := s.topic.Subscribe(pubsub.WithBufferSize(256))
@@ -475,7 +477,7 @@ func (s *Service) readLoop(ctx context.Context, sub *pubsub.Subscription) error 
 			a, err = decodeVerify(msg.Data, msg.GetFrom(), time.Now(), s.opts.TTL)
 		}
 		if err != nil {
-			s.log.Warn("undecodable announcement past the validator", "from", msg.ReceivedFrom, "err", err)
+			s.log.Warn("undecodable announcement past the validator", slogutil.Peer(msg.ReceivedFrom), slogutil.Err(err))
 			continue
 		}
 		if a.Provider == self {
@@ -525,7 +527,7 @@ func (s *Service) reannounce(ctx context.Context) {
 		}
 	}
 	if failed > 0 {
-		s.log.Warn("re-announcing the catalog", "failed", failed, "of", len(entries), "err", lastErr)
+		s.log.Warn("re-announcing the catalog", "failed", failed, "of", len(entries), slogutil.Err(lastErr))
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // validate is the topic validator. A message is accepted when it decodes
@@ -65,10 +67,10 @@ func (s *Service) validate(_ context.Context, src peer.ID, msg *pubsub.Message) 
 		if errors.Is(err, ErrRateLimited) {
 			s.stats.rateLimited.Add(1)
 		}
-		s.log.Debug("ignoring announcement", "from", src, "signer", msg.GetFrom(), "err", err)
+		s.log.Debug("ignoring announcement", slogutil.Peer(src), "signer", peer.ID(msg.GetFrom()), slogutil.Err(err))
 	default:
 		s.stats.rejected.Add(1)
-		s.log.Debug("rejecting announcement", "from", src, "signer", msg.GetFrom(), "err", err)
+		s.log.Debug("rejecting announcement", slogutil.Peer(src), "signer", peer.ID(msg.GetFrom()), slogutil.Err(err))
 	}
 	return res
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // The adapters directory holds one version directory per expert (and
@@ -187,7 +189,7 @@ func (h *Handoff) serverPath(v string) string { return filepath.Join(h.serverDir
 func (h *Handoff) retire(v string, now time.Time) {
 	path := h.versionDir(v) + retiredSuffix
 	if err := writeFileSync(path, []byte(now.UTC().Format(time.RFC3339Nano)+"\n")); err != nil {
-		h.log.Warn("handoff: marking a version to delete", "version", v, "err", err)
+		h.log.Warn("marking a version to delete", "version", v, slogutil.Err(err))
 	}
 }
 
@@ -218,7 +220,7 @@ func (h *Handoff) janitor(now time.Time) {
 	defer h.fsMu.Unlock()
 	names, err := h.links()
 	if err != nil {
-		h.log.Warn("handoff: janitor", "err", err)
+		h.log.Warn("cleaning up old versions", slogutil.Err(err))
 		return
 	}
 	inUse := map[string]bool{}
@@ -229,7 +231,7 @@ func (h *Handoff) janitor(now time.Time) {
 	ents, err := os.ReadDir(vdir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			h.log.Warn("handoff: janitor", "err", err)
+			h.log.Warn("cleaning up old versions", slogutil.Err(err))
 		}
 		return
 	}
@@ -276,14 +278,14 @@ func (h *Handoff) expire(v string, now time.Time) {
 		err = os.Rename(h.versionDir(v), trash)
 	}
 	if err != nil {
-		h.log.Warn("handoff: deleting an old version", "version", v, "err", err)
+		h.log.Warn("deleting an old version", "version", v, slogutil.Err(err))
 		return
 	}
 	os.Remove(mark)
 	if err := os.RemoveAll(trash); err != nil {
-		h.log.Warn("handoff: deleting an old version", "version", v, "err", err)
+		h.log.Warn("deleting an old version", "version", v, slogutil.Err(err))
 	}
-	h.log.Info("handoff: old version deleted", "version", v)
+	h.log.Info("old version deleted", "version", v)
 }
 
 // migrate turns the adapter directories of expertd releases that wrote
@@ -316,7 +318,7 @@ func (h *Handoff) migrate() error {
 		if err := h.point(e.Name(), v); err != nil {
 			return err
 		}
-		h.log.Info("handoff: adapter moved to a version directory", "name", e.Name(), "version", v)
+		h.log.Info("adapter moved to a version directory", slogutil.Name(e.Name()), "version", v)
 	}
 	return nil
 }

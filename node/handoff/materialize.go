@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // tempPrefix starts the name of every temporary directory in the adapters
@@ -151,7 +152,7 @@ func (h *Handoff) MaterializeVersion(ctx context.Context, cid, name string, ver 
 	if err != nil {
 		return Placed{}, err
 	}
-	h.log.Info("handoff: adapter materialized", "name", sname, "cid", cid, "peft_type", peft, "version", v, "line_version", ver.Seq)
+	h.log.Info("adapter materialized", slogutil.Name(sname), slogutil.CID(cid), "peft_type", peft, "version", v, "line_version", ver.Seq)
 	h.track(sname, name, cid, p, peft, ver, wrote, cur != "" && cur != v)
 	return p, nil
 }

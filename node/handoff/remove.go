@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // Remove takes the expert cid, called name, out of the hand-off: the
@@ -64,7 +66,7 @@ func (h *Handoff) unlink(sname, name, cid, peft, v string) error {
 	if err != nil {
 		return fmt.Errorf("handoff: %w", err)
 	}
-	h.log.Info("handoff: adapter removed", "name", sname, "cid", cid)
+	h.log.Info("adapter removed", slogutil.Name(sname), slogutil.CID(cid))
 	h.untrack(sname, name, cid, peft, true)
 	return nil
 }

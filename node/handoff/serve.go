@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // job is one vLLM call taken from the queue.
@@ -127,10 +129,10 @@ func (h *Handoff) checkLoaded(ctx context.Context) {
 		switch {
 		case errCanceled(ctx, err):
 		case errors.Is(err, ErrUnavailable) || h.checkWarned:
-			h.log.Debug("handoff: listing vLLM's adapters failed", "err", err)
+			h.log.Debug("listing vLLM's adapters failed", slogutil.Err(err))
 		default:
 			h.checkWarned = true
-			h.log.Warn("handoff: cannot list vLLM's adapters; adapters it loses on a restart are not loaded again", "err", err)
+			h.log.Warn("cannot list vLLM's adapters; adapters it loses on a restart are not loaded again", slogutil.Err(err))
 		}
 		return
 	}
@@ -147,11 +149,11 @@ func (h *Handoff) checkLoaded(ctx context.Context) {
 		case !ok:
 			e.loaded, e.needLoad = false, true
 			h.stats.Reloads++
-			h.log.Warn("handoff: vLLM no longer holds the adapter (restarted?); loading it again", "name", e.name)
+			h.log.Warn("vLLM no longer holds the adapter (restarted?); loading it again", slogutil.Name(e.name))
 		case !h.current(e.name, e.server, root):
 			e.needLoad, e.replace = true, true
 			h.stats.Reloads++
-			h.log.Warn("handoff: vLLM holds other files under the adapter's name; replacing them", "name", e.name, "vllm_path", root)
+			h.log.Warn("vLLM holds other files under the adapter's name; replacing them", slogutil.Name(e.name), "vllm_path", root)
 		default:
 			continue
 		}
@@ -223,10 +225,10 @@ func (h *Handoff) run(ctx context.Context, j job) {
 func (h *Handoff) unloaded(e *adapter, j job, out outcome, msg string, err error) {
 	if out == done {
 		h.stats.UnloadOK++
-		h.log.Info("handoff: vLLM unloaded adapter", "name", j.name, "vllm", msg)
+		h.log.Info("vLLM unloaded adapter", slogutil.Name(j.name), "vllm", msg)
 	} else {
 		h.stats.UnloadFailed++
-		h.log.Warn("handoff: vLLM unload failed", "name", j.name, "err", err)
+		h.log.Warn("vLLM unload failed", slogutil.Name(j.name), slogutil.Err(err))
 	}
 	if e == nil {
 		return
@@ -250,16 +252,16 @@ func (h *Handoff) unloaded(e *adapter, j job, out outcome, msg string, err error
 func (h *Handoff) loaded(e *adapter, j job, out outcome, msg string, err error) {
 	if out == done {
 		h.stats.LoadOK++
-		h.log.Info("handoff: vLLM loaded adapter", "name", j.name, "path", j.server, "in_place", j.replace, "vllm", msg)
+		h.log.Info("vLLM loaded adapter", slogutil.Name(j.name), slogutil.Path(j.server), "in_place", j.replace, "vllm", msg)
 	} else if out != reload {
 		h.stats.LoadFailed++
-		h.log.Warn("handoff: vLLM load failed", "name", j.name, "path", j.server, "err", err)
+		h.log.Warn("vLLM load failed", slogutil.Name(j.name), slogutil.Path(j.server), slogutil.Err(err))
 	}
 	if e == nil {
 		return
 	}
 	if out == reload && e.gen == j.gen {
-		h.log.Info("handoff: vLLM cannot replace the adapter in place; unloading it first", "name", j.name)
+		h.log.Info("vLLM cannot replace the adapter in place; unloading it first", slogutil.Name(j.name))
 		e.needUnload, e.replace = true, false
 		h.queue(e)
 		return

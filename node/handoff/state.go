@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // AdapterStatus is the state of one adapter name, for the API.
@@ -190,7 +192,7 @@ func (h *Handoff) refuse(cid, name string, r *Refusal) {
 		}
 	}
 	h.refused[cid] = refusal{name: name, r: r}
-	h.log.Info("handoff: expert not handed off", "cid", cid, "name", name, "reason", r.Reason, "detail", r.Detail)
+	h.log.Info("expert not handed off", slogutil.CID(cid), slogutil.Name(name), "reason", r.Reason, "detail", r.Detail)
 }
 
 // Refused returns why the expert cid was not handed off the last time it

@@ -11,7 +11,7 @@
 //	| `expertd_store_bytes`                   | gauge     | Bytes the local store holds. |
 //	| `expertd_bytes_sent_total`              | counter   | Expert bytes served to peers. |
 //	| `expertd_bytes_received_total`          | counter   | Expert bytes received from peers. |
-//	| `expertd_fetches_total{result}`         | counter   | Fetches finished, by `result`: `ok` or `failed`. |
+//	| `expertd_fetches_total{result}`         | counter   | Fetches finished, by `result`: `ok`, `failed` or `canceled` (DELETE /v1/fetch/{cid}). |
 //	| `expertd_fetch_duration_seconds`        | histogram | Time taken by successful fetches; buckets from 0.05 s to 10 min. |
 //	| `expertd_blocks_rejected_total`         | counter   | Blocks received from peers that failed verification. |
 //	| `expertd_gossip_messages_total{result}` | counter   | Gossip messages from peers, by validation `result`: `accepted`, `rejected` (invalid; the sender is penalized) or `ignored`. |
@@ -48,9 +48,12 @@ type Snapshot struct {
 	// (gossip.Stats Accepted, Rejected, Ignored).
 	GossipAccepted, GossipRejected, GossipIgnored uint64
 	// Catalog streams refused by the per-peer limit
-	// (gossip.Stats.CatalogRateLimited) and adapters reloaded into vLLM
-	// after it lost them (handoff.Stats.Reloads), since start.
-	CatalogRateLimited, HandoffReloads uint64
+	// (gossip.Stats.CatalogRateLimited), since start.
+	CatalogRateLimited uint64
+	// Hand-offs to the inference server that failed (an adapter directory
+	// not written, a vLLM load or unload refused) and adapters reloaded into
+	// vLLM after it lost them (handoff.Stats.Reloads), since start.
+	HandoffFailures, HandoffReloads uint64
 	// The view's accounted memory, its evictions and what it refused
 	// since start (gossip.ViewCounts, gossip.Stats.CatalogEntriesLimited).
 	ViewBytes                             int64
@@ -72,10 +75,10 @@ type Metrics struct {
 
 	bytesSent, bytesReceived prometheus.Counter
 	fetchesOK, fetchesFailed prometheus.Counter
+	fetchesCanceled          prometheus.Counter
 	fetchDuration            prometheus.Histogram
 	blocksRejected           prometheus.Counter
 	materializations         prometheus.Counter
-	handoffFailures          prometheus.Counter
 	prefetchFailures         prometheus.Counter
 }
 
@@ -88,14 +91,15 @@ func New(snapshot func() Snapshot) *Metrics {
 	}
 	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "expertd_fetches_total",
-		Help: "Fetches finished, by result (ok, failed).",
+		Help: "Fetches finished, by result (ok, failed, canceled).",
 	}, []string{"result"})
 	m := &Metrics{
-		reg:           prometheus.NewRegistry(),
-		bytesSent:     counter("expertd_bytes_sent_total", "Expert bytes served to peers."),
-		bytesReceived: counter("expertd_bytes_received_total", "Expert bytes received from peers."),
-		fetchesOK:     fetches.WithLabelValues("ok"),
-		fetchesFailed: fetches.WithLabelValues("failed"),
+		reg:             prometheus.NewRegistry(),
+		bytesSent:       counter("expertd_bytes_sent_total", "Expert bytes served to peers."),
+		bytesReceived:   counter("expertd_bytes_received_total", "Expert bytes received from peers."),
+		fetchesOK:       fetches.WithLabelValues("ok"),
+		fetchesFailed:   fetches.WithLabelValues("failed"),
+		fetchesCanceled: fetches.WithLabelValues("canceled"),
 		fetchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "expertd_fetch_duration_seconds",
 			Help:    "Time taken by successful fetches.",
@@ -103,14 +107,13 @@ func New(snapshot func() Snapshot) *Metrics {
 		}),
 		blocksRejected:   counter("expertd_blocks_rejected_total", "Blocks received that failed verification."),
 		materializations: counter("expertd_materializations_total", "Experts written out as PEFT directories."),
-		handoffFailures:  counter("expertd_handoff_failures_total", "Hand-offs of an expert to the inference server that failed."),
 		prefetchFailures: counter("expertd_prefetch_failures_total", "Prefetches that failed."),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.bytesSent, m.bytesReceived, fetches, m.fetchDuration,
-		m.blocksRejected, m.materializations, m.handoffFailures, m.prefetchFailures,
+		m.blocksRejected, m.materializations, m.prefetchFailures,
 	)
 	if snapshot != nil {
 		m.reg.MustRegister(snapshotCollector(snapshot))
@@ -155,6 +158,13 @@ func (m *Metrics) FetchDone(d time.Duration, err error) {
 	m.fetchDuration.Observe(d.Seconds())
 }
 
+// FetchCanceled counts a fetch canceled before it ended.
+func (m *Metrics) FetchCanceled() {
+	if m != nil {
+		m.fetchesCanceled.Inc()
+	}
+}
+
 // BlockRejected counts a received block that failed verification.
 func (m *Metrics) BlockRejected() {
 	if m != nil {
@@ -173,12 +183,5 @@ func (m *Metrics) Materialized() {
 func (m *Metrics) PrefetchFailed() {
 	if m != nil {
 		m.prefetchFailures.Inc()
-	}
-}
-
-// HandoffFailed counts a failed hand-off of an expert to its consumer.
-func (m *Metrics) HandoffFailed() {
-	if m != nil {
-		m.handoffFailures.Inc()
 	}
 }

@@ -22,10 +22,10 @@ func TestCounters(t *testing.T) {
 	m.BlockRejected()
 	m.Materialized()
 	m.Materialized()
-	m.HandoffFailed()
 	m.FetchDone(300*time.Millisecond, nil)
 	m.FetchDone(2*time.Minute, nil)
 	m.FetchDone(time.Second, errors.New("no providers"))
+	m.FetchCanceled()
 
 	want := `
 # HELP expertd_blocks_rejected_total Blocks received that failed verification.
@@ -37,13 +37,11 @@ expertd_bytes_received_total 7
 # HELP expertd_bytes_sent_total Expert bytes served to peers.
 # TYPE expertd_bytes_sent_total counter
 expertd_bytes_sent_total 120
-# HELP expertd_fetches_total Fetches finished, by result (ok, failed).
+# HELP expertd_fetches_total Fetches finished, by result (ok, failed, canceled).
 # TYPE expertd_fetches_total counter
+expertd_fetches_total{result="canceled"} 1
 expertd_fetches_total{result="failed"} 1
 expertd_fetches_total{result="ok"} 2
-# HELP expertd_handoff_failures_total Hand-offs of an expert to the inference server that failed.
-# TYPE expertd_handoff_failures_total counter
-expertd_handoff_failures_total 1
 # HELP expertd_materializations_total Experts written out as PEFT directories.
 # TYPE expertd_materializations_total counter
 expertd_materializations_total 2
@@ -68,7 +66,7 @@ expertd_fetch_duration_seconds_count 2
 `
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want),
 		"expertd_blocks_rejected_total", "expertd_bytes_received_total", "expertd_bytes_sent_total",
-		"expertd_fetches_total", "expertd_handoff_failures_total", "expertd_materializations_total",
+		"expertd_fetches_total", "expertd_materializations_total",
 		"expertd_fetch_duration_seconds",
 	); err != nil {
 		t.Fatal(err)
@@ -78,7 +76,7 @@ expertd_fetch_duration_seconds_count 2
 func TestSnapshotReadAtScrape(t *testing.T) {
 	var calls atomic.Int32
 	s := Snapshot{Peers: 3, Stored: 5, Pinned: 2, Remote: 9, StoreBytes: 1 << 20, GossipAccepted: 40, GossipRejected: 1, GossipIgnored: 4,
-		CatalogRateLimited: 6, HandoffReloads: 7, ViewBytes: 1 << 10, Evicted: 8, ProviderFull: 9, CatalogLimited: 10, ViewFull: 11,
+		CatalogRateLimited: 6, HandoffFailures: 13, HandoffReloads: 7, ViewBytes: 1 << 10, Evicted: 8, ProviderFull: 9, CatalogLimited: 10, ViewFull: 11,
 		PrefetchQueued: 12}
 	m := New(func() Snapshot { calls.Add(1); return s })
 	want := `
@@ -101,6 +99,9 @@ expertd_gossip_messages_total{result="rejected"} 1
 # HELP expertd_catalog_rate_limited_total Catalog streams from peers refused for asking too often.
 # TYPE expertd_catalog_rate_limited_total counter
 expertd_catalog_rate_limited_total 6
+# HELP expertd_handoff_failures_total Hand-offs of an expert to the inference server that failed.
+# TYPE expertd_handoff_failures_total counter
+expertd_handoff_failures_total 13
 # HELP expertd_handoff_reloads_total Adapters vLLM had lost (it restarted) whose load was queued again.
 # TYPE expertd_handoff_reloads_total counter
 expertd_handoff_reloads_total 7
@@ -120,7 +121,7 @@ expertd_gossip_refused_total{reason="view_full"} 11
 expertd_prefetch_queued 12
 `
 	names := []string{"expertd_peers", "expertd_experts", "expertd_store_bytes", "expertd_gossip_messages_total",
-		"expertd_catalog_rate_limited_total", "expertd_handoff_reloads_total", "expertd_gossip_view_bytes",
+		"expertd_catalog_rate_limited_total", "expertd_handoff_failures_total", "expertd_handoff_reloads_total", "expertd_gossip_view_bytes",
 		"expertd_gossip_evictions_total", "expertd_gossip_refused_total", "expertd_prefetch_queued"}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func TestNilMetrics(t *testing.T) {
 	m.BytesSent(1)
 	m.BytesReceived(1)
 	m.FetchDone(time.Second, nil)
+	m.FetchCanceled()
 	m.BlockRejected()
 	m.Materialized()
-	m.HandoffFailed()
 }

@@ -15,6 +15,8 @@ var (
 		[]string{"result"}, nil)
 	catalogLimitedDesc = prometheus.NewDesc("expertd_catalog_rate_limited_total",
 		"Catalog streams from peers refused for asking too often.", nil, nil)
+	handoffFailuresDesc = prometheus.NewDesc("expertd_handoff_failures_total",
+		"Hand-offs of an expert to the inference server that failed.", nil, nil)
 	reloadsDesc = prometheus.NewDesc("expertd_handoff_reloads_total",
 		"Adapters vLLM had lost (it restarted) whose load was queued again.", nil, nil)
 	viewBytesDesc = prometheus.NewDesc("expertd_gossip_view_bytes",
@@ -32,7 +34,7 @@ var (
 type snapshotCollector func() Snapshot
 
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{peersDesc, expertsDesc, storeBytesDesc, gossipDesc, catalogLimitedDesc, reloadsDesc,
+	for _, d := range []*prometheus.Desc{peersDesc, expertsDesc, storeBytesDesc, gossipDesc, catalogLimitedDesc, handoffFailuresDesc, reloadsDesc,
 		viewBytesDesc, evictionsDesc, refusedDesc, prefetchQueuedDesc} {
 		ch <- d
 	}
@@ -55,6 +57,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(gossipDesc, s.GossipRejected, "rejected")
 	counter(gossipDesc, s.GossipIgnored, "ignored")
 	counter(catalogLimitedDesc, s.CatalogRateLimited)
+	counter(handoffFailuresDesc, s.HandoffFailures)
 	counter(reloadsDesc, s.HandoffReloads)
 	gauge(viewBytesDesc, float64(s.ViewBytes))
 	counter(evictionsDesc, s.Evicted)

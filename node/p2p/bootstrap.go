@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // BootstrapTimeout bounds the connection attempt to one bootstrap peer.
@@ -39,7 +41,7 @@ func (n *Host) Bootstrap(ctx context.Context) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				n.log.Warn("bootstrap peer unreachable", "peer", ai.ID, "addrs", ai.Addrs, "err", err)
+				n.log.Warn("bootstrap peer unreachable", slogutil.Peer(ai.ID), "addrs", ai.Addrs, slogutil.Err(err))
 				errs = append(errs, fmt.Errorf("%s: %w", ai.ID, err))
 				return
 			}

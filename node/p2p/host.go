@@ -19,6 +19,8 @@ import (
 	libp2pwebrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
 	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // Host is expertd's libp2p host with its DHT and, if enabled, mDNS. It is a
@@ -165,7 +167,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 			return nil, fmt.Errorf("p2p: mdns: %w", err)
 		}
 	}
-	n.log.Info("p2p host started", "peer", h.ID(), "addrs", h.Addrs(), "dht_mode", o.DHTMode, "mdns", o.MDNS)
+	n.log.Info("p2p host started", slogutil.Self(h.ID()), "addrs", h.Addrs(), "dht_mode", o.DHTMode, "mdns", o.MDNS)
 	return n, nil
 }
 

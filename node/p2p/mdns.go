@@ -9,6 +9,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // MDNSServiceName is the DNS-SD service expertd nodes announce and browse,
@@ -58,7 +60,7 @@ func (n *mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	select {
 	case n.slots <- struct{}{}:
 	default:
-		n.log.Debug("mdns: too many connection attempts, dropping a find", "peer", ai.ID)
+		n.log.Debug("too many connection attempts, dropping a peer mDNS found", slogutil.Peer(ai.ID))
 		return
 	}
 	n.wg.Go(func() {
@@ -73,10 +75,10 @@ func (n *mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 			}
 		}()
 		if err := n.h.Connect(ctx, ai); err != nil {
-			n.log.Debug("mdns: connect failed", "peer", ai.ID, "err", err)
+			n.log.Debug("connecting to a peer mDNS found failed", slogutil.Peer(ai.ID), slogutil.Err(err))
 			return
 		}
-		n.log.Info("mdns: connected", "peer", ai.ID)
+		n.log.Info("connected to a peer mDNS found", slogutil.Peer(ai.ID))
 	})
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // ConnKind is how a connection reaches its peer.
@@ -130,7 +132,7 @@ func (s *netState) HolePunchFinished(side string, attempts int, _, _ []ma.Multia
 	s.mu.Lock()
 	s.punched[c.ID()] = true
 	s.mu.Unlock()
-	s.log.Info("hole punch opened a direct connection", "peer", c.RemotePeer(), "addr", c.RemoteMultiaddr(), "side", side, "attempts", attempts)
+	s.log.Info("hole punch opened a direct connection", slogutil.Peer(c.RemotePeer()), "addr", c.RemoteMultiaddr(), "side", side, "attempts", attempts)
 }
 
 // DirectDialFinished implements holepunch.MetricsTracer.
@@ -140,7 +142,7 @@ func (s *netState) DirectDialFinished(bool) {}
 // logged, as they explain why a peer stays relayed.
 func (s *netState) Trace(e *holepunch.Event) {
 	if end, ok := e.Evt.(*holepunch.EndHolePunchEvt); ok && !end.Success {
-		s.log.Info("hole punch failed", "peer", e.Remote, "took", end.EllapsedTime, "err", end.Error)
+		s.log.Info("hole punch failed", slogutil.Peer(e.Remote), "took", end.EllapsedTime, slogutil.KeyErr, end.Error)
 	}
 }
 

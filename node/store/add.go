@@ -12,6 +12,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -87,7 +88,7 @@ func (s *Store) commit(ctx context.Context, l *unixfs.Layout, m Meta) error {
 	if h, err := s.header(ctx, l); err == nil {
 		m.fill(MetaFromHeader(h))
 	} else {
-		s.log.Debug("store: expert is not a readable container", "cid", l.Root, "err", err)
+		s.log.Debug("expert is not a readable container", slogutil.CID(l.Root), slogutil.Err(err))
 	}
 	blocks := dagBlocks(l)
 	key := l.Root.String()
@@ -129,7 +130,7 @@ func (s *Store) commit(ctx context.Context, l *unixfs.Layout, m Meta) error {
 		if err := s.drop(v); err != nil {
 			return err
 		}
-		s.log.Info("store: evicted expert", "cid", v.meta.CID, "name", v.meta.Name, "size", v.meta.Size,
+		s.log.Info("evicted expert", slogutil.CID(v.meta.CID), slogutil.Name(v.meta.Name), slogutil.Bytes(v.meta.Size),
 			"last_used", v.meta.LastUsed, "for", key)
 	}
 	m.CID, m.Size, m.Added, m.LastUsed = key, int64(l.Size), now, now

@@ -13,6 +13,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -136,9 +137,9 @@ func (s *Store) readBlock(c cid.Cid) ([]byte, error) {
 func (s *Store) dropCorrupt(key string, cause error) error {
 	_, path := s.blockPath(key)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Error("store: corrupt block cannot be removed", "cid", key, "path", path, "cause", cause, "err", err)
+		s.log.Error("corrupt block cannot be removed", slogutil.CID(key), slogutil.Path(path), "cause", cause, slogutil.Err(err))
 	} else {
-		s.log.Warn("store: corrupt block removed", "cid", key, "path", path, "cause", cause)
+		s.log.Warn("corrupt block removed", slogutil.CID(key), slogutil.Path(path), "cause", cause)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrCorrupt, key, cause)
 }

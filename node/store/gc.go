@@ -41,7 +41,7 @@ func (s *Store) GC(ctx context.Context, olderThan time.Duration) (removed int, e
 		}
 	}
 	if removed > 0 {
-		s.log.Info("store: removed orphan blocks", "blocks", removed, "older_than", olderThan)
+		s.log.Info("removed orphan blocks", "blocks", removed, "older_than", olderThan)
 	}
 	return removed, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -29,7 +30,7 @@ func (s *Store) load(ctx context.Context) error {
 		return err
 	}
 	if nb+ne > 0 {
-		s.log.Info("store: removed files of interrupted writes", "dir", s.dir, "files", nb+ne)
+		s.log.Info("removed files of interrupted writes", slogutil.Path(s.dir), "files", nb+ne)
 	}
 	files, err := os.ReadDir(s.expertsDir())
 	if err != nil {
@@ -71,7 +72,7 @@ func (s *Store) loadEntry(ctx context.Context, root cid.Cid) error {
 	}
 	var blocks []blockRef
 	if lerr != nil {
-		s.log.Warn("store: indexed expert is incomplete; `expertd verify` reports it", "cid", key, "name", m.Name, "err", lerr)
+		s.log.Warn("indexed expert is incomplete; `expertd verify` reports it", slogutil.CID(key), slogutil.Name(m.Name), slogutil.Err(lerr))
 	} else {
 		blocks = dagBlocks(l)
 	}
@@ -110,10 +111,10 @@ func (s *Store) rebuild(ctx context.Context, root cid.Cid, path string, cause er
 	}
 	m.CID, m.Size, m.Added, m.LastUsed, m.Pinned = key, int64(l.Size), when, when, true
 	if err := s.writeEntry(m); err != nil {
-		s.log.Error("store: rebuilt index entry not saved", "cid", key, "err", err)
+		s.log.Error("rebuilt index entry not saved", slogutil.CID(key), slogutil.Err(err))
 	}
-	s.log.Warn("store: unreadable index entry rebuilt from the blocks; name and publisher lost, expert pinned",
-		"cid", key, "cause", cause, "peft_type", m.PeftType, "params", m.Params, "size", m.Size, "header_error", herr)
+	s.log.Warn("unreadable index entry rebuilt from the blocks; name and publisher lost, expert pinned",
+		slogutil.CID(key), "cause", cause, "peft_type", m.PeftType, "params", m.Params, slogutil.Bytes(m.Size), "header_error", herr)
 	return m, nil
 }
 
@@ -121,8 +122,8 @@ func (s *Store) rebuild(ctx context.Context, root cid.Cid, path string, cause er
 func (s *Store) setAside(name string, cause error) {
 	from := filepath.Join(s.expertsDir(), name)
 	if err := os.Rename(from, from+corruptExt); err != nil {
-		s.log.Error("store: unusable index entry ignored, cannot be set aside", "file", from, "cause", cause, "err", err)
+		s.log.Error("unusable index entry ignored, cannot be set aside", slogutil.Path(from), "cause", cause, slogutil.Err(err))
 		return
 	}
-	s.log.Error("store: unusable index entry set aside", "file", from+corruptExt, "cause", cause)
+	s.log.Error("unusable index entry set aside", slogutil.Path(from+corruptExt), "cause", cause)
 }

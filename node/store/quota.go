@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/expertd/expertd/internal/slogutil"
 )
 
 // Usage returns the bytes the quota counts (the distinct blocks of indexed
@@ -150,6 +152,6 @@ func (s *Store) discard(keys []string) {
 func (s *Store) removeBlock(key string) {
 	_, path := s.blockPath(key)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Warn("store: removing block", "cid", key, "err", err)
+		s.log.Warn("removing block", slogutil.CID(key), slogutil.Err(err))
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -46,7 +47,7 @@ func (s *Store) acquire(key string) error {
 	m := e.meta.clone()
 	m.LastUsed = s.now()
 	if err := s.writeEntry(m); err != nil {
-		s.log.Warn("store: recording use", "cid", key, "err", err)
+		s.log.Warn("recording use", slogutil.CID(key), slogutil.Err(err))
 	}
 	e.meta = m
 	return nil

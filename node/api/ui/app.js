@@ -80,7 +80,7 @@
         if (t.total > 0) {
           return el("div", { class: "bar" }, el("progress", { value: t.bytes, max: t.total }), el("span", null, amount));
         }
-        return el("div", { class: "bar" }, el("progress"), el("span", null, "looking for providers"));
+        return el("div", { class: "bar" }, el("progress"), el("span", null, t.phase || "looking for providers"));
       case "done":
         return el("span", null, bytes(t.total || t.bytes) + took(t));
       default:
