@@ -495,7 +495,7 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	var frame pb.FetchFrame
 	deadline()
 	if err := readMsg(br, &frame, maxHeaderFrame, &buf); err != nil {
-		return err
+		return expected(err, "the header")
 	}
 	if e := frame.GetError(); e != nil {
 		return &remoteErr{remoteError(e)}
@@ -532,7 +532,7 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	for _, idx := range want {
 		deadline()
 		if err := readMsg(br, &frame, maxBlockFrame, &buf); err != nil {
-			return err
+			return expected(err, fmt.Sprintf("leaf %d", idx))
 		}
 		if e := frame.GetError(); e != nil {
 			return &remoteErr{remoteError(e)}

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 
@@ -20,11 +21,26 @@ const (
 )
 
 // readMsg reads one frame of at most limit bytes into m, reusing *buf (see
-// pb.ReadFrame). Every error but io.EOF, a clean end, is an ErrFrame.
+// pb.ReadFrame). It returns io.EOF only at a clean end between frames, an
+// ErrFrame for a malformed or oversized frame (the peer's fault), and
+// other read errors (a reset, a deadline, a frame cut short:
+// io.ErrUnexpectedEOF) wrapped as they are.
 func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {
 	err := pb.ReadFrame(r, m, limit, buf)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == nil || err == io.EOF:
+		return err
+	case errors.Is(err, pb.ErrBadFrame):
 		return fmt.Errorf("%w: %w", ErrFrame, err)
+	}
+	return fmt.Errorf("fetch: %w", err)
+}
+
+// expected is readMsg's error where a frame must follow: a clean end there
+// is a stream cut short.
+func expected(err error, what string) error {
+	if err == io.EOF {
+		return fmt.Errorf("fetch: stream ended before %s: %w", what, io.ErrUnexpectedEOF)
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"testing"
 
 	gproto "google.golang.org/protobuf/proto"
@@ -88,7 +89,7 @@ func FuzzRequest(f *testing.F) {
 		var req pb.FetchRequest
 		var buf []byte
 		if err := readMsg(bufio.NewReader(bytes.NewReader(data)), &req, maxRequestFrame, &buf); err != nil {
-			if !errors.Is(err, ErrFrame) && err.Error() != "EOF" {
+			if !errors.Is(err, ErrFrame) && !errors.Is(err, io.ErrUnexpectedEOF) && err != io.EOF {
 				t.Fatalf("unexpected error %v", err)
 			}
 			return
