@@ -79,6 +79,8 @@ type Fetcher struct {
 	blocks Blocks
 	opts   Options
 
+	now func() time.Time // the clock (tests move it)
+
 	mu  sync.Mutex
 	bad map[peer.ID]time.Time // peers that sent blocks failing verification
 }
@@ -86,15 +88,16 @@ type Fetcher struct {
 // NewFetcher returns a Fetcher writing into b.
 func NewFetcher(h host.Host, b Blocks, o Options) *Fetcher {
 	o.defaults()
-	return &Fetcher{host: h, blocks: b, opts: o, bad: map[peer.ID]time.Time{}}
+	return &Fetcher{host: h, blocks: b, opts: o, now: time.Now, bad: map[peer.ID]time.Time{}}
 }
 
-// IsBad reports whether p recently sent a block that failed verification.
+// IsBad reports whether p sent a block that failed verification less
+// than Options.BadPeerTTL ago: no fetch asks it meanwhile.
 func (f *Fetcher) IsBad(p peer.ID) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t, ok := f.bad[p]
-	if ok && time.Since(t) > f.opts.BadPeerTTL {
+	if ok && f.now().Sub(t) > f.opts.BadPeerTTL {
 		delete(f.bad, p)
 		return false
 	}
@@ -103,7 +106,7 @@ func (f *Fetcher) IsBad(p peer.ID) bool {
 
 func (f *Fetcher) markBad(p peer.ID) {
 	f.mu.Lock()
-	f.bad[p] = time.Now()
+	f.bad[p] = f.now()
 	f.mu.Unlock()
 }
 
