@@ -14,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/unixfs"
-	pb "github.com/expertd/expertd/proto"
 )
 
 // Options configures a Fetcher.
@@ -279,12 +278,4 @@ func (lp *loop) stop() {
 			delete(lp.streams, end.req)
 		}
 	}
-}
-
-// wire is the request message of a.
-func (a ask) wire(root cid.Cid) *pb.FetchRequest {
-	if a.isShare() {
-		return &pb.FetchRequest{Cid: root.Bytes(), Part: a.part, Parts: a.parts}
-	}
-	return &pb.FetchRequest{Cid: root.Bytes(), Ranges: toRanges(a.leaves), SkipNodes: true}
 }

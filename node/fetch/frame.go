@@ -60,3 +60,16 @@ func remoteError(e *pb.FetchError) error {
 func share(n uint64, part, parts uint32) (start, end uint64) {
 	return n * uint64(part) / uint64(parts), n * uint64(part+1) / uint64(parts)
 }
+
+// toRanges compresses sorted leaf indices into ranges.
+func toRanges(idx []uint64) []*pb.LeafRange {
+	var out []*pb.LeafRange
+	for _, i := range idx {
+		if n := len(out); n > 0 && out[n-1].End == i {
+			out[n-1].End++
+			continue
+		}
+		out = append(out, &pb.LeafRange{Start: i, End: i + 1})
+	}
+	return out
+}

@@ -15,25 +15,20 @@ import (
 	pb "github.com/expertd/expertd/proto"
 )
 
-// toRanges compresses sorted leaf indices into ranges.
-func toRanges(idx []uint64) []*pb.LeafRange {
-	var out []*pb.LeafRange
-	for _, i := range idx {
-		if n := len(out); n > 0 && out[n-1].End == i {
-			out[n-1].End++
-			continue
-		}
-		out = append(out, &pb.LeafRange{Start: i, End: i + 1})
-	}
-	return out
-}
-
 // streamReq is a request as its stream sees it.
 type streamReq struct {
 	id    reqID
 	peer  peer.ID
 	msg   *pb.FetchRequest
 	known *unixfs.Layout // the layout when it was sent; nil: the header tells it
+}
+
+// wire is the request message of a.
+func (a ask) wire(root cid.Cid) *pb.FetchRequest {
+	if a.isShare() {
+		return &pb.FetchRequest{Cid: root.Bytes(), Part: a.part, Parts: a.parts}
+	}
+	return &pb.FetchRequest{Cid: root.Bytes(), Ranges: toRanges(a.leaves), SkipNodes: true}
 }
 
 // request runs one request against one provider on a stream of its own:
