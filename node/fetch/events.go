@@ -6,6 +6,9 @@ import (
 	"github.com/expertd/expertd/node/unixfs"
 )
 
+// The scheduler's events (what fetchState.apply is told) and actions (what
+// it answers), and what a request asks for.
+
 // ask is what a request asks for: leaves (ascending), or while the
 // layout is unknown, the part-th of parts shares of them.
 type ask struct {

@@ -28,9 +28,9 @@ func testLayout(n int) *unixfs.Layout {
 	return l
 }
 
-// Events, briefly.
-func start(peers ...string) evStart { return evStart{peers: ids2(peers)} }
-func tick(peers ...string) evTick   { return evTick{peers: ids2(peers)} }
+// Events, briefly; peers are named by their IDs.
+func start(peers ...string) evStart { return evStart{peers: named(peers)} }
+func tick(peers ...string) evTick   { return evTick{peers: named(peers)} }
 func leafIn(req reqID, i uint64) evLeaf {
 	return evLeaf{req: req, index: i, size: unixfs.ChunkSize}
 }
@@ -60,7 +60,7 @@ func bits(n int, set ...[]uint64) []bool {
 	return out
 }
 
-func ids2(names []string) []peer.ID {
+func named(names []string) []peer.ID {
 	var out []peer.ID
 	for _, n := range names {
 		out = append(out, peer.ID(n))
