@@ -176,11 +176,15 @@ type failingBlocks struct {
 	corrupt map[cid.Cid]bool
 	onFail  func()
 	leaves  map[cid.Cid]bool
+	nodes   int // reads of other blocks: a request reads its expert's root first
 }
 
 func (f *failingBlocks) GetBlock(c cid.Cid) ([]byte, error) {
 	d, err := f.memBlocks.GetBlock(c)
 	if err != nil || !f.leaves[c] {
+		f.mu.Lock()
+		f.nodes++
+		f.mu.Unlock()
 		return d, err
 	}
 	f.mu.Lock()
@@ -411,5 +415,64 @@ func TestProviderPeerRate(t *testing.T) {
 	// The first leaf goes in the initial burst; the other two take >= 1 s.
 	if took := time.Since(start); took < 900*time.Millisecond {
 		t.Fatalf("3 MiB at a 2 MiB/s cap took %v", took)
+	}
+}
+
+// A provider that sent a corrupt block is not asked again, by any fetch of
+// the same Fetcher, for BadPeerTTL; after that it is.
+func TestFetchAvoidsBadPeerForTTL(t *testing.T) {
+	src := newMem()
+	data := randomBytes(3<<20, 46)
+	l := addFile(t, src, data)
+	l2 := addFile(t, src, randomBytes(2<<20, 47)) // for after the TTL
+	reqHost := newHost(t)
+	bad := wrap(src, l)
+	for _, leaf := range append(l.Leaves, l2.Leaves...) {
+		bad.leaves[leaf.Cid] = true
+		bad.corrupt[leaf.Cid] = true
+	}
+	// Requests the bad provider served: each reads the expert's root
+	// before its header, so the count is final once a fetch returns
+	// (its leaf reads are not: a reset stream may see one more).
+	asked := func() int {
+		bad.mu.Lock()
+		defer bad.mu.Unlock()
+		return bad.nodes
+	}
+	pBad := startProvider(t, reqHost, bad, nil)
+	pGood := startProvider(t, reqHost, src, nil)
+	dst := newMem()
+	f := NewFetcher(reqHost, dst, Options{})
+	ctx := context.Background()
+	if _, err := f.Fetch(ctx, l.Root, ids(pBad), nil); !errors.Is(err, ErrVerify) {
+		t.Fatalf("fetch from a corrupt provider: %v, want ErrVerify", err)
+	}
+	if !f.IsBad(pBad.ID()) {
+		t.Fatal("the provider of a corrupt block is not marked")
+	}
+	// Within the TTL: alone it is no provider at all; beside a good one it
+	// is not asked.
+	n := asked()
+	if _, err := f.Fetch(ctx, l.Root, ids(pBad), nil); !errors.Is(err, ErrNoProviders) || errors.Is(err, ErrIncomplete) {
+		t.Fatalf("fetch from a marked provider alone: %v, want ErrNoProviders before any request", err)
+	}
+	got, err := f.Fetch(ctx, l.Root, ids(pBad, pGood), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, dst, got), data) {
+		t.Fatal("fetched bytes differ")
+	}
+	if asked() != n {
+		t.Fatalf("the marked provider was asked again within the TTL (%d requests, had %d)", asked(), n)
+	}
+	// Past the TTL it is asked again (and fails again).
+	past := time.Now().Add(f.opts.BadPeerTTL + time.Second)
+	f.now = func() time.Time { return past }
+	if _, err := f.Fetch(ctx, l2.Root, ids(pBad), nil); !errors.Is(err, ErrVerify) {
+		t.Fatalf("fetch from the provider past its TTL: %v, want it asked (ErrVerify)", err)
+	}
+	if asked() == n {
+		t.Fatal("the provider was not asked past its TTL")
 	}
 }

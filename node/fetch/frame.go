@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 
@@ -20,11 +21,26 @@ const (
 )
 
 // readMsg reads one frame of at most limit bytes into m, reusing *buf (see
-// pb.ReadFrame). Every error but io.EOF, a clean end, is an ErrFrame.
+// pb.ReadFrame). It returns io.EOF only at a clean end between frames, an
+// ErrFrame for a malformed or oversized frame (the peer's fault), and
+// other read errors (a reset, a deadline, a frame cut short:
+// io.ErrUnexpectedEOF) wrapped as they are.
 func readMsg(r *bufio.Reader, m gproto.Message, limit int, buf *[]byte) error {
 	err := pb.ReadFrame(r, m, limit, buf)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == nil || err == io.EOF:
+		return err
+	case errors.Is(err, pb.ErrBadFrame):
 		return fmt.Errorf("%w: %w", ErrFrame, err)
+	}
+	return fmt.Errorf("fetch: %w", err)
+}
+
+// expected is readMsg's error where a frame must follow: a clean end there
+// is a stream cut short.
+func expected(err error, what string) error {
+	if err == io.EOF {
+		return fmt.Errorf("fetch: stream ended before %s: %w", what, io.ErrUnexpectedEOF)
 	}
 	return err
 }
@@ -43,4 +59,17 @@ func remoteError(e *pb.FetchError) error {
 // share returns the part-th of parts contiguous shares of n leaves.
 func share(n uint64, part, parts uint32) (start, end uint64) {
 	return n * uint64(part) / uint64(parts), n * uint64(part+1) / uint64(parts)
+}
+
+// toRanges compresses sorted leaf indices into ranges.
+func toRanges(idx []uint64) []*pb.LeafRange {
+	var out []*pb.LeafRange
+	for _, i := range idx {
+		if n := len(out); n > 0 && out[n-1].End == i {
+			out[n-1].End++
+			continue
+		}
+		out = append(out, &pb.LeafRange{Start: i, End: i + 1})
+	}
+	return out
 }

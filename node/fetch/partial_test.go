@@ -99,17 +99,17 @@ func TestFetchPrefersPartialHolder(t *testing.T) {
 	// fetch waits on it, then the publisher appears.
 	var mu sync.Mutex
 	provs := []peer.ID{part.ID()}
-	go func() {
-		time.Sleep(time.Second)
-		mu.Lock()
-		provs = append(provs, full.ID())
-		mu.Unlock()
-	}()
 	got, err := f.FetchFrom(context.Background(), l.Root, func() []peer.ID {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]peer.ID(nil), provs...)
-	}, nil)
+	}, func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Leaves == 6 && len(provs) == 1 {
+			provs = append(provs, full.ID())
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +121,30 @@ func TestFetchPrefersPartialHolder(t *testing.T) {
 	}
 }
 
+// gatedBlocks holds every leaf read until open is closed.
+type gatedBlocks struct {
+	*memBlocks
+	leaves map[cid.Cid]bool
+	open   chan struct{}
+}
+
+func (g gatedBlocks) GetBlock(c cid.Cid) ([]byte, error) {
+	if g.leaves[c] {
+		<-g.open
+	}
+	return g.memBlocks.GetBlock(c)
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not after 10 s: %s", what)
+		}
+	}
+}
+
 // A provider at its stream limit answers BUSY: the requester asks again
 // later instead of giving the provider up.
 func TestFetchRetriesBusyProvider(t *testing.T) {
@@ -129,28 +153,53 @@ func TestFetchRetriesBusyProvider(t *testing.T) {
 	l := addFile(t, src, data)
 	reqHost := newHost(t)
 	h := newHost(t)
-	slow := delayBlocks{src, 300 * time.Millisecond}
+	gate := gatedBlocks{memBlocks: src, leaves: wrap(src, l).leaves, open: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go NewProvider(h, slow, ProviderOptions{MaxStreams: 1}).Serve(ctx)
+	prov := NewProvider(h, gate, ProviderOptions{MaxStreams: 1})
+	go prov.Serve(ctx)
 	waitHandler(t, h)
 	other := newHost(t)
 	connect(t, reqHost, h)
 	connect(t, other, h)
-	// other holds the provider's only stream for about a second.
+	// other takes the provider's only slot and keeps it while the gate is
+	// closed (a provider waiting on its store is neither stalled nor slow).
 	errc := make(chan error, 1)
 	go func() {
 		_, err := NewFetcher(other, newMem(), Options{}).Fetch(ctx, l.Root, ids(h), nil)
 		errc <- err
 	}()
-	time.Sleep(150 * time.Millisecond)
+	slotTaken := func(p peer.ID) func() bool {
+		return func() bool {
+			prov.mu.Lock()
+			defer prov.mu.Unlock()
+			return prov.slots.holding[p] > 0
+		}
+	}
+	waitFor(t, "the other peer holds the only slot", slotTaken(other.ID()))
 	var failed atomic.Int32
 	dst := newMem()
-	got, err := NewFetcher(reqHost, dst, Options{Failed: func(_ cid.Cid, _ peer.ID, _ error) { failed.Add(1) }}).Fetch(ctx, l.Root, ids(h), nil)
-	if err != nil {
-		t.Fatal(err)
+	type result struct {
+		l   *unixfs.Layout
+		err error
 	}
-	if !bytes.Equal(readFile(t, dst, got), data) {
+	done := make(chan result, 1)
+	go func() {
+		got, err := NewFetcher(reqHost, dst, Options{Failed: func(_ cid.Cid, _ peer.ID, _ error) { failed.Add(1) }}).Fetch(ctx, l.Root, ids(h), nil)
+		done <- result{got, err}
+	}()
+	waitFor(t, "the requester is refused with BUSY and waits in line", func() bool {
+		prov.mu.Lock()
+		defer prov.mu.Unlock()
+		_, inLine := prov.slots.waiting[reqHost.ID()]
+		return inLine
+	})
+	close(gate.open)
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !bytes.Equal(readFile(t, dst, r.l), data) {
 		t.Fatal("fetched bytes differ")
 	}
 	if err := <-errc; err != nil {

@@ -50,9 +50,9 @@ type ProviderOptions struct {
 	// LoadedShare is how many leaves one request gets while other peers
 	// are being served too (default 1; negative: no limit). Many peers
 	// fetching one new expert then get different leaves from its first
-	// holders and trade them among themselves (see offer). In the 10-node
-	// simulation (deploy/bench/swarm) 1 had all hold a 4-leaf expert in
-	// 7.5 s with the publisher sending 3.4-4.2x it; 4 took 13 s and 7x.
+	// holders and trade them among themselves (see offer): the smaller the
+	// share, the sooner they trade and the less the publisher uploads
+	// (deploy/bench/swarm measures both).
 	LoadedShare int
 	Logger      *slog.Logger
 	// Served, if set, is called after each block sent, with its size.
@@ -321,7 +321,7 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 // meterTick is how often a write that has not finished wakes to tell the
 // policy how far it got. A frame is written whole, not in pieces: pieces
 // would leave a QUIC sender without data between them, and slow its start
-// (TestFetchSimnetVirtualTime measured 2-8% on a fresh connection).
+// on a fresh connection (TestFetchSimnetVirtualTime shows it).
 const meterTick = 250 * time.Millisecond
 
 // sendFrame writes m to a stream holding a slot, within WriteTimeout. A

@@ -8,7 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Resumed fetch (layout known locally, so workers get explicit ranges);
+// Resumed fetch (layout known locally, so requests ask explicit ranges);
 // one of two providers does not have the expert and answers NOT_FOUND
 // before any header. Its ranges must go to the other provider.
 func TestFetchRangesOfProviderFailingBeforeHeader(t *testing.T) {

@@ -132,9 +132,8 @@ func serveHTTP(tb testing.TB, body []byte) string {
 	return ln.Addr().String()
 }
 
-// floor is the physical floor of the transfer, as issue #3 defines it:
-// the bytes at line rate plus two round trips (connection set-up, then
-// request and first byte).
+// floor is the physical floor of the transfer: the bytes at line rate
+// plus two round trips (connection set-up, then request and first byte).
 func (s *scene) floor() time.Duration {
 	return time.Duration(float64(len(s.data))*8/s.bits*float64(time.Second)) + 2*s.rtt
 }
