@@ -9,6 +9,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/fetch"
@@ -197,7 +198,8 @@ func (n *Node) attempts(ctx context.Context, s *search, patient bool) error {
 	for s.attempt = 1; ; s.attempt++ {
 		err := n.fetchOnce(ctx, s, patient)
 		if err == nil || s.attempt == s.attempts || ctx.Err() != nil ||
-			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) || errors.Is(err, fetch.ErrRelayLimit) {
+			errors.Is(err, store.ErrQuota) || errors.Is(err, store.ErrTooLarge) || errors.Is(err, fetch.ErrTooLarge) ||
+			errors.Is(err, fetch.ErrRelayLimit) || errors.Is(err, ErrNotExpert) {
 			return err
 		}
 		n.log.Info("fetch attempt failed; retrying", slogutil.CID(s.t.cid), "attempt", s.attempt, "in", wait, slogutil.Err(err))
@@ -348,6 +350,15 @@ func (n *Node) complete(ctx context.Context, t *transfer, meta store.Meta) error
 	if err := n.store.Complete(ctx, c, meta); err != nil {
 		return err
 	}
+	if err := n.checkFetched(ctx, c); err != nil {
+		// Verified against its CID, but nothing this node would write: it
+		// is neither kept nor served on (a decompression bomb spreads no
+		// further than the nodes that asked for it by CID).
+		if rerr := n.store.Remove(c); rerr != nil {
+			n.log.Warn("removing a refused expert", slogutil.CID(c), slogutil.Err(rerr))
+		}
+		return err
+	}
 	m, err := n.store.Get(c)
 	if err != nil {
 		return err
@@ -373,4 +384,32 @@ func (n *Node) findProviders(ctx context.Context, c cid.Cid) ([]peer.ID, error) 
 		out = append(out, ai.ID)
 	}
 	return out, err
+}
+
+// ErrNotExpert means fetched bytes are not an expert this node accepts: not
+// a container whose header validates, or one whose declared output is over
+// store.max_output_size.
+var ErrNotExpert = errors.New("not an expert this node accepts")
+
+// checkFetched reads the header of the container stored under c, as a
+// decompression would before writing anything: its fields, and its declared
+// output against store.max_output_size.
+func (n *Node) checkFetched(ctx context.Context, c cid.Cid) error {
+	rc, err := n.store.Open(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r, err := compress.NewReader(rc)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotExpert, err)
+	}
+	out, err := compress.OutputBytes(r.Header(), n.cfg.Inference.DType)
+	if err == nil {
+		err = compress.CheckOutput(out, n.cfg.Store.OutputLimit())
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w (store.max_output_size)", ErrNotExpert, err)
+	}
+	return nil
 }
