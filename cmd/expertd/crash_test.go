@@ -56,6 +56,9 @@ func TestKill9DuringPublishAndFetch(t *testing.T) {
 
 	b := startDaemon(t, bin, root, "b", a.Addr)
 	waitRemote(t, bin, root, b, cid)
+	if e, err := a.Client().Expert(t.Context(), cid); err == nil {
+		t.Logf("fetching %s: %d bytes", cid, e.Size)
+	}
 	c := api.NewClient(b.API, "")
 	if _, err := c.StartFetch(t.Context(), cid); err != nil {
 		t.Fatal(err)
