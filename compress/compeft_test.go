@@ -196,8 +196,15 @@ func TestOptionsValidate(t *testing.T) {
 			t.Fatalf("got %v, want ErrOption", err)
 		}
 	}
-	if _, err := ParseAlpha("zero"); !errors.Is(err, ErrOption) {
-		t.Fatal("ParseAlpha accepted junk")
+	for _, s := range []string{"zero", "0", "-1", "NaN", "Inf", "1e7"} { // 1e7: over the 1e6 bound
+		if _, err := ParseAlpha(s); !errors.Is(err, ErrOption) {
+			t.Fatalf("ParseAlpha(%q) = %v, want ErrOption", s, err)
+		}
+	}
+	for _, s := range []string{"auto", "AUTO", "1", "0.5", "1e6"} {
+		if _, err := ParseAlpha(s); err != nil {
+			t.Fatalf("ParseAlpha(%q) = %v", s, err)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package compress
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 )
@@ -47,10 +48,14 @@ func TestGolombParamOptimal(t *testing.T) {
 }
 
 // TestDecodeTensorRejectsGarbage feeds random payloads: decoding must fail
-// or succeed without writing outside the tensor, never panic.
+// with ErrCorrupt, or succeed with exactly the declared kept count, every
+// kept element the offset plus or minus the scale and every other one the
+// offset (never writing outside the tensor, never panicking). Nearly all
+// must fail: a random payload is seldom exactly the codes of its counts.
 func TestDecodeTensorRejectsGarbage(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
-	dst := make([]float32, 500)
+	const n = 500
+	accepted := 0
 	for i := range 5000 {
 		p := make([]byte, rng.IntN(64))
 		for j := range p {
@@ -60,8 +65,34 @@ func TestDecodeTensorRejectsGarbage(t *testing.T) {
 		if i%2 == 1 {
 			mode = modeDense
 		}
-		tc := tensorCode{Kept: int64(rng.IntN(501)), Mode: mode, M: uint32(1 + rng.IntN(9)), Payload: p}
-		_ = decodeTensor(dst, tc, 0, 1, i%3 == 0, 64*(i%2), 1+rng.IntN(600))
+		tc := tensorCode{Kept: int64(rng.IntN(n + 1)), Mode: mode, M: uint32(1 + rng.IntN(9)), Payload: p}
+		add := i%3 == 0
+		dst := make([]float32, n) // the base is 0 when adding, as the offset is
+		err := decodeTensor(dst, tc, 0, 1, add, 64*(i%2), 1+rng.IntN(600))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("case %d: %v, not ErrCorrupt", i, err)
+			}
+			continue
+		}
+		accepted++
+		kept := 0
+		for j, x := range dst {
+			switch x {
+			case 0:
+			case 1, -1:
+				kept++
+			default:
+				t.Fatalf("case %d: element %d decoded as %v, not 0 or +-1", i, j, x)
+			}
+		}
+		if int64(kept) != tc.Kept {
+			t.Fatalf("case %d: decoded %d kept elements, the code declares %d", i, kept, tc.Kept)
+		}
+	}
+	t.Logf("%d of 5000 random payloads decoded", accepted)
+	if accepted > 50 {
+		t.Fatalf("%d of 5000 random payloads decoded: the decoder accepts what it should refuse", accepted)
 	}
 }
 

@@ -28,6 +28,7 @@ func TestReadFrame(t *testing.T) {
 		{"two frames", stream.Bytes(), 2, io.EOF},
 		{"empty", nil, 0, io.EOF},
 		{"cut in a frame", frame[:len(frame)-1], 0, io.ErrUnexpectedEOF},
+		{"cut after a length", frame[:1], 0, io.ErrUnexpectedEOF}, // not a clean end between frames
 		{"cut in a length", []byte{0x80}, 0, io.ErrUnexpectedEOF},
 		{"over the limit", binary.AppendUvarint(nil, 65), 0, ErrBadFrame},
 		{"overlong length", bytes.Repeat([]byte{0x80}, binary.MaxVarintLen64+1), 0, ErrBadFrame},

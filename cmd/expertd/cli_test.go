@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/expertd/expertd/node/store"
 )
 
 // runCLI runs the command tree in-process and returns stdout.
@@ -116,5 +118,40 @@ func TestVerifyJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.DataDir != dir || !r.OK || r.Blocks == nil {
 		t.Fatalf("verify --json: %+v %v\n%s", r, err, out)
+	}
+}
+
+// TestVerifyFailsOnCorruptStore: verify reports a corrupt block and an
+// expert it leaves incomplete, and fails, also with --json; run again, it
+// finds the block gone and the expert still incomplete.
+func TestVerifyFailsOnCorruptStore(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := bytes.Repeat([]byte("expert "), 1000)
+	root, err := s.Add(t.Context(), bytes.NewReader(content), store.Meta{Name: "x"})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := filepath.Glob(filepath.Join(dir, "blocks", "*", root.String()))
+	if len(block) != 1 {
+		t.Fatalf("block file of %s: %v", root, block)
+	}
+	if err := os.WriteFile(block[0], []byte("not the block"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "verify", "--data-dir", dir, "--json")
+	var r struct {
+		OK      bool     `json:"ok"`
+		Corrupt []string `json:"corrupt"`
+	}
+	if jerr := json.Unmarshal([]byte(out), &r); jerr != nil || err == nil || r.OK || len(r.Corrupt) != 1 {
+		t.Fatalf("verify --json of a corrupt store: %v, %+v (%v)\n%s", err, r, jerr, out)
+	}
+	if out, err := runCLI(t, "verify", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "1 incomplete experts") {
+		t.Fatalf("verify after the corrupt block was removed: %v\n%s", err, out)
 	}
 }

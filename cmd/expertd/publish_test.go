@@ -42,4 +42,12 @@ func TestPublishChecksFirst(t *testing.T) {
 	if !strings.Contains(stderr, "the daemon compresses it") {
 		t.Errorf("stderr does not say who compressed it:\n%s", stderr)
 	}
+	// A relative path is the caller's, not the daemon's: the CLI sends it
+	// made absolute (here the daemon reads it: no temporary directory).
+	rel := exec.Command(bin, "publish", filepath.Base(fixture), "--name", "python", "--api", d.API)
+	rel.Dir = filepath.Dir(fixture)
+	rel.Env = append(rel.Environ(), "XDG_CONFIG_HOME="+root, "TMPDIR="+filepath.Join(root, "missing"))
+	if got, err := rel.Output(); err != nil || strings.TrimSpace(string(got)) != out {
+		t.Fatalf("publish of a relative path: %v\n%s", err, got)
+	}
 }

@@ -345,6 +345,18 @@ func TestValidationErrorsNameTheirKey(t *testing.T) {
 		{"compress:\n  density: 1.5\n", "compress.density", "(0, 1]"},
 		{"compress:\n  alpha: big\n", "compress.alpha", "auto or a positive number"},
 		{"compress:\n  scope: layer\n", "compress.scope", "must be one of global, tensor"},
+		{"api:\n  listen: 127.0.0.1:0\n", "api.listen", "port 0 would pick a random port"},
+		{"gossip:\n  reannounce: 30m\n", "gossip.reannounce", "shorter than gossip.ttl"},
+		{"inference:\n  vllm_check: 500ms\n", "inference.vllm_check", "at least 1s"},
+		{"inference:\n  vllm_url: 127.0.0.1:8000\n", "inference.vllm_url", "want http://host:port"},
+		{"inference:\n  vllm_url: ftp://127.0.0.1:8000\n", "inference.vllm_url", "want http://host:port"},
+		{"inference:\n  retry_backoff: 2m\n  retry_max_backoff: 1m\n", "inference.retry_backoff", "retry_backoff <= retry_max_backoff"},
+		{"inference:\n  max_lora_rank: 20\n", "inference.max_lora_rank", "want one of"},
+		{"inference:\n  server_adapters_dir: adapters\n", "inference.server_adapters_dir", "absolute path"},
+		{"inference:\n  version_grace: 0s\n", "inference.version_grace", "positive"},
+		{"inference:\n  dtype: f8\n", "inference.dtype", "f8"},
+		{"inference:\n  want: [colour=blue]\n", "inference.want", "colour"},
+		{"trust:\n  publishers: [nobody]\n", "trust.publishers[0]", "invalid peer ID"},
 	} {
 		_, err := Load(viper.New(), writeFile(t, tc.body))
 		assertKeyError(t, tc.body, err, tc.key, tc.reason)

@@ -192,7 +192,13 @@ func TestCatalogPullTimeoutNotRetried(t *testing.T) {
 	b := newNode(t, Options{Logger: testLogger(), Reannounce: -1, ExchangeTimeout: 200 * time.Millisecond})
 	connect(t, b.h, silent)
 	eventually(t, 10*time.Second, "the pull timed out", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
-	time.Sleep(pullRetry + 500*time.Millisecond) // a retry would have come by now
+	// A pull holds its claim on the peer through its retries: released, it
+	// has made every try it will.
+	eventually(t, 15*time.Second, "b's pull of the silent peer over", func() bool {
+		b.s.mu.Lock()
+		defer b.s.mu.Unlock()
+		return !b.s.pulling[silent.ID()]
+	})
 	if n := streams.Load(); n != 1 {
 		t.Fatalf("%d catalog streams to a silent peer, want 1", n)
 	}

@@ -55,8 +55,15 @@ func TestCheckHeader(t *testing.T) {
 		{"r missing", p, with(func(h *compress.Header) {
 			h.Config = `{"peft_type":"LORA","lora_alpha":8,"target_modules":["q"],"base_model_name_or_path":"gpt2-tiny"}`
 		}), ReasonConfig, ""},
+		{"target_modules missing", p, with(func(h *compress.Header) {
+			h.Config = `{"peft_type":"LORA","r":8,"lora_alpha":8,"base_model_name_or_path":"gpt2-tiny"}`
+		}), ReasonConfig, ""},
+		{"lora_alpha missing", p, with(func(h *compress.Header) {
+			h.Config = `{"peft_type":"LORA","r":8,"target_modules":["q"],"base_model_name_or_path":"gpt2-tiny"}`
+		}), ReasonConfig, ""},
 		{"config not JSON", p, with(func(h *compress.Header) { h.Config = "this is not json" }), ReasonConfig, ""},
 		{"bias", p, loraHeader("gpt2-tiny", 8, `"bias": "lora_only"`), ReasonBias, ""},
+		{"bias all", p, loraHeader("gpt2-tiny", 8, `"bias": "all"`), ReasonBias, ""},
 		{"modules_to_save lm_head", p, loraHeader("gpt2-tiny", 8, `"modules_to_save": ["lm_head"]`), ReasonModulesToSave, ""},
 		{"modules_to_save score", p, with(func(h *compress.Header) {
 			h.Config = strings.Replace(h.Config, `"bias"`, `"modules_to_save": ["score"], "bias"`, 1)
@@ -75,6 +82,7 @@ func TestCheckHeader(t *testing.T) {
 		{"qalora", p, loraHeader("gpt2-tiny", 8, `"use_qalora": true`), ReasonQALoRA, ""},
 		{"ia3", p, &compress.Header{PeftType: "IA3", Config: `{"peft_type":"IA3"}`}, ReasonPeftType, ""},
 		{"residual", p, &compress.Header{PeftType: "FULL", Base: "abc"}, ReasonNotAdapter, ""},
+		{"a base fingerprint makes a residual", p, with(func(h *compress.Header) { h.Base = "abc" }), ReasonNotAdapter, ""},
 	} {
 		fill, r := c.p.CheckHeader(c.h)
 		switch {
@@ -96,7 +104,7 @@ func TestCheckAnnounced(t *testing.T) {
 	}{
 		{Announced{PeftType: "lora", BaseModel: "gpt2-tiny", Rank: 32}, ""},
 		{Announced{PeftType: "LORA", BaseModel: "gpt2-tiny"}, ""}, // rank unknown: checked once held
-		{Announced{PeftType: "LORA", BaseModel: "gpt2-tiny", Rank: 64}, ReasonRank},
+		{Announced{PeftType: "LORA", BaseModel: "gpt2-tiny", Rank: 33}, ReasonRank},
 		{Announced{PeftType: "LORA", BaseModel: "llama", Rank: 8}, ReasonOtherBase},
 		{Announced{PeftType: "LORA", Rank: 8}, ReasonUnknownBase},
 		{Announced{PeftType: "IA3", BaseModel: "gpt2-tiny"}, ReasonPeftType},

@@ -44,16 +44,24 @@ func TestIdentityRefusesOpenPermissions(t *testing.T) {
 	if _, err := LoadIdentity(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(path, 0o644); err != nil {
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o620, 0o610, 0o604, 0o602} { // group or others, any bit
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadIdentity(path)
+		if !errors.Is(err, ErrIdentityPermissions) {
+			t.Fatalf("mode %04o: err = %v, want ErrIdentityPermissions", mode, err)
+		}
+		st, _ := os.Stat(path)
+		if st.Mode().Perm() != mode {
+			t.Fatalf("mode %04o: the file's mode was changed", mode)
+		}
+	}
+	if err := os.Chmod(path, 0o400); err != nil { // read-only for its owner is fine
 		t.Fatal(err)
 	}
-	_, err := LoadIdentity(path)
-	if !errors.Is(err, ErrIdentityPermissions) {
-		t.Fatalf("err = %v, want ErrIdentityPermissions", err)
-	}
-	st, _ := os.Stat(path)
-	if st.Mode().Perm() != 0o644 {
-		t.Fatal("the file's mode was changed")
+	if _, err := LoadIdentity(path); err != nil {
+		t.Fatalf("mode 0400: %v", err)
 	}
 }
 

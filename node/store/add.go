@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	cid "github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -135,6 +137,12 @@ func (s *Store) commit(ctx context.Context, l *unixfs.Layout, m Meta) error {
 	}
 	m.CID, m.Size, m.Added, m.LastUsed = key, int64(l.Size), now, now
 	if err := s.writeEntry(m); err != nil {
+		// The entry may be in place already (its directory's fsync
+		// failed): gone with the blocks the caller now removes, it
+		// would name an expert that cannot be read.
+		if rerr := s.fs.Remove(filepath.Join(s.expertsDir(), key+entryExt)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			s.log.Error("store: entry of a failed index left", "cid", key, "err", rerr)
+		}
 		return err
 	}
 	s.entries[key] = &entry{meta: m, blocks: blocks}
@@ -158,7 +166,7 @@ func (s *Store) writeEntry(m Meta) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.expertsDir(), m.CID+entryExt, data, true); err != nil {
+	if err := s.writeFileAtomic(s.expertsDir(), m.CID+entryExt, data, true); err != nil {
 		return fmt.Errorf("store: writing entry %s: %w", m.CID, err)
 	}
 	return nil
@@ -175,11 +183,15 @@ type chunker struct {
 	leaves  []cid.Cid
 	created []string        // blocks this Add wrote
 	dirs    map[string]bool // shard directories to fsync
+	err     error           // the first failed store, returned by every Read after it
 }
 
 // add runs the whole of Add but the cleanup.
 func (c *chunker) add(m Meta) (cid.Cid, error) {
 	l, err := unixfs.Build(c)
+	if err == nil {
+		err = c.err
+	}
 	if err != nil {
 		return cid.Undef, fmt.Errorf("store: add: %w", err)
 	}
@@ -202,7 +214,7 @@ func (c *chunker) add(m Meta) (cid.Cid, error) {
 		}
 	}
 	for dir := range c.dirs {
-		if err := syncDir(dir); err != nil {
+		if err := c.s.fs.SyncDir(dir); err != nil {
 			return cid.Undef, fmt.Errorf("store: %w", err)
 		}
 	}
@@ -212,7 +224,13 @@ func (c *chunker) add(m Meta) (cid.Cid, error) {
 	return l.Root, nil
 }
 
+// Read passes r through, storing the chunks it fills. A failure to store
+// one sticks: io.ReadFull, which Build reads with, drops an error that
+// comes with a full buffer.
 func (c *chunker) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -225,8 +243,8 @@ func (c *chunker) Read(p []byte) (int, error) {
 		k := copy(c.buf[len(c.buf):cap(c.buf)], data)
 		c.buf, data = c.buf[:len(c.buf)+k], data[k:]
 		if len(c.buf) == cap(c.buf) {
-			if err := c.flush(); err != nil {
-				return n, err
+			if c.err = c.flush(); c.err != nil {
+				return n, c.err
 			}
 		}
 	}

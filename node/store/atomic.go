@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -17,8 +16,8 @@ const tmpPrefix = ".tmp-"
 // write, fsync, rename. With syncParent it also fsyncs dir so the rename
 // itself is durable; callers that write many files to one directory sync it
 // once at the end instead.
-func writeFileAtomic(dir, name string, data []byte, syncParent bool) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
+func (s *Store) writeFileAtomic(dir, name string, data []byte, syncParent bool) error {
+	f, err := s.fs.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -31,35 +30,22 @@ func writeFileAtomic(dir, name string, data []byte, syncParent bool) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
+		err = s.fs.Rename(tmp, filepath.Join(dir, name))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		s.fs.Remove(tmp)
 		return err
 	}
 	if syncParent {
-		return syncDir(dir)
+		return s.fs.SyncDir(dir)
 	}
 	return nil
-}
-
-// syncDir fsyncs a directory, making renames and removals in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // removeTemp removes the temporary files a crash left under root and
 // returns how many it removed. Only Open calls it, under the directory
 // lock, when no write can be in flight.
-func removeTemp(root string) (int, error) {
+func (s *Store) removeTemp(root string) (int, error) {
 	n := 0
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -69,7 +55,7 @@ func removeTemp(root string) (int, error) {
 			return err
 		}
 		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), tmpPrefix) {
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 			n++

@@ -91,15 +91,15 @@ func (s *Store) writeBlock(key string, data []byte, syncParent bool) (created bo
 		_ = os.Chtimes(path, now, now) // best effort: only GC's age depends on it
 		return false, nil
 	}
-	switch err := os.Mkdir(dir, 0o700); {
+	switch err := s.fs.Mkdir(dir, 0o700); {
 	case err == nil:
-		if err := syncDir(s.blocksDir()); err != nil {
+		if err := s.fs.SyncDir(s.blocksDir()); err != nil {
 			return false, fmt.Errorf("store: %w", err)
 		}
 	case !errors.Is(err, fs.ErrExist):
 		return false, fmt.Errorf("store: %w", err)
 	}
-	if err := writeFileAtomic(dir, key, data, syncParent); err != nil {
+	if err := s.writeFileAtomic(dir, key, data, syncParent); err != nil {
 		return false, fmt.Errorf("store: writing block %s: %w", key, err)
 	}
 	return true, nil
@@ -136,7 +136,7 @@ func (s *Store) readBlock(c cid.Cid) ([]byte, error) {
 // block can be stored again, and returns the ErrCorrupt to report.
 func (s *Store) dropCorrupt(key string, cause error) error {
 	_, path := s.blockPath(key)
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Error("corrupt block cannot be removed", slogutil.CID(key), slogutil.Path(path), "cause", cause, slogutil.Err(err))
 	} else {
 		s.log.Warn("corrupt block removed", slogutil.CID(key), slogutil.Path(path), "cause", cause)

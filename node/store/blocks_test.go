@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -145,5 +146,34 @@ func TestLocked(t *testing.T) {
 	}
 	if _, err := s2.GetBlock(rawCID(nil)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("GetBlock after Close = %v; want ErrClosed", err)
+	}
+}
+
+// TestOversizeBlockFileNotRead: a file under a block's name larger than any
+// block can be (disk corruption, or a file put there by hand) is dropped
+// as corrupt from its size, never read into memory.
+func TestOversizeBlockFileNotRead(t *testing.T) {
+	e := newEnv(t, 0)
+	s := e.open()
+	b := data(5, 1000)
+	c := rawCID(b)
+	if err := s.PutBlock(c, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(blockFile(s, c), 256<<20); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := s.GetBlock(c)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("GetBlock of a 256 MiB block file = %v; want ErrCorrupt", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+		t.Fatalf("GetBlock of a 256 MiB block file allocated %d bytes", n)
+	}
+	if ok, _ := s.HasBlock(c); ok {
+		t.Fatal("oversize block file still stored")
 	}
 }

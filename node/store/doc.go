@@ -15,6 +15,9 @@
 // Every file is written to a ".tmp-*" name in its final directory, fsynced,
 // renamed and its directory fsynced, so a crash never leaves a partial file
 // under a real name; Open removes the temporary files a crash left behind.
+// A directory the store creates is fsynced into its parent. The writes go
+// through a small file layer (fsys.go) that the tests replace to record
+// them and replay a crash between any two.
 // Block files are immutable once renamed. Every block is checked against its
 // CID when it is written and whenever it is read.
 //

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	cid "github.com/ipfs/go-cid"
 
@@ -300,4 +301,62 @@ func TestOpenDetectsCorruptLeaf(t *testing.T) {
 	if len(got) != unixfs.ChunkSize {
 		t.Fatalf("read %d bytes before the corrupt leaf, want %d", len(got), unixfs.ChunkSize)
 	}
+}
+
+// TestCompleteDropsWrongSizeBlock: a stored leaf whose file has the wrong
+// size cannot hold its block: Complete drops it and reports the expert
+// incomplete instead of indexing an expert that cannot be read; once the
+// leaf is put again, Complete indexes it.
+func TestCompleteDropsWrongSizeBlock(t *testing.T) {
+	e := newEnv(t, 0)
+	s := e.open()
+	content := data(12, 5<<19)
+	l := layout(t, content)
+	if err := putDAG(s, l, content); err != nil {
+		t.Fatal(err)
+	}
+	lf := l.Leaves[1]
+	if err := os.Truncate(blockFile(s, lf.Cid), int64(lf.Size)/2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(t.Context(), l.Root, Meta{}); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("Complete with a truncated leaf = %v; want ErrIncomplete", err)
+	}
+	if ok, _ := s.HasBlock(lf.Cid); ok {
+		t.Fatal("truncated leaf still stored")
+	}
+	if err := s.PutBlock(lf.Cid, content[lf.Offset:lf.Offset+lf.Size]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(t.Context(), l.Root, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, s, l.Root); !bytes.Equal(got, content) {
+		t.Fatal("read back differs")
+	}
+}
+
+// TestUpdateKeepsStoreFields: Update changes the caller's fields of an
+// entry and keeps those the store sets, whatever f does, also on disk.
+func TestUpdateKeepsStoreFields(t *testing.T) {
+	e := newEnv(t, 0)
+	s := e.open()
+	root := add(t, s, data(13, 1000), Meta{Name: "a"})
+	want, err := s.Get(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(root, func(m *Meta) {
+		m.Name = "b"
+		m.CID, m.Size, m.Added, m.LastUsed = "bafkreixxx", 1, time.Time{}, time.Time{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Name = "b"
+	got, _ := s.Get(root)
+	sameMeta(t, got, want)
+	s.Close()
+	got, _ = e.open().Get(root)
+	sameMeta(t, got, want)
 }

@@ -36,7 +36,7 @@ func (s *Store) GC(ctx context.Context, olderThan time.Duration) (removed int, e
 		if fi, err := os.Stat(b.path); err != nil || !fi.ModTime().Before(cutoff) {
 			continue // gone, or put again meanwhile
 		}
-		if err := os.Remove(b.path); err == nil {
+		if err := s.fs.Remove(b.path); err == nil {
 			removed++
 		}
 	}

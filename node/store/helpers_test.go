@@ -249,3 +249,19 @@ func sameMeta(t *testing.T, got, want Meta) {
 }
 
 func decodeRoot(s string) (cid.Cid, error) { return cid.Decode(s) }
+
+// putDAG stores every block of l, content's layout, with PutBlock, as a
+// fetch does.
+func putDAG(s *Store, l *unixfs.Layout, content []byte) error {
+	for _, n := range l.Nodes {
+		if err := s.PutBlock(n.Cid, n.Data); err != nil {
+			return err
+		}
+	}
+	for _, lf := range l.Leaves {
+		if err := s.PutBlock(lf.Cid, content[lf.Offset:lf.Offset+lf.Size]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

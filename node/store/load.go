@@ -21,11 +21,11 @@ const corruptExt = ".corrupt"
 // be read is rebuilt from the blocks when its DAG is complete, and set
 // aside otherwise; either way Open goes on.
 func (s *Store) load(ctx context.Context) error {
-	nb, err := removeTemp(s.blocksDir())
+	nb, err := s.removeTemp(s.blocksDir())
 	if err != nil {
 		return err
 	}
-	ne, err := removeTemp(s.expertsDir())
+	ne, err := s.removeTemp(s.expertsDir())
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func (s *Store) rebuild(ctx context.Context, root cid.Cid, path string, cause er
 // setAside renames an entry file that cannot be used to <name>.corrupt.
 func (s *Store) setAside(name string, cause error) {
 	from := filepath.Join(s.expertsDir(), name)
-	if err := os.Rename(from, from+corruptExt); err != nil {
+	if err := s.fs.Rename(from, from+corruptExt); err != nil {
 		s.log.Error("unusable index entry ignored, cannot be set aside", slogutil.Path(from), "cause", cause, slogutil.Err(err))
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -116,11 +115,11 @@ func (s *Store) ref(blocks []blockRef) {
 // blocks are gone. s.mu is held.
 func (s *Store) drop(e *entry) error {
 	key := e.meta.CID
-	err := os.Remove(filepath.Join(s.expertsDir(), key+entryExt))
+	err := s.fs.Remove(filepath.Join(s.expertsDir(), key+entryExt))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: removing entry %s: %w", key, err)
 	}
-	if err := syncDir(s.expertsDir()); err != nil {
+	if err := s.fs.SyncDir(s.expertsDir()); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	delete(s.entries, key)
@@ -151,7 +150,7 @@ func (s *Store) discard(keys []string) {
 // removeBlock deletes a block file; a failure only leaves it to GC.
 func (s *Store) removeBlock(key string) {
 	_, path := s.blockPath(key)
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("removing block", slogutil.CID(key), slogutil.Err(err))
 	}
 }

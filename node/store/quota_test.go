@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	cid "github.com/ipfs/go-cid"
@@ -152,5 +153,31 @@ func TestQuotaExceededChangesNothing(t *testing.T) {
 	add(t, s, data(5, 400<<10), Meta{})
 	if indexed(s, u) || !indexed(s, p) {
 		t.Fatal("the cached expert should have made room")
+	}
+}
+
+// TestCompleteOverQuotaKeepsSharedBlocks: a fetched expert that does not
+// fit is dropped with its blocks, except those an indexed expert shares.
+func TestCompleteOverQuotaKeepsSharedBlocks(t *testing.T) {
+	e := newEnv(t, 2<<20)
+	s := e.open()
+	shared := data(14, 1<<20)
+	a := add(t, s, shared, Meta{Name: "a", Pinned: true})
+	content := append(slices.Clone(shared), data(15, 2<<20)...) // its first leaf is a's block
+	l := layout(t, content)
+	if err := putDAG(s, l, content); err != nil {
+		t.Fatal(err)
+	}
+	if l.Leaves[0].Cid != a {
+		t.Fatalf("first leaf %s is not a's block %s", l.Leaves[0].Cid, a)
+	}
+	if err := s.Complete(t.Context(), l.Root, Meta{}); !errors.Is(err, ErrQuota) {
+		t.Fatalf("Complete = %v; want ErrQuota", err)
+	}
+	if got := readAll(t, s, a); !bytes.Equal(got, shared) {
+		t.Fatal("the indexed expert lost its block")
+	}
+	if ok, _ := s.HasBlock(l.Leaves[1].Cid); ok {
+		t.Fatal("a block of the refused expert is still stored")
 	}
 }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -26,6 +28,7 @@ type Options struct {
 	MaxExpertSize int64
 
 	now func() time.Time // the clock; time.Now when nil (tests set it)
+	fs  fileSystem       // the file layer of writes; the real one when nil (tests set it)
 }
 
 // Store is the on-disk block store and expert index described in the
@@ -37,6 +40,7 @@ type Store struct {
 	maxSize int64
 	log     *slog.Logger
 	now     func() time.Time
+	fs      fileSystem
 	lock    *os.File
 	closed  atomic.Bool
 
@@ -70,6 +74,7 @@ func Open(dir string, o Options) (*Store, error) {
 		maxSize: o.MaxExpertSize,
 		log:     o.Logger,
 		now:     o.now,
+		fs:      o.fs,
 		entries: make(map[string]*entry),
 		refs:    make(map[string]int),
 	}
@@ -85,8 +90,11 @@ func Open(dir string, o Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.fs == nil {
+		s.fs = osFS{}
+	}
 	for _, d := range []string{dir, s.blocksDir(), s.expertsDir()} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := s.mkdir(d); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
 	}
@@ -100,6 +108,28 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// mkdir creates directory d and its missing parents, fsyncing the parent
+// of each directory it creates: a block written and fsynced in a new store
+// is lost in a crash if the directory it went into is.
+func (s *Store) mkdir(d string) error {
+	switch fi, err := os.Stat(d); {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s: not a directory", d)
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	parent := filepath.Dir(d)
+	if err := s.mkdir(parent); err != nil {
+		return err
+	}
+	if err := s.fs.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return s.fs.SyncDir(parent)
 }
 
 // Close releases the directory lock. Readers returned by Open fail after
