@@ -117,3 +117,20 @@ func TestDecodeTensorRejectsCountMismatch(t *testing.T) {
 		t.Fatalf("three dropped elements declared, one coded: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestHeaderAtTheLimit: a header of exactly MaxHeaderBytes reads; one byte
+// more, even a space after the object, is ErrLimit, not a corrupt header.
+func TestHeaderAtTheLimit(t *testing.T) {
+	head := `{"peft_type":"LORA","config_name":"adapter_config.json","config":"{\"r\":16,\"pad\":\"`
+	tail := `\"}","density":0.2,"alpha":"auto","scope":"global","tensors":[]}`
+	exact := head + strings.Repeat("a", MaxHeaderBytes-len(head)-len(tail)) + tail
+	if len(exact) != MaxHeaderBytes {
+		t.Fatalf("built a header of %d bytes", len(exact))
+	}
+	if _, err := NewReader(bytes.NewReader(rawContainer(t, []byte(exact)))); err != nil {
+		t.Fatalf("a header of exactly %d bytes: %v", MaxHeaderBytes, err)
+	}
+	if _, err := NewReader(bytes.NewReader(rawContainer(t, []byte(exact+" ")))); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a header one space over the limit: %v, want ErrLimit", err)
+	}
+}

@@ -86,6 +86,9 @@ func decodeHeader(r io.Reader, h *Header) error {
 		return err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errors.Is(err, errHeaderSize) { // spaces past the limit
+			return err
+		}
 		return errors.New("data after the header object")
 	}
 	return nil
@@ -163,6 +166,11 @@ type capReader struct {
 
 func (c *capReader) Read(p []byte) (int, error) {
 	if c.left <= 0 {
+		// A header of exactly the limit ends here: only a byte more is over.
+		var b [1]byte
+		if n, err := io.ReadFull(c.r, b[:]); n == 0 && errors.Is(err, io.EOF) {
+			return 0, io.EOF
+		}
 		return 0, errHeaderSize
 	}
 	p = p[:min(int64(len(p)), c.left)]
