@@ -6,7 +6,7 @@
 # longer applies or does not build (the list needs updating).
 #
 # Usage: scripts/mutants/run.sh [NAME...]        (default: every mutant of the list)
-#   MUTANT_TIMEOUT=600  seconds per mutant's go test (a hang past it counts as killed: "timeout")
+#   MUTANT_TIMEOUT=300  seconds per mutant's go test (a hang past it counts as killed: "timeout")
 #   BASELINE=1          first run each mutant's tests on the unmutated copy: they must pass
 #   MUTANT_LOGS=DIR     keep each mutant's go test output in DIR/NAME.log
 #
@@ -19,7 +19,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 list=$here/mutants.txt
-timeout=${MUTANT_TIMEOUT:-600}
+timeout=${MUTANT_TIMEOUT:-300}
 work=${TMPDIR:-/tmp}/expertd-mutants.$(id -u)
 mkdir -p "$work"
 exec 9>"$work/lock"
@@ -54,17 +54,21 @@ gotest() {
 	(cd "$tree" && timeout -k 30 $((timeout + 60)) nice -n 19 go test -p 1 -count=1 -timeout "${timeout}s" -run "$run" $pkgs) >"$log" 2>&1
 }
 
-# failedTests LOG: the top-level tests that failed, or what stopped the run.
+# failedTests LOG: the top-level tests that failed, and the one that hung if the run timed out.
 failedTests() {
-	local log=$1 names
-	if grep -q '^panic: test timed out' "$log"; then
-		names=$(sed -n '/^running tests:/,/^$/{s/^[[:space:]]*\(Test[^ ]*\).*/\1/p}' "$log" | sort -u | paste -sd, -)
-		echo "timeout${names:+ in $names}"
-		return
+	local log=$1 names hung
+	local all
+	all=$(sed -n 's/^--- FAIL: \([^/ ]*\).*/\1/p' "$log" | sort -u)
+	names=$(head -n 4 <<<"$all" | paste -sd, -)
+	names=${names//,/, }
+	if (($(grep -c . <<<"$all") > 4)); then
+		names+=" and $(($(grep -c . <<<"$all") - 4)) more"
 	fi
-	names=$(sed -n 's/^--- FAIL: \([^/ ]*\).*/\1/p' "$log" | sort -u | paste -sd, -)
-	if [[ -n $names ]]; then
-		echo "${names//,/, }"
+	if grep -q '^panic: test timed out' "$log"; then
+		hung=$(sed -n '/running tests:/,/^$/{s/^[[:space:]]*\(Test[^ ]*\) .*/\1/p}' "$log" | paste -sd, -)
+		echo "${names:+$names; }timeout${hung:+ in $hung}"
+	elif [[ -n $names ]]; then
+		echo "$names"
 	elif grep -q '^panic:' "$log"; then
 		echo "panic: $(grep -m1 '^panic:' "$log" | cut -c8-80)"
 	else
