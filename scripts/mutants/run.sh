@@ -16,6 +16,8 @@
 # their directory, serves every run after the first; a lock keeps two runs from sharing it. Tests run
 # one package at a time (go test -p 1) under nice -n 19: the machine is shared.
 set -euo pipefail
+# Bash reads a script as it runs it: main is parsed whole first, so editing this file during a run is safe.
+main() {
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 list=$here/mutants.txt
@@ -28,7 +30,14 @@ if ! flock -n 9; then
 	exit 2
 fi
 tree=$work/tree
-cleanup() { rm -rf "$tree" "$work/mutate" "$work/orig" "$work/log"; }
+child=
+# cleanup stops the go test running (timeout passes the signal on to it) and removes the copy.
+cleanup() {
+	if [[ -n $child ]] && kill -TERM "$child" 2>/dev/null; then
+		wait "$child" || true
+	fi
+	rm -rf "$tree" "$work/mutate" "$work/orig" "$work/log"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -37,6 +46,7 @@ rm -rf "$tree"
 mkdir -p "$tree"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -xf - -C "$tree"
 (cd "$tree" && go build -o "$work/mutate" ./scripts/mutants/mutate)
+list=$tree/scripts/mutants/mutants.txt # the copy: editing the list during a run changes nothing
 
 declare -A want=()
 for n in "$@"; do want[$n]=1; done
@@ -51,7 +61,10 @@ fi
 gotest() {
 	local pkgs=$1 run=$2 log=$3
 	# shellcheck disable=SC2086 # pkgs is a space-separated list
-	(cd "$tree" && timeout -k 30 $((timeout + 60)) nice -n 19 go test -p 1 -count=1 -timeout "${timeout}s" -run "$run" $pkgs) >"$log" 2>&1
+	# In the background, so that a signal reaches the trap at once, not when go test ends.
+	(cd "$tree" && exec timeout -k 30 $((timeout + 60)) nice -n 19 go test -p 1 -count=1 -timeout "${timeout}s" -run "$run" $pkgs) >"$log" 2>&1 &
+	child=$!
+	wait "$child"
 }
 
 # failedTests LOG: the top-level tests that failed, and the one that hung if the run timed out.
@@ -156,3 +169,6 @@ if ((${#failed[@]})); then
 	echo "Not killed, and not marked equivalent: ${failed[*]}"
 	exit 1
 fi
+}
+
+main "$@"
