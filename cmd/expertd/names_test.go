@@ -150,12 +150,12 @@ func transferOf(t *testing.T, d *daemon, c string) (api.Transfer, bool) {
 	return api.Transfer{}, false
 }
 
-// TestFollowTwoHops measures issue 14's numbers with daemon processes: A
-// publishes new versions of team-sql; C, two hops away (A - B - C, the
-// only connections each node's p2p.allow_peers permits), follows the name
-// beside a fake vLLM (node/handoff/fakevllm: vLLM's v0.22 cycle, upstream
-// 9aaf83ef5, with load_inplace); B, between them, follows it too (C can
-// fetch from B only). For each version it reports the time from the
+// TestFollowTwoHops measures how fast a followed name moves, with daemon
+// processes: A publishes new versions of team-sql; C, two hops away (A - B
+// - C, the only connections each node's p2p.allow_peers permits), follows
+// the name beside a fake vLLM (node/handoff/fakevllm: vLLM's v0.22
+// cycle, upstream 9aaf83ef5, with load_inplace); B, between them, follows
+// it too (C can fetch from B only). For each version it reports the time from the
 // publish on A to the new version loaded in vLLM on C, and the fetches in
 // it; while clients keep asking vLLM for team-sql, no request may be
 // answered 404 (adapter not found). The only timing check is a generous

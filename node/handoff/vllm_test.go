@@ -659,8 +659,8 @@ func TestVLLMURL(t *testing.T) {
 }
 
 // TestReplaceInPlace: a name moved to a new version (here the same expert
-// under a new dtype; issue 14's newer versions take the same path) is
-// replaced in place where vLLM can (load_inplace: the name is served
+// under a new dtype; a followed name's newer version takes the same path)
+// is replaced in place where vLLM can (load_inplace: the name is served
 // throughout), and by an unload and a load where it cannot.
 func TestReplaceInPlace(t *testing.T) {
 	for gen, g := range generations {

@@ -10,7 +10,7 @@ import (
 	"github.com/expertd/expertd/deploy/bench/plot"
 )
 
-// Issue #7's targets at 100 ms RTT, 20 Mbit/s.
+// The fetch's targets at 100 ms RTT, 20 Mbit/s.
 const (
 	targetRTT   = 100 // ms
 	targetFloor = 1.2 // expertd time / floor
