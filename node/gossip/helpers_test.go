@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -155,22 +156,10 @@ func connect(t *testing.T, a, b host.Host) {
 	}
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitTopicPeers waits until ps knows each of peers as subscribed to Topic.
 func waitTopicPeers(t *testing.T, ps *pubsub.PubSub, peers ...peer.ID) {
 	t.Helper()
-	eventually(t, 10*time.Second, "topic peers known", func() bool {
+	testutil.Eventually(t, 10*time.Second, "topic peers known", func() bool {
 		known := ps.ListPeers(Topic)
 		for _, p := range peers {
 			if !slices.Contains(known, p) {

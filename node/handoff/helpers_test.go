@@ -19,6 +19,8 @@ const (
 	loraDir   = "python-lora-r16"
 	ia3Dir    = "c-ia3"
 	testModel = "gpt2-tiny"
+
+	waitFor = 10 * time.Second // bound of a testutil.Eventually
 )
 
 var (
@@ -87,18 +89,6 @@ func serve(t *testing.T, h *Handoff) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-}
-
-// eventually waits up to 10s for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // status returns name's AdapterStatus, ok false if h does not know it.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress/safetensors"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/handoff/fakevllm"
 )
 
@@ -384,7 +385,7 @@ func TestMaterializeNeverPartial(t *testing.T) {
 		t.Errorf("after Materialize, the adapters dir holds %v", names)
 	}
 	s := scans.Load()
-	eventually(t, "the scanner to see the result", func() bool { return scans.Load() >= s+2 })
+	testutil.Eventually(t, waitFor, "the scanner to see the result", func() bool { return scans.Load() >= s+2 })
 	close(stop)
 	<-scanned
 	if bad.Load() != 0 {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/handoff/fakevllm"
 )
 
@@ -65,7 +66,7 @@ func TestLoadAfterMaterialize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 	if a, ok := fake.Loaded("python"); !ok || a.Path != p.ServerPath || a.Garbage {
 		t.Errorf("vLLM has python %+v (%v), want it from %s", a, ok, p.ServerPath)
 	}
@@ -103,7 +104,7 @@ func TestAlreadyLoadedSameVersion(t *testing.T) {
 		if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the load", loadedIn(h, "python"))
+		testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 		if st := h.Stats(); st.LoadOK != 1 || st.LoadFailed != 0 {
 			t.Errorf("%s: stats %+v", gen, st)
 		}
@@ -124,7 +125,7 @@ func TestAlreadyLoadedOtherFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the load", loadedIn(h, "python"))
+		testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 		a, _ := fake.Loaded("python")
 		if a.Path != p.ServerPath {
 			t.Errorf("%s: vLLM has python from %s, want %s", gen, a.Path, p.ServerPath)
@@ -177,13 +178,13 @@ func TestVLLMDownThenUp(t *testing.T) {
 	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "retries", func() bool { return h.Stats().Retries >= 3 })
+	testutil.Eventually(t, waitFor, "retries", func() bool { return h.Stats().Retries >= 3 })
 	s, _ := status(h, "python")
 	if s.Loaded || s.Pending != "load" || s.Failed || !strings.Contains(s.LastError, "503") || s.Attempts < 3 {
 		t.Errorf("while down: status %+v", s)
 	}
 	fake.SetDown(false)
-	eventually(t, "the load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 	if s, _ := status(h, "python"); s.LastError != "" {
 		t.Errorf("after the load: status %+v", s)
 	}
@@ -193,19 +194,14 @@ func TestVLLMDownThenUp(t *testing.T) {
 }
 
 func TestVLLMConnectionRefusedThenUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens: connection refused
+	addr := testutil.FreeAddr(t) // nothing listens: connection refused
 
 	h := newTestHandoff(t, Options{VLLMURL: "http://" + addr + "/v1/", Policy: Policy{ServedModel: testModel, AcceptUnknownBase: true}})
 	serve(t, h)
 	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "retries", func() bool { return h.Stats().Retries >= 2 })
+	testutil.Eventually(t, waitFor, "retries", func() bool { return h.Stats().Retries >= 2 })
 	if s, _ := status(h, "python"); s.Loaded || s.Pending != "load" || s.LastError == "" {
 		t.Errorf("while refused: status %+v", s)
 	}
@@ -213,6 +209,7 @@ func TestVLLMConnectionRefusedThenUp(t *testing.T) {
 	fake := fakevllm.New(fakevllm.Options{Base: testBase, RuntimeUpdating: true})
 	srv := httptest.NewUnstartedServer(fake)
 	srv.Listener.Close()
+	var err error
 	for i := 0; ; i++ { // the port was free a moment ago; take it back
 		if srv.Listener, err = net.Listen("tcp", addr); err == nil {
 			break
@@ -224,7 +221,7 @@ func TestVLLMConnectionRefusedThenUp(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	eventually(t, "the load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 	if _, ok := fake.Loaded("python"); !ok {
 		t.Error("vLLM does not have the adapter")
 	}
@@ -243,7 +240,7 @@ func TestLoadRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		failed := func() bool { s, _ := status(h, "python"); return s.Failed }
-		eventually(t, "the failure", failed)
+		testutil.Eventually(t, waitFor, "the failure", failed)
 		s, _ := status(h, "python")
 		if s.Loaded || s.Pending != "" || s.Attempts != 1 || !strings.Contains(s.LastError, "must match the size of tensor b") {
 			t.Errorf("%s: status %+v", gen, s)
@@ -258,7 +255,7 @@ func TestLoadRefused(t *testing.T) {
 		if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the second failure", func() bool { return h.Stats().LoadFailed == 2 })
+		testutil.Eventually(t, waitFor, "the second failure", func() bool { return h.Stats().LoadFailed == 2 })
 		if calls := fake.Calls(); len(calls) != 2 {
 			t.Errorf("%s: vLLM calls %v", gen, calls)
 		}
@@ -278,7 +275,7 @@ func TestSmallerBaseLoadsGarbage(t *testing.T) {
 	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 	if a, _ := fake.Loaded("python"); !a.Garbage {
 		t.Errorf("the fake did not note the smaller modules: %+v", a)
 	}
@@ -297,7 +294,7 @@ func TestRemoveUnloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 	if err := h.Remove(ctx, cidB, "python"); !errors.Is(err, ErrConflict) {
 		t.Errorf("Remove with another CID: %v, want ErrConflict", err)
 	}
@@ -318,7 +315,7 @@ func TestRemoveUnloads(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(p.Version, "adapter_model.safetensors")); err != nil {
 		t.Errorf("version deleted at once: %v", err)
 	}
-	eventually(t, "the unload", func() bool { _, ok := status(h, "python"); return !ok })
+	testutil.Eventually(t, waitFor, "the unload", func() bool { _, ok := status(h, "python"); return !ok })
 	if _, ok := fake.Loaded("python"); ok {
 		t.Error("vLLM still has the adapter")
 	}
@@ -340,7 +337,7 @@ func TestRemoveBeforeLoadSent(t *testing.T) {
 	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a retry", func() bool { return h.Stats().Retries >= 1 })
+	testutil.Eventually(t, waitFor, "a retry", func() bool { return h.Stats().Retries >= 1 })
 	if err := h.Remove(ctx, cidA, "python"); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +345,7 @@ func TestRemoveBeforeLoadSent(t *testing.T) {
 		t.Errorf("status %+v", s)
 	}
 	fake.SetDown(false)
-	eventually(t, "the unload", func() bool { _, ok := status(h, "python"); return !ok })
+	testutil.Eventually(t, waitFor, "the unload", func() bool { _, ok := status(h, "python"); return !ok })
 	// The load normally never reaches vLLM and the unload, sent in case it
 	// had, finds nothing. A retry of the load already on its way when Remove
 	// came may still land once vLLM is back (a loaded machine): the unload
@@ -368,7 +365,7 @@ func TestReplaceExpertUnderName(t *testing.T) {
 	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the first load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the first load", loadedIn(h, "python"))
 	if err := h.Remove(ctx, cidA, "python"); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +373,7 @@ func TestReplaceExpertUnderName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the second load", func() bool {
+	testutil.Eventually(t, waitFor, "the second load", func() bool {
 		s, _ := status(h, "python")
 		return s.CID == cidB && s.Loaded && s.Pending == ""
 	})
@@ -412,8 +409,8 @@ func TestRestartReconciles(t *testing.T) {
 	if err := h2.Remove(ctx, cidB, "dropped"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "kept loaded", loadedIn(h2, "kept"))
-	eventually(t, "dropped unloaded", func() bool { _, ok := status(h2, "dropped"); return !ok })
+	testutil.Eventually(t, waitFor, "kept loaded", loadedIn(h2, "kept"))
+	testutil.Eventually(t, waitFor, "dropped unloaded", func() bool { _, ok := status(h2, "dropped"); return !ok })
 	if opens != 1 {
 		t.Errorf("the container was opened %d times, want once, for its header", opens)
 	}
@@ -435,7 +432,7 @@ func TestVLLMRestartReloads(t *testing.T) {
 		if _, err := h.Materialize(ctx, cid, name, opener(container(t, loraDir), nil)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, name+" loaded", loadedIn(h, name))
+		testutil.Eventually(t, waitFor, name+" loaded", loadedIn(h, name))
 	}
 	waitChecks(t, fake, 3) // checks that find both loaded change nothing
 	if calls := fake.Calls(); len(calls) != 2 {
@@ -443,9 +440,9 @@ func TestVLLMRestartReloads(t *testing.T) {
 	}
 
 	fake.Restart()
-	eventually(t, "python loaded again", func() bool { _, ok := fake.Loaded("python"); return ok })
-	eventually(t, "other loaded again", func() bool { _, ok := fake.Loaded("other"); return ok })
-	eventually(t, "status loaded", func() bool { return loadedIn(h, "python")() && loadedIn(h, "other")() })
+	testutil.Eventually(t, waitFor, "python loaded again", func() bool { _, ok := fake.Loaded("python"); return ok })
+	testutil.Eventually(t, waitFor, "other loaded again", func() bool { _, ok := fake.Loaded("other"); return ok })
+	testutil.Eventually(t, waitFor, "status loaded", func() bool { return loadedIn(h, "python")() && loadedIn(h, "other")() })
 	if st := h.Stats(); st.Reloads != 2 || st.LoadOK != 4 {
 		t.Errorf("stats %+v, want 2 reloads, 4 loads", st)
 	}
@@ -454,9 +451,9 @@ func TestVLLMRestartReloads(t *testing.T) {
 	if err := h.Remove(ctx, cidB, "other"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "other unloaded", func() bool { _, ok := status(h, "other"); return !ok })
+	testutil.Eventually(t, waitFor, "other unloaded", func() bool { _, ok := status(h, "other"); return !ok })
 	fake.Restart()
-	eventually(t, "python loaded after the second restart", func() bool { _, ok := fake.Loaded("python"); return ok })
+	testutil.Eventually(t, waitFor, "python loaded after the second restart", func() bool { _, ok := fake.Loaded("python"); return ok })
 	waitChecks(t, fake, 3)
 	if _, ok := fake.Loaded("other"); ok {
 		t.Error("a removed adapter was loaded again")
@@ -470,7 +467,7 @@ func TestVLLMCheckDown(t *testing.T) {
 	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "python loaded", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "python loaded", loadedIn(h, "python"))
 	fake.SetDown(true)
 	waitChecks(t, fake, 3)
 	if s, _ := status(h, "python"); !s.Loaded || s.Pending != "" || s.Failed {
@@ -478,7 +475,7 @@ func TestVLLMCheckDown(t *testing.T) {
 	}
 	fake.Restart()
 	fake.SetDown(false)
-	eventually(t, "python loaded again", func() bool { _, ok := fake.Loaded("python"); return ok })
+	testutil.Eventually(t, waitFor, "python loaded again", func() bool { _, ok := fake.Loaded("python"); return ok })
 }
 
 // waitChecks waits until the Handoff has asked fake for its model list n
@@ -486,7 +483,7 @@ func TestVLLMCheckDown(t *testing.T) {
 func waitChecks(t *testing.T, fake *fakevllm.Server, n int) {
 	t.Helper()
 	want := fake.Lists() + n
-	eventually(t, "the checks", func() bool { return fake.Lists() >= want })
+	testutil.Eventually(t, waitFor, "the checks", func() bool { return fake.Lists() >= want })
 }
 
 // FuzzParseModels feeds parseModels any body: a model list or an error,
@@ -511,15 +508,15 @@ func TestVLLMCheckEndsBackoff(t *testing.T) {
 	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "python loaded", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "python loaded", loadedIn(h, "python"))
 	fake.SetDown(true)
 	if _, err := h.Materialize(ctx, cidB, "other", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a load tried while vLLM is down", func() bool { return h.Stats().Retries > 0 })
+	testutil.Eventually(t, waitFor, "a load tried while vLLM is down", func() bool { return h.Stats().Retries > 0 })
 	fake.Restart()
 	fake.SetDown(false)
-	eventually(t, "both loaded before the 30 s backoff ends", func() bool {
+	testutil.Eventually(t, waitFor, "both loaded before the 30 s backoff ends", func() bool {
 		_, a := fake.Loaded("python")
 		_, b := fake.Loaded("other")
 		return a && b
@@ -582,7 +579,7 @@ func TestServeStopsWhileDown(t *testing.T) {
 	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a retry", func() bool { return h.Stats().Retries == 1 })
+	testutil.Eventually(t, waitFor, "a retry", func() bool { return h.Stats().Retries == 1 })
 	cancel()
 	select {
 	case err := <-done:
@@ -670,13 +667,13 @@ func TestReplaceInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the first load", loadedIn(h, "python"))
+		testutil.Eventually(t, waitFor, "the first load", loadedIn(h, "python"))
 		h.dtype = "F16"
 		p2, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil))
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the new version loaded", func() bool {
+		testutil.Eventually(t, waitFor, "the new version loaded", func() bool {
 			a, _ := fake.Loaded("python")
 			return a.Path == p2.ServerPath && loadedIn(h, "python")()
 		})

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"testing"
+
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 // TestEnvelopeKept: a publication envelope is stored with the expert as
@@ -14,8 +16,8 @@ func TestEnvelopeKept(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	env := []byte("\x0a\x24signed envelope bytes\x00\xff")
-	signed := add(t, s, data(30, 4000), Meta{Name: "signed", Envelope: env})
-	unsigned := add(t, s, data(31, 4000), Meta{Name: "unsigned"})
+	signed := add(t, s, testutil.RandomBytes(4000, 30), Meta{Name: "signed", Envelope: env})
+	unsigned := add(t, s, testutil.RandomBytes(4000, 31), Meta{Name: "unsigned"})
 
 	if m, _ := s.Get(unsigned); m.Envelope != nil {
 		t.Fatalf("unsigned expert has an envelope: %q", m.Envelope)
@@ -32,8 +34,8 @@ func TestEnvelopeKept(t *testing.T) {
 	// Added later (say, once the publisher signed what the store filled
 	// in from the container) and not replaced by another.
 	later := []byte("a later envelope")
-	add(t, s, data(31, 4000), Meta{Envelope: later})
-	add(t, s, data(30, 4000), Meta{Envelope: []byte("another")})
+	add(t, s, testutil.RandomBytes(4000, 31), Meta{Envelope: later})
+	add(t, s, testutil.RandomBytes(4000, 30), Meta{Envelope: []byte("another")})
 	if err := s.Complete(t.Context(), unsigned, Meta{Envelope: []byte("another")}); err != nil {
 		t.Fatal(err)
 	}
