@@ -11,6 +11,7 @@ import (
 
 	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/gossip"
 )
 
@@ -43,7 +44,9 @@ func TestKeepExpert(t *testing.T) {
 	}
 	storedCID, _ := parseCID(stored.CID)
 	entry := func(i int, name string, publisher peer.ID, signed bool) gossip.Entry {
-		return gossip.Entry{Announcement: gossip.Announcement{CID: qcid(i), Name: name, Publisher: publisher}, Signed: signed}
+		return gossip.Entry{Announcement: gossip.Announcement{CID: qcid(i), Metadata: expert.Metadata{
+			Name: name,
+		}, Publisher: publisher}, Signed: signed}
 	}
 	queued := entry(3, "keep-queued", other, false)
 	n.prefetchQ.push(prefetchItem{cid: queued.CID, source: "x"}, time.Now())

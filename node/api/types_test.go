@@ -4,14 +4,18 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/expertd/expertd/node/expert"
 )
 
 // TestExpertJSON pins the field names and order of an Expert in the API's
 // JSON, full and with every optional field zero: clients read them.
 func TestExpertJSON(t *testing.T) {
 	full := Expert{
-		CID: "bafkfull", Name: "python", PeftType: "LORA", BaseModel: "gpt2", Rank: 16,
-		TargetModules: []string{"c_attn", "c_proj"}, Params: 589824, Density: 0.1, Size: 123456,
+		CID: "bafkfull", Metadata: expert.Metadata{
+			Name: "python", PeftType: "LORA", BaseModel: "gpt2", Rank: 16,
+			TargetModules: []string{"c_attn", "c_proj"}, Params: 589824, Density: 0.1, Size: 123456,
+		},
 		Publisher: "12D3KooWpub", Version: 2, Added: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		Local: true, Signed: true, Trusted: true, Pinned: true,
 		NotHandedOff: &Refusal{Reason: "rank", Detail: "rank 16 over 8"},

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/gossip/gossiptest"
 )
@@ -32,7 +33,9 @@ func startService(t *testing.T, o gossip.Options, catalog ...cid.Cid) (host.Host
 	}
 	var anns []gossip.Announcement
 	for i, c := range catalog {
-		anns = append(anns, gossip.Announcement{CID: c, Name: fmt.Sprint("honest-", i), PeftType: "LORA", BaseModel: "m", Size: 1000, Publisher: h.ID()})
+		anns = append(anns, gossip.Announcement{CID: c, Metadata: expert.Metadata{
+			Name: fmt.Sprint("honest-", i), PeftType: "LORA", BaseModel: "m", Size: 1000,
+		}, Publisher: h.ID()})
 	}
 	s, err := gossip.New(h, ps, func() []gossip.Announcement { return anns }, o)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -33,18 +34,20 @@ func testCID(i int) cid.Cid {
 // testAnn returns a valid announcement of expert i by provider p, now.
 func testAnn(i int, p peer.ID) Announcement {
 	return Announcement{
-		CID:           testCID(i),
-		Name:          fmt.Sprintf("expert-%d", i),
-		PeftType:      "lora",
-		BaseModel:     "meta-llama/Llama-3.1-8B",
-		Rank:          16,
-		TargetModules: []string{"q_proj", "v_proj"},
-		Params:        1 << 20,
-		Density:       0.1,
-		Size:          123456,
-		Publisher:     p,
-		Provider:      p,
-		Time:          time.UnixMilli(time.Now().UnixMilli()),
+		CID: testCID(i),
+		Metadata: expert.Metadata{
+			Name:          fmt.Sprintf("expert-%d", i),
+			PeftType:      "lora",
+			BaseModel:     "meta-llama/Llama-3.1-8B",
+			Rank:          16,
+			TargetModules: []string{"q_proj", "v_proj"},
+			Params:        1 << 20,
+			Density:       0.1,
+			Size:          123456,
+		},
+		Publisher: p,
+		Provider:  p,
+		Time:      time.UnixMilli(time.Now().UnixMilli()),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/record"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -102,7 +103,7 @@ func TestPublicationRoundTrip(t *testing.T) {
 	}
 
 	// Unknown metadata stays unknown; a zero time means now.
-	min := Announcement{CID: testCID(2), Size: 1, Publisher: pub}
+	min := Announcement{CID: testCID(2), Metadata: expert.Metadata{Size: 1}, Publisher: pub}
 	before := time.Now().Add(-time.Millisecond)
 	env, err = SignPublication(key, min)
 	if err != nil {
