@@ -27,15 +27,7 @@ const fixture = "../compress/testdata/peft/python-lora-r16"
 func startNode(t *testing.T, boot []string, set map[string]any) *Node {
 	t.Helper()
 	n := newNode(t, boot, set)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	testutil.Serve(t, n.Serve)
 	return n
 }
 

@@ -133,20 +133,7 @@ func newNode(t *testing.T, o Options) *node {
 		t.Fatal(err)
 	}
 	n.s = s
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return")
-		}
-	})
+	testutil.Serve(t, s.Serve)
 	return n
 }
 

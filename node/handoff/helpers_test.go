@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 const (
@@ -80,15 +80,7 @@ func newTestHandoff(t *testing.T, o Options) *Handoff {
 // serve runs h.Serve until the test ends.
 func serve(t *testing.T, h *Handoff) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	testutil.Serve(t, h.Serve)
 }
 
 // status returns name's AdapterStatus, ok false if h does not know it.
