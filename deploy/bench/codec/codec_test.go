@@ -23,7 +23,7 @@ var (
 )
 
 const (
-	params  = 34 << 20 // the 34M-parameter F32 adapter
+	params  = 34 << 20 // a 34M-parameter F32 adapter, as the goals are stated for
 	density = "0.2"    // the codec's default, and the reference's k
 
 	// The codec's goals: compress at 3x the reference's speed, decompress
