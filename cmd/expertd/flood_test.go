@@ -237,15 +237,7 @@ func startQuiet(t *testing.T, bin, root, name, boot string, env ...string) *daem
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = d.Cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = d.Cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = d.Cmd.Process.Kill()
-			<-done
-		}
+		daemontest.Stop(d.Cmd, os.Interrupt)
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())

@@ -95,15 +95,7 @@ func (d *Daemon) Restart(t *testing.T, bin, root string, args []string) {
 	cmd, logf := d.Cmd, d.log
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			_ = cmd.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
+			Stop(cmd, os.Interrupt)
 		}
 		logf.Close()
 		if t.Failed() {
@@ -119,6 +111,20 @@ func (d *Daemon) Restart(t *testing.T, bin, root string, args []string) {
 	}
 	if d.Addr == "" {
 		t.Fatalf("%s has no TCP address in %v", d.Name, id.Addrs)
+	}
+}
+
+// Stop sends sig to the started process cmd runs and waits for it; if it
+// has not exited after 10 s, it kills it (SIGKILL).
+func Stop(cmd *exec.Cmd, sig os.Signal) {
+	_ = cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
