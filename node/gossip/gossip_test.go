@@ -170,9 +170,10 @@ func TestValidatorRejects(t *testing.T) {
 	valid := testAnn(1, rogue)
 	publish(rawEncode(t, valid))
 	testutil.Eventually(t, 10*time.Second, "valid message accepted", func() bool { return stats().Accepted == 1 })
-	if !hasProvider(victim.s.View(), valid.CID, rogue) {
-		t.Fatal("valid announcement not in the view")
-	}
+	// The validator counts it before the service adds it to the view.
+	testutil.Eventually(t, 10*time.Second, "valid announcement in the view", func() bool {
+		return hasProvider(victim.s.View(), valid.CID, rogue)
+	})
 
 	// Ignored: a replay of the same announcement, and a stale one.
 	publish(rawEncode(t, valid))
