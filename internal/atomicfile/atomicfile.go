@@ -101,7 +101,11 @@ func Create(path string, data []byte, perm os.FileMode) error {
 	}
 	defer os.Remove(tmp)
 	if err := os.Link(tmp, path); err != nil {
-		return err // fs.ErrExist if another process linked first
+		var le *os.LinkError
+		if errors.As(err, &le) { // name path, not the temporary file
+			err = le.Err
+		}
+		return fmt.Errorf("create %s: %w", path, err) // fs.ErrExist if another process linked first
 	}
 	return SyncDir(filepath.Dir(path))
 }
@@ -117,7 +121,11 @@ func Replace(fsys FS, path string, perm os.FileMode, write func(io.Writer) error
 	}
 	if err := fsys.Rename(tmp, path); err != nil {
 		fsys.Remove(tmp)
-		return err
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			err = le.Err
+		}
+		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	return nil
 }
@@ -146,6 +154,9 @@ func writeTemp(fsys FS, path string, perm os.FileMode, write func(io.Writer) err
 	}
 	if err != nil {
 		fsys.Remove(tmp)
+		if pe, ok := err.(*fs.PathError); ok && pe.Path == tmp { // name path, not the temporary file
+			err = fmt.Errorf("write %s: %w", path, pe.Err)
+		}
 		return "", err
 	}
 	return tmp, nil

@@ -57,11 +57,40 @@ func TestWriteFuncFailureKeepsOld(t *testing.T) {
 	}
 }
 
-func TestErrorNamesPath(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "no", "f")
-	err := Write(p, []byte("x"), 0o600)
-	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), TempPrefix) {
+// TestErrorsNamePath: a failure to create, write, sync, rename or link
+// names the file being replaced, never its temporary file.
+func TestErrorsNamePath(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no", "f")
+	err := Write(missing, []byte("x"), 0o600)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) || strings.Contains(err.Error(), TempPrefix) {
+		t.Fatalf("err = %v, want one naming %s, not the temporary file", err, missing)
+	}
+	p := filepath.Join(dir, "f")
+	err = WriteFunc(p, 0o600, func(w io.Writer) error {
+		w.(*os.File).Close() // the next write fails with a *fs.PathError
+		_, err := w.Write([]byte("x"))
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), TempPrefix) {
 		t.Fatalf("err = %v, want one naming %s, not the temporary file", err, p)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "d", "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = Write(filepath.Join(dir, "d"), []byte("x"), 0o600) // a rename over a directory that is not empty
+	if err == nil || strings.Contains(err.Error(), TempPrefix) {
+		t.Fatalf("rename over a directory: err = %v", err)
+	}
+	if err := Create(filepath.Join(dir, "f2"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = Create(filepath.Join(dir, "f2"), []byte("y"), 0o600)
+	if !errors.Is(err, fs.ErrExist) || strings.Contains(err.Error(), TempPrefix) {
+		t.Fatalf("Create over a file: err = %v", err)
 	}
 }
 

@@ -57,7 +57,7 @@ func LoadIdentity(path string) (crypto.PrivKey, error) {
 		if errors.Is(err, fs.ErrExist) {
 			return readIdentity(path) // another process made one first: use it
 		}
-		return nil, fmt.Errorf("identity %s: %w", path, err)
+		return nil, fmt.Errorf("identity: %w", err) // err names path
 	}
 	return key, nil
 }
