@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/store"
 )
@@ -47,7 +48,7 @@ func TestFetchRefusesBombs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var tr api.Transfer
-		eventually(t, 60*time.Second, "the fetch of "+c.file+" ends", func() bool {
+		testutil.Eventually(t, 60*time.Second, "the fetch of "+c.file+" ends", func() bool {
 			tr = transferOf(t, b, id.String())
 			return tr.State != api.StateRunning
 		})

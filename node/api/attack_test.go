@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/expertd/expertd/node/expert"
 )
 
 var floodConns = flag.Int("api-flood", 0, "connections per kind in TestConnFloods (0: 10 x the test's cap)")
@@ -289,7 +291,9 @@ func TestConnFloods(t *testing.T) {
 func TestLongRoutesOutliveWriteTimeout(t *testing.T) {
 	lim := DefaultLimits
 	lim.ReadTimeout, lim.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
-	b := &slowBackend{fakeBackend: fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}, pinned: map[string]bool{}},
+	b := &slowBackend{fakeBackend: fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Metadata: expert.Metadata{
+		Name: "a",
+	}}}, pinned: map[string]bool{}},
 		delay: 500 * time.Millisecond}
 	base := serve(t, NewServer(b, "", nil, WithLimits(lim)))
 	c := NewClient(base, "")

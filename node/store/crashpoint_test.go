@@ -14,6 +14,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -34,9 +35,9 @@ type crashCase struct {
 // The experts the cases use: a small one (one raw block), a multi-leaf one
 // (three leaves and a root node) and a lone block, as a fetch puts it.
 var (
-	smallExpert = data(1, 100<<10)
-	bigExpert   = data(2, 2<<20+1)
-	loneBlock   = data(3, 200<<10)
+	smallExpert = testutil.RandomBytes(100<<10, 1)
+	bigExpert   = testutil.RandomBytes(2<<20+1, 2)
+	loneBlock   = testutil.RandomBytes(200<<10, 3)
 )
 
 func crashCases() []crashCase {
