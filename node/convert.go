@@ -7,7 +7,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/expertd/expertd/node/api"
-	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
 )
@@ -17,7 +16,7 @@ import (
 
 func expertFromMeta(m store.Meta) api.Expert {
 	return api.Expert{
-		CID: m.CID, Metadata: metadataOf(m), Publisher: m.Publisher, Added: m.Added, Local: true,
+		CID: m.CID, Metadata: m.Metadata, Publisher: m.Publisher, Added: m.Added, Local: true,
 		Pinned: m.Pinned, Signed: len(m.Envelope) > 0, Merge: mergeOf(m.Envelope),
 	}
 }
@@ -52,24 +51,12 @@ func announcementFromMeta(m store.Meta, self peer.ID) (gossip.Announcement, erro
 	if err != nil {
 		pub = self
 	}
-	return gossip.Announcement{CID: c, Metadata: metadataOf(m), Publisher: pub, Provider: self}, nil
+	return gossip.Announcement{CID: c, Metadata: m.Metadata, Publisher: pub, Provider: self}, nil
 }
 
 func metaFromEntry(e gossip.Entry) store.Meta {
 	a := e.Announcement
-	return store.Meta{
-		CID: a.CID.String(), Name: a.Name, PeftType: a.PeftType, BaseModel: a.BaseModel, Rank: a.Rank,
-		TargetModules: a.TargetModules, Params: a.Params, Density: a.Density, Size: a.Size,
-		Publisher: a.Publisher.String(), Envelope: entryEnvelope(e),
-	}
-}
-
-// metadataOf is what the store's entry m says of its expert.
-func metadataOf(m store.Meta) expert.Metadata {
-	return expert.Metadata{
-		Name: m.Name, PeftType: m.PeftType, BaseModel: m.BaseModel, Rank: m.Rank,
-		TargetModules: m.TargetModules, Params: m.Params, Density: m.Density, Size: m.Size,
-	}
+	return store.Meta{CID: a.CID.String(), Metadata: a.Metadata, Publisher: a.Publisher.String(), Envelope: entryEnvelope(e)}
 }
 
 func entryEnvelope(e gossip.Entry) []byte {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/store"
 )
 
@@ -36,7 +37,7 @@ func TestFetchRefusesBombs(t *testing.T) {
 		}
 		// The attacker's node holds and provides it (its own store takes any
 		// bytes: nothing checks what a peer puts there).
-		id, err := a.store.Add(ctx, f, store.Meta{Name: c.file})
+		id, err := a.store.Add(ctx, f, store.Meta{Metadata: expert.Metadata{Name: c.file}})
 		f.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -83,7 +84,7 @@ func TestLeftoverTempFilesRemovedAtOpen(t *testing.T) {
 	if err := s.PutBlock(c, b); err != nil {
 		t.Fatal(err)
 	}
-	root := add(t, s, testutil.RandomBytes(2<<20, 3), Meta{Name: "x"})
+	root := add(t, s, testutil.RandomBytes(2<<20, 3), Meta{Metadata: expert.Metadata{Name: "x"}})
 	s.Close()
 
 	shardDir := filepath.Dir(blockFile(s, c))

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 )
 
 // TestKill9 kills a process that is writing to a store at an arbitrary
@@ -77,7 +78,7 @@ func writeForever(dir string) {
 	}
 	for i := uint64(0); ; i++ {
 		size := 100<<10 + int(i%4)*(700<<10)
-		if _, err := s.Add(context.Background(), bytes.NewReader(testutil.RandomBytes(size, i)), Meta{Name: fmt.Sprint(i)}); err != nil {
+		if _, err := s.Add(context.Background(), bytes.NewReader(testutil.RandomBytes(size, i)), Meta{Metadata: expert.Metadata{Name: fmt.Sprint(i)}}); err != nil {
 			fmt.Println("add:", err)
 			os.Exit(2)
 		}

@@ -15,6 +15,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -41,9 +42,9 @@ var (
 )
 
 func crashCases() []crashCase {
-	addSmall := func(t *testing.T, s *Store) { add(t, s, smallExpert, Meta{Name: "small"}) }
+	addSmall := func(t *testing.T, s *Store) { add(t, s, smallExpert, Meta{Metadata: expert.Metadata{Name: "small"}}) }
 	addBig := func(s *Store) error {
-		_, err := s.Add(context.Background(), bytes.NewReader(bigExpert), Meta{Name: "big"})
+		_, err := s.Add(context.Background(), bytes.NewReader(bigExpert), Meta{Metadata: expert.Metadata{Name: "big"}})
 		return err
 	}
 	smallRoot := rawCID(smallExpert)
@@ -61,7 +62,7 @@ func crashCases() []crashCase {
 			if err := putDAG(s, l, bigExpert); err != nil {
 				return err
 			}
-			return s.Complete(context.Background(), l.Root, Meta{Name: "fetched"})
+			return s.Complete(context.Background(), l.Root, Meta{Metadata: expert.Metadata{Name: "fetched"}})
 		}},
 		{name: "Update", setup: addSmall, call: func(s *Store) error {
 			return s.Update(smallRoot, func(m *Meta) { m.Name, m.Pinned = "renamed", true })

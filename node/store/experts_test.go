@@ -14,6 +14,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -24,7 +25,7 @@ func TestAddMultiLeaf(t *testing.T) {
 	s := e.open()
 	content := testutil.RandomBytes(7<<19, 35)
 	want := layout(t, content)
-	root := add(t, s, content, Meta{Name: "big", Publisher: "12D3KooW"})
+	root := add(t, s, content, Meta{Metadata: expert.Metadata{Name: "big"}, Publisher: "12D3KooW"})
 	if root != want.Root {
 		t.Fatalf("Add = %s; unixfs.Build says %s", root, want.Root)
 	}
@@ -76,7 +77,7 @@ func TestAddFillsMetaFromContainer(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	ctr, params := container(t)
-	root := add(t, s, ctr, Meta{Name: "ia3", Pinned: true, Density: 0.5})
+	root := add(t, s, ctr, Meta{Metadata: expert.Metadata{Name: "ia3", Density: 0.5}, Pinned: true})
 	m, err := s.Get(root)
 	if err != nil {
 		t.Fatal(err)
@@ -98,9 +99,9 @@ func TestAddAgainMerges(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	content := testutil.RandomBytes(5000, 9)
-	root := add(t, s, content, Meta{PeftType: "LORA"})
+	root := add(t, s, content, Meta{Metadata: expert.Metadata{PeftType: "LORA"}})
 	first, _ := s.Get(root)
-	add(t, s, content, Meta{Name: "named later", PeftType: "IA3", Pinned: true})
+	add(t, s, content, Meta{Metadata: expert.Metadata{Name: "named later", PeftType: "IA3"}, Pinned: true})
 	m, _ := s.Get(root)
 	if m.Name != "named later" || m.PeftType != "LORA" || !m.Pinned || !m.Added.Equal(first.Added) || !m.LastUsed.After(first.LastUsed) {
 		t.Fatalf("after the second Add: %+v (first %+v)", m, first)
@@ -170,7 +171,7 @@ func TestComplete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Complete(t.Context(), root, Meta{Name: "fetched"}); !errors.Is(err, ErrIncomplete) {
+	if err := s.Complete(t.Context(), root, Meta{Metadata: expert.Metadata{Name: "fetched"}}); !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("Complete without leaf 0 = %v; want ErrIncomplete", err)
 	}
 	if _, err := s.Get(root); !errors.Is(err, ErrNotFound) {
@@ -189,7 +190,7 @@ func TestComplete(t *testing.T) {
 	if err := s.PutBlock(lf.Cid, content[:lf.Size]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Complete(t.Context(), root, Meta{Name: "fetched", Publisher: "peer"}); err != nil {
+	if err := s.Complete(t.Context(), root, Meta{Metadata: expert.Metadata{Name: "fetched"}, Publisher: "peer"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := readAll(t, s, root); !bytes.Equal(got, content) {
@@ -206,7 +207,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	contents := [][]byte{testutil.RandomBytes(300, 12), testutil.RandomBytes(7<<19, 13), testutil.RandomBytes(1<<20, 14)}
 	var roots []cid.Cid
 	for i, c := range contents {
-		roots = append(roots, add(t, s, c, Meta{Name: string(rune('a' + i)), Publisher: "p", Rank: 8}))
+		roots = append(roots, add(t, s, c, Meta{Metadata: expert.Metadata{Name: string(rune('a' + i)), Rank: 8}, Publisher: "p"}))
 	}
 	if err := s.Pin(roots[1], true); err != nil {
 		t.Fatal(err)
@@ -342,7 +343,7 @@ func TestCompleteDropsWrongSizeBlock(t *testing.T) {
 func TestUpdateKeepsStoreFields(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	root := add(t, s, testutil.RandomBytes(1000, 13), Meta{Name: "a"})
+	root := add(t, s, testutil.RandomBytes(1000, 13), Meta{Metadata: expert.Metadata{Name: "a"}})
 	want, err := s.Get(root)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 )
 
 // TestEnvelopeKept: a publication envelope is stored with the expert as
@@ -18,8 +19,8 @@ func TestEnvelopeKept(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	env := []byte("\x0a\x24signed envelope bytes\x00\xff")
-	signed := add(t, s, testutil.RandomBytes(4000, 30), Meta{Name: "signed", Envelope: env})
-	unsigned := add(t, s, testutil.RandomBytes(4000, 31), Meta{Name: "unsigned"})
+	signed := add(t, s, testutil.RandomBytes(4000, 30), Meta{Metadata: expert.Metadata{Name: "signed"}, Envelope: env})
+	unsigned := add(t, s, testutil.RandomBytes(4000, 31), Meta{Metadata: expert.Metadata{Name: "unsigned"}})
 
 	if m, _ := s.Get(unsigned); m.Envelope != nil {
 		t.Fatalf("unsigned expert has an envelope: %q", m.Envelope)
@@ -82,12 +83,7 @@ func TestEnvelopeKept(t *testing.T) {
 // change only on purpose.
 func TestMetaFileFormat(t *testing.T) {
 	added := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	m := Meta{
-		CID: "bafkfull", Name: "python", PeftType: "LORA", BaseModel: "gpt2", Rank: 16,
-		TargetModules: []string{"c_attn"}, Params: 589824, Density: 0.1, Size: 123456, SourceBytes: 2359296,
-		Publisher: "12D3KooWpub", Added: added, LastUsed: added.Add(time.Hour), Pinned: true, Requested: true,
-		Envelope: []byte{1, 2, 3},
-	}
+	m := Meta{CID: "bafkfull", Metadata: expert.Metadata{Name: "python", PeftType: "LORA", BaseModel: "gpt2", Rank: 16, TargetModules: []string{"c_attn"}, Params: 589824, Density: 0.1, Size: 123456}, SourceBytes: 2359296, Publisher: "12D3KooWpub", Added: added, LastUsed: added.Add(time.Hour), Pinned: true, Requested: true, Envelope: []byte{1, 2, 3}}
 	const want = `{
   "cid": "bafkfull",
   "name": "python",

@@ -9,6 +9,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -24,7 +25,7 @@ func TestEvictionOrderAndPins(t *testing.T) {
 	names := "abcdefgh"
 	roots := make(map[byte]cid.Cid)
 	put := func(n byte) {
-		roots[n] = add(t, s, testutil.RandomBytes(size, uint64(n)), Meta{Name: string(n)})
+		roots[n] = add(t, s, testutil.RandomBytes(size, uint64(n)), Meta{Metadata: expert.Metadata{Name: string(n)}})
 	}
 	wantIndexed := func(want string) {
 		t.Helper()
@@ -88,15 +89,15 @@ func TestEvictionKeepsSharedBlocks(t *testing.T) {
 
 	e := newEnv(t, both+100<<10) // x and y fit together only if the shared leaf counts once
 	s := e.open()
-	rx := add(t, s, x, Meta{Name: "x"})
-	ry := add(t, s, y, Meta{Name: "y"})
+	rx := add(t, s, x, Meta{Metadata: expert.Metadata{Name: "x"}})
+	ry := add(t, s, y, Meta{Metadata: expert.Metadata{Name: "y"}})
 	if !indexed(s, rx) || !indexed(s, ry) {
 		t.Fatal("x and y do not fit together: the shared leaf was counted twice")
 	}
 	if u, _ := s.Usage(); u != both {
 		t.Fatalf("Usage = %d, want %d", u, both)
 	}
-	rz := add(t, s, z, Meta{Name: "z"}) // evicts x, the least recently used
+	rz := add(t, s, z, Meta{Metadata: expert.Metadata{Name: "z"}}) // evicts x, the least recently used
 	if indexed(s, rx) || !indexed(s, ry) || !indexed(s, rz) {
 		t.Fatalf("after adding z: x %v, y %v, z %v; want only x evicted", indexed(s, rx), indexed(s, ry), indexed(s, rz))
 	}
@@ -119,8 +120,8 @@ func TestEvictionKeepsSharedBlocks(t *testing.T) {
 func TestQuotaExceededChangesNothing(t *testing.T) {
 	e := newEnv(t, 1<<20)
 	s := e.open()
-	p := add(t, s, testutil.RandomBytes(600<<10, 1), Meta{Name: "published", Pinned: true})
-	u := add(t, s, testutil.RandomBytes(300<<10, 2), Meta{Name: "cached"})
+	p := add(t, s, testutil.RandomBytes(600<<10, 1), Meta{Metadata: expert.Metadata{Name: "published"}, Pinned: true})
+	u := add(t, s, testutil.RandomBytes(300<<10, 2), Meta{Metadata: expert.Metadata{Name: "cached"}})
 	before := snapshot(t, e.dir)
 	usage, n := s.Usage()
 
@@ -163,7 +164,7 @@ func TestCompleteOverQuotaKeepsSharedBlocks(t *testing.T) {
 	e := newEnv(t, 2<<20)
 	s := e.open()
 	shared := testutil.RandomBytes(1<<20, 14)
-	a := add(t, s, shared, Meta{Name: "a", Pinned: true})
+	a := add(t, s, shared, Meta{Metadata: expert.Metadata{Name: "a"}, Pinned: true})
 	content := append(slices.Clone(shared), testutil.RandomBytes(2<<20, 15)...) // its first leaf is a's block
 	l := layout(t, content)
 	if err := putDAG(s, l, content); err != nil {

@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 )
 
 func TestVerify(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	content := testutil.RandomBytes(7<<19, 1)
-	root := add(t, s, content, Meta{Name: "damaged"})
-	good := add(t, s, testutil.RandomBytes(2<<20, 2), Meta{Name: "fine"})
+	root := add(t, s, content, Meta{Metadata: expert.Metadata{Name: "damaged"}})
+	good := add(t, s, testutil.RandomBytes(2<<20, 2), Meta{Metadata: expert.Metadata{Name: "fine"}})
 	orphan := testutil.RandomBytes(4096, 3)
 	if err := s.PutBlock(rawCID(orphan), orphan); err != nil {
 		t.Fatal(err)
