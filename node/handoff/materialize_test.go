@@ -371,7 +371,11 @@ func TestMaterializeNeverPartial(t *testing.T) {
 		})
 		done <- err
 	}()
-	<-br.reached
+	select { // a Materialize that fails before half way must fail the test, not hang it
+	case <-br.reached:
+	case err := <-done:
+		t.Fatalf("Materialize ended before half the container was read: %v", err)
+	}
 	names := readDirNames(t, h.Dir())
 	if len(names) != 2 || !strings.HasPrefix(names[0], ".expertd-tmp-") || names[1] != VersionsDir {
 		t.Errorf("half way through, the adapters dir holds %v; want only a temporary dir", names)
