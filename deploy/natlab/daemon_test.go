@@ -54,6 +54,7 @@ type nodeConfig struct {
 	bootstrap, relays, announce []string
 	dhtServer                   bool
 	relayService                string // the p2p.relay_service section's keys, "" for none
+	cpus                        string // taskset's CPU list for the daemon, "" for any
 }
 
 // yaml is the daemon's configuration file. Its API is called as
@@ -86,7 +87,11 @@ func startDaemon(t *testing.T, bin, ns, dir, name string, c nodeConfig) *daemon 
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command("ip", "netns", "exec", ns, bin, "daemon", "--config", d.config)
+	argv := []string{"ip", "netns", "exec", ns, bin, "daemon", "--config", d.config}
+	if c.cpus != "" { // taskset execs ip, which execs the daemon: one process
+		argv = append([]string{"taskset", "-c", c.cpus}, argv...)
+	}
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir, "GOLOG_LOG_LEVEL=error")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +28,27 @@ var (
 	// A variant, not the table of docs/nat.md: over TCP the relay spends
 	// less CPU than over QUIC.
 	tcpRelay = flag.Bool("tcp-relay", false, "A and B know R (bootstrap and relay) by its TCP address only")
+	// Another: the lab's three "machines" share this machine's CPUs, so a
+	// relay's work adds to the endpoints'. Pinned, R has a CPU of its own
+	// and A and B share the others, in the direct cases as in the relayed.
+	pinRelay = flag.Bool("pin-relay", false, "run R on the last CPU and A and B on the others (taskset)")
 )
+
+// pinned returns the taskset CPU lists of R and of A and B under
+// -pin-relay, or empty ones.
+func pinned(t *testing.T) (r, ab string) {
+	n := runtime.NumCPU()
+	if !*pinRelay {
+		return "", ""
+	}
+	if n < 2 {
+		t.Fatalf("-pin-relay needs 2 CPUs, this machine has %d", n)
+	}
+	if n == 2 {
+		return "1", "0"
+	}
+	return strconv.Itoa(n - 1), fmt.Sprintf("0-%d", n-2)
+}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -134,7 +156,8 @@ func startSite(t *testing.T, bin string, c labCase) *site {
 	t.Helper()
 	s := &site{c: c, topo: newTopo(t, c.name, c.natA, c.natB)}
 	dir := t.TempDir()
-	rc := nodeConfig{dhtServer: true}
+	cpuR, cpuAB := pinned(t)
+	rc := nodeConfig{dhtServer: true, cpus: cpuR}
 	switch c.relay {
 	case relayOn:
 		rc.relayService = "    enabled: true\n"
@@ -150,7 +173,7 @@ func startSite(t *testing.T, bin string, c labCase) *site {
 	if *tcpRelay {
 		boot = boot[1:]
 	}
-	nc := nodeConfig{bootstrap: boot}
+	nc := nodeConfig{bootstrap: boot, cpus: cpuAB}
 	if c.relay != relayOff {
 		nc.relays = boot
 	}

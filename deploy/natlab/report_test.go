@@ -59,6 +59,9 @@ func writeReport(path string, results []caseResult, loadavg []byte) error {
 	if *tcpRelay {
 		variant = " -tcp-relay"
 	}
+	if *pinRelay {
+		variant += " -pin-relay"
+	}
 	load, _, _ := strings.Cut(string(loadavg), " ")
 	fmt.Fprintf(&b, "## Across NAT\n\nWritten by `go test ./deploy/natlab -run TestNATLab -args -out DIR%s` on %s.\n%s; load average %s when it started.\n\n",
 		variant, time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), load)
