@@ -25,7 +25,7 @@ type uplink struct {
 // uplinkBacklog is how many streams may have leaves to send while others
 // are served the same expert: enough to keep the uplink busy across a
 // requester's round trip to its next request.
-const uplinkBacklog = 3
+const uplinkBacklog = 2
 
 // minRetry is the shortest wait a BUSY answer asks for.
 const minRetry = 50 * time.Millisecond

@@ -12,12 +12,12 @@ func TestUplinkRetry(t *testing.T) {
 		t.Fatalf("retry before any leaf went: %v, want %v", got, minRetry)
 	}
 	u.wrote(1200 * time.Millisecond)
-	if got := u.retry(); got != 400*time.Millisecond {
-		t.Fatalf("retry after a leaf of 1.2s: %v, want 400ms", got)
+	if got, want := u.retry(), 1200*time.Millisecond/uplinkBacklog; got != want {
+		t.Fatalf("retry after a leaf of 1.2s: %v, want %v", got, want)
 	}
 	u.wrote(400 * time.Millisecond) // averaged: 1 s
-	if got := u.retry(); got != time.Second/3 {
-		t.Fatalf("retry: %v, want 333ms", got)
+	if got, want := u.retry(), time.Second/uplinkBacklog; got != want {
+		t.Fatalf("retry: %v, want %v", got, want)
 	}
 }
 
