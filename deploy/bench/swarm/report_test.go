@@ -58,7 +58,7 @@ func (r swarmResult) markdown() string {
 	p("")
 	clock := "virtual clock"
 	if sc.Real {
-		clock = "real clock (CPU time counts)"
+		clock = "real clock (CPU time counts; times from the announcement, the end of Publish)"
 	}
 	p("%d nodes, %.1f MiB expert, %d Mbit/s links, %v RTT, %s. Real time of the run: %v.",
 		sc.Nodes, size/(1<<20), sc.Bandwidth/1_000_000, sc.RTT, clock, r.Took.Round(time.Second))
@@ -167,7 +167,7 @@ func (r report) write(dir string) error {
 		}
 	}
 	if r.Profile != "" {
-		p("### Where the CPU goes (LAN run, go tool pprof -top)")
+		p("### Where the CPU goes (LAN run, announcement to the last holder, all nodes in one process; go tool pprof -top)")
 		p("")
 		p("```")
 		b.WriteString(strings.TrimSpace(trimProfile(r.Profile)) + "\n")

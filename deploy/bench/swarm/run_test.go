@@ -23,13 +23,14 @@ type swarmResult struct {
 	TotalSent int64           // all nodes' bytes sent meanwhile
 	Took      time.Duration   // real time of the whole run (TestSwarm sets it)
 	Busy      []float64       // per second from publish: share of the live nodes' uplinks used
+	Profile   string          // Real: where the CPU went (go tool pprof -top)
 }
 
 // runSwarm starts sc's nodes and publishes the adapter at node 0; every
 // other node fetches the expert as soon as it hears of it (as a prefetch
 // rule would make it). Fetchers sc.killed names are cut off once they
 // hold sc.KillAt of it.
-func runSwarm(t *testing.T, adapter string, sc scenario) swarmResult {
+func runSwarm(t *testing.T, adapter string, sc scenario) (res swarmResult) {
 	nw := newNetwork(t, sc)
 	ns := startNodes(t, nw, sc)
 	time.Sleep(10 * time.Second) // bootstrap, DHT and the gossip mesh
@@ -44,7 +45,14 @@ func runSwarm(t *testing.T, adapter string, sc scenario) swarmResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := swarmResult{Scenario: sc, Size: uint64(e.Size)}
+	res = swarmResult{Scenario: sc, Size: uint64(e.Size)}
+	if sc.Real {
+		// On the real clock, from the announcement (the end of Publish,
+		// whose compression is not the swarm's), under the CPU profiler.
+		start = time.Now()
+		stop := profile(t)
+		defer func() { res.Profile = stop() }()
+	}
 	reach := make([]time.Duration, count)
 	done := make([]time.Duration, count)
 	killed := make([]bool, count)

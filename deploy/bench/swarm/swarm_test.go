@@ -61,7 +61,8 @@ func TestSwarm(t *testing.T) {
 			var res swarmResult
 			began := time.Now()
 			if sc.Real {
-				res, r.Profile = profiled(t, func() swarmResult { return runSwarm(t, adapter, sc) })
+				res = runSwarm(t, adapter, sc)
+				r.Profile = res.Profile
 			} else {
 				synctest.Test(t, func(t *testing.T) { res = runSwarm(t, adapter, sc) })
 			}
@@ -88,32 +89,33 @@ func TestSwarm(t *testing.T) {
 	t.Log("\n" + string(md))
 }
 
-// profiled runs f under the CPU profiler and summarizes where the CPU
-// went: go tool pprof's top functions by cumulative time, ours and the
-// libraries'.
-func profiled(t *testing.T, f func() swarmResult) (swarmResult, string) {
+// profile starts the CPU profiler; stop stops it and summarizes where the
+// CPU went: go tool pprof's top functions, ours and the libraries'. The
+// profile itself goes to -out as swarm-lan.pprof.
+func profile(t *testing.T) (stop func() string) {
 	var prof bytes.Buffer
 	if err := pprof.StartCPUProfile(&prof); err != nil {
 		t.Fatal(err)
 	}
-	res := f()
-	pprof.StopCPUProfile()
-	file := filepath.Join(t.TempDir(), "cpu.pprof")
-	if err := os.WriteFile(file, prof.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
+	return func() string {
+		pprof.StopCPUProfile()
+		file := filepath.Join(t.TempDir(), "cpu.pprof")
+		if err := os.WriteFile(file, prof.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if *out != "" {
+			_ = os.WriteFile(filepath.Join(*out, "swarm-lan.pprof"), prof.Bytes(), 0o644)
+		}
+		bin, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", bin, file).CombinedOutput()
+		if err != nil {
+			t.Logf("go tool pprof: %v\n%s", err, top)
+		}
+		return string(top)
 	}
-	if *out != "" {
-		_ = os.WriteFile(filepath.Join(*out, "swarm-lan.pprof"), prof.Bytes(), 0o644)
-	}
-	bin, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", bin, file).CombinedOutput()
-	if err != nil {
-		t.Logf("go tool pprof: %v\n%s", err, top)
-	}
-	return res, string(top)
 }
 
 // TestSmallSwarm is TestSwarm's swarm with 10 nodes and a 4 MiB expert,
