@@ -90,8 +90,7 @@ func TestSwarm(t *testing.T) {
 }
 
 // profile starts the CPU profiler; stop stops it and summarizes where the
-// CPU went: go tool pprof's top functions, ours and the libraries'. The
-// profile itself goes to -out as swarm-lan.pprof.
+// CPU went: go tool pprof's top functions, ours and the libraries'.
 func profile(t *testing.T) (stop func() string) {
 	var prof bytes.Buffer
 	if err := pprof.StartCPUProfile(&prof); err != nil {
@@ -102,9 +101,6 @@ func profile(t *testing.T) (stop func() string) {
 		file := filepath.Join(t.TempDir(), "cpu.pprof")
 		if err := os.WriteFile(file, prof.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
-		}
-		if *out != "" {
-			_ = os.WriteFile(filepath.Join(*out, "swarm-lan.pprof"), prof.Bytes(), 0o644)
 		}
 		bin, err := os.Executable()
 		if err != nil {
