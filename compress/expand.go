@@ -1,15 +1,14 @@
 package compress
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/expertd/expertd/compress/safetensors"
+	"github.com/expertd/expertd/internal/atomicfile"
 )
 
 // ExpandOptions configures Expand.
@@ -187,37 +186,9 @@ func checkBaseTensor(base *safetensors.Dir, t *TensorHeader) error {
 	return nil
 }
 
-// WriteFileAtomic creates path with what write writes, through a synced
-// temporary file in the same directory renamed into place, so a failure or
-// a crash never leaves a partial file under path. The file is mode 0644.
-func WriteFileAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) { // name path, not the temporary file
-			err = pe.Err
-		}
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	err = write(tmp)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
+// writeFileAtomic replaces path, mode 0644, with data (atomicfile).
 func writeFileAtomic(path string, data string) error {
-	return WriteFileAtomic(path, func(w io.Writer) error {
+	return atomicfile.WriteFunc(path, 0o644, func(w io.Writer) error {
 		_, err := io.WriteString(w, data) // no copy of a config of megabytes
 		return err
 	})

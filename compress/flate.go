@@ -6,7 +6,7 @@ import (
 )
 
 // deflate compresses the container header: tensor names and fields repeat,
-// so it shrinks 4-6x, which matters for small adapters.
+// so it shrinks several times over, which matters for small adapters.
 func deflate(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	w, err := flate.NewWriter(&buf, flate.BestCompression)

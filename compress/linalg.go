@@ -116,7 +116,7 @@ const (
 
 // exactSVDWork is the largest m*n*min(m, n) for which truncatedSVD runs
 // the exact SVD (256 x 256); above it the randomized SVD is much faster
-// (gonum's SVD of a 384 x 1536 matrix takes a few tenths of a second).
+// than gonum's full SVD.
 const exactSVDWork = 1 << 24
 
 // truncatedSVD returns the best rank-k approximation of x: exact for small

@@ -28,7 +28,7 @@ func synthLoRA(mods, dim, r int) []Tensor {
 }
 
 // BenchmarkRefit compares the refit with the plain codec on the same
-// adapters: the issue asks for the refit within 5x of plain compress.
+// adapters: the refit's goal is to stay within 5x of plain compress.
 func BenchmarkRefit(b *testing.B) {
 	cases := []struct {
 		name string

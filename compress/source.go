@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/expertd/expertd/compress/safetensors"
+	"github.com/expertd/expertd/internal/atomicfile"
 )
 
 // ReadSource decodes a whole container into a Source: the decompressed
@@ -68,7 +69,7 @@ func WriteDir(src *Source, dir, dtype string) error {
 		}
 		infos[i] = safetensors.TensorInfo{Name: t.Name, DType: safetensors.DType(d), Shape: t.Shape}
 	}
-	err = WriteFileAtomic(filepath.Join(dir, AdapterWeightsFile), func(w io.Writer) error {
+	err = atomicfile.WriteFunc(filepath.Join(dir, AdapterWeightsFile), 0o644, func(w io.Writer) error {
 		bw := newBufWriter(w)
 		sw, err := safetensors.NewWriter(bw, src.Metadata, infos)
 		if err != nil {

@@ -16,20 +16,16 @@ import (
 
 func expertFromMeta(m store.Meta) api.Expert {
 	return api.Expert{
-		CID: m.CID, Name: m.Name, PeftType: m.PeftType, BaseModel: m.BaseModel, Rank: m.Rank,
-		TargetModules: m.TargetModules, Params: m.Params, Density: m.Density, Size: m.Size,
-		Publisher: m.Publisher, Added: m.Added, Local: true, Pinned: m.Pinned, Signed: len(m.Envelope) > 0,
-		Merge: mergeOf(m.Envelope),
+		CID: m.CID, Metadata: m.Metadata, Publisher: m.Publisher, Added: m.Added, Local: true,
+		Pinned: m.Pinned, Signed: len(m.Envelope) > 0, Merge: mergeOf(m.Envelope),
 	}
 }
 
 func expertFromEntry(e gossip.Entry) api.Expert {
 	a := e.Announcement
 	x := api.Expert{
-		CID: a.CID.String(), Name: a.Name, PeftType: a.PeftType, BaseModel: a.BaseModel, Rank: a.Rank,
-		TargetModules: a.TargetModules, Params: a.Params, Density: a.Density, Size: a.Size,
-		Publisher: a.Publisher.String(), Added: a.Time, Signed: e.Signed, Version: a.Version,
-		Merge: mergeOf(entryEnvelope(e)),
+		CID: a.CID.String(), Metadata: a.Metadata, Publisher: a.Publisher.String(), Added: a.Time,
+		Signed: e.Signed, Version: a.Version, Merge: mergeOf(entryEnvelope(e)),
 	}
 	for _, p := range e.Providers {
 		x.Providers = append(x.Providers, p.ID.String())
@@ -55,20 +51,12 @@ func announcementFromMeta(m store.Meta, self peer.ID) (gossip.Announcement, erro
 	if err != nil {
 		pub = self
 	}
-	return gossip.Announcement{
-		CID: c, Name: m.Name, PeftType: m.PeftType, BaseModel: m.BaseModel, Rank: m.Rank,
-		TargetModules: m.TargetModules, Params: m.Params, Density: m.Density, Size: m.Size,
-		Publisher: pub, Provider: self,
-	}, nil
+	return gossip.Announcement{CID: c, Metadata: m.Metadata, Publisher: pub, Provider: self}, nil
 }
 
 func metaFromEntry(e gossip.Entry) store.Meta {
 	a := e.Announcement
-	return store.Meta{
-		CID: a.CID.String(), Name: a.Name, PeftType: a.PeftType, BaseModel: a.BaseModel, Rank: a.Rank,
-		TargetModules: a.TargetModules, Params: a.Params, Density: a.Density, Size: a.Size,
-		Publisher: a.Publisher.String(), Envelope: entryEnvelope(e),
-	}
+	return store.Meta{CID: a.CID.String(), Metadata: a.Metadata, Publisher: a.Publisher.String(), Envelope: entryEnvelope(e)}
 }
 
 func entryEnvelope(e gossip.Entry) []byte {

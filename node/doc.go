@@ -8,5 +8,6 @@
 // answered in backend.go (experts), transfers.go (fetches, kept in the
 // table of transfer.go), inference*.go (the hand-off to the inference
 // server), prefetch*.go (want rules) and status.go (the status page and the
-// metrics' snapshot).
+// metrics' snapshot); convert.go turns the store's and gossip's records of
+// an expert into the API's.
 package node

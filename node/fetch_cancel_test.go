@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/unixfs"
 )
@@ -27,7 +28,7 @@ func transferOf(t *testing.T, n *Node, c string) api.Transfer {
 // waitPhase waits until n's fetch of c runs in phase.
 func waitPhase(t *testing.T, n *Node, c, phase string) {
 	t.Helper()
-	eventually(t, 30*time.Second, "phase "+phase, func() bool {
+	testutil.Eventually(t, 30*time.Second, "phase "+phase, func() bool {
 		tr := transferOf(t, n, c)
 		if tr.State != api.StateRunning {
 			t.Fatalf("fetch ended before phase %q: %+v", phase, tr)
@@ -45,7 +46,7 @@ func TestFetchFindTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPhase(t, n, unknownCID, "looking for providers: gossip, DHT (attempt 1 of 5)")
-	eventually(t, 30*time.Second, "the fetch fails", func() bool { return transferOf(t, n, unknownCID).State != api.StateRunning })
+	testutil.Eventually(t, 30*time.Second, "the fetch fails", func() bool { return transferOf(t, n, unknownCID).State != api.StateRunning })
 	tr := transferOf(t, n, unknownCID)
 	want := "no provider answered within 2s: none known from gossip, none found in the DHT"
 	if tr.State != api.StateFailed || !strings.HasPrefix(tr.Error, want) || tr.Phase != "" {
@@ -75,7 +76,7 @@ func TestFetchCancel(t *testing.T) {
 		cids = append(cids, c)
 	}
 	var waiting, running []string
-	eventually(t, 30*time.Second, "three fetches searching and one waiting for a slot", func() bool {
+	testutil.Eventually(t, 30*time.Second, "three fetches searching and one waiting for a slot", func() bool {
 		waiting, running = nil, nil
 		for _, c := range cids {
 			switch transferOf(t, n, c).Phase {
@@ -117,11 +118,11 @@ func TestFetchCancelKeepsLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "fetcher hears of the expert", func() bool { return known(fetcher, e.CID) })
+	testutil.Eventually(t, 10*time.Second, "fetcher hears of the expert", func() bool { return known(fetcher, e.CID) })
 	if _, err := fetcher.StartFetch(e.CID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "a leaf verified", func() bool {
+	testutil.Eventually(t, 30*time.Second, "a leaf verified", func() bool {
 		tr := transferOf(t, fetcher, e.CID)
 		return tr.Bytes > 0 && tr.State == api.StateRunning
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -46,7 +47,7 @@ func TestHandOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(adapters, "python-helper", "adapter_config.json")
-	eventually(t, 20*time.Second, "prefetched python-helper written to the adapters dir", func() bool {
+	testutil.Eventually(t, 20*time.Second, "prefetched python-helper written to the adapters dir", func() bool {
 		_, err := os.Stat(filepath.Join(adapters, "python-helper", "adapter_model.safetensors"))
 		return err == nil
 	})
@@ -61,7 +62,7 @@ func TestHandOff(t *testing.T) {
 		t.Fatalf("prefetched expert not stored: %+v %v", e, err)
 	}
 	// The files appear before the hand-off records them.
-	eventually(t, 10*time.Second, "python-helper listed in the status", func() bool {
+	testutil.Eventually(t, 10*time.Second, "python-helper listed in the status", func() bool {
 		st := b.Status(api.Page{})
 		return len(st.Adapters) > 0 && st.Adapters[0].Name == "python-helper"
 	})
@@ -74,7 +75,7 @@ func TestHandOff(t *testing.T) {
 	}
 
 	for _, name := range []string{"c-ia3", "sql"} {
-		eventually(t, 10*time.Second, "b knows "+name, func() bool {
+		testutil.Eventually(t, 10*time.Second, "b knows "+name, func() bool {
 			for _, e := range b.experts(api.Filter{Remote: true, Name: name}) {
 				if len(e.Providers) > 0 {
 					return true
@@ -139,11 +140,11 @@ func TestTrustedPublishers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "trusted expert prefetched and written", func() bool {
+	testutil.Eventually(t, 20*time.Second, "trusted expert prefetched and written", func() bool {
 		_, err := os.Stat(filepath.Join(adapters, "from-good", "adapter_model.safetensors"))
 		return err == nil
 	})
-	eventually(t, 10*time.Second, "b lists the other expert", func() bool { _, err := b.Expert(op.CID); return err == nil })
+	testutil.Eventually(t, 10*time.Second, "b lists the other expert", func() bool { _, err := b.Expert(op.CID); return err == nil })
 	e, _ := b.Expert(op.CID)
 	if e.Trusted || e.Local {
 		t.Fatalf("untrusted expert: %+v", e)
@@ -189,11 +190,11 @@ func TestTrustByDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	weights := func(dir string) string { return filepath.Join(dir, "stranger", "adapter_model.safetensors") }
-	eventually(t, 20*time.Second, `"*" prefetched and handed off the expert`, func() bool {
+	testutil.Eventually(t, 20*time.Second, `"*" prefetched and handed off the expert`, func() bool {
 		_, err := os.Stat(weights(open))
 		return err == nil
 	})
-	eventually(t, 10*time.Second, "b lists the expert", func() bool { return known(b, e.CID) })
+	testutil.Eventually(t, 10*time.Second, "b lists the expert", func() bool { return known(b, e.CID) })
 	if x, _ := b.Expert(e.CID); x.Trusted || x.Local {
 		t.Fatalf("with no trust list, another publisher's expert: %+v", x)
 	}
@@ -205,7 +206,7 @@ func TestTrustByDefault(t *testing.T) {
 	}
 	// The user fetching it by CID vouches for it.
 	waitFetched(t, b, e.CID)
-	eventually(t, 10*time.Second, "the expert the user fetched handed off", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the expert the user fetched handed off", func() bool {
 		_, err := os.Stat(weights(closed))
 		return err == nil
 	})

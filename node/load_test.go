@@ -28,6 +28,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/expertd/expertd/compress/synth"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/unixfs"
@@ -188,7 +189,7 @@ func TestConcurrentFetchLoad(t *testing.T) {
 	for _, closeHost := range closers {
 		closeHost()
 	}
-	eventually(t, 10*time.Second, "the provider drops the requesters' connections", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the provider drops the requesters' connections", func() bool {
 		return len(prov.p2p.Network().Peers()) == 0
 	})
 	var leak error
@@ -298,7 +299,7 @@ func within(d time.Duration, cond func() bool) bool {
 func settle(t *testing.T) {
 	t.Helper()
 	last, since := runtime.NumGoroutine(), time.Now()
-	eventually(t, 15*time.Second, "the goroutine count settles", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the goroutine count settles", func() bool {
 		if n := runtime.NumGoroutine(); n != last {
 			last, since = n, time.Now()
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -66,7 +67,7 @@ func TestMaterializeTargets(t *testing.T) {
 		}
 	}
 	// The hand-off writes its own copy in the background (Publish started it).
-	eventually(t, 10*time.Second, "the hand-off's own adapter", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the hand-off's own adapter", func() bool {
 		_, err := os.Stat(filepath.Join(adapters, "python", ".expertd.json"))
 		return err == nil
 	})

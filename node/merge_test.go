@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -29,7 +30,7 @@ func TestMergeAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	parents := publishParents(t, a)
 	for _, c := range parents {
-		eventually(t, 10*time.Second, "B learns of "+c, func() bool { return known(b, c) })
+		testutil.Eventually(t, 10*time.Second, "B learns of "+c, func() bool { return known(b, c) })
 	}
 
 	client := api.NewClient(b.apiLn.Addr().String(), "")
@@ -51,7 +52,7 @@ func TestMergeAcrossNodes(t *testing.T) {
 		}
 	}
 
-	eventually(t, 10*time.Second, "A learns of the merged expert", func() bool { return known(a, merged.CID) })
+	testutil.Eventually(t, 10*time.Second, "A learns of the merged expert", func() bool { return known(a, merged.CID) })
 	seen, err := a.Expert(merged.CID)
 	if err != nil {
 		t.Fatal(err)

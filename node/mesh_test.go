@@ -9,6 +9,7 @@ import (
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/gossip"
 )
 
@@ -71,7 +72,7 @@ func waitMesh(t *testing.T, nodes ...*Node) {
 		if !ok {
 			t.Fatal("waitMesh: a node newNode did not make")
 		}
-		eventually(t, 10*time.Second, "the gossip mesh", func() bool {
+		testutil.Eventually(t, 10*time.Second, "the gossip mesh", func() bool {
 			peers := n.gossip.TopicPeers()
 			for _, p := range peers {
 				if !m.(*meshTracer).has(p) {

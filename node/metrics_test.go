@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/handoff/fakevllm"
 )
@@ -29,7 +30,7 @@ func TestHandoffFailuresCounted(t *testing.T) {
 	if _, err := n.Publish(context.Background(), api.PublishRequest{Path: abs, Name: "python"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the refused load counted", func() bool { return n.snapshot().HandoffFailures == 1 })
+	testutil.Eventually(t, 20*time.Second, "the refused load counted", func() bool { return n.snapshot().HandoffFailures == 1 })
 	rec := httptest.NewRecorder()
 	n.metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)

@@ -13,6 +13,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
@@ -190,13 +191,13 @@ func TestFollowName(t *testing.T) {
 	waitMesh(t, pub, squatter, f)
 	// Flood publishing reaches the first hop only; the mesh forms at the
 	// first heartbeat.
-	eventually(t, 10*time.Second, "a gossip mesh", func() bool { return len(pub.gossip.TopicPeers()) >= 2 })
+	testutil.Eventually(t, 10*time.Second, "a gossip mesh", func() bool { return len(pub.gossip.TopicPeers()) >= 2 })
 
 	v1 := publishAs(t, pub, retrained(t, 32), "team-sql")
-	eventually(t, 30*time.Second, "version 1 in service", func() bool { return linked(t, adapters, "team-sql") == v1.CID })
+	testutil.Eventually(t, 30*time.Second, "version 1 in service", func() bool { return linked(t, adapters, "team-sql") == v1.CID })
 	v2 := publishAs(t, pub, retrained(t, 33), "team-sql")
-	eventually(t, 30*time.Second, "version 2 in service", func() bool { return linked(t, adapters, "team-sql") == v2.CID })
-	eventually(t, 10*time.Second, "version 2 pinned, version 1 unpinned", func() bool {
+	testutil.Eventually(t, 30*time.Second, "version 2 in service", func() bool { return linked(t, adapters, "team-sql") == v2.CID })
+	testutil.Eventually(t, 10*time.Second, "version 2 pinned, version 1 unpinned", func() bool {
 		e1, err1 := f.Expert(v1.CID)
 		e2, err2 := f.Expert(v2.CID)
 		return err1 == nil && err2 == nil && e2.Pinned && !e1.Pinned
@@ -216,7 +217,7 @@ func TestFollowName(t *testing.T) {
 
 	// Someone else's team-sql: listed, untrusted, never fetched.
 	sq := publishAs(t, squatter, retrained(t, 50), "Team-SQL")
-	eventually(t, 30*time.Second, "the squatter's expert known", func() bool { return known(f, sq.CID) })
+	testutil.Eventually(t, 30*time.Second, "the squatter's expert known", func() bool { return known(f, sq.CID) })
 	if e, _ := f.Expert(sq.CID); e.Trusted || e.Local || e.Version != 1 {
 		t.Errorf("the squatter's expert %+v", e)
 	}
@@ -272,13 +273,13 @@ func TestResolveOrder(t *testing.T) {
 		"trust.publishers":       []string{first.Identity().ID, second.Identity().ID},
 	})
 	waitMesh(t, first, second, stranger, n)
-	eventually(t, 10*time.Second, "a gossip mesh", func() bool { return len(first.gossip.TopicPeers()) >= 3 })
+	testutil.Eventually(t, 10*time.Second, "a gossip mesh", func() bool { return len(first.gossip.TopicPeers()) >= 3 })
 	s1 := publishAs(t, second, retrained(t, 60), "team-sql")
 	f1 := publishAs(t, first, retrained(t, 61), "team-sql")
 	f2 := publishAs(t, first, retrained(t, 62), "team-sql")
 	x := publishAs(t, stranger, retrained(t, 63), "team-sql")
 	for _, c := range []string{s1.CID, f2.CID, x.CID} {
-		eventually(t, 30*time.Second, "the versions known", func() bool { return known(n, c) })
+		testutil.Eventually(t, 30*time.Second, "the versions known", func() bool { return known(n, c) })
 	}
 	resolved := func() string {
 		info, err := n.Name("team-sql")
@@ -293,7 +294,7 @@ func TestResolveOrder(t *testing.T) {
 	// The second publisher's line takes the name here (the user fetched
 	// it): from then on the name resolves to that line.
 	waitFetched(t, n, s1.CID)
-	eventually(t, 10*time.Second, "the second publisher's version in service", func() bool { return linked(t, adapters, "team-sql") == s1.CID })
+	testutil.Eventually(t, 10*time.Second, "the second publisher's version in service", func() bool { return linked(t, adapters, "team-sql") == s1.CID })
 	if got := resolved(); got != s1.CID {
 		t.Errorf("with the second publisher's line in service, resolved to %s, want %s", got, s1.CID)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/config"
 	"github.com/expertd/expertd/node/unixfs"
@@ -27,15 +27,7 @@ const fixture = "../compress/testdata/peft/python-lora-r16"
 func startNode(t *testing.T, boot []string, set map[string]any) *Node {
 	t.Helper()
 	n := newNode(t, boot, set)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	testutil.Serve(t, n.Serve)
 	return n
 }
 
@@ -45,7 +37,7 @@ func newNode(t *testing.T, boot []string, set map[string]any) *Node {
 	t.Helper()
 	v := viper.New()
 	v.Set("data_dir", t.TempDir())
-	v.Set("api.listen", freeAddr(t))
+	v.Set("api.listen", testutil.FreeAddr(t))
 	v.Set("p2p.listen", []string{"/ip4/127.0.0.1/tcp/0"})
 	v.Set("p2p.mdns", false)
 	v.Set("p2p.nat_port_map", false)
@@ -79,17 +71,6 @@ func newNode(t *testing.T, boot []string, set map[string]any) *Node {
 
 func addr(n *Node) []string { return n.Identity().Addrs[:1] }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func known(n *Node, c string) bool {
 	e, err := n.Expert(c)
 	return err == nil && len(e.Providers) > 0
@@ -100,7 +81,7 @@ func waitFetched(t *testing.T, n *Node, c string) {
 	if _, err := n.StartFetch(c); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "fetch of "+c, func() bool {
+	testutil.Eventually(t, 60*time.Second, "fetch of "+c, func() bool {
 		tr, err := n.Transfer(c)
 		if err == nil && tr.State == api.StateFailed {
 			t.Fatalf("fetch failed: %s", tr.Error)
@@ -129,7 +110,7 @@ func TestSwarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, n := range nodes[1:] {
-		eventually(t, 10*time.Second, "node "+string(rune('1'+i))+" sees the announcement", func() bool { return known(n, pub.CID) })
+		testutil.Eventually(t, 10*time.Second, "node "+string(rune('1'+i))+" sees the announcement", func() bool { return known(n, pub.CID) })
 	}
 
 	far := nodes[4]
@@ -145,7 +126,7 @@ func TestSwarm(t *testing.T) {
 	// A late joiner connected to node 2 learns node 2's... and node 0's
 	// experts only if they reach it; it pulls catalogs of its neighbours.
 	late := startNode(t, addr(nodes[4]), noReannounce)
-	eventually(t, 10*time.Second, "late joiner learns the catalog", func() bool { return known(late, pub.CID) })
+	testutil.Eventually(t, 10*time.Second, "late joiner learns the catalog", func() bool { return known(late, pub.CID) })
 
 	// A node bootstrapped to node 2, which does not hold the expert: gossip
 	// has nothing for it (no re-announce), so its fetch must ask the DHT.
@@ -154,16 +135,6 @@ func TestSwarm(t *testing.T) {
 		t.Fatal("gossip already told the lone node; the DHT path is not exercised")
 	}
 	waitFetched(t, lone, pub.CID)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // TestCloseReleasesGoroutines: a node started, served and closed leaves no
@@ -207,7 +178,7 @@ func TestFetchRetriesUntilProviderAppears(t *testing.T) {
 	if err != nil || pub.CID != l.Root.String() {
 		t.Fatalf("published %s (%v), expected %s", pub.CID, err, l.Root)
 	}
-	eventually(t, 30*time.Second, "fetch completes after the provider appears", func() bool {
+	testutil.Eventually(t, 30*time.Second, "fetch completes after the provider appears", func() bool {
 		tr, err := b.Transfer(pub.CID)
 		return err == nil && tr.State == api.StateDone
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress/synth"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -41,12 +42,12 @@ func TestPartialHolderAnnounced(t *testing.T) {
 	if e.Size <= 2<<20 {
 		t.Fatalf("container of %d bytes: want several leaves", e.Size)
 	}
-	eventually(t, 10*time.Second, "fetcher hears of the expert", func() bool { return known(fetcher, e.CID) })
+	testutil.Eventually(t, 10*time.Second, "fetcher hears of the expert", func() bool { return known(fetcher, e.CID) })
 	if _, err := fetcher.StartFetch(e.CID); err != nil {
 		t.Fatal(err)
 	}
 	fid := fetcher.Identity().ID
-	eventually(t, 10*time.Second, "watcher lists the fetching node as a provider", func() bool {
+	testutil.Eventually(t, 10*time.Second, "watcher lists the fetching node as a provider", func() bool {
 		x, err := watcher.Expert(e.CID)
 		return err == nil && slices.Contains(x.Providers, fid)
 	})
@@ -57,7 +58,7 @@ func TestPartialHolderAnnounced(t *testing.T) {
 	if tr.State != api.StateRunning || tr.Bytes == 0 || tr.Bytes >= tr.Total {
 		t.Fatalf("announced at %+v: want a running fetch holding some leaves", tr)
 	}
-	eventually(t, 30*time.Second, "the fetch completes", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the fetch completes", func() bool {
 		tr, err := fetcher.Transfer(e.CID)
 		return err == nil && tr.State == api.StateDone
 	})

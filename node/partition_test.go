@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -57,7 +58,7 @@ func TestPartitionHeal(t *testing.T) {
 	}
 	for _, g := range [][]*Node{A, B} {
 		for _, n := range g[1:] {
-			eventually(t, 15*time.Second, name[n.p2p.ID()]+" connects to its group's bootstrap peer", func() bool {
+			testutil.Eventually(t, 15*time.Second, name[n.p2p.ID()]+" connects to its group's bootstrap peer", func() bool {
 				return n.p2p.Network().Connectedness(g[0].p2p.ID()) == network.Connected
 			})
 		}
@@ -65,7 +66,7 @@ func TestPartitionHeal(t *testing.T) {
 
 	// The bridge: both DHTs route through it before it is cut.
 	connectTo(t, A[2], B[2])
-	eventually(t, 15*time.Second, "a2 and b2 have each other in their DHT routing tables", func() bool {
+	testutil.Eventually(t, 15*time.Second, "a2 and b2 have each other in their DHT routing tables", func() bool {
 		return A[2].p2p.DHT.RoutingTable().Find(B[2].p2p.ID()) != "" &&
 			B[2].p2p.DHT.RoutingTable().Find(A[2].p2p.ID()) != ""
 	})
@@ -96,10 +97,10 @@ func TestPartitionHeal(t *testing.T) {
 		cid   string
 	}{{A, pubA.CID}, {B, pubB.CID}} {
 		for _, n := range g.nodes {
-			eventually(t, 20*time.Second, name[n.p2p.ID()]+" sees its group's expert", func() bool { return sees(n, g.cid) })
+			testutil.Eventually(t, 20*time.Second, name[n.p2p.ID()]+" sees its group's expert", func() bool { return sees(n, g.cid) })
 		}
 		for _, n := range []*Node{g.nodes[0], g.nodes[2]} {
-			eventually(t, 20*time.Second, name[n.p2p.ID()]+" hears its group's re-announcements", func() bool {
+			testutil.Eventually(t, 20*time.Second, name[n.p2p.ID()]+" hears its group's re-announcements", func() bool {
 				return n.gossip.Stats().Accepted >= accepted0[n]+3
 			})
 		}

@@ -9,7 +9,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/gossip"
 )
 
@@ -42,7 +44,9 @@ func TestKeepExpert(t *testing.T) {
 	}
 	storedCID, _ := parseCID(stored.CID)
 	entry := func(i int, name string, publisher peer.ID, signed bool) gossip.Entry {
-		return gossip.Entry{Announcement: gossip.Announcement{CID: qcid(i), Name: name, Publisher: publisher}, Signed: signed}
+		return gossip.Entry{Announcement: gossip.Announcement{CID: qcid(i), Metadata: expert.Metadata{
+			Name: name,
+		}, Publisher: publisher}, Signed: signed}
 	}
 	queued := entry(3, "keep-queued", other, false)
 	n.prefetchQ.push(prefetchItem{cid: queued.CID, source: "x"}, time.Now())
@@ -72,7 +76,7 @@ func TestSnapshotCountsView(t *testing.T) {
 	}
 	a := startNode(t, nil, nil)
 	b := startNode(t, addr(a), nil)
-	eventually(t, 10*time.Second, "b connected to a", func() bool { return len(b.Peers()) > 0 })
+	testutil.Eventually(t, 10*time.Second, "b connected to a", func() bool { return len(b.Peers()) > 0 })
 	py, _ := filepath.Abs(fixture)
 	ia3, _ := filepath.Abs("../compress/testdata/peft/c-ia3")
 	var cids []string
@@ -83,7 +87,7 @@ func TestSnapshotCountsView(t *testing.T) {
 		}
 		cids = append(cids, e.CID)
 	}
-	eventually(t, 10*time.Second, "b knows both", func() bool { return known(b, cids[0]) && known(b, cids[1]) })
+	testutil.Eventually(t, 10*time.Second, "b knows both", func() bool { return known(b, cids[0]) && known(b, cids[1]) })
 	waitFetched(t, b, cids[0])
 	if s := b.snapshot(); s.Stored != 1 || s.Remote != 1 || s.ViewBytes <= 0 {
 		t.Fatalf("snapshot %+v: want 1 stored, 1 remote", s)

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/store"
 )
 
@@ -35,7 +37,7 @@ func TestFetchRefusesBombs(t *testing.T) {
 		}
 		// The attacker's node holds and provides it (its own store takes any
 		// bytes: nothing checks what a peer puts there).
-		id, err := a.store.Add(ctx, f, store.Meta{Name: c.file})
+		id, err := a.store.Add(ctx, f, store.Meta{Metadata: expert.Metadata{Name: c.file}})
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -47,7 +49,7 @@ func TestFetchRefusesBombs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var tr api.Transfer
-		eventually(t, 60*time.Second, "the fetch of "+c.file+" ends", func() bool {
+		testutil.Eventually(t, 60*time.Second, "the fetch of "+c.file+" ends", func() bool {
 			tr = transferOf(t, b, id.String())
 			return tr.State != api.StateRunning
 		})

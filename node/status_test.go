@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -25,7 +26,7 @@ func TestStatusNamesAndProviders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "b sees the announcement", func() bool { return known(b, pub.CID) })
+	testutil.Eventually(t, 10*time.Second, "b sees the announcement", func() bool { return known(b, pub.CID) })
 	waitFetched(t, b, pub.CID)
 
 	st := b.Status(api.Page{Limit: api.DefaultLimit})
@@ -43,8 +44,8 @@ func TestStatusNamesAndProviders(t *testing.T) {
 		}
 		return false
 	}
-	eventually(t, 10*time.Second, "a lists b as a provider of its local expert", func() bool { return provides(a, b) })
-	eventually(t, 10*time.Second, "b lists a as a provider of its local expert", func() bool { return provides(b, a) })
+	testutil.Eventually(t, 10*time.Second, "a lists b as a provider of its local expert", func() bool { return provides(a, b) })
+	testutil.Eventually(t, 10*time.Second, "b lists a as a provider of its local expert", func() bool { return provides(b, a) })
 	if c := a.Status(api.Page{Limit: api.DefaultLimit}).Counts; c.LocalExperts != 1 || c.RemoteExperts != 0 {
 		t.Errorf("a's counts: %+v", c)
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measure the codec and print the table of README.md's "Measured (issue #2)" section with the date, the
+# Measure the codec and print the table of docs/codec.md's "Speed and size" section with the date, the
 # machine and its load: compress and decompress throughput (one core, -cpu 1) next to their targets,
 # the real fixtures' bits/param and payload against the entropy bound, and the payload of an i.i.d.
 # Gaussian vector against n*(H(d)+d) at seven densities (TestSizeNearBound, deterministic).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every fuzz target of the tree for the same time and print, as a markdown table with the date and
 # the machine, how many inputs each executed and what it found: the command behind the fuzzing figures
-# of README.md (exec counts depend on the time given and the machine, so they are printed with both).
+# of docs/testing.md (exec counts depend on the time given and the machine, so they are printed with both).
 #
 # Usage: scripts/fuzz-stats.sh [SECONDS_PER_TARGET] [NAME_REGEXP]   (defaults: 60, every target)
 #

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the 50-node swarm benchmark (deploy/bench/swarm, TestSwarm) N times and print, with the date and the
 # machine, what each run measured and the range over the runs: the publisher's bytes sent (x the expert)
-# and when the last node held the expert. The command behind README.md's "over N runs" figures; one run
-# takes about a minute of real time on 2 cores.
+# and when the last node held the expert: the command behind any "over N runs" range quoted for the swarm
+# of docs/bench (one run of it is there). One run takes about a minute of real time on 2 cores.
 #
 # Usage: scripts/swarm-runs.sh [N]   (default 10)
 set -euo pipefail

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/expertd/expertd/cmd/expertd/daemontest"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -249,7 +249,7 @@ func TestAPIFloodsOnDaemon(t *testing.T) {
 			}
 			// Goroutines of connections closed to make room may still be
 			// on their way out at the scrape: the held ones settle within.
-			daemontest.Eventually(t, 10*time.Second, "the daemon's goroutines within 2 per held connection", func() bool {
+			testutil.Eventually(t, 10*time.Second, "the daemon's goroutines within 2 per held connection", func() bool {
 				g, _ := scrape(t, d.API)
 				return g-g0 <= 2*maxConns+64
 			})
@@ -267,7 +267,7 @@ func TestAPIFloodsOnDaemon(t *testing.T) {
 			for _, c := range conns {
 				c.Close()
 			}
-			daemontest.Eventually(t, 20*time.Second, "the daemon to drop the flood's connections", func() bool {
+			testutil.Eventually(t, 20*time.Second, "the daemon to drop the flood's connections", func() bool {
 				_, fd := scrape(t, d.API)
 				return fd <= fd0+8
 			})

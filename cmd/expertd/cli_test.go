@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/store"
 )
 
@@ -131,7 +132,7 @@ func TestVerifyFailsOnCorruptStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	content := bytes.Repeat([]byte("expert "), 1000)
-	root, err := s.Add(t.Context(), bytes.NewReader(content), store.Meta{Name: "x"})
+	root, err := s.Add(t.Context(), bytes.NewReader(content), store.Meta{Metadata: expert.Metadata{Name: "x"}})
 	s.Close()
 	if err != nil {
 		t.Fatal(err)

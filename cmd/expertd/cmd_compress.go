@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/atomicfile"
 	"github.com/expertd/expertd/node/config"
 )
 
@@ -53,7 +54,7 @@ func newCompressCmd(v *viper.Viper) *cobra.Command {
 			loaded := time.Since(start)
 			var h *compress.Header
 			var size int64
-			err = compress.WriteFileAtomic(out, func(f io.Writer) error {
+			err = atomicfile.WriteFunc(out, 0o644, func(f io.Writer) error {
 				h, size, err = compress.Encode(f, src, opts...)
 				return err
 			})

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/atomicfile"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/unixfs"
 )
@@ -171,7 +172,7 @@ func mergeHere(cmd *cobra.Command, v *viper.Viper, args []string, opts compress.
 		copts = append(copts, compress.WithRefit(compress.DefaultRefit))
 	}
 	var size int64
-	err = compress.WriteFileAtomic(out, func(f io.Writer) error {
+	err = atomicfile.WriteFunc(out, 0o644, func(f io.Writer) error {
 		_, size, err = compress.Encode(f, merged, copts...)
 		return err
 	})

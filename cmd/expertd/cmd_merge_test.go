@@ -13,6 +13,7 @@ import (
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -212,7 +213,7 @@ func TestMergeThroughDaemon(t *testing.T) {
 		{[]string{"merge", pyc, parents[0], "--api", d.API}, "is a file and"},
 		{[]string{"merge", parents[0], parents[1], "-o", out, "--api", d.API}, "drop -o"},
 		{[]string{"merge", parents[0], "bafy-nothing", "--api", d.API}, "not a CID"},
-		{[]string{"merge", pyc, py, "-o", filepath.Join(dir, "x.cpeft"), "--publish", "--api", daemontest.FreeAddr(t)}, "cannot reach the expertd daemon"},
+		{[]string{"merge", pyc, py, "-o", filepath.Join(dir, "x.cpeft"), "--publish", "--api", testutil.FreeAddr(t)}, "cannot reach the expertd daemon"},
 	} {
 		if _, stderr, err := run(c.args...); err == nil || !strings.Contains(stderr, c.msg) {
 			t.Errorf("%v: %v, want an error saying %q:\n%s", c.args[1:], err, c.msg, stderr)

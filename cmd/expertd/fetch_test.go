@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -39,7 +40,7 @@ func TestFetchInterrupted(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
-	daemontest.Eventually(t, 30*time.Second, "a line saying what the daemon does", func() bool {
+	testutil.Eventually(t, 30*time.Second, "a line saying what the daemon does", func() bool {
 		return strings.Contains(errOut.String(), searching+"… ")
 	})
 	cancel() // Ctrl-C
@@ -85,7 +86,7 @@ func TestFetchCtrlC(t *testing.T) {
 			all.Write(append(sc.Bytes(), '\n'))
 		}
 	}()
-	daemontest.Eventually(t, 30*time.Second, "the fetch saying what the daemon does", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the fetch saying what the daemon does", func() bool {
 		return strings.Contains(all.String(), searching)
 	})
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {

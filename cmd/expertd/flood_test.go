@@ -20,6 +20,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/gossip/gossiptest"
 )
@@ -68,7 +69,7 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 	victim := startQuiet(t, bin, root, "victim", "")
 	honest := startQuiet(t, bin, root, "honest", victim.Addr)
 	ctx := context.Background()
-	daemontest.Eventually(t, 20*time.Second, "the honest daemon connected", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the honest daemon connected", func() bool {
 		ps, err := honest.Client().Peers(ctx)
 		return err == nil && len(ps) > 0
 	})
@@ -106,7 +107,7 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 			t.Fatal(err)
 		}
 	}
-	daemontest.Eventually(t, 2*time.Minute, "the flood's first catalogs served", func() bool {
+	testutil.Eventually(t, 2*time.Minute, "the flood's first catalogs served", func() bool {
 		return total((*gossiptest.Flooder).Served) >= uint64(identities*min(size.entries, 1_000))
 	})
 
@@ -121,12 +122,12 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 		e, err := victim.Client().Expert(ctx, pub.CID)
 		return err == nil && len(e.Providers) > 0
 	}
-	daemontest.Eventually(t, 60*time.Second, "the victim lists the honest expert", listed)
+	testutil.Eventually(t, 60*time.Second, "the victim lists the honest expert", listed)
 	listedIn := time.Since(published)
 	if _, err := victim.Client().StartFetch(ctx, pub.CID); err != nil {
 		t.Fatal(err)
 	}
-	daemontest.Eventually(t, 60*time.Second, "the victim fetches the honest expert", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the victim fetches the honest expert", func() bool {
 		tr, err := victim.Client().Transfer(ctx, pub.CID)
 		if err == nil && tr.State == api.StateFailed {
 			t.Fatalf("fetch failed: %s", tr.Error)
@@ -136,7 +137,7 @@ func floodDaemon(t *testing.T, size floodSize, maxRSS int64) {
 	fetchedIn := time.Since(published)
 
 	// The flood goes on: catalogs pulled again and again, the topic.
-	daemontest.Eventually(t, 10*time.Minute, "the flood's rounds", func() bool {
+	testutil.Eventually(t, 10*time.Minute, "the flood's rounds", func() bool {
 		return total((*gossiptest.Flooder).Reconnects) >= uint64(identities*size.rounds) &&
 			total((*gossiptest.Flooder).Published) >= size.messages
 	})
@@ -219,8 +220,8 @@ func metricsOf(apiAddr string) (map[string]float64, error) {
 // env added to its environment.
 func startQuiet(t *testing.T, bin, root, name, boot string, env ...string) *daemontest.Daemon {
 	t.Helper()
-	d := &daemontest.Daemon{Name: name, Dir: filepath.Join(root, name), API: daemontest.FreeAddr(t)}
-	args := []string{"daemon", "--data-dir", d.Dir, "--api", d.API, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", daemontest.FreePort(t))}
+	d := &daemontest.Daemon{Name: name, Dir: filepath.Join(root, name), API: testutil.FreeAddr(t)}
+	args := []string{"daemon", "--data-dir", d.Dir, "--api", d.API, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", testutil.FreePort(t))}
 	if boot != "" {
 		args = append(args, "--bootstrap", boot)
 	}
@@ -236,15 +237,7 @@ func startQuiet(t *testing.T, bin, root, name, boot string, env ...string) *daem
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = d.Cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = d.Cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = d.Cmd.Process.Kill()
-			<-done
-		}
+		daemontest.Stop(d.Cmd, os.Interrupt)
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())

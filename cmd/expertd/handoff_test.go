@@ -119,7 +119,7 @@ func TestHandOffPolicy(t *testing.T) {
 		"rank32":  publish(t, pub, variant(t, src, "rank32", "gpt2-tiny", 32), "rank32"),
 		"no-base": publish(t, pub, variant(t, src, "no-base", "", 16), "no-base"),
 	}
-	daemontest.Eventually(t, 30*time.Second, "the matching expert prefetched and written", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the matching expert prefetched and written", func() bool {
 		_, err := os.Stat(filepath.Join(adapters, "good", "adapter_model.safetensors"))
 		return err == nil
 	})
@@ -137,7 +137,7 @@ func TestHandOffPolicy(t *testing.T) {
 		runBin(t, bin, filepath.Join(tmp, "b"), "fetch", cids[name], "--api", srv.API)
 	}
 	reasons := map[string]string{"llama": "other_base", "rank32": "rank", "no-base": "unknown_base"}
-	daemontest.Eventually(t, 30*time.Second, "every expert held, the others with their reason", func() bool {
+	testutil.Eventually(t, 30*time.Second, "every expert held, the others with their reason", func() bool {
 		st, err := srv.Client().Status(context.Background())
 		if err != nil {
 			return false
@@ -187,7 +187,7 @@ func TestHandOffPolicy(t *testing.T) {
 	open := filepath.Join(tmp, "adapters-open")
 	startServer(t, bin, filepath.Join(tmp, "c"), pub, open, "accept_unknown_base: true\n  want: [\"name=no-base\"]")
 	cfg := filepath.Join(open, "no-base", "adapter_config.json")
-	daemontest.Eventually(t, 30*time.Second, "the expert with no base written where it is accepted", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the expert with no base written where it is accepted", func() bool {
 		_, err := os.Stat(filepath.Join(open, "no-base", "adapter_model.safetensors"))
 		return err == nil
 	})
@@ -215,7 +215,7 @@ func TestVLLMPlugin(t *testing.T) {
 	bin, tmp := buildBinary(t), t.TempDir()
 	pub, srv, adapters := startPair(t, bin, tmp, "")
 	cid := publish(t, pub, variant(t, filepath.Join(tmp, "src"), "sql", "gpt2-tiny", 16), "team-sql")
-	daemontest.Eventually(t, 30*time.Second, "the serving node learns of team-sql", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the serving node learns of team-sql", func() bool {
 		es, err := srv.Client().Experts(context.Background(), api.Filter{Remote: true, Name: "team-sql"})
 		return err == nil && len(es) == 1 && len(es[0].Providers) > 0
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/handoff/fakevllm"
 	"github.com/expertd/expertd/node/p2p"
@@ -150,12 +151,12 @@ func transferOf(t *testing.T, d *daemon, c string) (api.Transfer, bool) {
 	return api.Transfer{}, false
 }
 
-// TestFollowTwoHops measures issue 14's numbers with daemon processes: A
-// publishes new versions of team-sql; C, two hops away (A - B - C, the
-// only connections each node's p2p.allow_peers permits), follows the name
-// beside a fake vLLM (node/handoff/fakevllm: vLLM's v0.22 cycle, upstream
-// 9aaf83ef5, with load_inplace); B, between them, follows it too (C can
-// fetch from B only). For each version it reports the time from the
+// TestFollowTwoHops measures how fast a followed name moves, with daemon
+// processes: A publishes new versions of team-sql; C, two hops away (A - B
+// - C, the only connections each node's p2p.allow_peers permits), follows
+// the name beside a fake vLLM (node/handoff/fakevllm: vLLM's v0.22
+// cycle, upstream 9aaf83ef5, with load_inplace); B, between them, follows
+// it too (C can fetch from B only). For each version it reports the time from the
 // publish on A to the new version loaded in vLLM on C, and the fetches in
 // it; while clients keep asking vLLM for team-sql, no request may be
 // answered 404 (adapter not found). The only timing check is a generous
@@ -194,7 +195,7 @@ trust:
 	}
 	// Version 1: the swarm's meshes form, and vLLM gets the name.
 	v1 := publish(t, da, retrainedContainer(t, src, 32), "team-sql")
-	daemontest.Eventually(t, 60*time.Second, "version 1 loaded in vLLM on C", loaded(v1))
+	testutil.Eventually(t, 60*time.Second, "version 1 loaded in vLLM on C", loaded(v1))
 	if ps, err := dc.Client().Peers(context.Background()); err != nil || slices.ContainsFunc(ps, func(p api.Peer) bool { return p.ID == a.id.String() }) {
 		t.Fatalf("C is connected to A (%v): not two hops", err)
 	}
@@ -288,7 +289,7 @@ func TestNamesCLI(t *testing.T) {
 
 	// A node joining now learns version 2, and fetches it by name.
 	s := startServer(t, bin, filepath.Join(tmp, "s"), p, filepath.Join(tmp, "adapters"), "")
-	daemontest.Eventually(t, 30*time.Second, "the late joiner learns team-sql", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the late joiner learns team-sql", func() bool {
 		info, err := s.Client().Name(context.Background(), "team-sql")
 		return err == nil && info.Resolved != nil
 	})
@@ -323,7 +324,7 @@ func TestNamesCLI(t *testing.T) {
 	q := startDaemon(t, bin, filepath.Join(tmp, "q"), "squatter", p.Addr)
 	qid := daemontest.WaitIdentity(t, q.Client()).ID
 	sq := cli(q, "publish", retrainedDir(t, src, 40), "--name", "Team-SQL")
-	daemontest.Eventually(t, 30*time.Second, "the squatter's expert known", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the squatter's expert known", func() bool {
 		out, err := runBinErr(bin, tmp, "ls", "--remote", "--api", s.API)
 		return err == nil && strings.Contains(out, sq)
 	})
@@ -339,7 +340,7 @@ func TestNamesCLI(t *testing.T) {
 	// Even fetched by the user (which vouches for it), it does not take
 	// the name the trusted publisher's version holds.
 	adapters := filepath.Join(tmp, "adapters")
-	daemontest.Eventually(t, 30*time.Second, "the hand-off of the squatter's expert refused", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the hand-off of the squatter's expert refused", func() bool {
 		log, _ := os.ReadFile(filepath.Join(tmp, "s", s.Name+".log"))
 		return bytes.Contains(log, []byte("cid="+sq)) && bytes.Contains(log, []byte("held by version 2 of publisher "+pid))
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/gossip/gossiptest"
@@ -52,7 +53,7 @@ func TestPrefetchPoisonDaemon(t *testing.T) {
 		"EXPERTD_INFERENCE_WANT=name=team-*",
 		"EXPERTD_TRUST_PUBLISHERS="+id.ID+","+attacker.IDs()[0].String(),
 		"EXPERTD_GOSSIP_MAX_PER_PROVIDER=5000", "EXPERTD_GOSSIP_MAX_CATALOG=5000")
-	daemontest.Eventually(t, 20*time.Second, "the daemons connected", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the daemons connected", func() bool {
 		ps, err := victim.Client().Peers(ctx)
 		return err == nil && len(ps) > 0
 	})
@@ -73,14 +74,14 @@ func TestPrefetchPoisonDaemon(t *testing.T) {
 	if err := attacker.Attack(addrInfo(t, victim.Addr)); err != nil {
 		t.Fatal(err)
 	}
-	daemontest.Eventually(t, 30*time.Second, "the victim prefetching fakes", func() bool { return attacker.Silenced() > 0 })
+	testutil.Eventually(t, 30*time.Second, "the victim prefetching fakes", func() bool { return attacker.Silenced() > 0 })
 	fixture, _ := filepath.Abs("../../compress/testdata/peft/python-lora-r16")
 	published := time.Now()
 	pub, err := honest.Client().Publish(ctx, api.PublishRequest{Path: fixture, Name: "team-real"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	daemontest.Eventually(t, 60*time.Second, "the victim prefetches the real expert", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the victim prefetches the real expert", func() bool {
 		e, err := victim.Client().Expert(ctx, pub.CID)
 		return err == nil && e.Local
 	})
@@ -93,7 +94,7 @@ func TestPrefetchPoisonDaemon(t *testing.T) {
 		}
 	}
 	// Let the attack run on until a few fakes have failed.
-	daemontest.Eventually(t, 2*time.Minute, "fakes failing", func() bool {
+	testutil.Eventually(t, 2*time.Minute, "fakes failing", func() bool {
 		return scrapeMetrics(t, victim.API)["expertd_prefetch_failures_total"] >= 2
 	})
 	m := scrapeMetrics(t, victim.API)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 // TestPublishChecksFirst: publish refuses bad options and an unreachable
@@ -28,10 +29,10 @@ func TestPublishChecksFirst(t *testing.T) {
 		err := cmd.Run()
 		return strings.TrimSpace(out.String()), errb.String(), err
 	}
-	if _, stderr, err := publish(nil, "--density", "2", "--api", daemontest.FreeAddr(t)); err == nil || !strings.Contains(stderr, "density") {
+	if _, stderr, err := publish(nil, "--density", "2", "--api", testutil.FreeAddr(t)); err == nil || !strings.Contains(stderr, "density") {
 		t.Fatalf("bad density: %v\n%s", err, stderr)
 	}
-	if _, stderr, err := publish(nil, "--api", daemontest.FreeAddr(t)); err == nil || !strings.Contains(stderr, "cannot reach the expertd daemon") {
+	if _, stderr, err := publish(nil, "--api", testutil.FreeAddr(t)); err == nil || !strings.Contains(stderr, "cannot reach the expertd daemon") {
 		t.Fatalf("no daemon: %v\n%s", err, stderr)
 	}
 	d := daemontest.Start(t, bin, root, "a", "")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 // TestStartupErrors: ordinary mistakes when starting a daemon (a second
@@ -28,7 +29,7 @@ func TestStartupErrors(t *testing.T) {
 	port := strings.Split(a.Addr, "/")[4] // /ip4/127.0.0.1/tcp/PORT/p2p/ID
 
 	free := func() []string {
-		return []string{"--api", daemontest.FreeAddr(t), "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", daemontest.FreePort(t))}
+		return []string{"--api", testutil.FreeAddr(t), "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", testutil.FreePort(t))}
 	}
 	for _, tc := range []struct {
 		name string
@@ -39,7 +40,7 @@ func TestStartupErrors(t *testing.T) {
 			fmt.Sprintf("data directory %s is in use by process %d", a.Dir, a.Cmd.Process.Pid)},
 		{"API address in use", []string{"--data-dir", filepath.Join(root, "b"), "--api", a.API, "--listen", "/ip4/127.0.0.1/tcp/0"},
 			"API address " + a.API + " is in use"},
-		{"p2p port in use", []string{"--data-dir", filepath.Join(root, "c"), "--api", daemontest.FreeAddr(t), "--listen", "/ip4/127.0.0.1/tcp/" + port},
+		{"p2p port in use", []string{"--data-dir", filepath.Join(root, "c"), "--api", testutil.FreeAddr(t), "--listen", "/ip4/127.0.0.1/tcp/" + port},
 			"p2p listen address /ip4/127.0.0.1/tcp/" + port + " is in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,9 +55,9 @@ func TestStartupErrors(t *testing.T) {
 	}
 
 	// A QUIC address given twice is used once (libp2p panics on it).
-	udp := strconv.Itoa(daemontest.FreePort(t))
+	udp := strconv.Itoa(testutil.FreePort(t))
 	quic := "/ip4/127.0.0.1/udp/" + udp + "/quic-v1"
-	d := &daemontest.Daemon{Name: "twice", Dir: filepath.Join(root, "twice"), API: daemontest.FreeAddr(t)}
+	d := &daemontest.Daemon{Name: "twice", Dir: filepath.Join(root, "twice"), API: testutil.FreeAddr(t)}
 	d.Restart(t, bin, root, []string{"daemon", "--data-dir", d.Dir, "--api", d.API,
 		"--listen", quic + "," + quic + ",/ip4/127.0.0.1/tcp/0"})
 }

@@ -93,15 +93,7 @@ func startDaemon(t *testing.T, bin, ns, dir, name string, c nodeConfig) *daemon 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = d.cmd.Process.Signal(syscall.SIGINT) // ip netns exec execs the daemon: same process
-		done := make(chan struct{})
-		go func() { _ = d.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-done
-		}
+		daemontest.Stop(d.cmd, syscall.SIGINT) // ip netns exec execs the daemon: same process
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(d.logPath)

@@ -15,6 +15,7 @@ import (
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
 	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/compress/synth"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -170,7 +171,7 @@ func (s *site) ready(t *testing.T) {
 	t.Helper()
 	if s.c.relay != relayOff && !s.c.announce {
 		for _, d := range []*daemon{s.a, s.b} {
-			daemontest.Eventually(t, 90*time.Second, s.c.name+": "+d.name+"'s relay reservation", func() bool {
+			testutil.Eventually(t, 90*time.Second, s.c.name+": "+d.name+"'s relay reservation", func() bool {
 				return len(d.identity(t).Reservations) > 0
 			})
 		}
@@ -182,7 +183,7 @@ func (s *site) ready(t *testing.T) {
 		t.Fatalf("%s: publish: %v", s.c.name, err)
 	}
 	s.cid = e.CID
-	daemontest.Eventually(t, 30*time.Second, s.c.name+": B to hear of the expert", func() bool {
+	testutil.Eventually(t, 30*time.Second, s.c.name+": B to hear of the expert", func() bool {
 		es, err := s.b.client().Experts(ctx, api.Filter{Remote: true})
 		return err == nil && slices.ContainsFunc(es, func(x api.Expert) bool { return x.CID == s.cid })
 	})

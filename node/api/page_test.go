@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/expertd/expertd/node/expert"
 )
 
 // experts returns n experts, local ones among them, in random order, some
@@ -17,7 +19,9 @@ import (
 func someExperts(n int) []Expert {
 	out := make([]Expert, n)
 	for i := range out {
-		out[i] = Expert{CID: fmt.Sprintf("bafk%06d", i), Name: fmt.Sprintf("e-%03d", i%300), Local: i%7 == 0}
+		out[i] = Expert{CID: fmt.Sprintf("bafk%06d", i), Metadata: expert.Metadata{
+			Name: fmt.Sprintf("e-%03d", i%300),
+		}, Local: i%7 == 0}
 	}
 	rand.Shuffle(n, func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
@@ -72,7 +76,9 @@ func TestPageOrderAndCursor(t *testing.T) {
 	first := Page{Limit: 100}.Of(slices.Clone(all))
 	after, _ := ParsePage(url.Values{"cursor": {first.Next}})
 	changed := append(slices.Clone(all[:500]), someExperts(50)[:10]...) // half removed, 10 back
-	changed = append(changed, Expert{CID: "bafkzzz", Name: "a-new-one"}, Expert{CID: "bafkyyy", Name: "zz-new", Local: true})
+	changed = append(changed, Expert{CID: "bafkzzz", Metadata: expert.Metadata{
+		Name: "a-new-one",
+	}}, Expert{CID: "bafkyyy", Metadata: expert.Metadata{Name: "zz-new"}, Local: true})
 	rest := after.Of(changed)
 	last := KeyOf(first.Experts[len(first.Experts)-1])
 	for _, e := range rest.Experts {

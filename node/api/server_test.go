@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/expertd/expertd/node/expert"
 )
 
 // fakeBackend records calls and returns canned values.
@@ -48,7 +50,7 @@ func (f *fakeBackend) Publish(_ context.Context, r PublishRequest) (Expert, erro
 	if r.Path == "" {
 		return Expert{}, fmt.Errorf("%w: path is required", ErrBadRequest)
 	}
-	e := Expert{CID: "bafkx", Name: r.Name, Local: true}
+	e := Expert{CID: "bafkx", Metadata: expert.Metadata{Name: r.Name}, Local: true}
 	f.experts[e.CID] = e
 	return e, nil
 }
@@ -61,7 +63,9 @@ func (f *fakeBackend) Merge(ctx context.Context, r MergeRequest) (Expert, error)
 	if len(r.Parents) < 2 {
 		return Expert{}, fmt.Errorf("%w: merge needs 2 to 64 parents", ErrBadRequest)
 	}
-	return Expert{CID: "bafkm", Name: r.Name, Local: true, Signed: r.Publish, Merge: &Merge{Method: "ta", Parents: r.Parents}}, nil
+	return Expert{CID: "bafkm", Metadata: expert.Metadata{
+		Name: r.Name,
+	}, Local: true, Signed: r.Publish, Merge: &Merge{Method: "ta", Parents: r.Parents}}, nil
 }
 func (f *fakeBackend) StartFetch(c string) (Transfer, error) {
 	return Transfer{CID: c, State: StateRunning}, nil
@@ -155,7 +159,9 @@ func serve(t *testing.T, s *Server) string {
 }
 
 func newTestAPI(t *testing.T, token string, opts ...ServerOption) (*Client, *fakeBackend) {
-	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}, pinned: map[string]bool{}}
+	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Metadata: expert.Metadata{
+		Name: "a",
+	}}}, pinned: map[string]bool{}}
 	return NewClient(serve(t, NewServer(b, token, nil, opts...)), token), b
 }
 
@@ -205,7 +211,7 @@ func TestAPIRoutes(t *testing.T) {
 // TestResolveBody: resolve's body is optional JSON; an unknown field is
 // refused, as everywhere.
 func TestResolveBody(t *testing.T) {
-	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Name: "a"}}}
+	b := &fakeBackend{experts: map[string]Expert{"bafka": {CID: "bafka", Metadata: expert.Metadata{Name: "a"}}}}
 	h := NewServer(b, "", nil).Handler()
 	for body, want := range map[string]int{"": 200, `{"base_model":"m"}`: 200, `{"base":"m"}`: 400, `[`: 400} {
 		r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:5180/v1/resolve/a", strings.NewReader(body))

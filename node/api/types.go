@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/expertd/expertd/node/expert"
 )
 
 // Errors a Backend returns (wrapped) to choose the HTTP status.
@@ -130,18 +132,12 @@ type Filter struct {
 	Name      string // substring
 }
 
-// Expert describes an expert, local or remote.
+// Expert describes an expert, local or remote. The JSON names of the
+// embedded expert.Metadata are part of the API (TestExpertJSON pins them).
 type Expert struct {
-	CID           string   `json:"cid"`
-	Name          string   `json:"name,omitempty"`
-	PeftType      string   `json:"peft_type,omitempty"`
-	BaseModel     string   `json:"base_model,omitempty"`
-	Rank          int      `json:"rank,omitempty"`
-	TargetModules []string `json:"target_modules,omitempty"`
-	Params        int64    `json:"params,omitempty"`
-	Density       float64  `json:"density,omitempty"`
-	Size          int64    `json:"size"`
-	Publisher     string   `json:"publisher,omitempty"`
+	CID string `json:"cid"`
+	expert.Metadata
+	Publisher string `json:"publisher,omitempty"`
 	// Version is the expert's place in its publisher's line of versions of
 	// its name (docs/names.md): 1, 2, ...; 0 (omitted) for none.
 	Version uint64    `json:"version,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 )
 
 // fakeCID and fakePeer make IDs as long as real ones (a CIDv1 of a raw
@@ -57,10 +58,16 @@ func testStatus() Status {
 			{Addr: "/ip4/192.0.0.130/tcp/4001/p2p/" + relay + "/p2p-circuit", Kind: "relayed", Relay: relay, LimitBytes: 1 << 30, LimitSeconds: 600},
 			{Addr: "/ip4/192.0.0.132/udp/4001/quic-v1", Kind: "hole-punched"}}}},
 		Experts: []Expert{
-			{CID: localCID, Name: "math-lora <b>bold</b>", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B",
-				Size: 3 << 20, Local: true, Pinned: true, Providers: []string{alpha}},
-			{CID: codeCID, Name: "code-ia3", PeftType: "IA3", BaseModel: "Qwen/Qwen2.5-7B",
-				Size: 100 << 20, Providers: []string{beta}},
+			{
+				CID:      localCID,
+				Metadata: expert.Metadata{Name: "math-lora <b>bold</b>", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B", Size: 3 << 20},
+				Local:    true, Pinned: true, Providers: []string{alpha},
+			},
+			{
+				CID:       codeCID,
+				Metadata:  expert.Metadata{Name: "code-ia3", PeftType: "IA3", BaseModel: "Qwen/Qwen2.5-7B", Size: 100 << 20},
+				Providers: []string{beta},
+			},
 		},
 		Transfers: []Transfer{
 			{CID: codeCID, Name: "code-ia3", State: StateRunning, Bytes: 42 << 20, Total: 100 << 20, Started: started},
@@ -133,15 +140,21 @@ func TestStatusPage(t *testing.T) {
 	bin := chromium(t)
 	st := testStatus()
 	// A version of a line, in service under its name.
-	st.Experts = append(st.Experts, Expert{CID: sqlCID, Name: "team-sql", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B",
-		Publisher: alpha, Version: 3, Size: 3 << 20, Local: true, Signed: true, Trusted: true})
+	st.Experts = append(st.Experts, Expert{
+		CID:       sqlCID,
+		Metadata:  expert.Metadata{Name: "team-sql", PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B", Size: 3 << 20},
+		Publisher: alpha, Version: 3, Local: true, Signed: true, Trusted: true,
+	})
 	st.Adapters = []Adapter{{Name: "team-sql", CID: sqlCID, Publisher: alpha, ExpertVersion: 3, Loaded: true}}
 	for i := range 20 {
 		st.Experts[1].Providers = append(st.Experts[1].Providers, fakePeer(fmt.Sprint("provider", i)))
 	}
 	for i := range 150 { // one page holds the two local experts, code-ia3 and 97 of these
-		st.Experts = append(st.Experts, Expert{CID: fakeCID(fmt.Sprint("swarm", i)), Name: fmt.Sprintf("swarm-%03d", i),
-			PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B", Size: 1 << 20, Providers: []string{fakePeer("gamma")}})
+		st.Experts = append(st.Experts, Expert{
+			CID:       fakeCID(fmt.Sprint("swarm", i)),
+			Metadata:  expert.Metadata{Name: fmt.Sprintf("swarm-%03d", i), PeftType: "LORA", BaseModel: "meta-llama/Llama-3.1-8B", Size: 1 << 20},
+			Providers: []string{fakePeer("gamma")},
+		})
 	}
 	b := &fakeBackend{status: st}
 	url := serve(t, NewServer(b, "s3cret", nil)) + "/?token=s3cret"

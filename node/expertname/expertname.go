@@ -55,10 +55,16 @@ func Sanitize(name string) (s string, ok bool) {
 
 // Key is the identity of name: its sanitized form in lower case, so that
 // "team-sql", "Team-SQL" and "team/sql" are one name. A name with no usable
-// form is its own identity, lower-cased.
+// form is its own identity, lower-cased, unless lower-casing gives it one
+// ("İ" lowers to "i" and a combining dot): then it is that form's key, so
+// that Key(Key(name)) == Key(name) (FuzzKey).
 func Key(name string) string {
 	if s, ok := Sanitize(name); ok {
 		return strings.ToLower(s)
 	}
-	return strings.ToLower(name)
+	lower := strings.ToLower(name)
+	if s, ok := Sanitize(lower); ok {
+		return strings.ToLower(s)
+	}
+	return lower
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/store/storetest"
 )
@@ -53,7 +54,7 @@ func TestFetchResumesAfterRestart(t *testing.T) {
 	if want := int64(len(data) - 3<<20); served.Load() != want {
 		t.Fatalf("resumed fetch moved %d bytes, want %d", served.Load(), want)
 	}
-	if err := st.Complete(context.Background(), got.Root, store.Meta{Name: "x"}); err != nil {
+	if err := st.Complete(context.Background(), got.Root, store.Meta{Metadata: expert.Metadata{Name: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 	rc, err := st.Open(context.Background(), got.Root)

@@ -14,6 +14,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 	gproto "google.golang.org/protobuf/proto"
 
+	"github.com/expertd/expertd/node/expert"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -47,19 +48,12 @@ const (
 // announcement's. Only a publication carries a Version: an announcement
 // without an Envelope has none (0).
 type Announcement struct {
-	CID           cid.Cid // root of the expert's container: CIDv1, raw or dag-pb, sha2-256
-	Name          string
-	PeftType      string // e.g. "lora"
-	BaseModel     string
-	Rank          int
-	TargetModules []string
-	Params        int64   // adapter parameters
-	Density       float64 // fraction of parameters kept, in [0, 1]
-	Size          int64   // container bytes, > 0
-	Publisher     peer.ID // the node that created the expert
-	Provider      peer.ID // the node that holds it and announces it
-	Time          time.Time
-	Envelope      []byte // the publisher's signed publication of the metadata, or nil
+	CID cid.Cid // root of the expert's container: CIDv1, raw or dag-pb, sha2-256
+	expert.Metadata
+	Publisher peer.ID // the node that created the expert
+	Provider  peer.ID // the node that holds it and announces it
+	Time      time.Time
+	Envelope  []byte // the publisher's signed publication of the metadata, or nil
 	// Version is the expert's place in its publisher's line of Name (see
 	// Line): 1 for the first, one more for each next; 0 for none (a
 	// publication made before versions, or no publication).
@@ -237,30 +231,19 @@ func fromWire(m *pb.Announcement) (Announcement, error) {
 	if err != nil {
 		return Announcement{}, fmt.Errorf("%w: CID: %v", ErrInvalid, err)
 	}
-	if m.GetRank() > maxRank {
-		return Announcement{}, fmt.Errorf("%w: rank %d", ErrInvalid, m.GetRank())
-	}
-	if m.GetParams() > math.MaxInt64 || m.GetSize() > math.MaxInt64 {
-		return Announcement{}, fmt.Errorf("%w: params %d, size %d", ErrInvalid, m.GetParams(), m.GetSize())
+	md, err := metadataFromWire(m)
+	if err != nil {
+		return Announcement{}, err
 	}
 	a := Announcement{
 		CID:       c,
-		Name:      m.GetName(),
-		PeftType:  m.GetPeftType(),
-		BaseModel: m.GetBaseModel(),
-		Rank:      int(m.GetRank()),
-		Params:    int64(m.GetParams()),
-		Density:   m.GetDensity(),
-		Size:      int64(m.GetSize()),
+		Metadata:  md,
 		Publisher: peer.ID(m.GetPublisher()),
 		Provider:  peer.ID(m.GetProvider()),
 		Time:      time.UnixMilli(m.GetTimeUnixMs()),
 		Version:   m.GetVersion(),
 	}
-	// Unmarshalling allocated these: m shares them with nobody.
-	if len(m.GetTargetModules()) > 0 {
-		a.TargetModules = m.GetTargetModules()
-	}
+	// Unmarshalling allocated it: m shares it with nobody.
 	if len(m.GetEnvelope()) > 0 {
 		a.Envelope = m.GetEnvelope()
 	}
@@ -268,6 +251,42 @@ func fromWire(m *pb.Announcement) (Announcement, error) {
 		return Announcement{}, err
 	}
 	return a, nil
+}
+
+// wireMetadata is what the Announcement and Publication messages carry of
+// an expert's metadata.
+type wireMetadata interface {
+	GetName() string
+	GetPeftType() string
+	GetBaseModel() string
+	GetRank() uint32
+	GetTargetModules() []string
+	GetParams() uint64
+	GetDensity() float64
+	GetSize() uint64
+}
+
+// metadataFromWire converts the metadata of a wire message, refusing
+// numbers an expert.Metadata cannot hold (ErrInvalid). It takes the
+// message's TargetModules: unmarshalling allocated them, the message
+// shares them with nobody.
+func metadataFromWire(m wireMetadata) (expert.Metadata, error) {
+	if m.GetRank() > maxRank || m.GetParams() > math.MaxInt64 || m.GetSize() > math.MaxInt64 {
+		return expert.Metadata{}, fmt.Errorf("%w: rank %d, params %d, size %d", ErrInvalid, m.GetRank(), m.GetParams(), m.GetSize())
+	}
+	md := expert.Metadata{
+		Name:      m.GetName(),
+		PeftType:  m.GetPeftType(),
+		BaseModel: m.GetBaseModel(),
+		Rank:      int(m.GetRank()),
+		Params:    int64(m.GetParams()),
+		Density:   m.GetDensity(),
+		Size:      int64(m.GetSize()),
+	}
+	if len(m.GetTargetModules()) > 0 {
+		md.TargetModules = m.GetTargetModules()
+	}
+	return md, nil
 }
 
 // encode returns the wire bytes of a, checking it first.

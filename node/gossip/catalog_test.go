@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/testutil"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -172,9 +173,9 @@ func TestCatalogPullRetried(t *testing.T) {
 
 	b := newNode(t, big)
 	connect(t, b.h, a.h)
-	eventually(t, 10*time.Second, "b's pull refused", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
+	testutil.Eventually(t, 10*time.Second, "b's pull refused", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
 	_ = st.Reset()
-	eventually(t, 10*time.Second, "b holds a's catalog", func() bool { return b.s.View().Len() == 4000 })
+	testutil.Eventually(t, 10*time.Second, "b holds a's catalog", func() bool { return b.s.View().Len() == 4000 })
 	if st := a.s.Stats(); st.CatalogServeErrors == 0 {
 		t.Errorf("a's stats %+v: no refused catalog stream", st)
 	}
@@ -191,10 +192,10 @@ func TestCatalogPullTimeoutNotRetried(t *testing.T) {
 	})
 	b := newNode(t, Options{Logger: testLogger(), Reannounce: -1, ExchangeTimeout: 200 * time.Millisecond})
 	connect(t, b.h, silent)
-	eventually(t, 10*time.Second, "the pull timed out", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
+	testutil.Eventually(t, 10*time.Second, "the pull timed out", func() bool { return b.s.Stats().CatalogPullErrors > 0 })
 	// A pull holds its claim on the peer through its retries: released, it
 	// has made every try it will.
-	eventually(t, 15*time.Second, "b's pull of the silent peer over", func() bool {
+	testutil.Eventually(t, 15*time.Second, "b's pull of the silent peer over", func() bool {
 		b.s.mu.Lock()
 		defer b.s.mu.Unlock()
 		return !b.s.pulling[silent.ID()]
@@ -238,7 +239,7 @@ func TestCatalogEntryLimit(t *testing.T) {
 	}
 	rh := serve(10)
 	connect(t, rh, victim.h)
-	eventually(t, 5*time.Second, "catalog pulled", func() bool { return victim.s.Stats().CatalogPulls == 1 })
+	testutil.Eventually(t, 5*time.Second, "catalog pulled", func() bool { return victim.s.Stats().CatalogPulls == 1 })
 	if st := victim.s.Stats(); st.CatalogAccepted != 3 || st.CatalogEntriesLimited != 1 || held(rh.ID()) != 3 {
 		t.Fatalf("%d held, stats %+v", held(rh.ID()), st)
 	}
@@ -246,7 +247,7 @@ func TestCatalogEntryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	connect(t, rh, victim.h)
-	eventually(t, 5*time.Second, "catalog pulled again", func() bool { return victim.s.Stats().CatalogPulls == 2 })
+	testutil.Eventually(t, 5*time.Second, "catalog pulled again", func() bool { return victim.s.Stats().CatalogPulls == 2 })
 	if st := victim.s.Stats(); st.CatalogAccepted != 6 || st.CatalogEntriesLimited != 2 || held(rh.ID()) != 3 {
 		t.Fatalf("pulled again: %d held, stats %+v", held(rh.ID()), st)
 	}
@@ -254,7 +255,7 @@ func TestCatalogEntryLimit(t *testing.T) {
 	big := newNode(t, Options{Reannounce: -1, MaxPerProvider: 5})
 	rh2 := serve(10)
 	connect(t, rh2, big.h)
-	eventually(t, 5*time.Second, "catalog pulled", func() bool { return big.s.Stats().CatalogPulls == 1 })
+	testutil.Eventually(t, 5*time.Second, "catalog pulled", func() bool { return big.s.Stats().CatalogPulls == 1 })
 	if st := big.s.Stats(); st.CatalogAccepted != 5 || st.CatalogEntriesLimited != 1 || big.s.View().Len() != 5 || st.CatalogPullErrors != 0 {
 		t.Fatalf("stats %+v", st)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/gossip/gossiptest"
 )
@@ -32,7 +34,9 @@ func startService(t *testing.T, o gossip.Options, catalog ...cid.Cid) (host.Host
 	}
 	var anns []gossip.Announcement
 	for i, c := range catalog {
-		anns = append(anns, gossip.Announcement{CID: c, Name: fmt.Sprint("honest-", i), PeftType: "LORA", BaseModel: "m", Size: 1000, Publisher: h.ID()})
+		anns = append(anns, gossip.Announcement{CID: c, Metadata: expert.Metadata{
+			Name: fmt.Sprint("honest-", i), PeftType: "LORA", BaseModel: "m", Size: 1000,
+		}, Publisher: h.ID()})
 	}
 	s, err := gossip.New(h, ps, func() []gossip.Announcement { return anns }, o)
 	if err != nil {
@@ -47,18 +51,6 @@ func startService(t *testing.T, o gossip.Options, catalog ...cid.Cid) (host.Host
 		}
 	})
 	return h, s
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // TestCatalogFlood: ten fresh identities serve large catalogs to a node,
@@ -99,7 +91,7 @@ func TestCatalogFlood(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 60*time.Second, "the flood under way", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the flood under way", func() bool {
 		st := victim.Stats()
 		return st.CatalogPulls+st.CatalogPullErrors >= identities && total((*gossiptest.Flooder).Published) > 500
 	})
@@ -113,8 +105,10 @@ func TestCatalogFlood(t *testing.T) {
 	if err := honestHost.Connect(context.Background(), target); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 45*time.Second, "the honest expert in the victim's view", func() bool { return victim.View().Has(honestCID) })
-	waitFor(t, 2*time.Minute, "the flood's rounds", func() bool {
+	start := time.Now()
+	testutil.Eventually(t, 45*time.Second, "the honest expert in the victim's view", func() bool { return victim.View().Has(honestCID) })
+	took := time.Since(start)
+	testutil.Eventually(t, 2*time.Minute, "the flood's rounds", func() bool {
 		return total((*gossiptest.Flooder).Reconnects) >= 2*identities && total((*gossiptest.Flooder).Published) > 4000
 	})
 	if !victim.View().Has(honestCID) {

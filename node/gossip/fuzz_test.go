@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/node/expert"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -47,7 +48,9 @@ func FuzzAnnouncement(f *testing.F) {
 	a.TargetModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 	a.Density = 1
 	f.Add(rawEncode(f, a))
-	min := Announcement{CID: testCID(2), Size: 1, Publisher: signer, Provider: signer, Time: fuzzNow.Add(-time.Minute)}
+	min := Announcement{CID: testCID(2), Metadata: expert.Metadata{
+		Size: 1,
+	}, Publisher: signer, Provider: signer, Time: fuzzNow.Add(-time.Minute)}
 	f.Add(rawEncode(f, min))
 	long := a
 	long.Name = strings.Repeat("é", maxNameLen/2)
@@ -189,7 +192,7 @@ func FuzzCatalog(f *testing.F) {
 		return b.Bytes()
 	}
 	plain := testAnn(1, signer)
-	bare := Announcement{CID: testCID(2), Size: 1, Publisher: signer}
+	bare := Announcement{CID: testCID(2), Metadata: expert.Metadata{Size: 1}, Publisher: signer}
 	published := testAnn(3, signer)
 	published.Time = fuzzNow.Add(-time.Hour)
 	env, err := SignPublication(key, published)
@@ -214,7 +217,7 @@ func FuzzCatalog(f *testing.F) {
 	f.Add(serve(renamed, plain))
 	many := make([]Announcement, s.opts.MaxCatalog+1)
 	for i := range many {
-		many[i] = Announcement{CID: testCID(100 + i), Size: 1, Publisher: signer}
+		many[i] = Announcement{CID: testCID(100 + i), Metadata: expert.Metadata{Size: 1}, Publisher: signer}
 	}
 	f.Add(serve(many...))
 	stale, other := plain, plain

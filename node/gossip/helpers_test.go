@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -32,18 +34,20 @@ func testCID(i int) cid.Cid {
 // testAnn returns a valid announcement of expert i by provider p, now.
 func testAnn(i int, p peer.ID) Announcement {
 	return Announcement{
-		CID:           testCID(i),
-		Name:          fmt.Sprintf("expert-%d", i),
-		PeftType:      "lora",
-		BaseModel:     "meta-llama/Llama-3.1-8B",
-		Rank:          16,
-		TargetModules: []string{"q_proj", "v_proj"},
-		Params:        1 << 20,
-		Density:       0.1,
-		Size:          123456,
-		Publisher:     p,
-		Provider:      p,
-		Time:          time.UnixMilli(time.Now().UnixMilli()),
+		CID: testCID(i),
+		Metadata: expert.Metadata{
+			Name:          fmt.Sprintf("expert-%d", i),
+			PeftType:      "lora",
+			BaseModel:     "meta-llama/Llama-3.1-8B",
+			Rank:          16,
+			TargetModules: []string{"q_proj", "v_proj"},
+			Params:        1 << 20,
+			Density:       0.1,
+			Size:          123456,
+		},
+		Publisher: p,
+		Provider:  p,
+		Time:      time.UnixMilli(time.Now().UnixMilli()),
 	}
 }
 
@@ -129,20 +133,7 @@ func newNode(t *testing.T, o Options) *node {
 		t.Fatal(err)
 	}
 	n.s = s
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return")
-		}
-	})
+	testutil.Serve(t, s.Serve)
 	return n
 }
 
@@ -155,22 +146,10 @@ func connect(t *testing.T, a, b host.Host) {
 	}
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitTopicPeers waits until ps knows each of peers as subscribed to Topic.
 func waitTopicPeers(t *testing.T, ps *pubsub.PubSub, peers ...peer.ID) {
 	t.Helper()
-	eventually(t, 10*time.Second, "topic peers known", func() bool {
+	testutil.Eventually(t, 10*time.Second, "topic peers known", func() bool {
 		known := ps.ListPeers(Topic)
 		for _, p := range peers {
 			if !slices.Contains(known, p) {

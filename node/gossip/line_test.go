@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -207,12 +208,17 @@ func TestValidatorLines(t *testing.T) {
 
 	v1 := version(t, key, 1, "team-sql", 1, owner)
 	v2 := version(t, key, 2, "team-sql", 2, owner)
+	// The validator counts a message before the service adds it to the
+	// view: wait on the view.
 	fromOwner(v1)
-	eventually(t, 10*time.Second, "version 1 accepted", func() bool { return stats().Accepted == 1 })
+	testutil.Eventually(t, 10*time.Second, "version 1 in the view", func() bool { return view.Has(v1.CID) })
 	fromOwner(v2)
-	eventually(t, 10*time.Second, "version 2 accepted", func() bool { return stats().Accepted == 2 })
-	if h, _ := view.Head(LineOf(v1)); h.CID != v2.CID || view.Has(v1.CID) {
-		t.Fatalf("head %s, version 1 held: %v", h.CID, view.Has(v1.CID))
+	testutil.Eventually(t, 10*time.Second, "version 2 the line's head", func() bool {
+		h, _ := view.Head(LineOf(v1))
+		return h.CID == v2.CID
+	})
+	if view.Has(v1.CID) || stats().Accepted != 2 {
+		t.Fatalf("version 1 held: %v; stats %+v", view.Has(v1.CID), stats())
 	}
 
 	// Ignored: the rogue replays version 1 (as its provider); the owner
@@ -221,7 +227,7 @@ func TestValidatorLines(t *testing.T) {
 	replay.Provider = rogue
 	fromRogue(replay)
 	fromOwner(v1)
-	eventually(t, 10*time.Second, "a third party's replay and a reordering ignored", func() bool { return stats().Ignored == 2 })
+	testutil.Eventually(t, 10*time.Second, "a third party's replay and a reordering ignored", func() bool { return stats().Ignored == 2 })
 
 	// Rejected: the owner's own contradictions, a minute on, and malformed
 	// versions.
@@ -237,7 +243,7 @@ func TestValidatorLines(t *testing.T) {
 	unsigned := testAnn(6, owner)
 	unsigned.Name, unsigned.Version = "team-sql", 9
 	fromOwner(unsigned)
-	eventually(t, 10*time.Second, "five rejections", func() bool { return stats().Rejected == 5 })
+	testutil.Eventually(t, 10*time.Second, "five rejections", func() bool { return stats().Rejected == 5 })
 	for _, i := range []int{1, 3, 4, 5, 6} {
 		if view.Has(testCID(i)) {
 			t.Errorf("refused expert %d is in the view", i)
@@ -250,7 +256,7 @@ func TestValidatorLines(t *testing.T) {
 	// The next version, from anyone who holds it, is taken.
 	v3 := version(t, key, 7, "team-sql", 3, rogue)
 	fromRogue(v3)
-	eventually(t, 10*time.Second, "version 3 taken", func() bool {
+	testutil.Eventually(t, 10*time.Second, "version 3 taken", func() bool {
 		h, _ := view.Head(LineOf(v1))
 		return h.CID == v3.CID
 	})
@@ -272,7 +278,7 @@ func TestCatalogCarriesHeads(t *testing.T) {
 	server.cat.add(version(t, key, 2, "team-sql", 2, self), v3, version(t, key, 1, "team-sql", 1, self))
 	late := newNode(t, quiet)
 	connect(t, late.h, server.h)
-	eventually(t, 10*time.Second, "the catalog pulled", func() bool { return late.s.Stats().CatalogPulls > 0 })
+	testutil.Eventually(t, 10*time.Second, "the catalog pulled", func() bool { return late.s.Stats().CatalogPulls > 0 })
 	h, ok := late.s.View().Head(LineOf(v3))
 	if !ok || h.CID != v3.CID || late.s.View().Has(testCID(2)) || late.s.View().Has(testCID(1)) {
 		t.Fatalf("head %+v; versions 2 and 1 held: %v %v", h, late.s.View().Has(testCID(2)), late.s.View().Has(testCID(1)))

@@ -3,7 +3,6 @@ package gossip
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -86,24 +85,16 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: CID: %v", ErrPublication, err)
 	}
-	if m.GetRank() > maxRank || m.GetParams() > math.MaxInt64 || m.GetSize() > math.MaxInt64 {
-		return fmt.Errorf("%w: rank %d, params %d, size %d", ErrPublication, m.GetRank(), m.GetParams(), m.GetSize())
+	md, err := metadataFromWire(&m)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPublication, err)
 	}
 	a := Announcement{
 		CID:       c,
-		Name:      m.GetName(),
-		PeftType:  m.GetPeftType(),
-		BaseModel: m.GetBaseModel(),
-		Rank:      int(m.GetRank()),
-		Params:    int64(m.GetParams()),
-		Density:   m.GetDensity(),
-		Size:      int64(m.GetSize()),
+		Metadata:  md,
 		Publisher: peer.ID(m.GetPublisher()),
 		Time:      time.UnixMilli(m.GetTimeUnixMs()),
 		Version:   m.GetVersion(),
-	}
-	if len(m.GetTargetModules()) > 0 {
-		a.TargetModules = m.GetTargetModules()
 	}
 	if a.Merge, err = mergeFromWire(m.GetMerge()); err != nil {
 		return fmt.Errorf("%w: %w", ErrPublication, err)
@@ -206,7 +197,5 @@ func checkPublication(a Announcement) (time.Time, error) {
 // sameMetadata reports whether a and b describe the same expert the same
 // way, publisher and version included.
 func sameMetadata(a, b Announcement) bool {
-	return a.CID == b.CID && a.Name == b.Name && a.PeftType == b.PeftType && a.BaseModel == b.BaseModel &&
-		a.Rank == b.Rank && slices.Equal(a.TargetModules, b.TargetModules) && a.Params == b.Params &&
-		a.Density == b.Density && a.Size == b.Size && a.Publisher == b.Publisher && a.Version == b.Version
+	return a.CID == b.CID && a.Metadata.Equal(b.Metadata) && a.Publisher == b.Publisher && a.Version == b.Version
 }

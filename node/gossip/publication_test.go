@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -101,7 +103,7 @@ func TestPublicationRoundTrip(t *testing.T) {
 	}
 
 	// Unknown metadata stays unknown; a zero time means now.
-	min := Announcement{CID: testCID(2), Size: 1, Publisher: pub}
+	min := Announcement{CID: testCID(2), Metadata: expert.Metadata{Size: 1}, Publisher: pub}
 	before := time.Now().Add(-time.Millisecond)
 	env, err = SignPublication(key, min)
 	if err != nil {
@@ -285,7 +287,7 @@ func TestValidatorChecksPublications(t *testing.T) {
 
 	valid := sign(t, key, testAnn(1, rogue))
 	publish(valid)
-	eventually(t, 10*time.Second, "signed announcement accepted", func() bool { return victim.s.View().Has(valid.CID) })
+	testutil.Eventually(t, 10*time.Second, "signed announcement accepted", func() bool { return victim.s.View().Has(valid.CID) })
 	e, ok := victim.s.View().Get(valid.CID)
 	if !ok || !e.Signed || e.Publisher != publisher || !bytes.Equal(e.Envelope, valid.Envelope) {
 		t.Fatalf("entry %+v", e)
@@ -303,7 +305,7 @@ func TestValidatorChecksPublications(t *testing.T) {
 	moved := testAnn(4, rogue)
 	moved.Publisher, moved.Envelope = publisher, valid.Envelope
 	publish(moved)
-	eventually(t, 10*time.Second, "three rejections", func() bool { return stats().Rejected == 3 })
+	testutil.Eventually(t, 10*time.Second, "three rejections", func() bool { return stats().Rejected == 3 })
 	for i := 2; i <= 4; i++ {
 		if _, ok := victim.s.View().Get(testCID(i)); ok {
 			t.Errorf("rejected expert %d is in the view", i)
@@ -316,7 +318,7 @@ func TestValidatorChecksPublications(t *testing.T) {
 	claim.Name, claim.Publisher = "rogue's name", rogue
 	claim.Time = valid.Time.Add(time.Millisecond)
 	publish(claim)
-	eventually(t, 10*time.Second, "unsigned claim accepted", func() bool { return stats().Accepted == 2 })
+	testutil.Eventually(t, 10*time.Second, "unsigned claim accepted", func() bool { return stats().Accepted == 2 })
 	e, _ = victim.s.View().Get(valid.CID)
 	if !e.Signed || e.Name != valid.Name || e.Publisher != publisher {
 		t.Fatalf("an unsigned claim replaced signed metadata: %+v", e)
@@ -343,7 +345,7 @@ func TestCatalogCarriesPublications(t *testing.T) {
 
 	late := newNode(t, quiet)
 	connect(t, late.h, a.h)
-	eventually(t, 5*time.Second, "catalog pulled", func() bool { return late.s.Stats().CatalogPulls == 1 })
+	testutil.Eventually(t, 5*time.Second, "catalog pulled", func() bool { return late.s.Stats().CatalogPulls == 1 })
 	if st := late.s.Stats(); st.CatalogAccepted != 3 || st.CatalogRejected != 1 {
 		t.Fatalf("stats %+v", st)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -323,7 +324,7 @@ func TestRateLimitFlood(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen++
-		eventually(t, 10*time.Second, fmt.Sprintf("message %d validated", seen), func() bool {
+		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("message %d validated", seen), func() bool {
 			st := stats()
 			return st.Accepted+st.Ignored+st.Rejected >= seen
 		})
@@ -345,7 +346,7 @@ func TestRateLimitFlood(t *testing.T) {
 	if err := honest.s.Announce(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the honest node's announcement accepted", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the honest node's announcement accepted", func() bool {
 		return hasProvider(victim.s.View(), a.CID, honest.h.ID())
 	})
 	seen++
@@ -405,7 +406,7 @@ func TestOwnReannounceNotLimited(t *testing.T) {
 		a.Provider, a.Time = "", time.Time{}
 		n.cat.add(a)
 	}
-	eventually(t, 10*time.Second, "three rounds of re-announcements", func() bool {
+	testutil.Eventually(t, 10*time.Second, "three rounds of re-announcements", func() bool {
 		return n.s.Stats().Published >= 3*experts
 	})
 	if st := n.s.Stats(); st.PublishErrors != 0 || st.RateLimited != 0 {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -52,7 +53,7 @@ func (m *meshTracer) size() int {
 // waitMesh waits until n's mesh on Topic holds peers.
 func waitMesh(t *testing.T, n *node, peers ...peer.ID) {
 	t.Helper()
-	eventually(t, 10*time.Second, "mesh formed", func() bool { return n.mesh.has(peers...) })
+	testutil.Eventually(t, 10*time.Second, "mesh formed", func() bool { return n.mesh.has(peers...) })
 }
 
 func (*meshTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}

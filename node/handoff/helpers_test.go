@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 const (
@@ -19,6 +19,8 @@ const (
 	loraDir   = "python-lora-r16"
 	ia3Dir    = "c-ia3"
 	testModel = "gpt2-tiny"
+
+	waitFor = 10 * time.Second // bound of a testutil.Eventually
 )
 
 var (
@@ -78,27 +80,7 @@ func newTestHandoff(t *testing.T, o Options) *Handoff {
 // serve runs h.Serve until the test ends.
 func serve(t *testing.T, h *Handoff) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-}
-
-// eventually waits up to 10s for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.Serve(t, h.Serve)
 }
 
 // status returns name's AdapterStatus, ok false if h does not know it.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expertd/expertd/internal/atomicfile"
 	"github.com/expertd/expertd/internal/slogutil"
 )
 
@@ -163,7 +164,7 @@ func (h *Handoff) point(name, v string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("handoff: %w", err)
 	}
-	syncDir(h.dir)
+	_ = atomicfile.SyncDir(h.dir)
 	return nil
 }
 

@@ -118,11 +118,3 @@ func writeFileSync(path string, data []byte) error {
 	}
 	return f.Close()
 }
-
-// syncDir syncs a directory so that renames in it are durable; best effort.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}

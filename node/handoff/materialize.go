@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/atomicfile"
 	"github.com/expertd/expertd/internal/slogutil"
 )
 
@@ -245,7 +246,7 @@ func (h *Handoff) place(tmp, cid, v string) (wrote bool, err error) {
 	if err := os.Rename(tmp, dst); err != nil {
 		return false, fmt.Errorf("handoff: %w", err)
 	}
-	syncDir(filepath.Dir(dst))
+	_ = atomicfile.SyncDir(filepath.Dir(dst))
 	return true, nil
 }
 
@@ -302,7 +303,7 @@ func (h *Handoff) write(ctx context.Context, cid, name, fill string, ver Version
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes 0700; the server may be another user
 		return tmp, "", fmt.Errorf("handoff: %w", err)
 	}
-	syncDir(tmp)
+	_ = atomicfile.SyncDir(tmp)
 	return tmp, hdr.PeftType, nil
 }
 

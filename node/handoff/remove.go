@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/expertd/expertd/internal/atomicfile"
 	"github.com/expertd/expertd/internal/slogutil"
 )
 
@@ -59,7 +60,7 @@ func (h *Handoff) unlink(sname, name, cid, peft, v string) error {
 	h.fsMu.Lock()
 	err := os.Remove(filepath.Join(h.dir, sname))
 	if err == nil {
-		syncDir(h.dir)
+		_ = atomicfile.SyncDir(h.dir)
 		h.retire(v, time.Now())
 	}
 	h.fsMu.Unlock()

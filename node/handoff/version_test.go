@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 const (
@@ -35,12 +37,12 @@ func TestNewerVersionTakesTheName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "version 1 loaded", loadedIn(h, "team-sql"))
+	testutil.Eventually(t, waitFor, "version 1 loaded", loadedIn(h, "team-sql"))
 	p2, err := h.MaterializeVersion(ctx, cidB, "team-sql", Version{pubP, 2}, lora)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "version 2 loaded in place", func() bool {
+	testutil.Eventually(t, waitFor, "version 2 loaded in place", func() bool {
 		a, _ := fake.Loaded("team-sql")
 		return a.Path == p2.ServerPath && loadedIn(h, "team-sql")()
 	})
@@ -132,7 +134,7 @@ func TestSwapServesThroughout(t *testing.T) {
 	if _, err := h.MaterializeVersion(ctx, cidA, "team-sql", Version{pubP, 1}, lora); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "version 1 loaded", loadedIn(h, "team-sql"))
+	testutil.Eventually(t, waitFor, "version 1 loaded", loadedIn(h, "team-sql"))
 	var (
 		stop            atomic.Bool
 		asked, notFound atomic.Int64
@@ -160,7 +162,7 @@ func TestSwapServesThroughout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, fmt.Sprintf("version %d loaded", i+2), func() bool {
+		testutil.Eventually(t, waitFor, fmt.Sprintf("version %d loaded", i+2), func() bool {
 			a, _ := fake.Loaded("team-sql")
 			return a.Path == p.ServerPath
 		})

@@ -3,17 +3,15 @@ package handoff
 import (
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/handoff/fakevllm"
 )
 
@@ -65,7 +63,7 @@ func TestLoadAfterMaterialize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 	if a, ok := fake.Loaded("python"); !ok || a.Path != p.ServerPath || a.Garbage {
 		t.Errorf("vLLM has python %+v (%v), want it from %s", a, ok, p.ServerPath)
 	}
@@ -103,7 +101,7 @@ func TestAlreadyLoadedSameVersion(t *testing.T) {
 		if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the load", loadedIn(h, "python"))
+		testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 		if st := h.Stats(); st.LoadOK != 1 || st.LoadFailed != 0 {
 			t.Errorf("%s: stats %+v", gen, st)
 		}
@@ -124,7 +122,7 @@ func TestAlreadyLoadedOtherFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the load", loadedIn(h, "python"))
+		testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 		a, _ := fake.Loaded("python")
 		if a.Path != p.ServerPath {
 			t.Errorf("%s: vLLM has python from %s, want %s", gen, a.Path, p.ServerPath)
@@ -171,65 +169,6 @@ func TestIA3Refused(t *testing.T) {
 	}
 }
 
-func TestVLLMDownThenUp(t *testing.T) {
-	h, fake := vllmSetup(t, Options{})
-	fake.SetDown(true)
-	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "retries", func() bool { return h.Stats().Retries >= 3 })
-	s, _ := status(h, "python")
-	if s.Loaded || s.Pending != "load" || s.Failed || !strings.Contains(s.LastError, "503") || s.Attempts < 3 {
-		t.Errorf("while down: status %+v", s)
-	}
-	fake.SetDown(false)
-	eventually(t, "the load", loadedIn(h, "python"))
-	if s, _ := status(h, "python"); s.LastError != "" {
-		t.Errorf("after the load: status %+v", s)
-	}
-	if st := h.Stats(); st.LoadOK != 1 || st.LoadFailed != 0 {
-		t.Errorf("stats %+v", st)
-	}
-}
-
-func TestVLLMConnectionRefusedThenUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens: connection refused
-
-	h := newTestHandoff(t, Options{VLLMURL: "http://" + addr + "/v1/", Policy: Policy{ServedModel: testModel, AcceptUnknownBase: true}})
-	serve(t, h)
-	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "retries", func() bool { return h.Stats().Retries >= 2 })
-	if s, _ := status(h, "python"); s.Loaded || s.Pending != "load" || s.LastError == "" {
-		t.Errorf("while refused: status %+v", s)
-	}
-
-	fake := fakevllm.New(fakevllm.Options{Base: testBase, RuntimeUpdating: true})
-	srv := httptest.NewUnstartedServer(fake)
-	srv.Listener.Close()
-	for i := 0; ; i++ { // the port was free a moment ago; take it back
-		if srv.Listener, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		if i == 50 {
-			t.Skipf("cannot listen on %s again: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	eventually(t, "the load", loadedIn(h, "python"))
-	if _, ok := fake.Loaded("python"); !ok {
-		t.Error("vLLM does not have the adapter")
-	}
-}
-
 // TestLoadRefused: an adapter the Policy passes but the engine refuses
 // (its modules are larger than those of the served base) fails for good,
 // whatever the vLLM release says (400 before ≈v0.18, 500 since).
@@ -243,7 +182,7 @@ func TestLoadRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		failed := func() bool { s, _ := status(h, "python"); return s.Failed }
-		eventually(t, "the failure", failed)
+		testutil.Eventually(t, waitFor, "the failure", failed)
 		s, _ := status(h, "python")
 		if s.Loaded || s.Pending != "" || s.Attempts != 1 || !strings.Contains(s.LastError, "must match the size of tensor b") {
 			t.Errorf("%s: status %+v", gen, s)
@@ -258,7 +197,7 @@ func TestLoadRefused(t *testing.T) {
 		if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the second failure", func() bool { return h.Stats().LoadFailed == 2 })
+		testutil.Eventually(t, waitFor, "the second failure", func() bool { return h.Stats().LoadFailed == 2 })
 		if calls := fake.Calls(); len(calls) != 2 {
 			t.Errorf("%s: vLLM calls %v", gen, calls)
 		}
@@ -278,7 +217,7 @@ func TestSmallerBaseLoadsGarbage(t *testing.T) {
 	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the load", loadedIn(h, "python"))
 	if a, _ := fake.Loaded("python"); !a.Garbage {
 		t.Errorf("the fake did not note the smaller modules: %+v", a)
 	}
@@ -290,85 +229,13 @@ func TestSmallerBaseLoadsGarbage(t *testing.T) {
 	}
 }
 
-func TestRemoveUnloads(t *testing.T) {
-	h, fake := vllmSetup(t, Options{})
-	ctx := context.Background()
-	p, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the load", loadedIn(h, "python"))
-	if err := h.Remove(ctx, cidB, "python"); !errors.Is(err, ErrConflict) {
-		t.Errorf("Remove with another CID: %v, want ErrConflict", err)
-	}
-	if _, err := os.Stat(p.Dir); err != nil {
-		t.Fatalf("a refused Remove deleted the dir: %v", err)
-	}
-	if err := h.Remove(ctx, cidA, "python"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Lstat(p.Dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("name after Remove: %v", err)
-	}
-	if names := readDirNames(t, h.Dir()); !slices.Equal(names, []string{VersionsDir}) {
-		t.Errorf("adapters dir holds %v", names)
-	}
-	// vLLM may still read the version for requests under way: it stays
-	// until the grace has passed.
-	if _, err := os.Stat(filepath.Join(p.Version, "adapter_model.safetensors")); err != nil {
-		t.Errorf("version deleted at once: %v", err)
-	}
-	eventually(t, "the unload", func() bool { _, ok := status(h, "python"); return !ok })
-	if _, ok := fake.Loaded("python"); ok {
-		t.Error("vLLM still has the adapter")
-	}
-	if calls := fake.Calls(); !slices.Equal(calls, []string{"load python", "unload python"}) {
-		t.Errorf("vLLM calls %v", calls)
-	}
-	if st := h.Stats(); st.Removed != 1 || st.UnloadOK != 1 || st.UnloadFailed != 0 {
-		t.Errorf("stats %+v", st)
-	}
-	if err := h.Remove(ctx, cidA, "python"); err != nil { // again: nothing left
-		t.Errorf("second Remove: %v", err)
-	}
-}
-
-func TestRemoveBeforeLoadSent(t *testing.T) {
-	h, fake := vllmSetup(t, Options{})
-	fake.SetDown(true)
-	ctx := context.Background()
-	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "a retry", func() bool { return h.Stats().Retries >= 1 })
-	if err := h.Remove(ctx, cidA, "python"); err != nil {
-		t.Fatal(err)
-	}
-	if s, _ := status(h, "python"); s.Pending != "unload" {
-		t.Errorf("status %+v", s)
-	}
-	fake.SetDown(false)
-	eventually(t, "the unload", func() bool { _, ok := status(h, "python"); return !ok })
-	// The load normally never reaches vLLM and the unload, sent in case it
-	// had, finds nothing. A retry of the load already on its way when Remove
-	// came may still land once vLLM is back (a loaded machine): the unload
-	// then follows it. Either way vLLM ends without the adapter.
-	calls := fake.Calls()
-	if !slices.Equal(calls, []string{"unload python"}) && !slices.Equal(calls, []string{"load python", "unload python"}) {
-		t.Errorf("vLLM calls %v", calls)
-	}
-	if st := h.Stats(); st.LoadOK != uint64(len(calls)-1) || st.UnloadOK != 1 {
-		t.Errorf("stats %+v after calls %v", st, calls)
-	}
-}
-
 func TestReplaceExpertUnderName(t *testing.T) {
 	h, fake := vllmSetup(t, Options{})
 	ctx := context.Background()
 	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the first load", loadedIn(h, "python"))
+	testutil.Eventually(t, waitFor, "the first load", loadedIn(h, "python"))
 	if err := h.Remove(ctx, cidA, "python"); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +243,7 @@ func TestReplaceExpertUnderName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the second load", func() bool {
+	testutil.Eventually(t, waitFor, "the second load", func() bool {
 		s, _ := status(h, "python")
 		return s.CID == cidB && s.Loaded && s.Pending == ""
 	})
@@ -388,279 +255,9 @@ func TestReplaceExpertUnderName(t *testing.T) {
 	}
 }
 
-func TestRestartReconciles(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	// A first run materialized two adapters, and vLLM loaded one of them.
-	h1 := newTestHandoff(t, Options{Dir: dir, Policy: Policy{ServedModel: testModel, AcceptUnknownBase: true}})
-	for name, cid := range map[string]string{"kept": cidA, "dropped": cidB} {
-		if _, err := h1.Materialize(ctx, cid, name, opener(container(t, loraDir), nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h2, fake := vllmSetup(t, Options{Dir: dir})
-	fake.Preload("kept", dir+"/kept")
-
-	ms, err := h2.Scan()
-	if err != nil || len(ms) != 2 || ms["dropped"].CID != cidB {
-		t.Fatalf("Scan = %v, %v", ms, err)
-	}
-	var opens int
-	if _, err := h2.Materialize(ctx, cidA, "kept", opener(container(t, loraDir), &opens)); err != nil {
-		t.Fatal(err)
-	}
-	if err := h2.Remove(ctx, cidB, "dropped"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "kept loaded", loadedIn(h2, "kept"))
-	eventually(t, "dropped unloaded", func() bool { _, ok := status(h2, "dropped"); return !ok })
-	if opens != 1 {
-		t.Errorf("the container was opened %d times, want once, for its header", opens)
-	}
-	if calls := fake.Calls(); !slices.Equal(calls, []string{"load kept", "unload dropped"}) {
-		t.Errorf("vLLM calls %v", calls)
-	}
-	if st := h2.Stats(); st.Materialized != 0 || st.Removed != 1 || st.LoadOK != 1 || st.UnloadOK != 1 {
-		t.Errorf("stats %+v", st)
-	}
-}
-
-// TestVLLMRestartReloads: vLLM forgets runtime-loaded adapters when it
-// restarts; the periodic check sees one missing from /v1/models and loads it
-// again, and leaves alone the adapters vLLM still lists and one removed.
-func TestVLLMRestartReloads(t *testing.T) {
-	h, fake := vllmSetup(t, Options{Check: 5 * time.Millisecond})
-	ctx := context.Background()
-	for name, cid := range map[string]string{"python": cidA, "other": cidB} {
-		if _, err := h.Materialize(ctx, cid, name, opener(container(t, loraDir), nil)); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, name+" loaded", loadedIn(h, name))
-	}
-	waitChecks(t, fake, 3) // checks that find both loaded change nothing
-	if calls := fake.Calls(); len(calls) != 2 {
-		t.Fatalf("vLLM calls %v before the restart, want the two loads", calls)
-	}
-
-	fake.Restart()
-	eventually(t, "python loaded again", func() bool { _, ok := fake.Loaded("python"); return ok })
-	eventually(t, "other loaded again", func() bool { _, ok := fake.Loaded("other"); return ok })
-	eventually(t, "status loaded", func() bool { return loadedIn(h, "python")() && loadedIn(h, "other")() })
-	if st := h.Stats(); st.Reloads != 2 || st.LoadOK != 4 {
-		t.Errorf("stats %+v, want 2 reloads, 4 loads", st)
-	}
-
-	// Removed: unloaded, and not brought back by a check.
-	if err := h.Remove(ctx, cidB, "other"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "other unloaded", func() bool { _, ok := status(h, "other"); return !ok })
-	fake.Restart()
-	eventually(t, "python loaded after the second restart", func() bool { _, ok := fake.Loaded("python"); return ok })
-	waitChecks(t, fake, 3)
-	if _, ok := fake.Loaded("other"); ok {
-		t.Error("a removed adapter was loaded again")
-	}
-}
-
-// TestVLLMCheckDown: a vLLM that does not answer the check is asked again;
-// nothing is reloaded or marked failed meanwhile.
-func TestVLLMCheckDown(t *testing.T) {
-	h, fake := vllmSetup(t, Options{Check: 5 * time.Millisecond})
-	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "python loaded", loadedIn(h, "python"))
-	fake.SetDown(true)
-	waitChecks(t, fake, 3)
-	if s, _ := status(h, "python"); !s.Loaded || s.Pending != "" || s.Failed {
-		t.Errorf("status while vLLM is down: %+v", s)
-	}
-	fake.Restart()
-	fake.SetDown(false)
-	eventually(t, "python loaded again", func() bool { _, ok := fake.Loaded("python"); return ok })
-}
-
-// waitChecks waits until the Handoff has asked fake for its model list n
-// more times.
-func waitChecks(t *testing.T, fake *fakevllm.Server, n int) {
-	t.Helper()
-	want := fake.Lists() + n
-	eventually(t, "the checks", func() bool { return fake.Lists() >= want })
-}
-
-// FuzzParseModels feeds parseModels any body: a model list or an error,
-// never a panic.
-func FuzzParseModels(f *testing.F) {
-	f.Add([]byte(`{"object":"list","data":[{"id":"base","parent":null},{"id":"python","parent":"base"}]}`))
-	f.Add([]byte(`{"data":null}`))
-	f.Add([]byte(`{"detail":"Not Found"}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		ids, err := parseModels(body)
-		if err == nil && ids == nil {
-			t.Fatal("no error and no list")
-		}
-	})
-}
-
-// TestVLLMCheckEndsBackoff: a call that found vLLM down waits out its
-// backoff, but a check that finds vLLM up again ends the wait.
-func TestVLLMCheckEndsBackoff(t *testing.T) {
-	h, fake := vllmSetup(t, Options{Check: 5 * time.Millisecond, Backoff: 30 * time.Second, MaxBackoff: time.Minute})
-	ctx := context.Background()
-	if _, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "python loaded", loadedIn(h, "python"))
-	fake.SetDown(true)
-	if _, err := h.Materialize(ctx, cidB, "other", opener(container(t, loraDir), nil)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "a load tried while vLLM is down", func() bool { return h.Stats().Retries > 0 })
-	fake.Restart()
-	fake.SetDown(false)
-	eventually(t, "both loaded before the 30 s backoff ends", func() bool {
-		_, a := fake.Loaded("python")
-		_, b := fake.Loaded("other")
-		return a && b
-	})
-}
-
-func TestModelsList(t *testing.T) {
-	for _, tt := range []struct {
-		name, body string
-		status     int
-		want       []string
-		wantErr    bool
-	}{
-		{name: "vllm", status: 200, body: `{"object":"list","data":[{"id":"base","object":"model","root":"/m","parent":null},{"id":"python","root":"/a/python","parent":"base"}]}`, want: []string{"base", "python"}},
-		{name: "empty", status: 200, body: `{"object":"list","data":[]}`, want: []string{}},
-		{name: "not a list", status: 200, body: `{"detail":"Not Found"}`, wantErr: true},
-		{name: "html", status: 200, body: `<html>proxy</html>`, wantErr: true},
-		{name: "unauthorized", status: 401, body: `{"error":"Unauthorized"}`, wantErr: true},
-		{name: "starting", status: 503, body: `upstream connect error`, wantErr: true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != modelsPath || r.Header.Get("Authorization") != "Bearer k" {
-					t.Errorf("request %s %s %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
-				}
-				w.WriteHeader(tt.status)
-				_, _ = w.Write([]byte(tt.body))
-			}))
-			defer srv.Close()
-			c, err := newVLLMClient(srv.URL+"/v1", "k", srv.Client())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids, err := c.models(context.Background())
-			if tt.wantErr {
-				if err == nil {
-					t.Fatalf("models = %v, want an error", ids)
-				}
-				return
-			}
-			if err != nil || len(ids) != len(tt.want) {
-				t.Fatalf("models = %v, %v; want %v", ids, err, tt.want)
-			}
-			for _, id := range tt.want {
-				if _, ok := ids[id]; !ok {
-					t.Errorf("%s missing from %v", id, ids)
-				}
-			}
-		})
-	}
-}
-
-func TestServeStopsWhileDown(t *testing.T) {
-	fake, url := newFake(t, fakevllm.Options{})
-	fake.SetDown(true)
-	h := newTestHandoff(t, Options{VLLMURL: url, Backoff: time.Hour, MaxBackoff: time.Hour, Policy: Policy{AcceptUnknownBase: true}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx) }()
-	if _, err := h.Materialize(context.Background(), cidA, "python", opener(container(t, loraDir), nil)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "a retry", func() bool { return h.Stats().Retries == 1 })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
-	}
-	if err := h.Serve(context.Background()); err == nil {
-		t.Error("a second Serve did not fail")
-	}
-}
-
-func TestClassify(t *testing.T) {
-	flat := func(code int, typ, msg string) string {
-		return `{"object":"error","message":"` + msg + `","type":"` + typ + `","param":null,"code":` + strconv.Itoa(code) + `}`
-	}
-	nested := func(code int, typ, msg string) string {
-		return `{"error":{"message":"` + msg + `","type":"` + typ + `","param":null,"code":` + strconv.Itoa(code) + `}}`
-	}
-	for _, c := range []struct {
-		route  string
-		status int
-		body   string
-		want   outcome
-		is     error
-	}{
-		{loadPath, 200, "Success: LoRA adapter 'x' added successfully.", done, nil},
-		{unloadPath, 200, "Success: LoRA adapter 'x' removed successfully.", done, nil},
-		{loadPath, 400, flat(400, "InvalidUserInput", "The lora adapter 'x' has already been loaded."), already, nil},
-		{loadPath, 400, nested(400, "InvalidUserInput", "The lora adapter 'x' has already been loaded. If you want to load the adapter in place, set 'load_inplace' to True."), already, nil},
-		{loadPath, 500, nested(500, "InternalServerError", "Call to add_lora method failed: Server shutting down"), unavailable, ErrUnavailable},
-		{unloadPath, 404, flat(404, "NotFoundError", "The lora adapter 'x' cannot be found."), done, nil},
-		{unloadPath, 404, nested(404, "NotFoundError", "The lora adapter 'x' cannot be found."), done, nil},
-		{unloadPath, 400, flat(400, "BadRequestError", "LoRA adapter x not found"), done, nil},
-		{unloadPath, 404, `{"detail":"Not Found"}`, failed, ErrVLLM}, // no such route
-		{loadPath, 404, `{"detail":"Not Found"}`, failed, ErrVLLM},
-		{loadPath, 404, nested(404, "NotFoundError", "Loading lora x failed: No adapter found for /a/x"), failed, ErrVLLM},
-		{loadPath, 400, flat(400, "BadRequestError", "bad rank"), failed, ErrVLLM},
-		{loadPath, 500, nested(500, "InternalServerError", "target modules not supported"), failed, ErrVLLM},
-		{loadPath, 401, `{"error":"Unauthorized"}`, failed, ErrVLLM},
-		{loadPath, 415, `{"detail":"Unsupported Media Type"}`, failed, ErrVLLM},
-		{loadPath, 500, "Internal Server Error", unavailable, ErrUnavailable},
-		{loadPath, 502, "bad gateway", unavailable, ErrUnavailable},
-		{loadPath, 503, nested(503, "ServiceUnavailableError", "sleeping"), unavailable, ErrUnavailable},
-		{unloadPath, 504, "", unavailable, ErrUnavailable},
-		{loadPath, 429, "", unavailable, ErrUnavailable},
-	} {
-		got, _, err := classify(c.route, c.status, []byte(c.body))
-		if got != c.want || (c.is == nil) != (err == nil) || (c.is != nil && !errors.Is(err, c.is)) {
-			t.Errorf("classify(%s, %d, %s) = %v, %v; want %v, %v", c.route, c.status, c.body, got, err, c.want, c.is)
-		}
-	}
-}
-
-func TestVLLMURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"http://127.0.0.1:8000":     "http://127.0.0.1:8000",
-		"http://127.0.0.1:8000/":    "http://127.0.0.1:8000",
-		"http://127.0.0.1:8000/v1":  "http://127.0.0.1:8000",
-		"https://gpu:8443/vllm/v1/": "https://gpu:8443/vllm",
-	} {
-		c, err := newVLLMClient(in, "", http.DefaultClient)
-		if err != nil || c.base != want {
-			t.Errorf("newVLLMClient(%q) base %v, %v; want %s", in, c, err, want)
-		}
-	}
-	for _, in := range []string{"127.0.0.1:8000", "ftp://x", "http://", ":"} {
-		if _, err := newVLLMClient(in, "", http.DefaultClient); err == nil {
-			t.Errorf("newVLLMClient(%q) accepted", in)
-		}
-	}
-}
-
 // TestReplaceInPlace: a name moved to a new version (here the same expert
-// under a new dtype; issue 14's newer versions take the same path) is
-// replaced in place where vLLM can (load_inplace: the name is served
+// under a new dtype; a followed name's newer version takes the same path)
+// is replaced in place where vLLM can (load_inplace: the name is served
 // throughout), and by an unload and a load where it cannot.
 func TestReplaceInPlace(t *testing.T) {
 	for gen, g := range generations {
@@ -670,13 +267,13 @@ func TestReplaceInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the first load", loadedIn(h, "python"))
+		testutil.Eventually(t, waitFor, "the first load", loadedIn(h, "python"))
 		h.dtype = "F16"
 		p2, err := h.Materialize(ctx, cidA, "python", opener(container(t, loraDir), nil))
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the new version loaded", func() bool {
+		testutil.Eventually(t, waitFor, "the new version loaded", func() bool {
 			a, _ := fake.Loaded("python")
 			return a.Path == p2.ServerPath && loadedIn(h, "python")()
 		})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -116,7 +117,7 @@ func TestAnnounceAdvertised(t *testing.T) {
 			if err := plain.Connect(ctx, peer.AddrInfo{ID: h.ID(), Addrs: h.Network().ListenAddresses()}); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "the peer to learn the announced addresses", func() bool {
+			testutil.Eventually(t, 5*time.Second, "the peer to learn the announced addresses", func() bool {
 				learned := addrStrings(plain.Peerstore().Addrs(h.ID()))
 				for _, w := range want {
 					if !slices.Contains(learned, w) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -42,7 +43,7 @@ func TestProvideFindChain(t *testing.T) {
 		}
 	}
 	for _, h := range hosts {
-		eventually(t, 15*time.Second, "a routing table entry", func() bool { return h.DHT.RoutingTable().Size() > 0 })
+		testutil.Eventually(t, 15*time.Second, "a routing table entry", func() bool { return h.DHT.RoutingTable().Size() > 0 })
 	}
 	first, last := hosts[0], hosts[len(hosts)-1]
 
@@ -94,7 +95,7 @@ func TestBootstrapDialsFromTheListenPort(t *testing.T) {
 		o.ListenAddrs = []ma.Multiaddr{loopQUIC}
 		o.Bootstrap = []peer.AddrInfo{info(boot)}
 		h := newTestHost(t, o)
-		eventually(t, 10*time.Second, "the DHT to dial the bootstrap peer", func() bool {
+		testutil.Eventually(t, 10*time.Second, "the DHT to dial the bootstrap peer", func() bool {
 			return len(h.Network().ConnsToPeer(boot.ID())) > 0
 		})
 		var listen string

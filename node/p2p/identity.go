@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/expertd/expertd/internal/atomicfile"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	crypto_pb "github.com/libp2p/go-libp2p/core/crypto/pb"
 )
@@ -52,11 +53,11 @@ func LoadIdentity(path string) (crypto.PrivKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	if err := createExclusive(path, data); err != nil {
+	if err := atomicfile.Create(path, data, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return readIdentity(path) // another process made one first: use it
 		}
-		return nil, fmt.Errorf("identity %s: %w", path, err)
+		return nil, fmt.Errorf("identity: %w", err) // err names path
 	}
 	return key, nil
 }
@@ -96,43 +97,4 @@ func readIdentity(path string) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("identity %s: a %s key, want Ed25519: %w", path, key.Type(), ErrIdentityCorrupt)
 	}
 	return key, nil
-}
-
-// createExclusive writes data to path with mode 0600, atomically, failing
-// with fs.ErrExist if path exists.
-func createExclusive(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".identity-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return err // fs.ErrExist if another process linked first
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
-		return err
-	}
-	return nil
 }

@@ -34,8 +34,8 @@ func TestIdentityPersists(t *testing.T) {
 	if !k1.Equals(k2) {
 		t.Fatal("second load returned a different key")
 	}
-	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".identity-*")); len(leftovers) != 0 {
-		t.Fatalf("temporary files left: %v", leftovers)
+	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+		t.Fatalf("files beside the identity: %v", ents)
 	}
 }
 

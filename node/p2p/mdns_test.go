@@ -71,7 +71,7 @@ func testMDNSConnects(t *testing.T) {
 		o.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/0.0.0.0/tcp/0")}
 		hosts[i] = newTestHost(t, o)
 	}
-	eventually(t, 30*time.Second, "mDNS to connect the hosts", func() bool {
+	testutil.Eventually(t, 30*time.Second, "mDNS to connect the hosts", func() bool {
 		return hosts[0].Network().Connectedness(hosts[1].ID()) == network.Connected
 	})
 }
@@ -83,7 +83,7 @@ func TestMDNSNotifeeClose(t *testing.T) {
 	b := newTestHost(t, testOptions(t))
 	n := newMDNSNotifee(a, a.log)
 	n.HandlePeerFound(info(b))
-	eventually(t, 10*time.Second, "the notifee to connect to a found peer", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the notifee to connect to a found peer", func() bool {
 		return a.Network().Connectedness(b.ID()) == network.Connected
 	})
 

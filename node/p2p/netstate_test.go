@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -53,10 +54,10 @@ func TestReservationsAndReachability(t *testing.T) {
 	if err := a.Connect(ctx, info(r)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "a reservation on the relay", func() bool {
+	testutil.Eventually(t, 20*time.Second, "a reservation on the relay", func() bool {
 		rs := a.Reservations()
 		return len(rs) == 1 && rs[0].Relay == r.ID()
 	})
 	// The reachability comes with an event the host reads on its own.
-	eventually(t, 10*time.Second, "reachability private", func() bool { return a.Reachability() == ReachPrivate })
+	testutil.Eventually(t, 10*time.Second, "reachability private", func() bool { return a.Reachability() == ReachPrivate })
 }

@@ -52,8 +52,8 @@ var mssHeader = []byte("\x13/multistream/1.0.0\n")
 // Noise (go-libp2p, rust-libp2p, js-libp2p, kubo), so this only loses TCP
 // dials to peers that run TLS alone (QUIC and WebSocket dials are
 // unchanged). Inbound connections are unchanged, and TLS is still accepted
-// from peers that propose it. At 100 ms a fresh fetch of 10 MiB went from
-// 1.21 to 1.11 x the floor (README, latency benchmark).
+// from peers that propose it. What it saves on a fresh fetch is measured
+// in docs/bench/latency.md.
 func TCP(opts ...tcp.Option) libp2p.Option {
 	topts := make([]any, len(opts))
 	for i, o := range opts {

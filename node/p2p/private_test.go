@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
@@ -95,7 +96,7 @@ func TestAllowPeers(t *testing.T) {
 	if err := connectWithin(stranger, guarded); err == nil {
 		// The stranger's side may complete its handshake before the gater
 		// closes the connection; it must not stay connected.
-		eventually(t, 3*time.Second, "stranger disconnected", func() bool {
+		testutil.Eventually(t, 3*time.Second, "stranger disconnected", func() bool {
 			return len(guarded.Network().ConnsToPeer(stranger.ID())) == 0
 		})
 	}

@@ -3,43 +3,31 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"strings"
+
+	"github.com/expertd/expertd/internal/atomicfile"
 )
 
 // tmpPrefix starts the name of every file being written; no real name
 // starts with it.
-const tmpPrefix = ".tmp-"
+const tmpPrefix = atomicfile.TempPrefix
 
 // writeFileAtomic writes data to dir/name through a temporary file in dir:
-// write, fsync, rename. With syncParent it also fsyncs dir so the rename
-// itself is durable; callers that write many files to one directory sync it
-// once at the end instead.
+// write, fsync, rename (atomicfile.Replace), mode 0600. With syncParent it
+// also fsyncs dir so the rename itself is durable; callers that write many
+// files to one directory sync it once at the end instead.
 func (s *Store) writeFileAtomic(dir, name string, data []byte, syncParent bool) error {
-	f, err := s.fs.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
+	err := atomicfile.Replace(s.fs, filepath.Join(dir, name), 0o600, func(w io.Writer) error {
+		_, err := w.Write(data)
 		return err
+	})
+	if err == nil && syncParent {
+		err = s.fs.SyncDir(dir)
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = s.fs.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		s.fs.Remove(tmp)
-		return err
-	}
-	if syncParent {
-		return s.fs.SyncDir(dir)
-	}
-	return nil
+	return err
 }
 
 // removeTemp removes the temporary files a crash left under root and

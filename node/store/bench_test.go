@@ -7,6 +7,7 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -18,7 +19,7 @@ func BenchmarkPutBlock(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	block := data(1, unixfs.ChunkSize)
+	block := testutil.RandomBytes(unixfs.ChunkSize, 1)
 	b.SetBytes(unixfs.ChunkSize)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -41,7 +42,7 @@ func BenchmarkGetBlock(b *testing.B) {
 	defer s.Close()
 	var cids []cid.Cid
 	for i := range 16 {
-		block := data(uint64(i), unixfs.ChunkSize)
+		block := testutil.RandomBytes(unixfs.ChunkSize, uint64(i))
 		c := rawCID(block)
 		if err := s.PutBlock(c, block); err != nil {
 			b.Fatal(err)
@@ -67,7 +68,7 @@ func BenchmarkAdd64MiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	content := data(1, size)
+	content := testutil.RandomBytes(size, 1)
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -100,7 +101,7 @@ func BenchmarkStore10MiB(b *testing.B) {
 	defer s.Close()
 	blocks := make([][]byte, 10)
 	for j := range blocks {
-		blocks[j] = data(uint64(j), unixfs.ChunkSize)
+		blocks[j] = testutil.RandomBytes(unixfs.ChunkSize, uint64(j))
 	}
 	cids := make([]cid.Cid, len(blocks))
 	b.SetBytes(int64(len(blocks)) * unixfs.ChunkSize)

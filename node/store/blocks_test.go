@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -15,7 +17,7 @@ func TestBadBlockWritesNothing(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	before := snapshot(t, e.dir)
-	b := data(1, 5000)
+	b := testutil.RandomBytes(5000, 1)
 	c := rawCID(b)
 	b[0] ^= 1
 	if err := s.PutBlock(c, b); !errors.Is(err, unixfs.ErrHashMismatch) {
@@ -34,7 +36,7 @@ func TestNoPartialBlockVisible(t *testing.T) {
 	for w := range 2 {
 		wg.Go(func() {
 			for i := range 24 {
-				b := data(uint64(1000*w+i), 512<<10)
+				b := testutil.RandomBytes(512<<10, uint64(1000*w+i))
 				if err := s.PutBlock(rawCID(b), b); err != nil {
 					t.Error(err)
 					return
@@ -77,12 +79,12 @@ func TestNoPartialBlockVisible(t *testing.T) {
 func TestLeftoverTempFilesRemovedAtOpen(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	b := data(2, 3000)
+	b := testutil.RandomBytes(3000, 2)
 	c := rawCID(b)
 	if err := s.PutBlock(c, b); err != nil {
 		t.Fatal(err)
 	}
-	root := add(t, s, data(3, 2<<20), Meta{Name: "x"})
+	root := add(t, s, testutil.RandomBytes(2<<20, 3), Meta{Metadata: expert.Metadata{Name: "x"}})
 	s.Close()
 
 	shardDir := filepath.Dir(blockFile(s, c))
@@ -112,7 +114,7 @@ func TestLeftoverTempFilesRemovedAtOpen(t *testing.T) {
 func TestGetBlockDetectsCorruption(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	b := data(4, 100<<10)
+	b := testutil.RandomBytes(100<<10, 4)
 	c := rawCID(b)
 	if err := s.PutBlock(c, b); err != nil {
 		t.Fatal(err)
@@ -155,7 +157,7 @@ func TestLocked(t *testing.T) {
 func TestOversizeBlockFileNotRead(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	b := data(5, 1000)
+	b := testutil.RandomBytes(1000, 5)
 	c := rawCID(b)
 	if err := s.PutBlock(c, b); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 )
 
 // TestKill9 kills a process that is writing to a store at an arbitrary
@@ -75,11 +78,11 @@ func writeForever(dir string) {
 	}
 	for i := uint64(0); ; i++ {
 		size := 100<<10 + int(i%4)*(700<<10)
-		if _, err := s.Add(context.Background(), bytes.NewReader(data(i, size)), Meta{Name: fmt.Sprint(i)}); err != nil {
+		if _, err := s.Add(context.Background(), bytes.NewReader(testutil.RandomBytes(size, i)), Meta{Metadata: expert.Metadata{Name: fmt.Sprint(i)}}); err != nil {
 			fmt.Println("add:", err)
 			os.Exit(2)
 		}
-		b := data(1<<20+i, 200<<10)
+		b := testutil.RandomBytes(200<<10, 1<<20+i)
 		if err := s.PutBlock(rawCID(b), b); err != nil {
 			fmt.Println("put:", err)
 			os.Exit(2)
@@ -99,7 +102,7 @@ func TestConcurrentUse(t *testing.T) {
 	for w := range 2 {
 		wg.Go(func() {
 			for i := range 8 {
-				content := data(uint64(100*w+i), 100<<10+i*(200<<10))
+				content := testutil.RandomBytes(100<<10+i*(200<<10), uint64(100*w+i))
 				if _, err := s.Add(t.Context(), bytes.NewReader(content), Meta{}); err != nil {
 					errs <- err
 				}

@@ -14,6 +14,8 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -34,15 +36,15 @@ type crashCase struct {
 // The experts the cases use: a small one (one raw block), a multi-leaf one
 // (three leaves and a root node) and a lone block, as a fetch puts it.
 var (
-	smallExpert = data(1, 100<<10)
-	bigExpert   = data(2, 2<<20+1)
-	loneBlock   = data(3, 200<<10)
+	smallExpert = testutil.RandomBytes(100<<10, 1)
+	bigExpert   = testutil.RandomBytes(2<<20+1, 2)
+	loneBlock   = testutil.RandomBytes(200<<10, 3)
 )
 
 func crashCases() []crashCase {
-	addSmall := func(t *testing.T, s *Store) { add(t, s, smallExpert, Meta{Name: "small"}) }
+	addSmall := func(t *testing.T, s *Store) { add(t, s, smallExpert, Meta{Metadata: expert.Metadata{Name: "small"}}) }
 	addBig := func(s *Store) error {
-		_, err := s.Add(context.Background(), bytes.NewReader(bigExpert), Meta{Name: "big"})
+		_, err := s.Add(context.Background(), bytes.NewReader(bigExpert), Meta{Metadata: expert.Metadata{Name: "big"}})
 		return err
 	}
 	smallRoot := rawCID(smallExpert)
@@ -60,7 +62,7 @@ func crashCases() []crashCase {
 			if err := putDAG(s, l, bigExpert); err != nil {
 				return err
 			}
-			return s.Complete(context.Background(), l.Root, Meta{Name: "fetched"})
+			return s.Complete(context.Background(), l.Root, Meta{Metadata: expert.Metadata{Name: "fetched"}})
 		}},
 		{name: "Update", setup: addSmall, call: func(s *Store) error {
 			return s.Update(smallRoot, func(m *Meta) { m.Name, m.Pinned = "renamed", true })

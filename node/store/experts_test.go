@@ -13,6 +13,8 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -21,9 +23,9 @@ import (
 func TestAddMultiLeaf(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	content := data(35, 7<<19)
+	content := testutil.RandomBytes(7<<19, 35)
 	want := layout(t, content)
-	root := add(t, s, content, Meta{Name: "big", Publisher: "12D3KooW"})
+	root := add(t, s, content, Meta{Metadata: expert.Metadata{Name: "big"}, Publisher: "12D3KooW"})
 	if root != want.Root {
 		t.Fatalf("Add = %s; unixfs.Build says %s", root, want.Root)
 	}
@@ -57,7 +59,7 @@ func TestAddMultiLeaf(t *testing.T) {
 func TestAddSmallAndEmpty(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	for _, content := range [][]byte{{}, []byte("hello world"), data(7, unixfs.ChunkSize), data(8, unixfs.ChunkSize+1)} {
+	for _, content := range [][]byte{{}, []byte("hello world"), testutil.RandomBytes(unixfs.ChunkSize, 7), testutil.RandomBytes(unixfs.ChunkSize+1, 8)} {
 		root := add(t, s, content, Meta{})
 		if want := layout(t, content).Root; root != want {
 			t.Fatalf("%d bytes: Add = %s; Build says %s", len(content), root, want)
@@ -75,7 +77,7 @@ func TestAddFillsMetaFromContainer(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	ctr, params := container(t)
-	root := add(t, s, ctr, Meta{Name: "ia3", Pinned: true, Density: 0.5})
+	root := add(t, s, ctr, Meta{Metadata: expert.Metadata{Name: "ia3", Density: 0.5}, Pinned: true})
 	m, err := s.Get(root)
 	if err != nil {
 		t.Fatal(err)
@@ -96,10 +98,10 @@ func TestAddFillsMetaFromContainer(t *testing.T) {
 func TestAddAgainMerges(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	content := data(9, 5000)
-	root := add(t, s, content, Meta{PeftType: "LORA"})
+	content := testutil.RandomBytes(5000, 9)
+	root := add(t, s, content, Meta{Metadata: expert.Metadata{PeftType: "LORA"}})
 	first, _ := s.Get(root)
-	add(t, s, content, Meta{Name: "named later", PeftType: "IA3", Pinned: true})
+	add(t, s, content, Meta{Metadata: expert.Metadata{Name: "named later", PeftType: "IA3"}, Pinned: true})
 	m, _ := s.Get(root)
 	if m.Name != "named later" || m.PeftType != "LORA" || !m.Pinned || !m.Added.Equal(first.Added) || !m.LastUsed.After(first.LastUsed) {
 		t.Fatalf("after the second Add: %+v (first %+v)", m, first)
@@ -114,7 +116,7 @@ func TestAddTooLarge(t *testing.T) {
 	e.opts.MaxExpertSize = 2 << 20
 	s := e.open()
 	before := snapshot(t, e.dir)
-	_, err := s.Add(t.Context(), bytes.NewReader(data(10, 3<<20)), Meta{})
+	_, err := s.Add(t.Context(), bytes.NewReader(testutil.RandomBytes(3<<20, 10)), Meta{})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Add = %v; want ErrTooLarge", err)
 	}
@@ -126,7 +128,7 @@ func TestAddCancelled(t *testing.T) {
 	s := e.open()
 	before := snapshot(t, e.dir)
 	ctx, cancel := context.WithCancel(t.Context())
-	r := &cancelAfter{r: bytes.NewReader(data(10, 5<<20)), n: 3 << 20, cancel: cancel}
+	r := &cancelAfter{r: bytes.NewReader(testutil.RandomBytes(5<<20, 10)), n: 3 << 20, cancel: cancel}
 	if _, err := s.Add(ctx, r, Meta{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Add = %v; want context.Canceled", err)
 	}
@@ -153,7 +155,7 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 func TestComplete(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	content := data(11, 7<<19)
+	content := testutil.RandomBytes(7<<19, 11)
 	l := layout(t, content)
 	root := l.Root
 	if err := s.Complete(t.Context(), root, Meta{}); !errors.Is(err, ErrNotFound) {
@@ -169,7 +171,7 @@ func TestComplete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Complete(t.Context(), root, Meta{Name: "fetched"}); !errors.Is(err, ErrIncomplete) {
+	if err := s.Complete(t.Context(), root, Meta{Metadata: expert.Metadata{Name: "fetched"}}); !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("Complete without leaf 0 = %v; want ErrIncomplete", err)
 	}
 	if _, err := s.Get(root); !errors.Is(err, ErrNotFound) {
@@ -188,7 +190,7 @@ func TestComplete(t *testing.T) {
 	if err := s.PutBlock(lf.Cid, content[:lf.Size]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Complete(t.Context(), root, Meta{Name: "fetched", Publisher: "peer"}); err != nil {
+	if err := s.Complete(t.Context(), root, Meta{Metadata: expert.Metadata{Name: "fetched"}, Publisher: "peer"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := readAll(t, s, root); !bytes.Equal(got, content) {
@@ -202,16 +204,16 @@ func TestComplete(t *testing.T) {
 func TestReopenKeepsEverything(t *testing.T) {
 	e := newEnv(t, 10<<20)
 	s := e.open()
-	contents := [][]byte{data(12, 300), data(13, 7<<19), data(14, 1<<20)}
+	contents := [][]byte{testutil.RandomBytes(300, 12), testutil.RandomBytes(7<<19, 13), testutil.RandomBytes(1<<20, 14)}
 	var roots []cid.Cid
 	for i, c := range contents {
-		roots = append(roots, add(t, s, c, Meta{Name: string(rune('a' + i)), Publisher: "p", Rank: 8}))
+		roots = append(roots, add(t, s, c, Meta{Metadata: expert.Metadata{Name: string(rune('a' + i)), Rank: 8}, Publisher: "p"}))
 	}
 	if err := s.Pin(roots[1], true); err != nil {
 		t.Fatal(err)
 	}
 	readAll(t, s, roots[0])
-	orphan := data(15, 999)
+	orphan := testutil.RandomBytes(999, 15)
 	if err := s.PutBlock(rawCID(orphan), orphan); err != nil {
 		t.Fatal(err)
 	}
@@ -243,9 +245,9 @@ func TestReopenKeepsEverything(t *testing.T) {
 func TestRemove(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	shared := data(16, unixfs.ChunkSize)
-	x := append(bytes.Clone(shared), data(17, 1000)...)
-	y := append(bytes.Clone(shared), data(18, 2000)...)
+	shared := testutil.RandomBytes(unixfs.ChunkSize, 16)
+	x := append(bytes.Clone(shared), testutil.RandomBytes(1000, 17)...)
+	y := append(bytes.Clone(shared), testutil.RandomBytes(2000, 18)...)
 	rx, ry := add(t, s, x, Meta{Pinned: true}), add(t, s, y, Meta{})
 	lx := layout(t, x)
 	if err := s.Remove(rx); err != nil {
@@ -273,7 +275,7 @@ func TestRemove(t *testing.T) {
 func TestOpenNotIndexed(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	b := data(19, 100)
+	b := testutil.RandomBytes(100, 19)
 	if err := s.PutBlock(rawCID(b), b); err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +287,7 @@ func TestOpenNotIndexed(t *testing.T) {
 func TestOpenDetectsCorruptLeaf(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	content := data(20, 3<<20)
+	content := testutil.RandomBytes(3<<20, 20)
 	root := add(t, s, content, Meta{})
 	l := layout(t, content)
 	flipByte(t, blockFile(s, l.Leaves[1].Cid), 5)
@@ -310,7 +312,7 @@ func TestOpenDetectsCorruptLeaf(t *testing.T) {
 func TestCompleteDropsWrongSizeBlock(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	content := data(12, 5<<19)
+	content := testutil.RandomBytes(5<<19, 12)
 	l := layout(t, content)
 	if err := putDAG(s, l, content); err != nil {
 		t.Fatal(err)
@@ -341,7 +343,7 @@ func TestCompleteDropsWrongSizeBlock(t *testing.T) {
 func TestUpdateKeepsStoreFields(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	root := add(t, s, data(13, 1000), Meta{Name: "a"})
+	root := add(t, s, testutil.RandomBytes(1000, 13), Meta{Metadata: expert.Metadata{Name: "a"}})
 	want, err := s.Get(root)
 	if err != nil {
 		t.Fatal(err)

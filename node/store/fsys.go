@@ -1,9 +1,10 @@
 package store
 
 import (
-	"io"
 	"io/fs"
 	"os"
+
+	"github.com/expertd/expertd/internal/atomicfile"
 )
 
 // fileSystem is the file layer of the store's writes: every call that
@@ -12,23 +13,12 @@ import (
 // can record their order and replay a crash between any two of them.
 // Reads go to the os package directly.
 type fileSystem interface {
-	// CreateTemp creates a new file in dir as os.CreateTemp does.
-	CreateTemp(dir, pattern string) (tempFile, error)
-	Rename(oldpath, newpath string) error
-	Remove(name string) error
+	atomicfile.FS
 	Mkdir(name string, perm fs.FileMode) error
-	// SyncDir fsyncs a directory, making the renames and removals in it
-	// durable.
-	SyncDir(dir string) error
 }
 
 // tempFile is a file being written.
-type tempFile interface {
-	io.Writer
-	Name() string
-	Sync() error
-	Close() error
-}
+type tempFile = atomicfile.File
 
 // osFS is the real file system.
 type osFS struct{}
@@ -36,25 +26,10 @@ type osFS struct{}
 var _ fileSystem = osFS{}
 
 func (osFS) CreateTemp(dir, pattern string) (tempFile, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+	return atomicfile.OS.CreateTemp(dir, pattern)
 }
 
 func (osFS) Rename(oldpath, newpath string) error      { return os.Rename(oldpath, newpath) }
 func (osFS) Remove(name string) error                  { return os.Remove(name) }
 func (osFS) Mkdir(name string, perm fs.FileMode) error { return os.Mkdir(name, perm) }
-
-func (osFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (osFS) SyncDir(dir string) error                  { return atomicfile.SyncDir(dir) }

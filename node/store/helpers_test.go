@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,16 +85,6 @@ func (e *env) open() *Store {
 	}
 	e.t.Cleanup(func() { s.Close() })
 	return s
-}
-
-// data returns n pseudo-random bytes determined by seed (as storetest.Data,
-// which this package's own tests cannot import).
-func data(seed uint64, n int) []byte {
-	var key [32]byte
-	binary.LittleEndian.PutUint64(key[:], seed)
-	b := make([]byte, n)
-	rand.NewChaCha8(key).Read(b)
-	return b
 }
 
 // rawCID returns the CID of b as a raw block.

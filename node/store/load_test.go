@@ -11,6 +11,8 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 )
 
 func entryFile(e *env, c cid.Cid) string {
@@ -24,13 +26,13 @@ func TestCorruptEntryRebuilt(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
 	ctr, params := container(t)
-	small := add(t, s, ctr, Meta{Name: "ia3", Publisher: "peer"})
+	small := add(t, s, ctr, Meta{Metadata: expert.Metadata{Name: "ia3"}, Publisher: "peer"})
 	// A DAG whose first leaf starts with the container header: enough to
 	// rebuild from, and it exercises the dag-pb walk.
-	big := append(bytes.Clone(ctr), data(1, 5<<20)...)
-	bigRoot := add(t, s, big, Meta{Name: "big"})
-	lost := add(t, s, data(2, 3<<20), Meta{Name: "lost"})
-	intact := add(t, s, data(3, 1000), Meta{Name: "intact", Publisher: "me"})
+	big := append(bytes.Clone(ctr), testutil.RandomBytes(5<<20, 1)...)
+	bigRoot := add(t, s, big, Meta{Metadata: expert.Metadata{Name: "big"}})
+	lost := add(t, s, testutil.RandomBytes(3<<20, 2), Meta{Metadata: expert.Metadata{Name: "lost"}})
+	intact := add(t, s, testutil.RandomBytes(1000, 3), Meta{Metadata: expert.Metadata{Name: "intact"}, Publisher: "me"})
 	intactMeta, _ := s.Get(intact)
 	s.Close()
 
@@ -39,7 +41,7 @@ func TestCorruptEntryRebuilt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Remove(blockFile(s, layout(t, data(2, 3<<20)).Leaves[1].Cid)); err != nil {
+	if err := os.Remove(blockFile(s, layout(t, testutil.RandomBytes(3<<20, 2)).Leaves[1].Cid)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -98,8 +100,8 @@ func TestCorruptEntryRebuilt(t *testing.T) {
 func TestEntryWithWrongNameSetAside(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	a := add(t, s, data(1, 100), Meta{Name: "a"})
-	b := add(t, s, data(2, 100), Meta{Name: "b"})
+	a := add(t, s, testutil.RandomBytes(100, 1), Meta{Metadata: expert.Metadata{Name: "a"}})
+	b := add(t, s, testutil.RandomBytes(100, 2), Meta{Metadata: expert.Metadata{Name: "b"}})
 	s.Close()
 	// a's entry copied under b's name: it names the wrong expert.
 	ea, err := os.ReadFile(entryFile(e, a))

@@ -9,6 +9,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"github.com/expertd/expertd/compress"
+	"github.com/expertd/expertd/node/expert"
 )
 
 // Meta describes an indexed expert. The store sets CID, Size, Added and
@@ -16,19 +17,12 @@ import (
 // fields the caller leaves zero from the container's header when the
 // expert is a .cpeft container.
 type Meta struct {
-	CID           string    `json:"cid"` // root CID of the container
-	Name          string    `json:"name,omitempty"`
-	PeftType      string    `json:"peft_type,omitempty"`
-	BaseModel     string    `json:"base_model,omitempty"`
-	Rank          int       `json:"rank,omitempty"`
-	TargetModules []string  `json:"target_modules,omitempty"`
-	Params        int64     `json:"params,omitempty"`
-	Density       float64   `json:"density,omitempty"`
-	Size          int64     `json:"size"` // container bytes
-	SourceBytes   int64     `json:"source_bytes,omitempty"`
-	Publisher     string    `json:"publisher,omitempty"` // peer ID
-	Added         time.Time `json:"added"`
-	LastUsed      time.Time `json:"last_used"`
+	CID string `json:"cid"` // root CID of the container
+	expert.Metadata
+	SourceBytes int64     `json:"source_bytes,omitempty"`
+	Publisher   string    `json:"publisher,omitempty"` // peer ID
+	Added       time.Time `json:"added"`
+	LastUsed    time.Time `json:"last_used"`
 	// Pinned experts are never evicted. Published experts are pinned by
 	// the caller; an entry rebuilt at Open is pinned, since whether it
 	// was is lost.
@@ -89,7 +83,7 @@ func (m *Meta) fill(o Meta) {
 // peft type, params, density, source bytes and, from the adapter config it
 // carries, base model, rank and target modules.
 func MetaFromHeader(h *compress.Header) Meta {
-	m := Meta{PeftType: h.PeftType, Density: h.Density, SourceBytes: h.SourceBytes}
+	m := Meta{Metadata: expert.Metadata{PeftType: h.PeftType, Density: h.Density}, SourceBytes: h.SourceBytes}
 	for i := range h.Tensors {
 		m.Params += h.Tensors[i].Elements()
 	}

@@ -8,6 +8,8 @@ import (
 
 	cid "github.com/ipfs/go-cid"
 
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/unixfs"
 )
 
@@ -23,7 +25,7 @@ func TestEvictionOrderAndPins(t *testing.T) {
 	names := "abcdefgh"
 	roots := make(map[byte]cid.Cid)
 	put := func(n byte) {
-		roots[n] = add(t, s, data(uint64(n), size), Meta{Name: string(n)})
+		roots[n] = add(t, s, testutil.RandomBytes(size, uint64(n)), Meta{Metadata: expert.Metadata{Name: string(n)}})
 	}
 	wantIndexed := func(want string) {
 		t.Helper()
@@ -77,25 +79,25 @@ func TestEvictionOrderAndPins(t *testing.T) {
 }
 
 func TestEvictionKeepsSharedBlocks(t *testing.T) {
-	shared := data(1, unixfs.ChunkSize)
-	x := append(bytes.Clone(shared), data(2, unixfs.ChunkSize)...)
-	y := append(bytes.Clone(shared), data(3, unixfs.ChunkSize)...)
+	shared := testutil.RandomBytes(unixfs.ChunkSize, 1)
+	x := append(bytes.Clone(shared), testutil.RandomBytes(unixfs.ChunkSize, 2)...)
+	y := append(bytes.Clone(shared), testutil.RandomBytes(unixfs.ChunkSize, 3)...)
 	lx, ly := layout(t, x), layout(t, y)
 	nodeX, nodeY := int64(len(lx.Nodes[0].Data)), int64(len(ly.Nodes[0].Data))
 	both := 3*unixfs.ChunkSize + nodeX + nodeY // the shared leaf once
-	z := data(4, 200<<10)
+	z := testutil.RandomBytes(200<<10, 4)
 
 	e := newEnv(t, both+100<<10) // x and y fit together only if the shared leaf counts once
 	s := e.open()
-	rx := add(t, s, x, Meta{Name: "x"})
-	ry := add(t, s, y, Meta{Name: "y"})
+	rx := add(t, s, x, Meta{Metadata: expert.Metadata{Name: "x"}})
+	ry := add(t, s, y, Meta{Metadata: expert.Metadata{Name: "y"}})
 	if !indexed(s, rx) || !indexed(s, ry) {
 		t.Fatal("x and y do not fit together: the shared leaf was counted twice")
 	}
 	if u, _ := s.Usage(); u != both {
 		t.Fatalf("Usage = %d, want %d", u, both)
 	}
-	rz := add(t, s, z, Meta{Name: "z"}) // evicts x, the least recently used
+	rz := add(t, s, z, Meta{Metadata: expert.Metadata{Name: "z"}}) // evicts x, the least recently used
 	if indexed(s, rx) || !indexed(s, ry) || !indexed(s, rz) {
 		t.Fatalf("after adding z: x %v, y %v, z %v; want only x evicted", indexed(s, rx), indexed(s, ry), indexed(s, rz))
 	}
@@ -118,13 +120,13 @@ func TestEvictionKeepsSharedBlocks(t *testing.T) {
 func TestQuotaExceededChangesNothing(t *testing.T) {
 	e := newEnv(t, 1<<20)
 	s := e.open()
-	p := add(t, s, data(1, 600<<10), Meta{Name: "published", Pinned: true})
-	u := add(t, s, data(2, 300<<10), Meta{Name: "cached"})
+	p := add(t, s, testutil.RandomBytes(600<<10, 1), Meta{Metadata: expert.Metadata{Name: "published"}, Pinned: true})
+	u := add(t, s, testutil.RandomBytes(300<<10, 2), Meta{Metadata: expert.Metadata{Name: "cached"}})
 	before := snapshot(t, e.dir)
 	usage, n := s.Usage()
 
 	for _, size := range []int{500 << 10, 3 << 19} { // one block; a DAG
-		_, err := s.Add(t.Context(), bytes.NewReader(data(3, size)), Meta{})
+		_, err := s.Add(t.Context(), bytes.NewReader(testutil.RandomBytes(size, 3)), Meta{})
 		if !errors.Is(err, ErrQuota) {
 			t.Fatalf("Add of %d bytes = %v; want ErrQuota", size, err)
 		}
@@ -132,7 +134,7 @@ func TestQuotaExceededChangesNothing(t *testing.T) {
 	}
 
 	// The fetch path: the blocks are stored, Complete refuses and drops them.
-	b := data(4, 500<<10)
+	b := testutil.RandomBytes(500<<10, 4)
 	if err := s.PutBlock(rawCID(b), b); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func TestQuotaExceededChangesNothing(t *testing.T) {
 	if err := s.CheckFit(400 << 10); err != nil {
 		t.Fatalf("CheckFit(400 KiB) = %v; it fits once the cached expert is evicted", err)
 	}
-	add(t, s, data(5, 400<<10), Meta{})
+	add(t, s, testutil.RandomBytes(400<<10, 5), Meta{})
 	if indexed(s, u) || !indexed(s, p) {
 		t.Fatal("the cached expert should have made room")
 	}
@@ -161,9 +163,9 @@ func TestQuotaExceededChangesNothing(t *testing.T) {
 func TestCompleteOverQuotaKeepsSharedBlocks(t *testing.T) {
 	e := newEnv(t, 2<<20)
 	s := e.open()
-	shared := data(14, 1<<20)
-	a := add(t, s, shared, Meta{Name: "a", Pinned: true})
-	content := append(slices.Clone(shared), data(15, 2<<20)...) // its first leaf is a's block
+	shared := testutil.RandomBytes(1<<20, 14)
+	a := add(t, s, shared, Meta{Metadata: expert.Metadata{Name: "a"}, Pinned: true})
+	content := append(slices.Clone(shared), testutil.RandomBytes(2<<20, 15)...) // its first leaf is a's block
 	l := layout(t, content)
 	if err := putDAG(s, l, content); err != nil {
 		t.Fatal(err)

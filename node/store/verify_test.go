@@ -6,15 +6,18 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/expert"
 )
 
 func TestVerify(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	content := data(1, 7<<19)
-	root := add(t, s, content, Meta{Name: "damaged"})
-	good := add(t, s, data(2, 2<<20), Meta{Name: "fine"})
-	orphan := data(3, 4096)
+	content := testutil.RandomBytes(7<<19, 1)
+	root := add(t, s, content, Meta{Metadata: expert.Metadata{Name: "damaged"}})
+	good := add(t, s, testutil.RandomBytes(2<<20, 2), Meta{Metadata: expert.Metadata{Name: "fine"}})
+	orphan := testutil.RandomBytes(4096, 3)
 	if err := s.PutBlock(rawCID(orphan), orphan); err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +79,8 @@ func TestVerify(t *testing.T) {
 func TestGC(t *testing.T) {
 	e := newEnv(t, 0)
 	s := e.open()
-	root := add(t, s, data(1, 3<<20), Meta{})
-	oldOrphan, newOrphan := data(2, 100), data(3, 100)
+	root := add(t, s, testutil.RandomBytes(3<<20, 1), Meta{})
+	oldOrphan, newOrphan := testutil.RandomBytes(100, 2), testutil.RandomBytes(100, 3)
 	for _, b := range [][]byte{oldOrphan, newOrphan} {
 		if err := s.PutBlock(rawCID(b), b); err != nil {
 			t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -69,8 +69,8 @@ type Daemon struct {
 // waits for its API. It is stopped (SIGINT, then SIGKILL) when the test ends.
 func Start(t *testing.T, bin, root, name, boot string) *Daemon {
 	t.Helper()
-	d := &Daemon{Name: name, Dir: filepath.Join(root, name), API: FreeAddr(t)}
-	args := []string{"daemon", "--data-dir", d.Dir, "--api", d.API, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", FreePort(t))}
+	d := &Daemon{Name: name, Dir: filepath.Join(root, name), API: testutil.FreeAddr(t)}
+	args := []string{"daemon", "--data-dir", d.Dir, "--api", d.API, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", testutil.FreePort(t))}
 	if boot != "" {
 		args = append(args, "--bootstrap", boot)
 	}
@@ -95,15 +95,7 @@ func (d *Daemon) Restart(t *testing.T, bin, root string, args []string) {
 	cmd, logf := d.Cmd, d.log
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			_ = cmd.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
+			Stop(cmd, os.Interrupt)
 		}
 		logf.Close()
 		if t.Failed() {
@@ -119,6 +111,20 @@ func (d *Daemon) Restart(t *testing.T, bin, root string, args []string) {
 	}
 	if d.Addr == "" {
 		t.Fatalf("%s has no TCP address in %v", d.Name, id.Addrs)
+	}
+}
+
+// Stop sends sig to the started process cmd runs and waits for it; if it
+// has not exited after 10 s, it kills it (SIGKILL).
+func Stop(cmd *exec.Cmd, sig os.Signal) {
+	_ = cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
@@ -157,31 +163,11 @@ func RunErr(bin, root string, args ...string) (string, error) {
 	return strings.TrimSpace(out.String()), nil
 }
 
-// FreeAddr returns a loopback TCP address free a moment ago.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// FreePort returns a loopback TCP port free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	_, port, _ := strings.Cut(FreeAddr(t), ":")
-	var p int
-	fmt.Sscan(port, &p)
-	return p
-}
-
 // WaitIdentity waits up to 30 s for the API behind c to answer.
 func WaitIdentity(t testing.TB, c *api.Client) api.Identity {
 	t.Helper()
 	var id api.Identity
-	Eventually(t, 30*time.Second, "the daemon's API", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the daemon's API", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		var err error
@@ -189,17 +175,4 @@ func WaitIdentity(t testing.TB, c *api.Client) api.Identity {
 		return err == nil
 	})
 	return id
-}
-
-// Eventually polls cond every 100 ms until it holds, failing the test
-// after timeout.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

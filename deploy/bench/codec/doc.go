@@ -1,5 +1,5 @@
-// Package codec measures the codec through the real CLI (issue 17, "use
-// the cores"): `expertd compress` of a 34M-parameter F32 LoRA adapter
+// Package codec measures the codec through the real CLI, and whether it
+// uses the cores: `expertd compress` of a 34M-parameter F32 LoRA adapter
 // against the ComPEFT reference's sparsify+quantize in torch on one
 // thread, and `expertd decompress` of its container to tmpfs, each with
 // all cores and with GOMAXPROCS=1, in wall and CPU time.

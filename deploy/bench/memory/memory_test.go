@@ -12,6 +12,7 @@ import (
 
 	"github.com/expertd/expertd/cmd/expertd/daemontest"
 	"github.com/expertd/expertd/compress/synth"
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
 )
 
@@ -61,7 +62,7 @@ func TestMemory(t *testing.T) {
 	if e.Size != size {
 		t.Fatalf("A published %d bytes, the container has %d", e.Size, size)
 	}
-	eventually(t, 30*time.Second, "B to learn of "+e.CID, func() bool {
+	testutil.Eventually(t, 30*time.Second, "B to learn of "+e.CID, func() bool {
 		es, err := b.Client().Experts(ctx, api.Filter{Remote: true})
 		return err == nil && slices.ContainsFunc(es, func(x api.Expert) bool { return x.CID == e.CID })
 	})

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Targets of issue #7.
+// The daemon's memory targets.
 const (
 	idleTarget   = 60e6     // bytes of RSS, idle
 	growthTarget = 64 << 20 // bytes of RSS above idle during a 100 MiB fetch

@@ -10,7 +10,7 @@ import (
 	"github.com/expertd/expertd/deploy/bench/plot"
 )
 
-// Issue #7's targets at 100 ms RTT, 20 Mbit/s.
+// The fetch's targets at 100 ms RTT, 20 Mbit/s.
 const (
 	targetRTT   = 100 // ms
 	targetFloor = 1.2 // expertd time / floor
@@ -70,7 +70,7 @@ func markdown(points []point, reps int) string {
 	return b.String()
 }
 
-// targets says whether p, the point at 100 ms, meets the issue's targets.
+// targets says whether p, the point at 100 ms, meets the fetch's targets.
 func targets(p point) string {
 	f := p.Floor.Seconds()
 	fresh, warm := p.Fetch.Fresh.Seconds(), p.Fetch.Warm.Seconds()

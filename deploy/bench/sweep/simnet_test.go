@@ -23,8 +23,8 @@ type link struct {
 	BitsPerSecond int
 }
 
-// floor is the physical floor for size bytes: the bytes at line
-// rate plus two round trips.
+// floor is the physical floor for size bytes: the bytes at line rate
+// plus two round trips.
 func (l link) floor(size int) time.Duration {
 	return time.Duration(float64(size)*8/float64(l.BitsPerSecond)*float64(time.Second)) + 2*l.RTT
 }

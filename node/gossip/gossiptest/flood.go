@@ -25,6 +25,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 	gproto "google.golang.org/protobuf/proto"
 
+	"github.com/expertd/expertd/node/expert"
 	"github.com/expertd/expertd/node/gossip"
 	pb "github.com/expertd/expertd/proto"
 )
@@ -175,8 +176,11 @@ func (f *Flooder) entry(key crypto.PrivKey, id peer.ID, i, j int) (*pb.Announcem
 		return nil, err
 	}
 	a := gossip.Announcement{
-		CID: cid.NewCidV1(cid.DagProtobuf, h), Name: f.opts.Name(i, j), PeftType: "LORA", BaseModel: f.opts.BaseModel,
-		Rank: 16, TargetModules: []string{"q_proj", "v_proj"}, Params: 1 << 20, Density: 0.1, Size: 1 << 20,
+		CID: cid.NewCidV1(cid.DagProtobuf, h), Metadata: expert.Metadata{
+			Name: f.opts.Name(i, j), PeftType: "LORA", BaseModel: f.opts.BaseModel, Rank: 16,
+			TargetModules: []string{"q_proj", "v_proj"}, Params: 1 << 20, Density: 0.1,
+			Size: 1 << 20,
+		},
 		Publisher: id, Time: time.Now(),
 	}
 	if f.opts.Large {

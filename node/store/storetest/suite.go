@@ -8,13 +8,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"testing"
 
 	cid "github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/unixfs"
 )
@@ -37,16 +37,6 @@ func BlockStore(t *testing.T, newStore func(t *testing.T) store.BlockStore) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
-}
-
-// Data returns n pseudo-random bytes determined by seed.
-func Data(seed uint64, n int) []byte {
-	var key [32]byte
-	key[0], key[1] = byte(seed), byte(seed>>8)
-	key[2], key[3] = byte(seed>>16), byte(seed>>24)
-	b := make([]byte, n)
-	rand.NewChaCha8(key).Read(b)
-	return b
 }
 
 // RawCID returns the CID of data as a raw block.
@@ -88,11 +78,11 @@ func mustAbsent(t *testing.T, s store.BlockStore, c cid.Cid) {
 }
 
 func testRoundTrip(t *testing.T, s store.BlockStore) {
-	l, err := unixfs.Build(bytes.NewReader(Data(1, 2<<20+1)))
+	l, err := unixfs.Build(bytes.NewReader(testutil.RandomBytes(2<<20+1, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := Data(2, unixfs.ChunkSize)
+	full := testutil.RandomBytes(unixfs.ChunkSize, 2)
 	blocks := []unixfs.Block{
 		{Cid: RawCID(full), Data: full},               // a full leaf
 		{Cid: RawCID([]byte("x")), Data: []byte("x")}, // a tiny one
@@ -121,7 +111,7 @@ func testNotFound(t *testing.T, s store.BlockStore) {
 }
 
 func testBadHash(t *testing.T, s store.BlockStore) {
-	data := Data(3, 1000)
+	data := testutil.RandomBytes(1000, 3)
 	c := RawCID(data)
 	bad := bytes.Clone(data)
 	bad[500] ^= 1
@@ -161,7 +151,7 @@ func testUnsupportedCID(t *testing.T, s store.BlockStore) {
 }
 
 func testTooLarge(t *testing.T, s store.BlockStore) {
-	data := Data(4, store.MaxBlockSize+1)
+	data := testutil.RandomBytes(store.MaxBlockSize+1, 4)
 	c := RawCID(data)
 	if err := s.PutBlock(c, data); !errors.Is(err, store.ErrTooLarge) {
 		t.Fatalf("PutBlock of %d bytes = %v; want ErrTooLarge", len(data), err)
@@ -170,7 +160,7 @@ func testTooLarge(t *testing.T, s store.BlockStore) {
 }
 
 func testIdempotent(t *testing.T, s store.BlockStore) {
-	data := Data(5, 4096)
+	data := testutil.RandomBytes(4096, 5)
 	c := RawCID(data)
 	for range 3 {
 		mustPut(t, s, c, data)
@@ -182,7 +172,7 @@ func testConcurrent(t *testing.T, s store.BlockStore) {
 	const workers, blocks = 8, 16
 	data := make([][]byte, blocks)
 	for i := range data {
-		data[i] = Data(uint64(100+i), 64<<10)
+		data[i] = testutil.RandomBytes(64<<10, uint64(100+i))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
