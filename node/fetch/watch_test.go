@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/testutil"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -111,11 +112,7 @@ func TestWatchBoundedAndFreed(t *testing.T) {
 		c()
 		<-ends[i]
 	}
-	for deadline := time.Now().Add(10 * time.Second); watching() > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d watches still served after the requester stopped", watching())
-		}
-	}
+	testutil.Eventually(t, 10*time.Second, "the provider frees the watches of a requester that stopped", func() bool { return watching() == 0 })
 }
 
 // FuzzWatch feeds arbitrary watch answers to the requester: it must fail
