@@ -281,9 +281,12 @@ func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
 			s.answered()
 		}
 		t.setProgress(p.Bytes, p.Total)
-		// Holding verified leaves, this node serves them to the others
-		// fetching the expert: the publisher's upload stays bounded.
-		if p.Leaves > 0 && p.Leaves < p.OfLeaf && !announced && meta.CID != "" {
+		// This node serves the leaves it holds to the others fetching the
+		// expert, so the publisher's upload stays bounded. It announces
+		// itself as soon as it knows the layout, before its first leaf:
+		// the others then watch it, and learn each leaf it comes to hold
+		// as it is verified (fetch's watch), not a gossip round later.
+		if p.Total > 0 && p.Leaves < p.OfLeaf && !announced && meta.CID != "" {
 			announced = true
 			n.announce(meta, false)
 		}

@@ -8,6 +8,18 @@
 // answers with a header carrying the internal dag-pb nodes, then the leaves
 // in order, each a length-prefixed protobuf frame (see proto/fetch.proto).
 //
+// A requester watches every partial holder it knows (a watch request:
+// have.go, watch.go): the holder answers with what it holds and then tells
+// each leaf as it verifies it, so requesters always know who holds what
+// and ask a holder for a leaf as soon as it has it. While others are
+// served the same expert, a provider takes few requests at a time
+// (uplink.go) and answers the rest BUSY with the time to ask again, and
+// with its header when the request asks for it, so that a refused
+// requester still learns the layout and what the provider holds and asks
+// a free peer meanwhile. A requester gives up on a provider that goes
+// silent (no header, or no leaf, for a while: killed or cut off) and asks
+// others for its leaves at once.
+//
 // A provider serves a few streams at once (upload slots), shared the way
 // BitTorrent chokes and unchokes peers (slots.go): a stream takes a slot
 // only once its request is read, and a holder that stalls, reads slowly or
@@ -26,6 +38,9 @@
 //   - A request asks for leaves (or a share); the provider's header offers
 //     some of them, in order: those it has, fewer when it is loaded
 //     (ProviderOptions.LoadedShare). It then sends the offered leaves.
+//   - A peer's watch is none, asked, on (what it holds is current) or
+//     over; a peer not yet told about is asked only once its watch said
+//     what it holds (within watchPatience).
 //   - A provider is idle (it may be asked), active (a request to it runs),
 //     busy (it answered BUSY: asked again after a wait) or failed (not
 //     asked again in this fetch; bad if it sent a block that failed

@@ -12,4 +12,6 @@ var (
 	ErrNotFound    = errors.New("fetch: provider does not have the expert")
 	ErrBusy        = errors.New("fetch: provider busy")
 	ErrIncomplete  = errors.New("fetch: incomplete")
+	// errSilent: a provider said nothing for too long (state.silence).
+	errSilent = errors.New("fetch: provider silent")
 )

@@ -70,14 +70,31 @@ type (
 		req reqID
 		err error
 	}
+	// evHave: a watch of peer (have.go) told what it holds: with header,
+	// has is all it holds (nil: every leaf); else it now holds add too,
+	// and every leaf when complete.
+	evHave struct {
+		peer     peer.ID
+		header   bool
+		has      []bool
+		add      []uint64
+		complete bool
+	}
+	// evWatchEnd: the watch of peer ended (err nil: it holds every leaf).
+	evWatchEnd struct {
+		peer peer.ID
+		err  error
+	}
 )
 
-func (evStart) isEvent()  {}
-func (evLayout) isEvent() {}
-func (evTick) isEvent()   {}
-func (evHeader) isEvent() {}
-func (evLeaf) isEvent()   {}
-func (evEnd) isEvent()    {}
+func (evStart) isEvent()    {}
+func (evLayout) isEvent()   {}
+func (evTick) isEvent()     {}
+func (evHeader) isEvent()   {}
+func (evLeaf) isEvent()     {}
+func (evEnd) isEvent()      {}
+func (evHave) isEvent()     {}
+func (evWatchEnd) isEvent() {}
 
 // Actions: what apply answers.
 type action interface{ isAction() }
@@ -91,6 +108,8 @@ type (
 	}
 	// doCancel cancels a request.
 	doCancel struct{ req reqID }
+	// doWatch starts a watch of peer: what it holds, as it changes.
+	doWatch struct{ peer peer.ID }
 	// doDrop reports a provider that failed this fetch; bad: it sent a
 	// block or header that failed verification.
 	doDrop struct {
@@ -106,6 +125,7 @@ type (
 
 func (doSend) isAction()     {}
 func (doCancel) isAction()   {}
+func (doWatch) isAction()    {}
 func (doDrop) isAction()     {}
 func (doProgress) isAction() {}
 func (doFinish) isAction()   {}

@@ -43,6 +43,10 @@ type Options struct {
 	// Failed, if set, is called when a provider could not serve root (it
 	// was unreachable, refused, broke off or sent bad data).
 	Failed func(root cid.Cid, p peer.ID, err error)
+	// Stored, if set, is called for every leaf of root verified and
+	// stored: Provider.Stored, so that the provider on the same store
+	// tells the peers watching it.
+	Stored func(root cid.Cid, leaf uint64)
 }
 
 func (o *Options) defaults() {
@@ -133,8 +137,8 @@ func (f *Fetcher) FetchFrom(ctx context.Context, root cid.Cid, providers func() 
 	cfg := stateConfig{self: f.host.ID(), maxProviders: f.opts.MaxProviders, stall: f.opts.Stall, minRate: f.opts.MinRate}
 	lp := &loop{
 		f: f, root: root, src: providers, progress: progress, events: make(chan event, 16),
-		streams: map[reqID]context.CancelFunc{},
-		state:   newFetchState(cfg, root, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
+		streams: map[reqID]context.CancelFunc{}, watches: map[peer.ID]context.CancelFunc{},
+		state: newFetchState(cfg, root, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
 	}
 	defer lp.stop()
 	start := evStart{}
@@ -175,12 +179,15 @@ type loop struct {
 	state    *fetchState
 	events   chan event
 	streams  map[reqID]context.CancelFunc // running requests
+	watches  map[peer.ID]context.CancelFunc
 }
 
 func (lp *loop) run(ctx context.Context, start evStart) (*unixfs.Layout, error) {
 	evs := []event{start}
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	wake := time.NewTimer(time.Hour) // a busy peer's wait ends
+	defer wake.Stop()
 	for {
 		for _, ev := range evs {
 			if done, err := lp.apply(ctx, ev); done {
@@ -190,16 +197,25 @@ func (lp *loop) run(ctx context.Context, start evStart) (*unixfs.Layout, error) 
 				return lp.state.layout, nil
 			}
 		}
+		if at := lp.state.wakeAt(); !at.IsZero() {
+			wake.Reset(max(at.Sub(lp.f.now()), 0))
+		} else {
+			wake.Stop()
+		}
 		var ev event
 		select {
 		case ev = <-lp.events:
 		case <-tick.C:
+			ev = evTick{peers: lp.f.usable(lp.src())}
+		case <-wake.C:
 			ev = evTick{peers: lp.f.usable(lp.src())}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 		evs = []event{ev}
 		switch ev := ev.(type) {
+		case evWatchEnd:
+			delete(lp.watches, ev.peer)
 		case evEnd:
 			delete(lp.streams, ev.req)
 			if ctx.Err() != nil { // the fetch is cancelled, not the provider failing
@@ -225,6 +241,9 @@ func (lp *loop) run(ctx context.Context, start evStart) (*unixfs.Layout, error) 
 // the fetch is over (err nil: complete).
 func (lp *loop) apply(ctx context.Context, ev event) (done bool, err error) {
 	for _, a := range lp.state.apply(ev, lp.f.now()) {
+		if log := lp.f.opts.Logger; log.Enabled(ctx, slog.LevelDebug) {
+			log.Debug("fetch: scheduler", "event", fmt.Sprintf("%T%+v", ev, ev), "action", fmt.Sprintf("%T%+v", a, a))
+		}
 		switch a := a.(type) {
 		case doSend:
 			lp.send(ctx, a)
@@ -232,6 +251,8 @@ func (lp *loop) apply(ctx context.Context, ev event) (done bool, err error) {
 			if cancel := lp.streams[a.req]; cancel != nil {
 				cancel()
 			}
+		case doWatch:
+			lp.watch(ctx, a.peer)
 		case doDrop:
 			lp.drop(a)
 		case doProgress:
@@ -275,15 +296,33 @@ func (lp *loop) send(ctx context.Context, a doSend) {
 	}()
 }
 
-// stop cancels every running request and waits for its end, so that no
-// stream outlives the fetch.
+// watch runs a watch of p on a stream of its own; it reports to events.
+func (lp *loop) watch(ctx context.Context, p peer.ID) {
+	wctx, cancel := context.WithCancel(ctx)
+	lp.watches[p] = cancel
+	layout := lp.state.layout
+	go func() {
+		err := lp.f.watch(wctx, p, lp.root, layout, lp.events)
+		cancel()
+		lp.events <- evWatchEnd{peer: p, err: err}
+	}()
+}
+
+// stop cancels every running request and watch and waits for its end, so
+// that no stream outlives the fetch.
 func (lp *loop) stop() {
 	for _, cancel := range lp.streams {
 		cancel()
 	}
-	for len(lp.streams) > 0 {
-		if end, ok := (<-lp.events).(evEnd); ok {
+	for _, cancel := range lp.watches {
+		cancel()
+	}
+	for len(lp.streams) > 0 || len(lp.watches) > 0 {
+		switch end := (<-lp.events).(type) {
+		case evEnd:
 			delete(lp.streams, end.req)
+		case evWatchEnd:
+			delete(lp.watches, end.peer)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	gproto "google.golang.org/protobuf/proto"
 
@@ -51,10 +52,20 @@ func remoteError(e *pb.FetchError) error {
 	case pb.FetchError_NOT_FOUND:
 		return fmt.Errorf("%w: %s", ErrNotFound, e.GetMessage())
 	case pb.FetchError_BUSY:
-		return fmt.Errorf("%w: %s", ErrBusy, e.GetMessage())
+		return &busyError{msg: e.GetMessage(), retry: min(time.Duration(e.GetRetryMs())*time.Millisecond, maxBusyWait)}
 	}
 	return fmt.Errorf("%w: %s: %s", ErrRemote, e.GetCode(), e.GetMessage())
 }
+
+// busyError is a BUSY answer, with the provider's hint of when it may
+// take a request again (0: none; at most maxBusyWait is believed).
+type busyError struct {
+	msg   string
+	retry time.Duration
+}
+
+func (e *busyError) Error() string { return fmt.Sprintf("%v: %s", ErrBusy, e.msg) }
+func (e *busyError) Unwrap() error { return ErrBusy }
 
 // share returns the part-th of parts contiguous shares of n leaves.
 func share(n uint64, part, parts uint32) (start, end uint64) {

@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	gproto "google.golang.org/protobuf/proto"
 
+	"github.com/expertd/expertd/node/unixfs"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -118,6 +119,8 @@ type Provider struct {
 
 	throttle *throttle
 	sent     *sentCounts
+	haves    *haves  // watch streams (have.go)
+	uplink   *uplink // streams with leaves to send, a leaf's time (uplink.go)
 
 	mu      sync.Mutex // guards slots and streams
 	slots   *slots
@@ -136,7 +139,7 @@ type servedStream struct {
 func NewProvider(h host.Host, b Blocks, o ProviderOptions) *Provider {
 	o.defaults()
 	return &Provider{
-		host: h, blocks: b, opts: o, throttle: newThrottle(o.PeerRate), sent: newSentCounts(),
+		host: h, blocks: b, opts: o, throttle: newThrottle(o.PeerRate), sent: newSentCounts(), haves: newHaves(), uplink: newUplink(),
 		slots: newSlots(o.slotConfig()), streams: map[streamID]*servedStream{},
 	}
 }
@@ -240,9 +243,50 @@ func (r *refusal) Error() string { return fmt.Sprintf("%s: %s", r.code, r.msg) }
 // refuse ends s with a FetchError frame, written within StallTimeout: a
 // requester that reads nothing gets its stream reset.
 func (p *Provider) refuse(s *servedStream, code pb.FetchError_Code, format string, args ...any) error {
+	return p.refuseAfter(s, code, 0, format, args...)
+}
+
+// busy refuses req with BUSY and when to ask again; a header goes first
+// if the requester takes one (it learns the layout and the holdings).
+func (p *Provider) busy(s *servedStream, req *pb.FetchRequest, layout *unixfs.Layout, format string, args ...any) error {
+	if req.GetHeaderWhenBusy() {
+		hdr := &pb.FetchHeader{Size: layout.Size, Leaves: uint64(len(layout.Leaves)), Busy: true}
+		if !req.GetSkipNodes() {
+			for _, b := range layout.Nodes {
+				hdr.Nodes = append(hdr.Nodes, b.Data)
+			}
+		}
+		have, err := p.holdings(layout)
+		if err != nil {
+			return p.refuse(s, pb.FetchError_INTERNAL, "%v", err)
+		}
+		if !allHeld(have, len(layout.Leaves)) {
+			hdr.Have = have
+		}
+		_ = s.SetWriteDeadline(time.Now().Add(p.opts.StallTimeout))
+		if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
+			return &refusal{code: pb.FetchError_BUSY, msg: "header", unsent: err}
+		}
+	}
+	return p.refuseAfter(s, pb.FetchError_BUSY, p.uplink.retry(), format, args...)
+}
+
+// allHeld reports whether the bitmap have holds all of n leaves.
+func allHeld(have []byte, n int) bool {
+	for i := range n {
+		if have[i/8]&(1<<(i%8)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// refuseAfter is refuse with a hint of when to ask again (BUSY).
+func (p *Provider) refuseAfter(s *servedStream, code pb.FetchError_Code, retry time.Duration, format string, args ...any) error {
 	r := &refusal{code: code, msg: fmt.Sprintf(format, args...)}
 	_ = s.SetWriteDeadline(time.Now().Add(p.opts.StallTimeout))
-	if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Error{Error: &pb.FetchError{Code: code, Message: r.msg}}}, nil); err != nil {
+	e := &pb.FetchError{Code: code, Message: r.msg, RetryMs: uint32(retry.Milliseconds())}
+	if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Error{Error: e}}, nil); err != nil {
 		r.unsent = err
 		_ = s.Reset()
 		return r
@@ -268,15 +312,24 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 	if err != nil {
 		return p.refuse(s, pb.FetchError_NOT_FOUND, "%s: %v", root, err)
 	}
+	if req.GetWatch() {
+		return p.watch(ctx, s, remote, layout)
+	}
 	n := uint64(len(layout.Leaves))
 	asked, err := wanted(&req, n)
 	if err != nil {
 		return p.refuse(s, pb.FetchError_BAD_REQUEST, "%v", err)
 	}
 	if !p.ask(s, root) {
-		return p.refuse(s, pb.FetchError_BUSY, "all %d upload slots taken", p.opts.MaxStreams)
+		return p.busy(s, &req, layout, "all %d upload slots taken", p.opts.MaxStreams)
 	}
-	ranges, have, err := p.offer(layout, asked, p.othersServed(s))
+	loaded := p.othersServed(s)
+	queued, ok := p.uplink.queue(loaded)
+	if !ok {
+		return p.busy(s, &req, layout, "uplink busy: %d streams wait for it", uplinkBacklog)
+	}
+	defer queued()
+	ranges, have, err := p.offer(layout, asked, loaded)
 	if err != nil {
 		return p.refuse(s, pb.FetchError_INTERNAL, "%v", err)
 	}
@@ -294,11 +347,18 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 	frame := &pb.FetchFrame{}
 	blk := &pb.Block{}
 	frame.Body = &pb.FetchFrame_Block{Block: blk}
+	sent := 0
 	for _, r := range ranges {
 		for i := r.GetStart(); i < r.GetEnd(); i++ {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			// A stream offered many leaves as nobody else asked gives way
+			// once others are served too, as if it had asked then.
+			if share := p.opts.LoadedShare; !loaded && share > 0 && sent >= share && p.othersServed(s) {
+				return p.refuseAfter(s, pb.FetchError_BUSY, p.uplink.retry(), "others are served: %d leaves each", share)
+			}
+			sent++
 			data, err := p.blocks.GetBlock(layout.Leaves[i].Cid)
 			if err != nil {
 				return p.refuse(s, pb.FetchError_INTERNAL, "leaf %d: %v", i, err)
@@ -307,9 +367,11 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 				return err
 			}
 			blk.Index, blk.Data = i, data
+			began := time.Now()
 			if buf, err = p.sendFrame(s, frame, buf); err != nil {
 				return err
 			}
+			p.uplink.wrote(time.Since(began))
 			if p.opts.Served != nil {
 				p.opts.Served(remote, len(data))
 			}

@@ -27,9 +27,9 @@ type streamReq struct {
 // wire is the request message of a.
 func (a ask) wire(root cid.Cid) *pb.FetchRequest {
 	if a.isShare() {
-		return &pb.FetchRequest{Cid: root.Bytes(), Part: a.part, Parts: a.parts}
+		return &pb.FetchRequest{Cid: root.Bytes(), Part: a.part, Parts: a.parts, HeaderWhenBusy: true}
 	}
-	return &pb.FetchRequest{Cid: root.Bytes(), Ranges: toRanges(a.leaves), SkipNodes: true}
+	return &pb.FetchRequest{Cid: root.Bytes(), Ranges: toRanges(a.leaves), SkipNodes: true, HeaderWhenBusy: true}
 }
 
 // request runs one request against one provider on a stream of its own:
@@ -91,18 +91,11 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	var buf []byte
 	var frame pb.FetchFrame
 	deadline()
-	if err := readMsg(br, &frame, maxHeaderFrame, &buf); err != nil {
-		return expected(err, "the header")
-	}
-	if e := frame.GetError(); e != nil {
-		return &remoteErr{remoteError(e)}
-	}
-	hdr := frame.GetHeader()
-	if hdr == nil {
-		return fmt.Errorf("%w: first frame is not a header", ErrFrame)
+	hdr, err := readHeader(br, &frame, &buf, "the header")
+	if err != nil {
+		return err
 	}
 	layout := r.known
-	var err error
 	if layout == nil {
 		if layout, err = remoteLayout(ctx, root, hdr.GetSize(), hdr.GetLeaves(), hdr.GetNodes(), f.opts.MaxSize); err != nil {
 			return err
@@ -118,6 +111,19 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	has, err := decodeHave(hdr.GetHave(), uint64(len(layout.Leaves)))
 	if err != nil {
 		return err
+	}
+	if hdr.GetBusy() {
+		if len(offered) > 0 || !r.msg.GetHeaderWhenBusy() {
+			return fmt.Errorf("%w: a busy header that offers leaves, or was not asked for", ErrFrame)
+		}
+		events <- evHeader{req: r.id, layout: layout, has: has}
+		if err := readMsg(br, &frame, maxHeaderFrame, &buf); err != nil {
+			return expected(err, "the BUSY frame")
+		}
+		if e := frame.GetError(); e != nil && e.GetCode() == pb.FetchError_BUSY {
+			return &remoteErr{remoteError(e)}
+		}
+		return fmt.Errorf("%w: a busy header not followed by BUSY", ErrFrame)
 	}
 	if err := r.path.check(layout, offered); err != nil {
 		return err
@@ -151,6 +157,9 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 		if f.opts.Received != nil {
 			f.opts.Received(r.peer, len(b.GetData()))
 		}
+		if f.opts.Stored != nil {
+			f.opts.Stored(root, idx)
+		}
 		events <- evLeaf{req: r.id, index: idx, size: len(b.GetData())}
 	}
 	deadline()
@@ -158,6 +167,22 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 		return fmt.Errorf("%w: data after the last leaf", ErrFrame)
 	}
 	return nil
+}
+
+// readHeader reads a stream's first frame, what: a header, or a FetchError
+// (a remoteErr).
+func readHeader(br *bufio.Reader, frame *pb.FetchFrame, buf *[]byte, what string) (*pb.FetchHeader, error) {
+	if err := readMsg(br, frame, maxHeaderFrame, buf); err != nil {
+		return nil, expected(err, what)
+	}
+	if e := frame.GetError(); e != nil {
+		return nil, &remoteErr{remoteError(e)}
+	}
+	hdr := frame.GetHeader()
+	if hdr == nil {
+		return nil, fmt.Errorf("%w: first frame is not a header", ErrFrame)
+	}
+	return hdr, nil
 }
 
 // checkRanges checks that the provider will send asked leaves only, in

@@ -22,17 +22,38 @@ const (
 	// holderPatience is how long a missing leaf waits for the partial
 	// holders that have it before a full provider may be asked for it too.
 	holderPatience = 2 * time.Second
+	// watchPatience is how long a peer not asked yet waits for its watch
+	// to say what it holds (a round trip) before it is asked blind.
+	watchPatience = time.Second
+	// A provider that sends no header within headerPatience (or five of
+	// its round trips), or no leaf within leafPatience of the last one it
+	// offered, is given up on (silence): it went away without closing.
+	headerPatience = 2 * time.Second
+	leafPatience   = 8 * time.Second
 	// knownPerSlot bounds the peers one fetch keeps track of, per peer it
 	// may fetch from at once (Options.MaxProviders).
 	knownPerSlot = 4
 )
 
-// plan hands out work to the idle peers, partial holders first: while the
-// layout is unknown, the shares; then the missing leaves, a fair share of
-// what each can give; when none is missing, a full provider may take the
-// tail of the slowest request (steal).
+// plan watches the peers that may be partial holders, then hands out work
+// to the idle peers.
 func (s *fetchState) plan(now time.Time) {
-	idle := s.idlePeers()
+	s.watchPeers(now)
+	s.planRequests(now)
+}
+
+// awaitWatch reports whether p, not asked yet, waits for its watch to say
+// what it holds: while other requests run, for up to watchPatience.
+func (s *fetchState) awaitWatch(p *peerState, now time.Time) bool {
+	return p.watch == watchAsked && !p.told && len(s.requests) > 0 && now.Sub(p.watchAt) < watchPatience
+}
+
+// planRequests hands out work to the idle peers, partial holders first:
+// while the layout is unknown, the shares; then the missing leaves, a fair
+// share of what each can give; when none is missing, a full provider may
+// take the tail of the slowest request (steal).
+func (s *fetchState) planRequests(now time.Time) {
+	idle := s.idlePeers(now)
 	var holders []int // per leaf: the partial holders that have it; counted once needed
 	for k, p := range idle {
 		if len(s.requests) >= s.cfg.maxProviders {
@@ -66,12 +87,35 @@ func (s *fetchState) plan(now time.Time) {
 	}
 }
 
+// watchPeers starts, once the layout is known, a watch of every peer that
+// said it holds some leaves only, and of every peer that has not said yet
+// while other requests run (a peer joining the fetch: most likely a
+// partial holder); a partial holder then tells each leaf it comes to hold,
+// and is asked for what it has. With no request running, a peer that has
+// not said is asked at once, and its header tells.
+func (s *fetchState) watchPeers(now time.Time) {
+	if s.layout == nil {
+		return
+	}
+	for _, p := range s.sortedPeers() {
+		if p.watch != watchNone || p.phase == peerFailed {
+			continue
+		}
+		if p.told && p.has != nil || !p.told && p.phase == peerIdle && len(s.requests) > 0 {
+			p.watch, p.watchAt = watchAsked, now
+			s.out = append(s.out, doWatch{peer: p.id})
+		}
+	}
+}
+
 // idlePeers lists the idle peers in a random order, partial holders
-// first.
-func (s *fetchState) idlePeers() []*peerState {
+// first. A peer whose watch has not told what it holds yet is waited for
+// while other requests run (it is most likely a partial holder that
+// joined: asked blind, it would offer little or nothing).
+func (s *fetchState) idlePeers(now time.Time) []*peerState {
 	var idle []*peerState
 	for _, p := range s.peers {
-		if p.phase == peerIdle {
+		if p.phase == peerIdle && !s.awaitWatch(p, now) {
 			idle = append(idle, p)
 		}
 	}
@@ -136,7 +180,7 @@ func (s *fetchState) holders(now time.Time) []int {
 // holders longer than holderPatience (busy, slow or lying holders).
 func (s *fetchState) candidates(p *peerState, holders []int, now time.Time) []uint64 {
 	partial := p.has != nil
-	fresh := partial && now.Sub(p.hasAt) < hasFresh
+	fresh := partial && (p.watch == watchOn || now.Sub(p.hasAt) < hasFresh)
 	var out []uint64
 	for i, l := range s.leaves {
 		if l.phase != leafMissing {

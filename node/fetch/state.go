@@ -90,13 +90,27 @@ type peerState struct {
 	retryAt time.Time     // peerBusy: when it becomes idle again
 	backoff time.Duration // the wait after its last BUSY; doubles up to maxBusyWait
 	// has is what a partial holder said it has, at hasAt; nil: a full
-	// provider, or one that has not answered yet.
-	has   []bool
-	hasAt time.Time
-	rate  float64       // bytes/s of its last finished request; 0: none yet
-	rtt   time.Duration // its last request's time to header
-	err   error         // peerFailed: why
+	// provider, or one that has not told yet (told false).
+	has     []bool
+	hasAt   time.Time
+	told    bool          // it said what it holds (a header, or its watch's)
+	watch   watchPhase    // its watch: what it holds, as it changes (have.go)
+	watchAt time.Time     // when its watch was asked
+	rate    float64       // bytes/s of its last finished request; 0: none yet
+	rtt     time.Duration // its last request's time to header
+	err     error         // peerFailed: why
 }
+
+// A peer's watch is none (not asked), asked (no header yet), on (its
+// holdings are current) or over (it ended: what it holds goes stale).
+type watchPhase uint8
+
+const (
+	watchNone watchPhase = iota
+	watchAsked
+	watchOn
+	watchOver
+)
 
 // A request is sent (waiting for its header), receiving (the header came:
 // the offered leaves arrive in order) or cut (we cancelled it once it
@@ -125,6 +139,10 @@ type request struct {
 	// brought since: its rate.
 	headerAt time.Time
 	got      uint64
+	lastAt   time.Time // its header or last leaf: when it last moved
+	// silent is set when we gave up on it for saying nothing (silence):
+	// its end is its provider's failure.
+	silent error
 }
 
 func newFetchState(cfg stateConfig, root cid.Cid, rng *rand.Rand) *fetchState {
@@ -151,6 +169,12 @@ func (s *fetchState) apply(ev event, now time.Time) []action {
 		s.leaf(ev, now)
 	case evEnd:
 		s.end(ev, now)
+	case evHave:
+		s.have(ev, now)
+	case evWatchEnd:
+		if p := s.peers[ev.peer]; p != nil {
+			p.watch = watchOver
+		}
 	}
 	if !s.done && s.complete() {
 		s.finish(nil)
@@ -222,11 +246,39 @@ func (s *fetchState) learn(ev evLayout, now time.Time) {
 // tick wakes the busy peers whose wait is over and takes in new ones.
 func (s *fetchState) tick(ev evTick, now time.Time) {
 	for _, p := range s.peers {
-		if p.phase == peerBusy && now.After(p.retryAt) {
+		if p.phase == peerBusy && !now.Before(p.retryAt) {
 			p.phase = peerIdle
 		}
 	}
 	s.addPeers(ev.peers)
+	s.silence(now)
+}
+
+// silence gives up on the requests whose provider went silent (killed,
+// or cut off): no header within headerPatience (or five of its round
+// trips), or no leaf within leafPatience of the last. Their leaves are
+// asked of others at once, and the provider is dropped when its stream
+// ends; without this they would wait for the stream's IdleTimeout.
+func (s *fetchState) silence(now time.Time) {
+	for _, r := range s.sorted() {
+		var err error
+		switch {
+		case r.phase == reqSent && now.Sub(r.sentAt) > max(headerPatience, 5*r.peer.rtt):
+			err = fmt.Errorf("%w: no answer in %v", errSilent, now.Sub(r.sentAt).Round(time.Millisecond))
+		case r.phase == reqReceiving && r.next < r.limit && now.Sub(r.lastAt) > leafPatience:
+			err = fmt.Errorf("%w: no leaf in %v", errSilent, now.Sub(r.lastAt).Round(time.Millisecond))
+		}
+		if err == nil {
+			continue
+		}
+		for i := range s.leaves {
+			if s.leaves[i].owner == r {
+				s.setLeaf(uint64(i), leafMissing, nil)
+			}
+		}
+		r.phase, r.silent = reqCut, err
+		s.out = append(s.out, doCancel{r.id})
+	}
 }
 
 func (s *fetchState) header(ev evHeader, now time.Time) {
@@ -234,13 +286,13 @@ func (s *fetchState) header(ev evHeader, now time.Time) {
 	if r == nil || r.phase != reqSent || s.layout == nil {
 		return
 	}
-	r.phase, r.offered, r.limit, r.headerAt = reqReceiving, ev.offered, len(ev.offered), now
+	r.phase, r.offered, r.limit, r.headerAt, r.lastAt = reqReceiving, ev.offered, len(ev.offered), now, now
 	if len(ev.offered) > 0 {
 		s.progressAt = now
 	}
 	p := r.peer
 	p.rtt = now.Sub(r.sentAt)
-	p.has, p.hasAt = ev.has, now
+	s.holds(p, ev.has, now)
 	// What was asked but not offered is missing again.
 	offered := make(map[uint64]bool, len(ev.offered))
 	for _, i := range ev.offered {
@@ -261,6 +313,7 @@ func (s *fetchState) leaf(ev evLeaf, now time.Time) {
 	}
 	r.next++
 	r.got += uint64(ev.size)
+	r.lastAt = now
 	if s.leaves[ev.index].phase != leafHeld {
 		s.setLeaf(ev.index, leafHeld, nil)
 		s.bytes += uint64(ev.size)
@@ -292,6 +345,10 @@ func (s *fetchState) end(ev evEnd, now time.Time) {
 		s.parts = append(s.parts, r.ask.part)
 	}
 	switch {
+	case r.silent != nil:
+		p.phase, p.err = peerFailed, r.silent
+		s.lastErr = r.silent
+		s.out = append(s.out, doDrop{peer: p.id, err: r.silent})
 	case ev.err == nil || r.phase == reqCut || errors.Is(ev.err, errMoved):
 		// Done, cut by us, or moved to a direct connection (relay.go).
 		p.phase, p.backoff = peerIdle, 0
@@ -300,7 +357,13 @@ func (s *fetchState) end(ev evEnd, now time.Time) {
 		}
 	case errors.Is(ev.err, ErrBusy):
 		// Serving others (or it choked us): ask again later, not a
-		// failure.
+		// failure. When it said when, then (spread over twice that, as
+		// others were told the same); else after a wait that doubles.
+		var be *busyError
+		if errors.As(ev.err, &be) && be.retry > 0 {
+			p.phase, p.retryAt = peerBusy, now.Add(be.retry+s.jitter(be.retry))
+			break
+		}
 		p.backoff = min(2*p.backoff, maxBusyWait)
 		if p.backoff == 0 {
 			p.backoff = minBusyWait
@@ -333,17 +396,6 @@ func (s *fetchState) verdict(now time.Time) {
 	}
 }
 
-// holderIdle reports whether an idle partial holder may yet get what is
-// missing: with nothing else running, the fetch waits for it.
-func (s *fetchState) holderIdle() bool {
-	for _, p := range s.peers {
-		if p.phase == peerIdle && p.has != nil {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *fetchState) complete() bool { return s.layout != nil && s.held == len(s.leaves) }
 
 func (s *fetchState) finish(err error) {
@@ -372,32 +424,6 @@ func (s *fetchState) count1(phase leafPhase, d int) {
 	case leafMissing:
 		s.missing += d
 	}
-}
-
-// addPeers makes new providers idle, up to knownPerSlot x maxProviders
-// known (failed peers aside).
-func (s *fetchState) addPeers(ps []peer.ID) {
-	known := len(s.peers) - s.count(peerFailed)
-	for _, id := range ps {
-		if known >= knownPerSlot*s.cfg.maxProviders {
-			return
-		}
-		if id == s.cfg.self || s.peers[id] != nil {
-			continue
-		}
-		s.peers[id] = &peerState{id: id}
-		known++
-	}
-}
-
-func (s *fetchState) count(phase peerPhase) int {
-	n := 0
-	for _, p := range s.peers {
-		if p.phase == phase {
-			n++
-		}
-	}
-	return n
 }
 
 // sorted lists the running requests, oldest first.

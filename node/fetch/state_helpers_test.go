@@ -36,6 +36,14 @@ func leafIn(req reqID, i uint64) evLeaf {
 }
 func end(req reqID, err error) evEnd { return evEnd{req: req, err: err} }
 
+// A watch of peer says: its header (has; nil: every leaf), then leaves
+// held since, then that it holds every leaf.
+func watched(name string, has []bool) evHave {
+	return evHave{peer: peer.ID(name), header: true, has: has}
+}
+func nowHas(name string, leaves ...uint64) evHave { return evHave{peer: peer.ID(name), add: leaves} }
+func hasAll(name string) evHave                   { return evHave{peer: peer.ID(name), complete: true} }
+
 // header: req's provider offers offered and has has (nil: every leaf).
 func header(req reqID, offered []uint64, has []bool) evHeader {
 	return evHeader{req: req, offered: offered, has: has}
@@ -81,6 +89,8 @@ func show(acts []action) []string {
 			out = append(out, fmt.Sprintf("send #%d %s %s", a.req, string(a.peer), what))
 		case doCancel:
 			out = append(out, fmt.Sprintf("cancel #%d", a.req))
+		case doWatch:
+			out = append(out, "watch "+string(a.peer))
 		case doDrop:
 			bad := ""
 			if a.bad {
@@ -119,6 +129,9 @@ func newTestState(tc stateCase) (*fetchState, *unixfs.Layout) {
 	}
 	if tc.stall > 0 {
 		cfg.stall = tc.stall
+	}
+	if tc.minRate > 0 {
+		cfg.minRate = tc.minRate
 	}
 	return newFetchState(cfg, stateRoot, nil), testLayout(tc.leaves)
 }

@@ -29,7 +29,9 @@ type stateCase struct {
 	held   []bool // held here at the start (nil: the layout is unknown until a header)
 	max    int    // MaxProviders (default 8)
 	stall  time.Duration
-	steps  []step
+	// minRate sets the deadline (default 64 KiB/s).
+	minRate float64
+	steps   []step
 }
 
 var (
@@ -134,36 +136,73 @@ var stateCases = []stateCase{
 	}},
 	{name: "a full provider takes what no partial holder has", leaves: 8, held: bits(8), steps: []step{
 		{0, start("P"), []string{"progress 0/8", "send #1 P leaves 0-7"}},
-		{100 * ms, header(1, span(0, 6), bits(8, span(0, 6))), []string{"progress 0/8"}},
-		{250 * ms, tick("P", "F"), []string{"send #2 F leaves 6-7"}},
+		{100 * ms, header(1, span(0, 6), bits(8, span(0, 6))), []string{"progress 0/8", "watch P"}},
+		// F joins: its watch says it holds every leaf.
+		{250 * ms, tick("P", "F"), []string{"watch F"}},
+		{350 * ms, watched("F", nil), []string{"send #2 F leaves 6-7"}},
 	}},
 	{name: "patience: a leaf a partial holder has waits 2 s for it before a full provider takes it", leaves: 4, held: bits(4), steps: []step{
 		{0, start("P"), []string{"progress 0/4", "send #1 P leaves 0-3"}},
 		// P says it has every leaf but offers one at a time.
-		{100 * ms, header(1, span(0, 1), bits(4, span(0, 4))), []string{"progress 0/4"}},
-		{250 * ms, tick("P", "F"), nil},
+		{100 * ms, header(1, span(0, 1), bits(4, span(0, 4))), []string{"progress 0/4", "watch P"}},
+		{250 * ms, tick("P", "F"), []string{"watch F"}},
+		{300 * ms, watched("F", nil), nil},
 		{1500 * ms, tick("P", "F"), nil},
-		{2300 * ms, tick("P", "F"), []string{"send #2 F leaves 1-3"}},
+		{2400 * ms, tick("P", "F"), []string{"send #2 F leaves 1-3"}},
 	}},
 	{name: "rarest first: a fair share of the leaves fewest partial holders have", leaves: 6, held: bits(6), steps: []step{
 		{0, start("P", "Q"), []string{"progress 0/6", "send #1 P leaves 0-2", "send #2 Q leaves 3-5"}},
 		// Both say what they have, then choke us: they are busy a while.
-		{50 * ms, header(1, span(0, 1), bits(6, span(0, 4))), []string{"progress 0/6"}},
-		{50 * ms, header(2, span(4, 5), bits(6, span(0, 2), span(4, 5))), []string{"progress 0/6"}},
+		{50 * ms, header(1, span(0, 1), bits(6, span(0, 4))), []string{"progress 0/6", "watch P"}},
+		{50 * ms, header(2, span(4, 5), bits(6, span(0, 2), span(4, 5))), []string{"progress 0/6", "watch Q"}},
 		{100 * ms, end(1, errBusy), nil},
 		{100 * ms, end(2, errBusy), nil},
 		// Holders per leaf: 2 2 1 1 1 0. A full provider gets what none
 		// has; the rest waits for its holders.
 		{200 * ms, tick("P", "Q", "F", "G"), []string{"send #3 F leaves 5"}},
+		{250 * ms, tick("P", "Q", "F", "G"), []string{"watch G"}},
+		{280 * ms, header(3, span(5, 6), nil), []string{"progress 0/6"}},
+		{300 * ms, watched("G", nil), nil},
 		// Past the patience, P and Q (partial, so first; what they said
-		// is stale, so any leaf) and G share them out, rarest first.
+		// is stale, as their watches said nothing, so any leaf) and G
+		// share them out, rarest first.
 		{2300 * ms, tick("P", "Q", "F", "G"), []string{"send #4 P leaves 2-3", "send #5 Q leaves 0,4", "send #6 G leaves 1"}},
 	}},
 	{name: "a failed partial holder is waited for no more", leaves: 2, held: bits(2), steps: []step{
 		{0, start("P"), []string{"progress 0/2", "send #1 P leaves 0-1"}},
-		{100 * ms, header(1, span(0, 1), bits(2, span(0, 2))), []string{"progress 0/2"}},
-		{200 * ms, tick("P", "F"), nil},
+		{100 * ms, header(1, span(0, 1), bits(2, span(0, 2))), []string{"progress 0/2", "watch P"}},
+		{200 * ms, tick("P", "F"), []string{"watch F"}},
 		{300 * ms, end(1, errGone), []string{"drop P", "send #2 F leaves 0-1"}},
+	}},
+	{name: "a watch says what a joining partial holder has: it is asked for that, and for each leaf it comes to hold", leaves: 4, held: bits(4), steps: []step{
+		{0, start("P"), []string{"progress 0/4", "send #1 P leaves 0-3"}},
+		{100 * ms, header(1, span(0, 1), nil), []string{"progress 0/4"}}, // P is loaded: one leaf
+		// Q joins: not asked before its watch says what it holds.
+		{250 * ms, tick("P", "Q"), []string{"watch Q"}},
+		{350 * ms, watched("Q", bits(4, span(2, 3))), []string{"send #2 Q leaves 2"}},
+		{400 * ms, nowHas("Q", 3), nil}, // busy with our request
+		{500 * ms, leafIn(1, 0), []string{"progress 1/4"}},
+		{500 * ms, end(1, nil), []string{"send #3 P leaves 1"}}, // 3 waits for Q, its holder
+		{600 * ms, header(2, span(2, 3), bits(4, span(2, 4))), []string{"progress 1/4"}},
+		{700 * ms, leafIn(2, 2), []string{"progress 2/4"}},
+		// Long after hasFresh, what Q's watch said is still current.
+		{3 * time.Second, end(2, nil), []string{"send #4 Q leaves 3"}},
+	}},
+	{name: "a watch that says nothing in watchPatience: the peer is asked blind", leaves: 4, held: bits(4), steps: []step{
+		{0, start("P"), []string{"progress 0/4", "send #1 P leaves 0-3"}},
+		{100 * ms, header(1, span(0, 1), bits(4, span(0, 1))), []string{"progress 0/4", "watch P"}},
+		{250 * ms, tick("P", "Q"), []string{"watch Q"}},
+		{1000 * ms, tick("P", "Q"), nil},
+		{1300 * ms, tick("P", "Q"), []string{"send #2 Q leaves 1-3"}},
+	}},
+	{name: "a partial holder whose watch says it holds every leaf is a full provider", leaves: 4, held: bits(4), max: 1, steps: []step{
+		{0, start("P"), []string{"progress 0/4", "send #1 P leaves 0-3"}},
+		{100 * ms, header(1, span(0, 1), bits(4, span(0, 1))), []string{"progress 0/4", "watch P"}},
+		{150 * ms, watched("P", bits(4, span(0, 1))), nil},
+		{200 * ms, nowHas("P", 1, 2), nil},
+		{300 * ms, hasAll("P"), nil},
+		{400 * ms, leafIn(1, 0), []string{"progress 1/4"}},
+		{400 * ms, end(1, nil), []string{"send #2 P leaves 1-3"}},
 	}},
 	{name: "the peers known are bounded (knownPerSlot x MaxProviders)", leaves: 2, max: 1, steps: []step{
 		{0, start("A", "B", "C", "D", "E"), []string{"send #1 A share 0/1"}},
@@ -174,7 +213,7 @@ var stateCases = []stateCase{
 	}},
 	{name: "a partial holder is asked for what it said it has, and after hasFresh for anything", leaves: 4, held: bits(4), steps: []step{
 		{0, start("P"), []string{"progress 0/4", "send #1 P leaves 0-3"}},
-		{100 * ms, header(1, span(0, 2), bits(4, span(0, 2))), []string{"progress 0/4"}},
+		{100 * ms, header(1, span(0, 2), bits(4, span(0, 2))), []string{"progress 0/4", "watch P"}},
 		{200 * ms, leafIn(1, 0), []string{"progress 1/4"}},
 		{300 * ms, leafIn(1, 1), []string{"progress 2/4"}},
 		{300 * ms, end(1, nil), nil}, // it has nothing more: the fetch waits for it
@@ -183,7 +222,7 @@ var stateCases = []stateCase{
 	}},
 	{name: "stall: partial holders that never get the rest end the fetch after Stall", leaves: 2, held: bits(2), stall: 30 * time.Second, steps: []step{
 		{0, start("P"), []string{"progress 0/2", "send #1 P leaves 0-1"}},
-		{100 * ms, header(1, span(0, 1), bits(2, span(0, 1))), []string{"progress 0/2"}},
+		{100 * ms, header(1, span(0, 1), bits(2, span(0, 1))), []string{"progress 0/2", "watch P"}},
 		{200 * ms, leafIn(1, 0), []string{"progress 1/2"}},
 		{200 * ms, end(1, nil), nil},
 		{2 * time.Second, tick("P"), []string{"send #2 P leaves 1"}},
@@ -219,11 +258,19 @@ var stateCases = []stateCase{
 		{1800 * ms, header(5, span(1, 2), nil), []string{"progress 1/2"}},
 		{1900 * ms, leafIn(5, 1), []string{"progress 2/2", "done"}},
 	}},
+	{name: "busy with a hint: asked again when the provider said, its wait not doubled", leaves: 2, held: bits(2), steps: []step{
+		{0, start("A"), []string{"progress 0/2", "send #1 A leaves 0-1"}},
+		{100 * ms, end(1, &busyError{msg: "uplink busy", retry: 300 * ms}), nil},
+		{399 * ms, tick("A"), nil},
+		{400 * ms, tick("A"), []string{"send #2 A leaves 0-1"}},
+		{500 * ms, end(2, &busyError{msg: "uplink busy", retry: 300 * ms}), nil},
+		{800 * ms, tick("A"), []string{"send #3 A leaves 0-1"}},
+	}},
 	// (The fair share is split between the idle peers, not the requests
 	// MaxProviders allows: with one request at a time, A gets half.)
 	{name: "choked mid-stream: the rest goes to another provider, the choker is not dropped", leaves: 4, held: bits(4), max: 1, steps: []step{
 		{0, start("A", "B"), []string{"progress 0/4", "send #1 A leaves 0-1"}},
-		{100 * ms, header(1, span(0, 2), nil), []string{"progress 0/4"}},
+		{100 * ms, header(1, span(0, 2), nil), []string{"progress 0/4", "watch B"}},
 		{200 * ms, leafIn(1, 0), []string{"progress 1/4"}},
 		{300 * ms, end(1, errBusy), []string{"send #2 B leaves 1-3"}},
 	}},
@@ -242,11 +289,37 @@ var stateCases = []stateCase{
 		{400 * ms, leafIn(1, 1), []string{"progress 2/4"}},
 		{400 * ms, end(1, nil), []string{"send #3 A leaves 2-3"}},
 	}},
-	{name: "deadline: 30 s and the size at MinRate after the layout", leaves: 1, held: bits(1), stall: time.Hour, steps: []step{
-		{0, start("A"), []string{"progress 0/1", "send #1 A leaves 0"}},
-		{100 * ms, header(1, span(0, 1), nil), []string{"progress 0/1"}},
-		{46 * time.Second, tick("A"), nil},
-		{46100 * ms, tick("A"), []string{"fail: fetch: incomplete: R: timed out with 0 of 1 leaves"}},
+	// 5 MiB at 1 MiB/s: 35 s.
+	{name: "deadline: 30 s and the size at MinRate after the layout", leaves: 5, held: bits(5), stall: time.Hour, minRate: 1 << 20, steps: []step{
+		{0, start("A"), []string{"progress 0/5", "send #1 A leaves 0-4"}},
+		{100 * ms, header(1, span(0, 5), nil), []string{"progress 0/5"}},
+		{7 * time.Second, leafIn(1, 0), []string{"progress 1/5"}},
+		{14 * time.Second, leafIn(1, 1), []string{"progress 2/5"}},
+		{21 * time.Second, leafIn(1, 2), []string{"progress 3/5"}},
+		{28 * time.Second, leafIn(1, 3), []string{"progress 4/5"}},
+		{35 * time.Second, tick("A"), nil},
+		{35100 * ms, tick("A"), []string{"fail: fetch: incomplete: R: timed out with 4 of 5 leaves"}},
+	}},
+	{name: "silence: a provider that sends no header in headerPatience is dropped, its leaves asked of another", leaves: 4, held: bits(4), steps: []step{
+		{0, start("A", "B"), []string{"progress 0/4", "send #1 A leaves 0-1", "send #2 B leaves 2-3"}},
+		{100 * ms, header(2, span(2, 3), nil), []string{"progress 0/4"}},
+		{1900 * ms, tick("A", "B"), nil},
+		{2100 * ms, tick("A", "B"), []string{"cancel #1"}},
+		{2100 * ms, end(1, context.Canceled), []string{"drop A"}},
+		{2200 * ms, leafIn(2, 2), []string{"progress 1/4"}},
+		{2200 * ms, end(2, nil), []string{"send #3 B leaves 0-1,3"}},
+	}},
+	{name: "silence: a request that brings no leaf in leafPatience is cut, its provider dropped", leaves: 4, held: bits(4), steps: []step{
+		{0, start("A", "B"), []string{"progress 0/4", "send #1 A leaves 0-1", "send #2 B leaves 2-3"}},
+		{100 * ms, header(1, span(0, 2), nil), []string{"progress 0/4"}},
+		{100 * ms, header(2, span(2, 4), nil), []string{"progress 0/4"}},
+		{500 * ms, leafIn(1, 0), []string{"progress 1/4"}},
+		{600 * ms, leafIn(2, 2), []string{"progress 2/4"}},
+		{700 * ms, leafIn(2, 3), []string{"progress 3/4"}},
+		{700 * ms, end(2, nil), nil},
+		{8400 * ms, tick("A", "B"), nil},
+		{8600 * ms, tick("A", "B"), []string{"cancel #1", "send #3 B leaves 1"}},
+		{8600 * ms, end(1, context.Canceled), []string{"drop A"}},
 	}},
 	{name: "the fetch ends with the last provider's error when no one is left", leaves: 2, steps: []step{
 		{0, start("A"), []string{"send #1 A share 0/1"}},

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,16 +16,16 @@ import (
 	"github.com/marcopolo/simnet"
 )
 
-// startHosts starts count plain libp2p hosts on nw with the nodes' links.
-func startHosts(t *testing.T, nw *simnet.Simnet, count int) ([]host.Host, []*atomic.Int64) {
+// startHosts starts count plain libp2p hosts on nw with sc's nodes' links.
+func startHosts(t *testing.T, nw *simnet.Simnet, sc scenario, count int) ([]host.Host, []*uplinkMeter) {
 	t.Helper()
 	var hs []host.Host
-	var sent []*atomic.Int64
+	var sent []*uplinkMeter
 	for i := range count {
-		s := new(atomic.Int64)
+		s := new(uplinkMeter)
 		h, err := libp2p.New(
-			libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/udp/8000/quic-v1", simnet.IntToPublicIPv4(i))),
-			quicSimnet(nw, link(), s),
+			libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/udp/8000/quic-v1", addr(i))),
+			quicSimnet(nw, sc.link(i), s),
 			libp2p.DisableIdentifyAddressDiscovery(),
 			libp2p.ResourceManager(&network.NullResourceManager{}),
 		)
@@ -47,10 +46,10 @@ type httpResult struct {
 }
 
 // runHTTP has clients hosts download size bytes at once from one HTTP
-// server, every host on the nodes' links, connections open beforehand.
-func runHTTP(t *testing.T, size int, clients int) httpResult {
-	nw := newNetwork(t)
-	hs, sent := startHosts(t, nw, clients+1)
+// server, every host on sc's nodes' links, connections open beforehand.
+func runHTTP(t *testing.T, sc scenario, size int, clients int) httpResult {
+	nw := newNetwork(t, sc)
+	hs, sent := startHosts(t, nw, sc, clients+1)
 	body := make([]byte, size)
 	for i := range body {
 		body[i] = byte(i*7 + i>>9)
@@ -62,7 +61,7 @@ func runHTTP(t *testing.T, size int, clients int) httpResult {
 		}
 	}
 	time.Sleep(time.Second)
-	sent0 := sent[0].Load()
+	sent0 := sent[0].sent.Load()
 	res := httpResult{Clients: clients, Done: make([]time.Duration, clients)}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
@@ -78,6 +77,6 @@ func runHTTP(t *testing.T, size int, clients int) httpResult {
 		})
 	}
 	wg.Wait()
-	res.Sent = sent[0].Load() - sent0
+	res.Sent = sent[0].sent.Load() - sent0
 	return res
 }

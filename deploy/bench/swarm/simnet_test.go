@@ -11,23 +11,34 @@ import (
 	"go.uber.org/fx"
 )
 
-// countingConn counts the bytes a node sends into the simulated network:
-// everything on its uplink, protocol overhead included.
+// uplinkMeter counts the bytes a node sends into the simulated network
+// (everything on its uplink, protocol overhead included) and can cut the
+// node off: a killed node's packets go nowhere, as after kill -9 (its
+// peers learn of it only by its silence).
+type uplinkMeter struct {
+	sent atomic.Int64
+	dead atomic.Bool
+}
+
+// countingConn is a node's endpoint, metered.
 type countingConn struct {
 	*simnet.SimConn
-	sent *atomic.Int64
+	m *uplinkMeter
 }
 
 func (c countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.m.dead.Load() {
+		return len(p), nil
+	}
 	n, err := c.SimConn.WriteTo(p, addr)
-	c.sent.Add(int64(n))
+	c.m.sent.Add(int64(n))
 	return n, err
 }
 
 // quicSimnet is x/simlibp2p's QUICSimnet with the node's endpoint wrapped
 // in a countingConn.
-func quicSimnet(nw *simnet.Simnet, link simnet.NodeBiDiLinkSettings, sent *atomic.Int64) libp2p.Option {
-	m := &ipSelector{}
+func quicSimnet(nw *simnet.Simnet, link simnet.NodeBiDiLinkSettings, m *uplinkMeter) libp2p.Option {
+	sel := &ipSelector{}
 	return libp2p.QUICReuse(
 		func(l fx.Lifecycle, resetKey quic.StatelessResetKey, tokenKey quic.TokenGeneratorKey, opts ...quicreuse.Option) (*quicreuse.ConnManager, error) {
 			cm, err := quicreuse.NewConnManager(resetKey, tokenKey, opts...)
@@ -37,10 +48,10 @@ func quicSimnet(nw *simnet.Simnet, link simnet.NodeBiDiLinkSettings, sent *atomi
 			l.Append(fx.StopHook(cm.Close))
 			return cm, nil
 		},
-		quicreuse.OverrideSourceIPSelector(func() (quicreuse.SourceIPSelector, error) { return m, nil }),
+		quicreuse.OverrideSourceIPSelector(func() (quicreuse.SourceIPSelector, error) { return sel, nil }),
 		quicreuse.OverrideListenUDP(func(_ string, addr *net.UDPAddr) (net.PacketConn, error) {
-			m.ip.Store(&addr.IP)
-			return countingConn{nw.NewEndpoint(addr, link), sent}, nil
+			sel.ip.Store(&addr.IP)
+			return countingConn{nw.NewEndpoint(addr, link), m}, nil
 		}),
 	)
 }
