@@ -14,6 +14,7 @@ import (
 // holds takes in all that p said it holds (has; nil: every leaf). What a
 // watch told since stays: holdings only grow.
 func (s *fetchState) holds(p *peerState, has []bool, now time.Time) {
+	has = slices.Clone(has) // the state is changed later (a watch's Haves); the event stays as given
 	if has != nil && p.has != nil && p.watch == watchOn && len(has) == len(p.has) {
 		for i, ok := range p.has {
 			has[i] = has[i] || ok
