@@ -25,8 +25,8 @@ func slowPublisher(t *testing.T) (*Node, string) {
 }
 
 // A node fetching a multi-leaf expert announces itself as a provider as
-// soon as it holds verified leaves, before its fetch ends, so that others
-// fetching the expert can take those leaves from it.
+// soon as it knows the expert's layout, before its fetch ends, so that
+// others fetching the expert watch it and take its leaves as they verify.
 func TestPartialHolderAnnounced(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes and compresses a 64 MB adapter")
@@ -55,8 +55,8 @@ func TestPartialHolderAnnounced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr.State != api.StateRunning || tr.Bytes == 0 || tr.Bytes >= tr.Total {
-		t.Fatalf("announced at %+v: want a running fetch holding some leaves", tr)
+	if tr.State != api.StateRunning || tr.Total == 0 || tr.Bytes >= tr.Total {
+		t.Fatalf("announced at %+v: want a running fetch that knows the layout", tr)
 	}
 	testutil.Eventually(t, 30*time.Second, "the fetch completes", func() bool {
 		tr, err := fetcher.Transfer(e.CID)

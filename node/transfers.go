@@ -286,7 +286,9 @@ func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
 		// itself as soon as it knows the layout, before its first leaf:
 		// the others then watch it, and learn each leaf it comes to hold
 		// as it is verified (fetch's watch), not a gossip round later.
-		if p.Total > 0 && p.Leaves < p.OfLeaf && !announced && meta.CID != "" {
+		// An expert of one leaf has no layout to serve before that leaf:
+		// announced, it would answer "not found" to everyone asking.
+		if p.OfLeaf > 1 && p.Total > 0 && p.Leaves < p.OfLeaf && !announced && meta.CID != "" {
 			announced = true
 			n.announce(meta, false)
 		}
