@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -61,6 +62,10 @@ func (f *Fetcher) receiveHaves(br *bufio.Reader, header func(), p peer.ID, layou
 	if has == nil {
 		return nil
 	}
+	// A holder tells each leaf once, in the header or in one Have, and
+	// never sends a Have that tells nothing: a watch costs at most one
+	// event per leaf, whatever the peer sends.
+	told := slices.Clone(has)
 	for {
 		if err := readMsg(br, &frame, maxHeaderFrame, &buf); err != nil {
 			return expected(err, "the watch's end")
@@ -74,7 +79,13 @@ func (f *Fetcher) receiveHaves(br *bufio.Reader, header func(), p peer.ID, layou
 			if i >= n || int64(i) <= prev {
 				return fmt.Errorf("%w: have of leaf %d of %d, not ascending", ErrFrame, i, n)
 			}
-			prev = int64(i)
+			if told[i] {
+				return fmt.Errorf("%w: have of leaf %d, told before", ErrFrame, i)
+			}
+			told[i], prev = true, int64(i)
+		}
+		if len(h.GetLeaves()) == 0 && !h.GetComplete() {
+			return fmt.Errorf("%w: a Have that tells nothing", ErrFrame)
 		}
 		events <- evHave{peer: p, add: h.GetLeaves(), complete: h.GetComplete()}
 		if h.GetComplete() {

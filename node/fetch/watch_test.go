@@ -115,6 +115,39 @@ func TestWatchBoundedAndFreed(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "the provider frees the watches of a requester that stopped", func() bool { return watching() == 0 })
 }
 
+// A Have that repeats a leaf, or tells nothing, is a peer's fault: the
+// watch ends with ErrFrame rather than wake the scheduler for nothing.
+func TestWatchRefusesHavesThatTellNothingNew(t *testing.T) {
+	l := testLayout(12)
+	hdr := &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: &pb.FetchHeader{Size: l.Size, Leaves: 12, Have: []byte{1, 0}}}}
+	have := func(complete bool, leaves ...uint64) *pb.FetchFrame {
+		return &pb.FetchFrame{Body: &pb.FetchFrame_Have{Have: &pb.Have{Leaves: leaves, Complete: complete}}}
+	}
+	fe := &Fetcher{opts: Options{}}
+	fe.opts.defaults()
+	for _, c := range []struct {
+		name   string
+		frames []*pb.FetchFrame
+		ok     bool
+	}{
+		{"each leaf once, then complete", []*pb.FetchFrame{hdr, have(false, 3), have(false, 5, 11), have(true)}, true},
+		{"a leaf of the header again", []*pb.FetchFrame{hdr, have(false, 0)}, false},
+		{"a leaf of an earlier Have again", []*pb.FetchFrame{hdr, have(false, 3), have(false, 3)}, false},
+		{"a Have that tells nothing", []*pb.FetchFrame{hdr, have(false)}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			events := make(chan event, 16)
+			err := fe.receiveHaves(bufio.NewReader(bytes.NewReader(response(t, c.frames...))), func() {}, peer.ID("P"), l, events)
+			if c.ok && err != nil {
+				t.Fatalf("receiveHaves = %v; want nil", err)
+			}
+			if !c.ok && !errors.Is(err, ErrFrame) {
+				t.Fatalf("receiveHaves = %v; want ErrFrame", err)
+			}
+		})
+	}
+}
+
 // FuzzWatch feeds arbitrary watch answers to the requester: it must fail
 // cleanly or tell only leaves of the expert, never panic.
 func FuzzWatch(f *testing.F) {
@@ -132,8 +165,12 @@ func FuzzWatch(f *testing.F) {
 		bad := make(chan string, 1)
 		go func() {
 			defer close(bad)
+			count := 0
 			for ev := range events {
 				h := ev.(evHave)
+				if count++; count > 12+1 {
+					bad <- "more events than leaves: a leaf told twice or a Have telling nothing"
+				}
 				if h.has != nil && len(h.has) != 12 {
 					bad <- "a bitmap of the wrong length"
 				}
