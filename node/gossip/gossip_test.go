@@ -138,9 +138,11 @@ func TestLateJoinerPullsCatalog(t *testing.T) {
 		return hasProvider(late.s.View(), gossiped.CID, a.h.ID()) && hasProvider(late.s.View(), held.CID, a.h.ID())
 	})
 	t.Logf("late joiner learned the catalog in %v", time.Since(start))
-	if st := late.s.Stats(); st.CatalogAccepted < 2 || st.CatalogPulls < 1 {
-		t.Fatalf("late node stats %+v", st)
-	}
+	// The pull is counted after its entries reach the view: wait for it.
+	testutil.Eventually(t, 5*time.Second, "the late node counts the pull and its entries", func() bool {
+		st := late.s.Stats()
+		return st.CatalogAccepted >= 2 && st.CatalogPulls >= 1
+	})
 	testutil.Eventually(t, 5*time.Second, "a served its catalog", func() bool { return a.s.Stats().CatalogServed >= 2 })
 }
 
