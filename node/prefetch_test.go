@@ -49,6 +49,12 @@ func TestKeepExpert(t *testing.T) {
 		}, Publisher: publisher}, Signed: signed}
 	}
 	queued := entry(3, "keep-queued", other, false)
+	// The node's prefetch worker runs: with source "x" held as running, it
+	// leaves the queued item waiting (pop skips a running source's items)
+	// instead of fetching it, failing and dropping it while the test looks.
+	n.prefetchQ.mu.Lock()
+	n.prefetchQ.running["x"] = true
+	n.prefetchQ.mu.Unlock()
 	n.prefetchQ.push(prefetchItem{cid: queued.CID, source: "x"}, time.Now())
 	for _, tc := range []struct {
 		what string
