@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"slices"
 	"time"
 
@@ -114,12 +113,11 @@ func (s *fetchState) watchPeers(now time.Time) {
 // joined: asked blind, it would offer little or nothing).
 func (s *fetchState) idlePeers(now time.Time) []*peerState {
 	var idle []*peerState
-	for _, p := range s.peers {
+	for _, p := range s.sortedPeers() { // ID order: the shuffle alone decides
 		if p.phase == peerIdle && !s.awaitWatch(p, now) {
 			idle = append(idle, p)
 		}
 	}
-	slices.SortFunc(idle, func(a, b *peerState) int { return bytes.Compare([]byte(a.id), []byte(b.id)) })
 	if s.rng != nil {
 		s.rng.Shuffle(len(idle), func(i, j int) { idle[i], idle[j] = idle[j], idle[i] })
 	}
