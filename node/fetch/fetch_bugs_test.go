@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	cid "github.com/ipfs/go-cid"
@@ -106,25 +107,31 @@ func (s *turnsSlow) GetBlock(c cid.Cid) ([]byte, error) {
 
 // TestFetchStolenTailAssignedTwice: the thief turns slow after stealing;
 // when the victim reaches its lowered limit, the stolen tail must stay the
-// thief's and not be handed out again.
+// thief's and not be handed out again. On the virtual clock
+// (simProviders), so that only the stores' delays make a provider slow.
 func TestFetchStolenTailAssignedTwice(t *testing.T) {
-	data := randomBytes(12<<20, 13)
-	src := newMem()
-	l := addFile(t, src, data)
-	reqHost := newHost(t)
-	leaves := wrap(src, l).leaves
-	var slowServed, thiefServed atomic.Int64
-	pSlow := startProvider(t, reqHost, &slowBlocks{memBlocks: src, delay: 300 * time.Millisecond, leaves: leaves}, &slowServed)
-	pThief := startProvider(t, reqHost, &turnsSlow{memBlocks: src, leaves: leaves, fast: 6, quick: 10 * time.Millisecond, lag: 600 * time.Millisecond}, &thiefServed)
-	dst := newMem()
-	got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, []peer.ID{pSlow.ID(), pThief.ID()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(readFile(t, dst, got), data) {
-		t.Fatal("fetched bytes differ")
-	}
-	if total := slowServed.Load() + thiefServed.Load(); total != int64(len(data)) {
-		t.Errorf("providers sent %d bytes (slow %d, thief %d) for a %d-byte expert", total, slowServed.Load(), thiefServed.Load(), len(data))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		data := randomBytes(12<<20, 13)
+		src := newMem()
+		l := addFile(t, src, data)
+		leaves := wrap(src, l).leaves
+		var slowServed, thiefServed atomic.Int64
+		slow := &slowBlocks{memBlocks: src, delay: 300 * time.Millisecond, leaves: leaves}
+		thief := &turnsSlow{memBlocks: src, leaves: leaves, fast: 6, quick: 10 * time.Millisecond, lag: 600 * time.Millisecond}
+		reqHost, provs := simProviders(t, []Blocks{slow, thief}, []*atomic.Int64{&slowServed, &thiefServed})
+		dst := newMem()
+		got, err := NewFetcher(reqHost, dst, Options{}).Fetch(context.Background(), l.Root, ids(provs...), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readFile(t, dst, got), data) {
+			t.Fatal("fetched bytes differ")
+		}
+		if total := slowServed.Load() + thiefServed.Load(); total != int64(len(data)) {
+			t.Errorf("providers sent %d bytes (slow %d, thief %d) for a %d-byte expert", total, slowServed.Load(), thiefServed.Load(), len(data))
+		}
+		// The bubble's clock stops when this returns: let the stores end
+		// their sleeps (the providers of cut requests are still in them).
+		time.Sleep(time.Second)
+	})
 }

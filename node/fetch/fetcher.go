@@ -180,6 +180,7 @@ type loop struct {
 	events   chan event
 	streams  map[reqID]context.CancelFunc // running requests
 	watches  map[peer.ID]context.CancelFunc
+	stored   storedLeaves // the leaves its requests stored
 }
 
 func (lp *loop) run(ctx context.Context, start evStart) (*unixfs.Layout, error) {
@@ -288,7 +289,7 @@ func (lp *loop) drop(a doDrop) {
 func (lp *loop) send(ctx context.Context, a doSend) {
 	sctx, cancel := context.WithCancel(ctx)
 	lp.streams[a.req] = cancel
-	r := streamReq{id: a.req, peer: a.peer, msg: a.ask.wire(lp.root), known: lp.state.layout}
+	r := streamReq{id: a.req, peer: a.peer, msg: a.ask.wire(lp.root), known: lp.state.layout, stored: &lp.stored}
 	go func() {
 		err := lp.f.request(sctx, r, lp.root, lp.events)
 		cancel()

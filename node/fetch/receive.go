@@ -22,6 +22,9 @@ type streamReq struct {
 	msg   *pb.FetchRequest
 	known *unixfs.Layout // the layout when it was sent; nil: the header tells it
 	path  *relayPath     // set when the stream runs through a relay (relay.go)
+	// stored is shared by the fetch's requests: a leaf another request
+	// already stored is not written again (nil: write every leaf).
+	stored *storedLeaves
 }
 
 // wire is the request message of a.
@@ -151,13 +154,17 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 		if err := leaf.Verify(b.GetData()); err != nil {
 			return fmt.Errorf("%w: leaf %d: %w", ErrVerify, idx, err)
 		}
-		if err := f.blocks.PutBlock(leaf.Cid, b.GetData()); err != nil {
-			return fmt.Errorf("store leaf %d: %w", idx, err)
+		first := r.stored.claim(idx)
+		if first {
+			if err := f.blocks.PutBlock(leaf.Cid, b.GetData()); err != nil {
+				r.stored.release(idx)
+				return fmt.Errorf("store leaf %d: %w", idx, err)
+			}
 		}
 		if f.opts.Received != nil {
 			f.opts.Received(r.peer, len(b.GetData()))
 		}
-		if f.opts.Stored != nil {
+		if first && f.opts.Stored != nil {
 			f.opts.Stored(root, idx)
 		}
 		events <- evLeaf{req: r.id, index: idx, size: len(b.GetData())}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/x/simlibp2p"
 
 	"github.com/expertd/expertd/node/fetch/fetchtest"
@@ -177,4 +179,33 @@ func (s *simScene) measure(tb testing.TB, c simCase, fresh bool) time.Duration {
 		tb.Fatalf("%s: received bytes differ from the expert", c.name)
 	}
 	return d
+}
+
+// lanLink is a fast, near link for tests of the fetch's scheduling on
+// synctest's virtual clock.
+var lanLink = simLink{RTT: 2 * time.Millisecond, BitsPerSecond: 1000 * simlibp2p.OneMbps}
+
+// simProviders starts a requester and one provider per store on a simnet
+// network over lanLink, each provider counting what it sends in served
+// (nil: not counted). Run it inside synctest.Test: time passes only when
+// every goroutine waits, so this machine's load cannot make a provider
+// look slower than its store and link make it, and a test of which leaf
+// comes from whom cannot be blurred by a neighbour's load.
+func simProviders(tb testing.TB, stores []Blocks, served []*atomic.Int64) (host.Host, []host.Host) {
+	tb.Helper()
+	hosts := fetchtest.SimHosts(tb, len(stores)+1, lanLink.RTT, lanLink.BitsPerSecond, lanLink.Burst)
+	req, provs := hosts[0], hosts[1:]
+	for i, p := range provs {
+		opts := ProviderOptions{}
+		if i < len(served) && served[i] != nil {
+			n := served[i]
+			opts.Served = func(_ peer.ID, b int) { n.Add(int64(b)) }
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		tb.Cleanup(cancel)
+		go NewProvider(p, stores[i], opts).Serve(ctx)
+		waitHandler(tb, p)
+		connect(tb, req, p)
+	}
+	return req, provs
 }
