@@ -63,8 +63,8 @@ func (r swarmResult) markdown() string {
 	p("%d nodes, %.1f MiB expert, %d Mbit/s links, %v RTT, %s. Real time of the run: %v.",
 		sc.Nodes, size/(1<<20), sc.Bandwidth/1_000_000, sc.RTT, clock, r.Took.Round(time.Second))
 	p("")
-	p("| fetchers | floor | median | last | last / floor | |")
-	p("|---|---|---|---|---|---|")
+	p("| fetchers | floor | median | last | worst node: its time / its floor |")
+	p("|---|---|---|---|---|")
 	groups := []group{{"all", func(int) bool { return true }}}
 	if sc.Slow > 0 || sc.Far > 0 {
 		groups = append(groups,
@@ -78,7 +78,7 @@ func (r swarmResult) markdown() string {
 			continue
 		}
 		med, last := quantiles(ds)
-		p("| %s (%d) | %s | %s (%.2f x) | %s (%.2f x) | %.2f x (worst node: its time / its floor) | |",
+		p("| %s (%d) | %s | %s (%.2f x) | %s (%.2f x) | %.2f x |",
 			g.name, len(ds), secs(floor), secs(med), med.Seconds()/floor.Seconds(), secs(last), last.Seconds()/floor.Seconds(), ratio)
 	}
 	killed := 0
