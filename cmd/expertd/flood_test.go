@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -215,45 +214,11 @@ func metricsOf(apiAddr string) (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-// startQuiet starts a daemon as daemontest.Start does, logging at info
-// level (a flood logged at debug level costs more than the flood), with
-// env added to its environment.
+// startQuiet starts a daemon logging at info level, with env added to
+// its environment.
 func startQuiet(t *testing.T, bin, root, name, boot string, env ...string) *daemontest.Daemon {
 	t.Helper()
-	d := &daemontest.Daemon{Name: name, Dir: filepath.Join(root, name), API: testutil.FreeAddr(t)}
-	args := []string{"daemon", "--data-dir", d.Dir, "--api", d.API, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", testutil.FreePort(t))}
-	if boot != "" {
-		args = append(args, "--bootstrap", boot)
-	}
-	d.Cmd = exec.Command(bin, args...)
-	d.Cmd.Env = append(os.Environ(), "EXPERTD_P2P_MDNS=false", "XDG_CONFIG_HOME="+root, "EXPERTD_LOG_LEVEL=info")
-	d.Cmd.Env = append(d.Cmd.Env, env...)
-	logf, err := os.Create(filepath.Join(root, name+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Cmd.Stdout, d.Cmd.Stderr = logf, logf
-	if err := d.Cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		daemontest.Stop(d.Cmd, os.Interrupt)
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			if len(b) > 64<<10 {
-				b = b[len(b)-64<<10:]
-			}
-			t.Logf("%s log (end):\n%s", name, b)
-		}
-	})
-	id := daemontest.WaitIdentity(t, d.Client())
-	for _, a := range id.Addrs {
-		if strings.Contains(a, "/tcp/") {
-			d.Addr = a
-		}
-	}
-	return d
+	return daemontest.StartWith(t, bin, root, name, boot, daemontest.Options{LogLevel: "info", Env: env})
 }
 
 func addrInfo(t *testing.T, s string) peer.AddrInfo {

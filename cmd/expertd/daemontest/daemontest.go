@@ -61,7 +61,17 @@ type Daemon struct {
 	API  string // host:port of its API
 	Addr string // its TCP multiaddr with /p2p/
 	Cmd  *exec.Cmd
+	Opts Options
 	log  *os.File
+}
+
+// Options are how a daemon runs beyond its name and bootstrap peer.
+type Options struct {
+	// LogLevel is EXPERTD_LOG_LEVEL; empty: debug. A test that floods a
+	// daemon runs it at info: logging the flood at debug costs more than
+	// the flood.
+	LogLevel string
+	Env      []string // added to its environment
 }
 
 // Start starts `expertd daemon` named name with its data dir under root, a
@@ -69,7 +79,13 @@ type Daemon struct {
 // waits for its API. It is stopped (SIGINT, then SIGKILL) when the test ends.
 func Start(t *testing.T, bin, root, name, boot string) *Daemon {
 	t.Helper()
-	d := &Daemon{Name: name, Dir: filepath.Join(root, name), API: testutil.FreeAddr(t)}
+	return StartWith(t, bin, root, name, boot, Options{})
+}
+
+// StartWith is Start with o.
+func StartWith(t *testing.T, bin, root, name, boot string, o Options) *Daemon {
+	t.Helper()
+	d := &Daemon{Name: name, Dir: filepath.Join(root, name), API: testutil.FreeAddr(t), Opts: o}
 	args := []string{"daemon", "--data-dir", d.Dir, "--api", d.API, "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", testutil.FreePort(t))}
 	if boot != "" {
 		args = append(args, "--bootstrap", boot)
@@ -78,12 +94,20 @@ func Start(t *testing.T, bin, root, name, boot string) *Daemon {
 	return d
 }
 
+// logTail is how much of a daemon's log a failed test shows: its end.
+const logTail = 256 << 10
+
 // Restart runs the daemon anew with args (those of Cmd after a Kill9,
 // say) and waits for its API.
 func (d *Daemon) Restart(t *testing.T, bin, root string, args []string) {
 	t.Helper()
+	level := d.Opts.LogLevel
+	if level == "" {
+		level = "debug"
+	}
 	d.Cmd = exec.Command(bin, args...)
-	d.Cmd.Env = append(os.Environ(), "EXPERTD_P2P_MDNS=false", "XDG_CONFIG_HOME="+root, "EXPERTD_LOG_LEVEL=debug")
+	d.Cmd.Env = append(os.Environ(), "EXPERTD_P2P_MDNS=false", "XDG_CONFIG_HOME="+root, "EXPERTD_LOG_LEVEL="+level)
+	d.Cmd.Env = append(d.Cmd.Env, d.Opts.Env...)
 	var err error
 	if d.log, err = os.OpenFile(filepath.Join(root, d.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
 		t.Fatal(err)
@@ -100,7 +124,10 @@ func (d *Daemon) Restart(t *testing.T, bin, root string, args []string) {
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
-			t.Logf("%s log:\n%s", d.Name, b)
+			if len(b) > logTail {
+				b = b[len(b)-logTail:]
+			}
+			t.Logf("%s log (its last %d KiB at most):\n%s", d.Name, logTail>>10, b)
 		}
 	})
 	id := WaitIdentity(t, d.Client())
