@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/unixfs"
@@ -40,7 +41,7 @@ func readFile(t testing.TB, b Blocks, l *unixfs.Layout) []byte {
 	return out
 }
 
-var randomBytes = fetchtest.RandomBytes
+var randomBytes = testutil.RandomBytes
 
 func newHost(t testing.TB) host.Host {
 	t.Helper()

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/unixfs"
 	pb "github.com/expertd/expertd/proto"
 )
@@ -135,16 +136,6 @@ func (g gatedBlocks) GetBlock(c cid.Cid) ([]byte, error) {
 	return g.memBlocks.GetBlock(c)
 }
 
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not after 10 s: %s", what)
-		}
-	}
-}
-
 // A provider at its stream limit answers BUSY: the requester asks again
 // later instead of giving the provider up.
 func TestFetchRetriesBusyProvider(t *testing.T) {
@@ -176,7 +167,7 @@ func TestFetchRetriesBusyProvider(t *testing.T) {
 			return prov.slots.holding[p] > 0
 		}
 	}
-	waitFor(t, "the other peer holds the only slot", slotTaken(other.ID()))
+	testutil.Eventually(t, 10*time.Second, "the other peer holds the only slot", slotTaken(other.ID()))
 	var failed atomic.Int32
 	dst := newMem()
 	type result struct {
@@ -188,7 +179,7 @@ func TestFetchRetriesBusyProvider(t *testing.T) {
 		got, err := NewFetcher(reqHost, dst, Options{Failed: func(_ cid.Cid, _ peer.ID, _ error) { failed.Add(1) }}).Fetch(ctx, l.Root, ids(h), nil)
 		done <- result{got, err}
 	}()
-	waitFor(t, "the requester is refused with BUSY and waits in line", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the requester is refused with BUSY and waits in line", func() bool {
 		prov.mu.Lock()
 		defer prov.mu.Unlock()
 		_, inLine := prov.slots.waiting[reqHost.ID()]

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/unixfs"
@@ -26,7 +27,7 @@ type scene struct {
 
 func newScene(tb testing.TB, l link, size int) *scene {
 	tb.Helper()
-	s := &scene{link: l, data: fetchtest.RandomBytes(size, 7)}
+	s := &scene{link: l, data: testutil.RandomBytes(size, 7)}
 	src := fetchtest.NewMem()
 	s.layout = fetchtest.AddFile(tb, src, s.data)
 	hs := fetchtest.SimHosts(tb, 2, l.RTT, l.BitsPerSecond, 0)

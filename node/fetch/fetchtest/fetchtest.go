@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -113,16 +112,6 @@ func ReadFile(b interface{ GetBlock(cid.Cid) ([]byte, error) }, l *unixfs.Layout
 		out = append(out, d...)
 	}
 	return out, nil
-}
-
-// RandomBytes returns n bytes reproducible from seed.
-func RandomBytes(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
 }
 
 // ServeHTTP serves body at every path over HTTP/1.1 on ln until the test

@@ -18,6 +18,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/fetch/fetchtest"
 	"github.com/expertd/expertd/node/unixfs"
@@ -82,7 +83,7 @@ type scene struct {
 
 func newScene(tb testing.TB, rtt time.Duration, bits float64, size int, hostOpts ...libp2p.Option) *scene {
 	tb.Helper()
-	s := &scene{rtt: rtt, bits: bits, up: NewLink(bits), down: NewLink(bits), data: fetchtest.RandomBytes(size, 3)}
+	s := &scene{rtt: rtt, bits: bits, up: NewLink(bits), down: NewLink(bits), data: testutil.RandomBytes(size, 3)}
 	src := fetchtest.NewMem()
 	s.layout = fetchtest.AddFile(tb, src, s.data)
 	s.req = newHost(tb, append([]libp2p.Option{libp2p.NoListenAddrs}, hostOpts...)...)
