@@ -139,7 +139,9 @@ func openBase(h *Header, dir string) (*safetensors.Dir, error) {
 	return base, nil
 }
 
-// writeOutput writes the weights and the config into outDir.
+// writeOutput writes the weights and the config into outDir, each through
+// a synced temporary file renamed into place: a crash leaves the old file
+// or the new one, never part of one.
 func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensors.Dir, outDir string, o ExpandOptions) error {
 	weights := AdapterWeightsFile
 	if h.PeftType == PeftTypeFull {
@@ -159,6 +161,9 @@ func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensor
 		return err
 	}
 	err = writeWeights(tmp, cr, h, plan, base, total, o)
+	if err == nil {
+		err = tmp.Sync() // on disk before the rename makes it the weights
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -170,7 +175,10 @@ func writeOutput(cr *Reader, h *Header, plan *safetensors.Plan, base *safetensor
 			return err
 		}
 	}
-	return os.Rename(tmp.Name(), filepath.Join(outDir, weights))
+	if err := os.Rename(tmp.Name(), filepath.Join(outDir, weights)); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(outDir)
 }
 
 // checkBaseTensor checks that the base model has t, as floats, with as
