@@ -109,7 +109,10 @@ func (h *haves) take(sub *haveSub) []uint64 {
 
 // Stored tells the provider that this node now holds leaf of root
 // (verified and stored by a fetch: Options.Stored), for its watchers.
-func (p *Provider) Stored(root cid.Cid, leaf uint64) { p.haves.stored(root, leaf) }
+func (p *Provider) Stored(root cid.Cid, leaf uint64) {
+	p.held.stored(root, leaf)
+	p.haves.stored(root, leaf)
+}
 
 // watch serves a watch of layout's expert on s: the header with the
 // holdings, then a Have frame for the leaves stored since, until every

@@ -15,20 +15,13 @@ import (
 // leaves from its publisher and trade them. have is the bitmap of every
 // leaf held, sent only when some leaf is missing.
 func (p *Provider) offer(layout *unixfs.Layout, asked []*pb.LeafRange, loaded bool) (ranges []*pb.LeafRange, have []byte, err error) {
-	partial := false
-	for _, r := range asked {
-		for i := r.GetStart(); i < r.GetEnd() && !partial; i++ {
-			ok, err := p.blocks.HasBlock(layout.Leaves[i].Cid)
-			if err != nil {
-				return nil, nil, fmt.Errorf("leaf %d: %w", i, err)
-			}
-			partial = !ok
-		}
+	held, err := p.holdings(layout)
+	if err != nil {
+		return nil, nil, err
 	}
+	partial := !allHeld(held, len(layout.Leaves))
 	if partial { // the holdings say which asked leaves to offer
-		if have, err = p.holdings(layout); err != nil {
-			return nil, nil, err
-		}
+		have = held
 	}
 	var idx []uint64
 	for _, r := range asked {
@@ -45,21 +38,6 @@ func (p *Provider) offer(layout *unixfs.Layout, asked []*pb.LeafRange, loaded bo
 		return asked, nil, nil
 	}
 	return toRanges(idx), have, nil
-}
-
-// holdings is the bitmap of the leaves held (FetchHeader.have).
-func (p *Provider) holdings(layout *unixfs.Layout) ([]byte, error) {
-	have := make([]byte, (len(layout.Leaves)+7)/8)
-	for i, leaf := range layout.Leaves {
-		ok, err := p.blocks.HasBlock(leaf.Cid)
-		if err != nil {
-			return nil, fmt.Errorf("leaf %d: %w", i, err)
-		}
-		if ok {
-			have[i/8] |= 1 << (i % 8)
-		}
-	}
-	return have, nil
 }
 
 func countLeaves(rs []*pb.LeafRange) int {

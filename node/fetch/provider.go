@@ -119,7 +119,8 @@ type Provider struct {
 
 	throttle *throttle
 	sent     *sentCounts
-	haves    *haves  // watch streams (have.go)
+	haves    *haves // watch streams (have.go)
+	held     *holdingsCache
 	uplink   *uplink // streams with leaves to send, a leaf's time (uplink.go)
 
 	mu      sync.Mutex // guards slots and streams
@@ -139,7 +140,7 @@ type servedStream struct {
 func NewProvider(h host.Host, b Blocks, o ProviderOptions) *Provider {
 	o.defaults()
 	return &Provider{
-		host: h, blocks: b, opts: o, throttle: newThrottle(o.PeerRate), sent: newSentCounts(), haves: newHaves(), uplink: newUplink(),
+		host: h, blocks: b, opts: o, throttle: newThrottle(o.PeerRate), sent: newSentCounts(), haves: newHaves(), held: newHoldingsCache(), uplink: newUplink(),
 		slots: newSlots(o.slotConfig()), streams: map[streamID]*servedStream{},
 	}
 }

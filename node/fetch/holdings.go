@@ -1,0 +1,92 @@
+package fetch
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+
+	"github.com/expertd/expertd/node/unixfs"
+)
+
+const (
+	// holdingsTTL is how long a provider reuses the bitmap of the leaves it
+	// holds of an expert: a storm of requests for it (each BUSY answer and
+	// each partial offer carries the bitmap) reads the store once per
+	// holdingsTTL, not once per leaf per request. A leaf stored meanwhile
+	// is added at once (Provider.Stored); one removed is offered for
+	// holdingsTTL at most, and its read then fails the request.
+	holdingsTTL = time.Second
+	// holdingsRoots bounds the experts whose bitmaps are kept.
+	holdingsRoots = 64
+)
+
+// holdingsCache keeps the provider's last bitmaps of held leaves.
+type holdingsCache struct {
+	mu    sync.Mutex
+	roots map[cid.Cid]*heldLeaves
+	order []cid.Cid // oldest first
+}
+
+type heldLeaves struct {
+	have []byte // FetchHeader.have of every leaf
+	at   time.Time
+}
+
+func newHoldingsCache() *holdingsCache { return &holdingsCache{roots: map[cid.Cid]*heldLeaves{}} }
+
+// get returns a copy of root's bitmap for n leaves if computed less than
+// holdingsTTL before now.
+func (c *holdingsCache) get(root cid.Cid, n int, now time.Time) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.roots[root]
+	if h == nil || len(h.have) != (n+7)/8 || now.Sub(h.at) >= holdingsTTL {
+		return nil, false
+	}
+	return append([]byte(nil), h.have...), true
+}
+
+// put keeps have as root's bitmap, computed at now.
+func (c *holdingsCache) put(root cid.Cid, have []byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.roots[root]; !ok {
+		if len(c.order) >= holdingsRoots {
+			delete(c.roots, c.order[0])
+			c.order = c.order[1:]
+		}
+		c.order = append(c.order, root)
+	}
+	c.roots[root] = &heldLeaves{have: append([]byte(nil), have...), at: now}
+}
+
+// stored sets leaf in root's bitmap, if kept.
+func (c *holdingsCache) stored(root cid.Cid, leaf uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.roots[root]; h != nil && leaf/8 < uint64(len(h.have)) {
+		h.have[leaf/8] |= 1 << (leaf % 8)
+	}
+}
+
+// holdings is the bitmap of the leaves held (FetchHeader.have).
+func (p *Provider) holdings(layout *unixfs.Layout) ([]byte, error) {
+	now := time.Now()
+	if have, ok := p.held.get(layout.Root, len(layout.Leaves), now); ok {
+		return have, nil
+	}
+	have := make([]byte, (len(layout.Leaves)+7)/8)
+	for i, leaf := range layout.Leaves {
+		ok, err := p.blocks.HasBlock(leaf.Cid)
+		if err != nil {
+			return nil, fmt.Errorf("leaf %d: %w", i, err)
+		}
+		if ok {
+			have[i/8] |= 1 << (i % 8)
+		}
+	}
+	p.held.put(layout.Root, have, now)
+	return have, nil
+}
