@@ -8,7 +8,7 @@ import (
 
 func TestTopK(t *testing.T) {
 	keep := make([]bool, 8)
-	var scratch []uint32
+	var sc topScratch
 	cases := []struct {
 		xs   []float64
 		k    int
@@ -18,9 +18,13 @@ func TestTopK(t *testing.T) {
 		{[]float64{1, -1, 1, 1}, 2, []bool{true, true, false, false}}, // ties: earlier index
 		{[]float64{0, 0, 5, 0}, 3, []bool{false, false, true, false}}, // zeros never kept
 		{[]float64{4, 3}, 0, []bool{false, false}},
+		// Below float32's range: kept after all others, in index order.
+		{[]float64{1e-300, 0, 2, 1e-40}, 2, []bool{false, false, true, true}},
+		{[]float64{1e-300, 0, 2, 1e-300}, 2, []bool{true, false, true, false}},
+		{[]float64{1e-300, 0, 2, 1e-40}, 9, []bool{true, false, true, true}},
 	}
 	for _, c := range cases {
-		scratch = topK(c.xs, c.k, keep, scratch)
+		topK(c.xs, c.k, keep, &sc)
 		for i, w := range c.want {
 			if keep[i] != w {
 				t.Fatalf("topK(%v, %d) = %v, want %v", c.xs, c.k, keep[:len(c.xs)], c.want)
@@ -35,7 +39,7 @@ func TestTopK(t *testing.T) {
 	}
 	keep = make([]bool, len(xs))
 	for _, k := range []int{1, 17, 2500, 4999, 6000} {
-		topK(xs, k, keep, nil)
+		topK(xs, k, keep, &sc)
 		idx := make([]int, len(xs))
 		for i := range idx {
 			idx[i] = i
