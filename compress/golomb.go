@@ -238,6 +238,40 @@ func encodeTensor(xs []float32, thr uint32, sc *scratch) (tc tensorCode, sum flo
 	return tc, sum, cnt
 }
 
+// keptSum is encodeTensor's sum and count without the code: the same
+// additions in the same order, so the auto scale does not depend on
+// whether a tensor was coded.
+func keptSum(xs []float32, thr uint32) (sum float64, cnt int64) {
+	keep := max(thr, 1)
+	kept := 0
+	for _, x := range xs {
+		if absKey(x) >= keep {
+			kept++
+		}
+	}
+	cnt = int64(kept)
+	if thr == 0 {
+		cnt = int64(len(xs))
+	}
+	if int64(kept)*2 > int64(len(xs)) { // dense code: one sum
+		for _, x := range xs {
+			if a := absKey(x); a >= keep {
+				sum += float64(math.Float32frombits(a))
+			}
+		}
+		return sum, cnt
+	}
+	var s [2]float64 // sparse code: kept elements alternate between two sums
+	k := 0
+	for _, x := range xs {
+		if a := absKey(x); a >= keep {
+			s[k&1] += float64(math.Float32frombits(a))
+			k++
+		}
+	}
+	return s[0] + s[1], cnt
+}
+
 func writeSigns(w *bitWriter, xs []float32) {
 	for _, x := range xs {
 		w.write(uint64(math.Float32bits(x)>>31), 1)

@@ -55,15 +55,16 @@ func WithRefit(r Refit) Option {
 	}
 }
 
-// compressRefit runs the plain codec for the per-tensor budgets (and for
-// the tensors that are not LoRA factors), then refits every LoRA module.
+// compressRefit runs the plain codec for the per-tensor budgets and
+// scales (coding only the tensors that are not LoRA factors), then refits
+// every LoRA module and codes its factors, the refit's or the plain ones.
 func compressRefit(ts []Tensor, o options) ([]Coded, error) {
 	if !o.alpha.Auto {
 		return nil, fmt.Errorf("%w: --refit chooses its own scales; it cannot be combined with alpha %s", ErrOption, o.alpha)
 	}
 	cfg := *o.refit
 	o.refit = nil
-	coded, thrs, err := compressWith(ts, o)
+	coded, thrs, err := compressWith(ts, o, isLoRAFactor)
 	if err != nil {
 		return nil, err
 	}
@@ -89,8 +90,12 @@ func compressRefit(ts []Tensor, o options) ([]Coded, error) {
 				a, b := ts[p.A], ts[p.B]
 				ca, cb := &coded[p.A], &coded[p.B]
 				f := refitModule(&ws, cfg, p, a.Tau, b.Tau, thrs[p.A], thrs[p.B], ca.Scale, cb.Scale)
-				if f.plain {
-					continue // the plain codec's factors were best: keep them as coded
+				if f.plain { // the plain codec's factors were best
+					sa, sb := ca.Scale, cb.Scale
+					codeOne(ca, a, thrs[p.A], &sc)
+					codeOne(cb, b, thrs[p.B], &sc)
+					ca.Scale, cb.Scale = sa, sb
+					continue
 				}
 				codeOne(ca, Tensor{Name: a.Name, DType: a.DType, Shape: a.Shape, Tau: f.ta, Offset: a.Offset}, 1, &sc)
 				codeOne(cb, Tensor{Name: b.Name, DType: b.DType, Shape: b.Shape, Tau: f.tb, Offset: b.Offset}, 1, &sc)
