@@ -186,7 +186,7 @@ func codeOne(c *Coded, t Tensor, thr uint32, sc *scratch) (float64, int64) {
 // names.
 func codeOrSum(c *Coded, t Tensor, thr uint32, later func(string) bool, sc *scratch) (float64, int64) {
 	if later != nil && later(t.Name) {
-		return keptSum(t.Tau, thr)
+		return keptSum(t.Tau, thr, sc)
 	}
 	return codeOne(c, t, thr, sc)
 }

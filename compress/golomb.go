@@ -240,36 +240,43 @@ func encodeTensor(xs []float32, thr uint32, sc *scratch) (tc tensorCode, sum flo
 
 // keptSum is encodeTensor's sum and count without the code: the same
 // additions in the same order, so the auto scale does not depend on
-// whether a tensor was coded.
-func keptSum(xs []float32, thr uint32) (sum float64, cnt int64) {
+// whether a tensor was coded. Like encodeTensor it gathers the kept
+// magnitudes without branches first.
+func keptSum(xs []float32, thr uint32, sc *scratch) (sum float64, cnt int64) {
 	keep := max(thr, 1)
-	kept := 0
+	if cap(sc.pos) < len(xs) {
+		sc.pos = make([]uint32, len(xs))
+	}
+	kept := sc.pos[:len(xs)]
+	j := 0
 	for _, x := range xs {
-		if absKey(x) >= keep {
-			kept++
+		a := absKey(x)
+		kept[j] = a
+		if a >= keep {
+			j++
 		}
 	}
-	cnt = int64(kept)
+	kept = kept[:j]
+	cnt = int64(j)
 	if thr == 0 {
 		cnt = int64(len(xs))
 	}
-	if int64(kept)*2 > int64(len(xs)) { // dense code: one sum
-		for _, x := range xs {
-			if a := absKey(x); a >= keep {
-				sum += float64(math.Float32frombits(a))
-			}
+	if int64(j)*2 > int64(len(xs)) { // dense code: one sum
+		for _, a := range kept {
+			sum += float64(math.Float32frombits(a))
 		}
 		return sum, cnt
 	}
-	var s [2]float64 // sparse code: kept elements alternate between two sums
+	var s0, s1 float64 // sparse code: kept elements alternate between two sums
 	k := 0
-	for _, x := range xs {
-		if a := absKey(x); a >= keep {
-			s[k&1] += float64(math.Float32frombits(a))
-			k++
-		}
+	for ; k+2 <= len(kept); k += 2 {
+		s0 += float64(math.Float32frombits(kept[k]))
+		s1 += float64(math.Float32frombits(kept[k+1]))
 	}
-	return s[0] + s[1], cnt
+	if k < len(kept) {
+		s0 += float64(math.Float32frombits(kept[k]))
+	}
+	return s0 + s1, cnt
 }
 
 func writeSigns(w *bitWriter, xs []float32) {

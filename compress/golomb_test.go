@@ -195,7 +195,7 @@ func TestKeptSum(t *testing.T) {
 			thr = absKey(float32(q * 3))
 		}
 		tc, wantSum, wantCnt := encodeTensor(xs, thr, &sc)
-		sum, cnt := keptSum(xs, thr)
+		sum, cnt := keptSum(xs, thr, &scratch{})
 		if sum != wantSum || cnt != wantCnt {
 			t.Errorf("thr %#x (%s code): keptSum %v, %d; encodeTensor %v, %d", thr, tc.Mode, sum, cnt, wantSum, wantCnt)
 		}

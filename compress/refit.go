@@ -113,7 +113,6 @@ type refitScratch struct {
 	dense  []float64 // the balanced start, then the unconstrained fits
 	ct, g  []float64 // r x r statistics of the fixed side
 	top    topScratch
-	ties   []int
 	bits   []uint64
 	ts     [6]tern   // current and next iterate of each side, then the best pair
 	ta, tb []float32 // the output

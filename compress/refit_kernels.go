@@ -1,7 +1,5 @@
 package compress
 
-import "math/bits"
-
 // Dense kernels of the refit on n x r row-major factors, r small (a LoRA
 // rank). Their loops keep several independent sums in registers, so that
 // additions do not wait for each other, and share each load among them.
@@ -39,30 +37,56 @@ func gram(g []float64, f factor) {
 	}
 }
 
-// mul sets dst (n x r, row-major) to F W for W r x r, row-major: row i
-// of dst is the combination of the rows of W with the weights in row i of
-// F, taken four at a time.
+// mul sets dst (n x r, row-major) to F W for W r x r, row-major: a row
+// of dst is the combination of the rows of W with the weights in the same
+// row of F. Two rows of dst are made at once from four rows of W.
 func mul(dst []float64, f factor, w []float64) {
 	r := f.r
 	dst = dst[:f.n*r]
-	for i := 0; i < f.n; i++ {
-		x, d := f.row(i), dst[i*r:i*r+r]
-		clear(d)
+	clear(dst)
+	i := 0
+	for ; i+2 <= f.n; i += 2 {
+		x0, x1 := f.row(i), f.row(i+1)
+		d0, d1 := dst[i*r:i*r+r], dst[(i+1)*r : (i+1)*r+r][:r]
 		l := 0
 		for ; l+4 <= r; l += 4 {
-			a0, a1, a2, a3 := x[l], x[l+1], x[l+2], x[l+3]
-			w0 := w[l*r : l*r+r][:len(d)]
-			w1, w2, w3 := w[(l+1)*r:][:len(d)], w[(l+2)*r:][:len(d)], w[(l+3)*r:][:len(d)]
-			for j := range d {
-				d[j] += a0*w0[j] + a1*w1[j] + a2*w2[j] + a3*w3[j]
+			a0, a1, a2, a3 := x0[l], x0[l+1], x0[l+2], x0[l+3]
+			b0, b1, b2, b3 := x1[l], x1[l+1], x1[l+2], x1[l+3]
+			w0 := w[l*r : l*r+r][:len(d0)]
+			w1, w2, w3 := w[(l+1)*r:][:len(d0)], w[(l+2)*r:][:len(d0)], w[(l+3)*r:][:len(d0)]
+			d1 := d1[:len(d0)]
+			for j := range d0 {
+				c0, c1, c2, c3 := w0[j], w1[j], w2[j], w3[j]
+				d0[j] += (a0*c0 + a1*c1) + (a2*c2 + a3*c3)
+				d1[j] += (b0*c0 + b1*c1) + (b2*c2 + b3*c3)
 			}
 		}
 		for ; l < r; l++ {
-			a, wl := x[l], w[l*r : l*r+r][:len(d)]
-			for j := range d {
-				d[j] += a * wl[j]
-			}
+			addScaled(d0, x0[l], w[l*r:l*r+r])
+			addScaled(d1, x1[l], w[l*r:l*r+r])
 		}
+	}
+	if i < f.n {
+		x0, d0 := f.row(i), dst[i*r:i*r+r]
+		for l, a := range x0 {
+			addScaled(d0, a, w[l*r:l*r+r])
+		}
+	}
+}
+
+// addScaled adds s x to dst (len(dst) >= len(x)), four elements a step.
+func addScaled(dst []float64, s float64, x []float64) {
+	dst = dst[:len(x)]
+	l := 0
+	for ; l+4 <= len(x); l += 4 {
+		d, v := dst[l:l+4:l+4], x[l:l+4:l+4]
+		d[0] += s * v[0]
+		d[1] += s * v[1]
+		d[2] += s * v[2]
+		d[3] += s * v[3]
+	}
+	for ; l < len(x); l++ {
+		dst[l] += s * x[l]
 	}
 }
 
@@ -82,52 +106,6 @@ func dot(x, y []float64) float64 {
 		s0 += x[l] * y[l]
 	}
 	return (s0 + s1) + (s2 + s3)
-}
-
-// addRows adds sign[q] * F[rows[q]] to dst (length r) for every q, in
-// order.
-func addRows(dst []float64, f factor, rows []int32, sign []float64) {
-	r := f.r
-	dst = dst[:r]
-	sign = sign[:len(rows)]
-	l := 0
-	for ; l+8 <= r; l += 8 {
-		d := dst[l : l+8]
-		s0, s1, s2, s3, s4, s5, s6, s7 := d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
-		for q, i := range rows {
-			x := f.d[int(i)*r+l:][:8]
-			sg := sign[q]
-			s0 += sg * x[0]
-			s1 += sg * x[1]
-			s2 += sg * x[2]
-			s3 += sg * x[3]
-			s4 += sg * x[4]
-			s5 += sg * x[5]
-			s6 += sg * x[6]
-			s7 += sg * x[7]
-		}
-		d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7] = s0, s1, s2, s3, s4, s5, s6, s7
-	}
-	for ; l < r; l++ {
-		s0 := dst[l]
-		for q, i := range rows {
-			s0 += sign[q] * f.d[int(i)*r+l]
-		}
-		dst[l] = s0
-	}
-}
-
-// signedOverlap is the sum over rows of t_j t_l for two ternary columns
-// given as bitsets of kept rows (kj, kl) and of negative signs (nj, nl).
-func signedOverlap(kj, kl, nj, nl []uint64) int {
-	kl, nj, nl = kl[:len(kj)], nj[:len(kj)], nl[:len(kj)]
-	var both, opposite int
-	for w, a := range kj {
-		b := a & kl[w]
-		both += bits.OnesCount64(b)
-		opposite += bits.OnesCount64(b & (nj[w] ^ nl[w]))
-	}
-	return both - 2*opposite
 }
 
 // grow returns s with length n, reallocated only when too short.
