@@ -1,7 +1,9 @@
 package compress
 
 import (
+	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 )
@@ -64,4 +66,37 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// TestSignsOfMatchesTopK checks that the refit's ternary factors keep what
+// topK keeps, ties and zeros included, and carry the signs of the values.
+func TestSignsOfMatchesTopK(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var ws refitScratch
+	var tr tern
+	for _, shape := range [][2]int{{50, 7}, {64, 16}, {3, 1}} {
+		n, r := shape[0], shape[1]
+		f := factor{n, r, make([]float64, n*r)}
+		for i := range f.d {
+			f.d[i] = float64(rng.IntN(21) - 10) // many ties, some zeros
+		}
+		keep := make([]bool, n*r)
+		for _, k := range []int{0, 1, n * r / 5, n * r / 2, n * r} {
+			topK(f.d, k, keep, &ws.top)
+			signsOf(&tr, f, k, &ws)
+			got := make([]bool, n*r)
+			for i := 0; i < n; i++ {
+				for _, e := range tr.row(i) {
+					p := i*r + int(e>>1)
+					got[p] = true
+					if signs[e&1] != math.Copysign(1, f.d[p]) {
+						t.Fatalf("%dx%d k=%d: element %d has sign %v, value %v", n, r, k, p, signs[e&1], f.d[p])
+					}
+				}
+			}
+			if !slices.Equal(got, keep) {
+				t.Fatalf("%dx%d k=%d: signsOf keeps %v, topK %v", n, r, k, got, keep)
+			}
+		}
+	}
 }
