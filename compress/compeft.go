@@ -165,6 +165,13 @@ func meanOrZero(sum float64, cnt int64) float64 {
 // sum of magnitudes and size.
 func codeOne(c *Coded, t Tensor, thr uint32, sc *scratch) (float64, int64) {
 	tc, sum, cnt := encodeTensor(t.Tau, thr, sc)
+	setCoded(c, t, tc)
+	return sum, cnt
+}
+
+// setCoded sets c (all but the scale) to t's description and the code tc,
+// copying its payload.
+func setCoded(c *Coded, t Tensor, tc tensorCode) {
 	payload := append([]byte(nil), tc.Payload...)
 	*c = Coded{
 		TensorHeader: TensorHeader{
@@ -179,7 +186,6 @@ func codeOne(c *Coded, t Tensor, thr uint32, sc *scratch) (float64, int64) {
 		},
 		Payload: payload,
 	}
-	return sum, cnt
 }
 
 // codeOrSum is codeOne, or only its sum and count for a tensor later

@@ -97,14 +97,31 @@ func compressRefit(ts []Tensor, o options) ([]Coded, error) {
 					ca.Scale, cb.Scale = sa, sb
 					continue
 				}
-				codeOne(ca, Tensor{Name: a.Name, DType: a.DType, Shape: a.Shape, Tau: f.ta, Offset: a.Offset}, 1, &sc)
-				codeOne(cb, Tensor{Name: b.Name, DType: b.DType, Shape: b.Shape, Tau: f.tb, Offset: b.Offset}, 1, &sc)
+				codeKept(ca, a, f.pa, &sc)
+				codeKept(cb, b, f.pb, &sc)
 				ca.Scale, cb.Scale = f.sa, f.sb
 			}
 		})
 	}
 	wg.Wait()
 	return coded, nil
+}
+
+// codeKept codes into c (all but the scale) the ternary replacement of t
+// given by its kept elements, position<<1 | sign bit in increasing order.
+func codeKept(c *Coded, t Tensor, pos []uint32, sc *scratch) {
+	n := int64(len(t.Tau))
+	if int64(len(pos))*2 > n { // the dense code goes through the values
+		tau := make([]float32, n)
+		for _, p := range pos {
+			tau[p>>1] = float32(signs[p&1])
+		}
+		t.Tau = tau
+		codeOne(c, t, 1, sc)
+		return
+	}
+	tc, _ := encodeSparse(pos, n, nil, sc)
+	setCoded(c, t, tc)
 }
 
 // refitScratch holds one worker's buffers, reused across modules.
@@ -114,14 +131,15 @@ type refitScratch struct {
 	ct, g  []float64 // r x r statistics of the fixed side
 	top    topScratch
 	bits   []uint64
-	ts     [6]tern   // current and next iterate of each side, then the best pair
-	ta, tb []float32 // the output
+	ts     [6]tern  // current and next iterate of each side, then the best pair
+	pa, pb []uint32 // the output
 }
 
-// refitResult holds a module's ternary factors in the layouts of A and B
-// (±1 and 0) and their scales. ta and tb are the worker's buffers.
+// refitResult holds a module's ternary factors, their kept elements in the
+// layouts of A and B as codeKept takes them, and their scales. pa and pb
+// are the worker's buffers.
 type refitResult struct {
-	ta, tb []float32
+	pa, pb []uint32
 	sa, sb float64
 	plain  bool // the plain codec's factors were best
 }
@@ -176,9 +194,9 @@ func refitModule(ws *refitScratch, cfg Refit, p loraPair, tauA, tauB []float32, 
 		consider(fitFactor(xs[cx], x, ct, g, kB, ws))
 	}
 	if !res.plain {
-		ws.tb, ws.ta = bx.dense(ws.tb, false), by.dense(ws.ta, true)
-		res.tb, res.sb = ws.tb, bx.s
-		res.ta, res.sa = ws.ta, by.s
+		ws.pb, ws.pa = bx.positions(ws.pb, false), by.positions(ws.pa, true)
+		res.pb, res.sb = ws.pb, bx.s
+		res.pa, res.sa = ws.pa, by.s
 	}
 	return res
 }

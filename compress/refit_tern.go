@@ -50,18 +50,31 @@ func (t *tern) kept() int { return len(t.el) }
 // signs maps the sign bit of an element to its value.
 var signs = [2]float64{1, -1}
 
-// dense writes T into dst as a row-major n x r matrix, or r x n if
-// transposed, and returns it.
-func (t *tern) dense(dst []float32, transposed bool) []float32 {
-	dst = grow(dst, t.n*t.r)
-	clear(dst)
+// positions returns T's kept elements as position<<1 | sign bit, by
+// increasing position in the layout of B (n x r, row-major) or, if
+// transposed, of A (r x n), in dst if it is long enough.
+func (t *tern) positions(dst []uint32, transposed bool) []uint32 {
+	dst = grow(dst, t.kept())
+	if !transposed {
+		for i := 0; i < t.n; i++ {
+			for q, e := range t.row(i) {
+				dst[int(t.start[i])+q] = uint32(i*t.r+int(e>>1))<<1 | e&1
+			}
+		}
+		return dst
+	}
+	next := make([]int, t.r+1) // where each column's next element goes
+	for _, e := range t.el {
+		next[e>>1+1]++
+	}
+	for j := 1; j <= t.r; j++ {
+		next[j] += next[j-1]
+	}
 	for i := 0; i < t.n; i++ {
 		for _, e := range t.row(i) {
-			if j := int(e >> 1); transposed {
-				dst[j*t.n+i] = float32(signs[e&1])
-			} else {
-				dst[i*t.r+j] = float32(signs[e&1])
-			}
+			j := int(e >> 1)
+			dst[next[j]] = uint32(j*t.n+i)<<1 | e&1
+			next[j]++
 		}
 	}
 	return dst
