@@ -104,11 +104,25 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 	for i := 0; i < t.n; i++ {
 		x := f.row(i)
 		w := i >> 6
-		for _, e := range t.row(i) {
+		row := t.row(i)
+		for _, e := range row {
 			j := int(e >> 1)
-			addScaled(t.ft[j*r:j*r+r], signs[e&1], x)
 			kept[j*words+w] |= 1 << (i & 63)
 			neg[j*words+w] |= uint64(e&1) << (i & 63)
+		}
+		// Two kept elements at a time share the loads of x.
+		q := 0
+		for ; q+2 <= len(row); q += 2 {
+			j0, j1 := int(row[q]>>1), int(row[q+1]>>1)
+			s0, s1 := signs[row[q]&1], signs[row[q+1]&1]
+			f0, f1 := t.ft[j0*r : j0*r+r][:len(x)], t.ft[j1*r : j1*r+r][:len(x)]
+			for l, v := range x {
+				f0[l] += s0 * v
+				f1[l] += s1 * v
+			}
+		}
+		if q < len(row) {
+			addScaled(t.ft[int(row[q]>>1)*r:int(row[q]>>1)*r+r], signs[row[q]&1], x)
 		}
 	}
 	for j := 0; j < r; j++ {
