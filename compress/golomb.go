@@ -180,19 +180,8 @@ type scratch struct {
 func encodeTensor(xs []float32, thr uint32, sc *scratch) (tc tensorCode, sum float64, cnt int64) {
 	n := int64(len(xs))
 	keep := max(thr, 1)
-	if cap(sc.pos) < len(xs) {
-		sc.pos = make([]uint32, len(xs))
-	}
-	pos := sc.pos[:len(xs)]
-	j := 0
-	for i, x := range xs {
-		b := math.Float32bits(x)
-		pos[j] = uint32(i)<<1 | b>>31
-		if b&^(1<<31) >= keep {
-			j++
-		}
-	}
-	pos = pos[:j]
+	pos := sc.kept(xs, keep)
+	j := len(pos)
 	cnt = int64(j)
 	if thr == 0 {
 		cnt = n
@@ -251,43 +240,48 @@ func encodeSparse(pos []uint32, n int64, xs []float32, sc *scratch) (tensorCode,
 	return tc, s0 + s1
 }
 
-// keptSum is encodeTensor's sum and count without the code: the same
-// additions in the same order, so the auto scale does not depend on
-// whether a tensor was coded. Like encodeTensor it gathers the kept
-// magnitudes without branches first.
-func keptSum(xs []float32, thr uint32, sc *scratch) (sum float64, cnt int64) {
-	keep := max(thr, 1)
+// kept returns the elements of xs with absKey >= keep as position<<1 |
+// sign bit, in order, in sc's buffer; one pass without branches.
+func (sc *scratch) kept(xs []float32, keep uint32) []uint32 {
 	if cap(sc.pos) < len(xs) {
 		sc.pos = make([]uint32, len(xs))
 	}
-	kept := sc.pos[:len(xs)]
+	pos := sc.pos[:len(xs)]
 	j := 0
-	for _, x := range xs {
-		a := absKey(x)
-		kept[j] = a
-		if a >= keep {
+	for i, x := range xs {
+		b := math.Float32bits(x)
+		pos[j] = uint32(i)<<1 | b>>31
+		if b&^(1<<31) >= keep {
 			j++
 		}
 	}
-	kept = kept[:j]
-	cnt = int64(j)
+	return pos[:j]
+}
+
+// keptSum is encodeTensor's sum and count without the code: the same
+// additions in the same order, so the auto scale does not depend on
+// whether a tensor was coded.
+func keptSum(xs []float32, thr uint32, sc *scratch) (sum float64, cnt int64) {
+	pos := sc.kept(xs, max(thr, 1))
+	cnt = int64(len(pos))
 	if thr == 0 {
 		cnt = int64(len(xs))
 	}
-	if int64(j)*2 > int64(len(xs)) { // dense code: one sum
-		for _, a := range kept {
-			sum += float64(math.Float32frombits(a))
+	mag := func(p uint32) float64 { return math.Abs(float64(xs[p>>1])) }
+	if 2*len(pos) > len(xs) { // dense code: one sum
+		for _, p := range pos {
+			sum += mag(p)
 		}
 		return sum, cnt
 	}
 	var s0, s1 float64 // sparse code: kept elements alternate between two sums
 	k := 0
-	for ; k+2 <= len(kept); k += 2 {
-		s0 += float64(math.Float32frombits(kept[k]))
-		s1 += float64(math.Float32frombits(kept[k+1]))
+	for ; k+2 <= len(pos); k += 2 {
+		s0 += mag(pos[k])
+		s1 += mag(pos[k+1])
 	}
-	if k < len(kept) {
-		s0 += float64(math.Float32frombits(kept[k]))
+	if k < len(pos) {
+		s0 += mag(pos[k])
 	}
 	return s0 + s1, cnt
 }
