@@ -39,14 +39,15 @@ func Compress(ts []Tensor, opts ...Option) ([]Coded, error) {
 	if o.refit != nil {
 		return compressRefit(ts, o)
 	}
-	out, _, err := compressWith(ts, o)
+	out, _, err := compressWith(ts, o, nil)
 	return out, err
 }
 
 // compressWith is Compress without the refit. It also returns each
 // tensor's selection threshold: element x is kept iff
-// absKey(x) >= max(thr, 1).
-func compressWith(ts []Tensor, o options) ([]Coded, []uint32, error) {
+// absKey(x) >= max(thr, 1). The tensors later names are not coded: their
+// Coded holds only the scale, and the caller codes them.
+func compressWith(ts []Tensor, o options, later func(name string) bool) ([]Coded, []uint32, error) {
 	ts = append([]Tensor(nil), ts...)
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 	for i, t := range ts {
@@ -79,7 +80,7 @@ func compressWith(ts []Tensor, o options) ([]Coded, []uint32, error) {
 		}
 		forEach(len(ts), w, func(g, i int) error {
 			thrs[i] = thr
-			sums[i], cnts[i] = codeOne(&out[i], ts[i], thr, &scs[g])
+			sums[i], cnts[i] = codeOrSum(&out[i], ts[i], thr, later, &scs[g])
 			return nil
 		})
 		if o.alpha.Auto {
@@ -97,7 +98,7 @@ func compressWith(ts []Tensor, o options) ([]Coded, []uint32, error) {
 			return fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 		thrs[i] = thr
-		sum, cnt := codeOne(&out[i], t, thr, &scs[g])
+		sum, cnt := codeOrSum(&out[i], t, thr, later, &scs[g])
 		if o.alpha.Auto {
 			scale = meanOrZero(sum, cnt)
 		}
@@ -164,6 +165,13 @@ func meanOrZero(sum float64, cnt int64) float64 {
 // sum of magnitudes and size.
 func codeOne(c *Coded, t Tensor, thr uint32, sc *scratch) (float64, int64) {
 	tc, sum, cnt := encodeTensor(t.Tau, thr, sc)
+	setCoded(c, t, tc)
+	return sum, cnt
+}
+
+// setCoded sets c (all but the scale) to t's description and the code tc,
+// copying its payload.
+func setCoded(c *Coded, t Tensor, tc tensorCode) {
 	payload := append([]byte(nil), tc.Payload...)
 	*c = Coded{
 		TensorHeader: TensorHeader{
@@ -178,7 +186,15 @@ func codeOne(c *Coded, t Tensor, thr uint32, sc *scratch) (float64, int64) {
 		},
 		Payload: payload,
 	}
-	return sum, cnt
+}
+
+// codeOrSum is codeOne, or only its sum and count for a tensor later
+// names.
+func codeOrSum(c *Coded, t Tensor, thr uint32, later func(string) bool, sc *scratch) (float64, int64) {
+	if later != nil && later(t.Name) {
+		return keptSum(t.Tau, thr, sc)
+	}
+	return codeOne(c, t, thr, sc)
 }
 
 // numElements is the product of shape, or -1 on a negative dimension or

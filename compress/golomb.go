@@ -180,6 +180,69 @@ type scratch struct {
 func encodeTensor(xs []float32, thr uint32, sc *scratch) (tc tensorCode, sum float64, cnt int64) {
 	n := int64(len(xs))
 	keep := max(thr, 1)
+	pos := sc.kept(xs, keep)
+	j := len(pos)
+	cnt = int64(j)
+	if thr == 0 {
+		cnt = n
+	}
+	if int64(j)*2 <= n {
+		tc, sum = encodeSparse(pos, n, xs, sc)
+		return tc, sum, cnt
+	}
+	tc = tensorCode{Kept: int64(j), Mode: modeDense}
+	w := bitWriter{out: sc.out[:0]}
+	tc.M = golombParam(float64(n-tc.Kept) / float64(n))
+	g := newGolomb(tc.M)
+	start := 0 // first kept element of the current run
+	for i, x := range xs {
+		a := absKey(x)
+		if a >= keep {
+			sum += float64(math.Float32frombits(a))
+			continue
+		}
+		g.encode(&w, uint32(i-start))
+		writeSigns(&w, xs[start:i])
+		start = i + 1
+	}
+	writeSigns(&w, xs[start:])
+	tc.Payload = w.flush()
+	sc.out = tc.Payload
+	return tc, sum, cnt
+}
+
+// encodeSparse codes in sparse mode the kept elements of a tensor of n
+// elements, given as position<<1 | sign bit in increasing order. With xs,
+// the tensor's values, it also returns the sum of the kept magnitudes
+// (kept elements alternating between two partial sums).
+func encodeSparse(pos []uint32, n int64, xs []float32, sc *scratch) (tensorCode, float64) {
+	tc := tensorCode{Kept: int64(len(pos)), Mode: modeSparse, M: golombParam(float64(len(pos)) / float64(n))}
+	w := bitWriter{out: sc.out[:0]}
+	g := newGolomb(tc.M)
+	next := uint32(0) // first position after the previous kept element
+	var s0, s1 float64
+	for k, p := range pos {
+		i := p >> 1
+		g.encodeSigned(&w, i-next, p&1)
+		next = i + 1
+		if xs == nil {
+			continue
+		}
+		a := float64(math.Float32frombits(math.Float32bits(xs[i]) &^ (1 << 31)))
+		if k&1 == 0 {
+			s0 += a
+		} else {
+			s1 += a
+		}
+	}
+	tc.Payload = w.flush()
+	sc.out = tc.Payload
+	return tc, s0 + s1
+}
+
+// kept returns the elements of xs with absKey >= keep as position<<1 |
+// sign bit, in order, in sc's buffer; one pass without branches.
+func (sc *scratch) kept(xs []float32, keep uint32) []uint32 {
 	if cap(sc.pos) < len(xs) {
 		sc.pos = make([]uint32, len(xs))
 	}
@@ -192,50 +255,35 @@ func encodeTensor(xs []float32, thr uint32, sc *scratch) (tc tensorCode, sum flo
 			j++
 		}
 	}
-	pos = pos[:j]
-	tc = tensorCode{Kept: int64(j), Mode: modeSparse}
-	cnt = tc.Kept
+	return pos[:j]
+}
+
+// keptSum is encodeTensor's sum and count without the code: the same
+// additions in the same order, so the auto scale does not depend on
+// whether a tensor was coded.
+func keptSum(xs []float32, thr uint32, sc *scratch) (sum float64, cnt int64) {
+	pos := sc.kept(xs, max(thr, 1))
+	cnt = int64(len(pos))
 	if thr == 0 {
-		cnt = n
+		cnt = int64(len(xs))
 	}
-	w := bitWriter{out: sc.out[:0]}
-	if tc.Kept*2 <= n {
-		tc.M = golombParam(float64(tc.Kept) / float64(n))
-		g := newGolomb(tc.M)
-		next := uint32(0) // first position after the previous kept element
-		var s0, s1 float64
-		for k, p := range pos {
-			i := p >> 1
-			g.encodeSigned(&w, i-next, p&1)
-			next = i + 1
-			a := float64(math.Float32frombits(math.Float32bits(xs[i]) &^ (1 << 31)))
-			if k&1 == 0 {
-				s0 += a
-			} else {
-				s1 += a
-			}
+	mag := func(p uint32) float64 { return math.Abs(float64(xs[p>>1])) }
+	if 2*len(pos) > len(xs) { // dense code: one sum
+		for _, p := range pos {
+			sum += mag(p)
 		}
-		sum = s0 + s1
-	} else {
-		tc.Mode = modeDense
-		tc.M = golombParam(float64(n-tc.Kept) / float64(n))
-		g := newGolomb(tc.M)
-		start := 0 // first kept element of the current run
-		for i, x := range xs {
-			a := absKey(x)
-			if a >= keep {
-				sum += float64(math.Float32frombits(a))
-				continue
-			}
-			g.encode(&w, uint32(i-start))
-			writeSigns(&w, xs[start:i])
-			start = i + 1
-		}
-		writeSigns(&w, xs[start:])
+		return sum, cnt
 	}
-	tc.Payload = w.flush()
-	sc.out = tc.Payload
-	return tc, sum, cnt
+	var s0, s1 float64 // sparse code: kept elements alternate between two sums
+	k := 0
+	for ; k+2 <= len(pos); k += 2 {
+		s0 += mag(pos[k])
+		s1 += mag(pos[k+1])
+	}
+	if k < len(pos) {
+		s0 += mag(pos[k])
+	}
+	return s0 + s1, cnt
 }
 
 func writeSigns(w *bitWriter, xs []float32) {

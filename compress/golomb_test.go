@@ -176,3 +176,32 @@ func TestGolombDiv(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptSum checks that keptSum adds what encodeTensor adds, bit for bit,
+// in sparse and dense codes and with threshold 0.
+func TestKeptSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	xs := make([]float32, 3001)
+	for i := range xs {
+		if i%7 != 0 {
+			xs[i] = float32(rng.NormFloat64())
+		}
+	}
+	var sc scratch
+	modes := map[string]bool{}
+	for _, q := range []float64{0, 0.05, 0.5, 0.9, 1} {
+		thr := uint32(0)
+		if q > 0 {
+			thr = absKey(float32(q * 3))
+		}
+		tc, wantSum, wantCnt := encodeTensor(xs, thr, &sc)
+		sum, cnt := keptSum(xs, thr, &scratch{})
+		if sum != wantSum || cnt != wantCnt {
+			t.Errorf("thr %#x (%s code): keptSum %v, %d; encodeTensor %v, %d", thr, tc.Mode, sum, cnt, wantSum, wantCnt)
+		}
+		modes[tc.Mode] = true
+	}
+	if !modes[modeSparse] || !modes[modeDense] {
+		t.Errorf("codes tried: %v, want both", modes)
+	}
+}

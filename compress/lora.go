@@ -32,6 +32,16 @@ var loraSuffixes = []struct{ a, b string }{
 	{".lora_embedding_A", ".lora_embedding_B"},
 }
 
+// isLoRAFactor tells whether name ends like a LoRA factor.
+func isLoRAFactor(name string) bool {
+	for _, sfx := range loraSuffixes {
+		if strings.HasSuffix(name, sfx.a) || strings.HasSuffix(name, sfx.b) {
+			return true
+		}
+	}
+	return false
+}
+
 // loraPairs finds the LoRA modules of ts, in module name order, and the
 // indexes of the tensors that are not LoRA factors.
 func loraPairs(ts []Tensor) (pairs []loraPair, rest []int, err error) {

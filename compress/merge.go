@@ -301,17 +301,17 @@ type tiesAcc struct {
 	pos, neg   []float64
 	npos, nneg []uint8 // at most MaxMergeInputs
 	keep       []bool
-	keys       []uint32
+	top        topScratch
 }
 
 func newTiesAcc(n int) *tiesAcc {
 	return &tiesAcc{pos: make([]float64, n), neg: make([]float64, n), npos: make([]uint8, n), nneg: make([]uint8, n),
-		keep: make([]bool, n), keys: make([]uint32, 0, n)}
+		keep: make([]bool, n)}
 }
 
 // add trims x to its floor(n*trim) largest magnitudes and accumulates it.
 func (t *tiesAcc) add(x []float64, trim float64) {
-	t.keys = topK(x, int(math.Floor(float64(len(x))*trim)), t.keep, t.keys)
+	topK(x, int(math.Floor(float64(len(x))*trim)), t.keep, &t.top)
 	for i, v := range x {
 		switch {
 		case !t.keep[i]:

@@ -8,7 +8,10 @@ import (
 
 // synthLoRA builds a LoRA adapter of mods modules of width dim and rank r
 // with Gaussian factors (B smaller, as after training from B = 0).
-func synthLoRA(mods, dim, r int) []Tensor {
+func synthLoRA(mods, dim, r int) []Tensor { return synthLoRAShape(mods, dim, dim, r) }
+
+// synthLoRAShape is synthLoRA with modules of in inputs and out outputs.
+func synthLoRAShape(mods, in, out, r int) []Tensor {
 	rng := rand.New(rand.NewPCG(5, 6))
 	fill := func(n int, sd float64) []float32 {
 		x := make([]float32, n)
@@ -21,8 +24,8 @@ func synthLoRA(mods, dim, r int) []Tensor {
 	for m := 0; m < mods; m++ {
 		pre := fmt.Sprintf("base_model.model.layers.%03d.proj", m)
 		ts = append(ts,
-			Tensor{Name: pre + ".lora_A.weight", DType: "F32", Shape: []int64{int64(r), int64(dim)}, Tau: fill(r*dim, 0.02)},
-			Tensor{Name: pre + ".lora_B.weight", DType: "F32", Shape: []int64{int64(dim), int64(r)}, Tau: fill(r*dim, 0.005)})
+			Tensor{Name: pre + ".lora_A.weight", DType: "F32", Shape: []int64{int64(r), int64(in)}, Tau: fill(r*in, 0.02)},
+			Tensor{Name: pre + ".lora_B.weight", DType: "F32", Shape: []int64{int64(out), int64(r)}, Tau: fill(r*out, 0.005)})
 	}
 	return ts
 }

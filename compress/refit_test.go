@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -113,5 +115,29 @@ func TestRefitRefusesNonLoRA(t *testing.T) {
 	lora := loadFixture(t, "python-lora-r16")
 	if _, _, err := Encode(&buf, lora, WithRefit(DefaultRefit), WithAlpha(Alpha{Value: 1})); !errors.Is(err, ErrOption) {
 		t.Fatalf("refit with alpha 1: err %v, want ErrOption", err)
+	}
+}
+
+// TestCodeKept checks that coding a ternary tensor from its kept positions
+// gives the bytes the codec gives for its values, in both codes.
+func TestCodeKept(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, density := range []float64{0.05, 0.3, 0.8} {
+		tau := make([]float32, 999)
+		var pos []uint32
+		for i := range tau {
+			if rng.Float64() < density {
+				tau[i] = float32(1 - 2*rng.IntN(2))
+				pos = append(pos, uint32(i)<<1|math.Float32bits(tau[i])>>31)
+			}
+		}
+		tn := Tensor{Name: "m.lora_A.weight", DType: "F32", Shape: []int64{27, 37}, Tau: tau}
+		var want, got Coded
+		var sc scratch
+		codeOne(&want, tn, 1, &sc)
+		codeKept(&got, tn, pos, &sc)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("density %v (%s code): codeKept %+v, codeOne %+v", density, want.Mode, got.TensorHeader, want.TensorHeader)
+		}
 	}
 }

@@ -2,46 +2,104 @@ package compress
 
 import "math"
 
+// topScratch is memory that top-k selection reuses: rank keys, and the
+// candidates of the threshold's bin.
+type topScratch struct{ keys, cand []uint32 }
+
 // topK marks in keep the k elements of xs with the largest magnitudes
 // (compared in float32, the codec's precision); among equal magnitudes the
 // earlier index wins, so exactly min(k, nonzeros) elements are marked.
-// Zeros are never kept. It runs in O(n) (an MSB radix select over the
-// float32 bits, no sort), whatever the input. scratch is reused.
-func topK(xs []float64, k int, keep []bool, scratch []uint32) []uint32 {
+// Zeros are never kept. It runs in O(n) (a histogram of the magnitudes,
+// then a radix select among the few in the threshold's bin; no sort),
+// whatever the input.
+func topK(xs []float64, k int, keep []bool, sc *topScratch) {
 	keep = keep[:len(xs)]
 	clear(keep)
-	if k <= 0 {
-		return scratch
-	}
-	scratch = scratch[:0]
-	for _, x := range xs {
-		if x != 0 {
-			scratch = append(scratch, magKey(x))
-		}
-	}
-	if len(scratch) == 0 {
-		return scratch
-	}
-	k = min(k, len(scratch))
-	thr, above := kthLargest(scratch, k)
-	ties := k - above // elements equal to thr to keep
+	keys := grow(sc.keys, len(xs))
+	sc.keys = keys
 	for i, x := range xs {
-		if x == 0 {
-			continue
+		keys[i] = rankKey(x)
+	}
+	c := sc.selectTop(keys, k)
+	if c.ties == c.equal {
+		for i, b := range keys {
+			keep[i] = b >= c.thr
 		}
-		switch b := magKey(x); {
-		case b > thr:
+		return
+	}
+	ties := c.ties
+	for i, b := range keys {
+		switch {
+		case b > c.thr:
 			keep[i] = true
-		case b == thr && ties > 0:
+		case b == c.thr && ties > 0:
 			keep[i] = true
 			ties--
 		}
 	}
-	return scratch
 }
 
 // magKey orders magnitudes: the bits of float32(|x|).
 func magKey(x float64) uint32 { return math.Float32bits(float32(math.Abs(x))) }
+
+// rankKey orders elements for top-k: 0 for zeros, which are never kept,
+// and magKey(x) + rankZeroGap for the others, so that the first bin of
+// selectTop holds the zeros alone.
+func rankKey(x float64) uint32 {
+	b := magKey(x) + rankZeroGap
+	if x == 0 {
+		b = 0
+	}
+	return b
+}
+
+// selectTop's first pass counts rank keys by their bits from rankBinShift
+// up: the exponent and the top four mantissa bits.
+const (
+	rankBinShift = 19
+	rankZeroGap  = 1 << rankBinShift
+	rankBins     = (math.MaxUint32>>1+rankZeroGap)>>rankBinShift + 1
+)
+
+// topCut is the kept set of a top-k selection: the keys above thr and,
+// in index order, the first ties of the equal keys equal to thr; kept in
+// all. Nothing is kept when kept == 0 (thr is then above every key).
+type topCut struct {
+	thr               uint32
+	ties, equal, kept int
+}
+
+// selectTop selects the top k among elements of the given rank keys.
+func (sc *topScratch) selectTop(keys []uint32, k int) topCut {
+	var hist [rankBins]int
+	for _, b := range keys {
+		hist[b>>rankBinShift]++
+	}
+	k = min(k, len(keys)-hist[0])
+	if k <= 0 {
+		return topCut{thr: math.MaxUint32}
+	}
+	bin, above := len(hist)-1, 0
+	for above+hist[bin] < k {
+		above += hist[bin]
+		bin--
+	}
+	cand := sc.cand[:0]
+	for _, b := range keys {
+		if b>>rankBinShift == uint32(bin) {
+			cand = append(cand, b)
+		}
+	}
+	sc.cand = cand
+	thr, inBin := kthLargest(cand, k-above)
+	c := topCut{thr: thr, ties: k - above - inBin, kept: k}
+	for _, b := range cand {
+		if b == thr {
+			c.equal++
+		}
+	}
+	return c
+}
 
 // kthLargest returns the k-th largest key (1 <= k <= len(keys)) and how
 // many keys are strictly larger. It reorders keys.

@@ -1,14 +1,16 @@
 package compress
 
 import (
+	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 )
 
 func TestTopK(t *testing.T) {
 	keep := make([]bool, 8)
-	var scratch []uint32
+	var sc topScratch
 	cases := []struct {
 		xs   []float64
 		k    int
@@ -18,9 +20,13 @@ func TestTopK(t *testing.T) {
 		{[]float64{1, -1, 1, 1}, 2, []bool{true, true, false, false}}, // ties: earlier index
 		{[]float64{0, 0, 5, 0}, 3, []bool{false, false, true, false}}, // zeros never kept
 		{[]float64{4, 3}, 0, []bool{false, false}},
+		// Below float32's range: kept after all others, in index order.
+		{[]float64{1e-300, 0, 2, 1e-40}, 2, []bool{false, false, true, true}},
+		{[]float64{1e-300, 0, 2, 1e-300}, 2, []bool{true, false, true, false}},
+		{[]float64{1e-300, 0, 2, 1e-40}, 9, []bool{true, false, true, true}},
 	}
 	for _, c := range cases {
-		scratch = topK(c.xs, c.k, keep, scratch)
+		topK(c.xs, c.k, keep, &sc)
 		for i, w := range c.want {
 			if keep[i] != w {
 				t.Fatalf("topK(%v, %d) = %v, want %v", c.xs, c.k, keep[:len(c.xs)], c.want)
@@ -35,7 +41,7 @@ func TestTopK(t *testing.T) {
 	}
 	keep = make([]bool, len(xs))
 	for _, k := range []int{1, 17, 2500, 4999, 6000} {
-		topK(xs, k, keep, nil)
+		topK(xs, k, keep, &sc)
 		idx := make([]int, len(xs))
 		for i := range idx {
 			idx[i] = i
@@ -60,4 +66,37 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// TestSignsOfMatchesTopK checks that the refit's ternary factors keep what
+// topK keeps, ties and zeros included, and carry the signs of the values.
+func TestSignsOfMatchesTopK(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var ws refitScratch
+	var tr tern
+	for _, shape := range [][2]int{{50, 7}, {64, 16}, {3, 1}} {
+		n, r := shape[0], shape[1]
+		f := factor{n, r, make([]float64, n*r)}
+		for i := range f.d {
+			f.d[i] = float64(rng.IntN(21) - 10) // many ties, some zeros
+		}
+		keep := make([]bool, n*r)
+		for _, k := range []int{0, 1, n * r / 5, n * r / 2, n * r} {
+			topK(f.d, k, keep, &ws.top)
+			signsOf(&tr, f, k, &ws)
+			got := make([]bool, n*r)
+			for i := 0; i < n; i++ {
+				for _, e := range tr.row(i) {
+					p := i*r + int(e>>1)
+					got[p] = true
+					if signs[e&1] != math.Copysign(1, f.d[p]) {
+						t.Fatalf("%dx%d k=%d: element %d has sign %v, value %v", n, r, k, p, signs[e&1], f.d[p])
+					}
+				}
+			}
+			if !slices.Equal(got, keep) {
+				t.Fatalf("%dx%d k=%d: signsOf keeps %v, topK %v", n, r, k, got, keep)
+			}
+		}
+	}
 }

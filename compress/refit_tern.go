@@ -1,0 +1,273 @@
+package compress
+
+import (
+	"math"
+	"math/bits"
+)
+
+// The refit works on both factors in one layout: X = B (out x r) and
+// Y = A^T (in x r), so that P = X Y^T and fitting either factor against
+// the other is the same computation. Ternary factors are kept sparse, by
+// rows, and every product with one skips its zeros.
+
+// factor is a row-major n x r matrix.
+type factor struct {
+	n, r int
+	d    []float64
+}
+
+func (f factor) row(i int) []float64 { return f.d[i*f.r : (i+1)*f.r] }
+
+// tern is a ternary factor s T, T in {-1, 0, 1}, n x r, stored by rows:
+// row i keeps the elements el[start[i]:start[i+1]], by increasing column,
+// each its column j and its sign as j<<1 | (1 if negative). ft = T^T F and tt = T^T T (r x r, row-major) are its
+// statistics against the factor F it stands for (stats), without s: every
+// product error the refit needs is an inner product of such matrices.
+// A tern's buffers are reused from module to module.
+type tern struct {
+	n, r   int
+	start  []int32
+	el     []uint32
+	s      float64
+	ft, tt []float64
+}
+
+// copyFrom makes t a copy of u.
+func (t *tern) copyFrom(u *tern) {
+	t.n, t.r, t.s = u.n, u.r, u.s
+	t.start = append(t.start[:0], u.start...)
+	t.el = append(t.el[:0], u.el...)
+	t.ft = append(t.ft[:0], u.ft...)
+	t.tt = append(t.tt[:0], u.tt...)
+}
+
+// row returns the kept elements of row i.
+func (t *tern) row(i int) []uint32 { return t.el[t.start[i]:t.start[i+1]] }
+
+// kept is how many elements t keeps.
+func (t *tern) kept() int { return len(t.el) }
+
+// signs maps the sign bit of an element to its value.
+var signs = [2]float64{1, -1}
+
+// positions returns T's kept elements as position<<1 | sign bit, by
+// increasing position in the layout of B (n x r, row-major) or, if
+// transposed, of A (r x n), in dst if it is long enough.
+func (t *tern) positions(dst []uint32, transposed bool) []uint32 {
+	dst = grow(dst, t.kept())
+	if !transposed {
+		for i := 0; i < t.n; i++ {
+			for q, e := range t.row(i) {
+				dst[int(t.start[i])+q] = uint32(i*t.r+int(e>>1))<<1 | e&1
+			}
+		}
+		return dst
+	}
+	next := make([]int, t.r+1) // where each column's next element goes
+	for _, e := range t.el {
+		next[e>>1+1]++
+	}
+	for j := 1; j <= t.r; j++ {
+		next[j] += next[j-1]
+	}
+	for i := 0; i < t.n; i++ {
+		for _, e := range t.row(i) {
+			j := int(e >> 1)
+			dst[next[j]] = uint32(j*t.n+i)<<1 | e&1
+			next[j]++
+		}
+	}
+	return dst
+}
+
+// negate flips every sign of t, and its statistics with them.
+func (t *tern) negate() {
+	for q := range t.el {
+		t.el[q] ^= 1
+	}
+	for i := range t.ft {
+		t.ft[i] = -t.ft[i]
+	}
+}
+
+// stats sets t.ft = T^T F and t.tt = T^T T. Each element of T^T F is
+// summed over the rows in order.
+func (t *tern) stats(f factor, ws *refitScratch) {
+	r := t.r
+	t.ft, t.tt = grow(t.ft, r*r), grow(t.tt, r*r)
+	clear(t.ft)
+	// T^T T from bitsets of each column's kept rows and negative signs.
+	words := (t.n + 63) / 64
+	ws.bits = grow(ws.bits, 2*r*words)
+	clear(ws.bits)
+	kept, neg := ws.bits[:r*words], ws.bits[r*words:]
+	for i := 0; i < t.n; i++ {
+		x := f.row(i)
+		w := i >> 6
+		row := t.row(i)
+		for _, e := range row {
+			j := int(e >> 1)
+			kept[j*words+w] |= 1 << (i & 63)
+			neg[j*words+w] |= uint64(e&1) << (i & 63)
+		}
+		// Two kept elements at a time share the loads of x.
+		q := 0
+		for ; q+2 <= len(row); q += 2 {
+			j0, j1 := int(row[q]>>1), int(row[q+1]>>1)
+			s0, s1 := signs[row[q]&1], signs[row[q+1]&1]
+			f0, f1 := t.ft[j0*r : j0*r+r][:len(x)], t.ft[j1*r : j1*r+r][:len(x)]
+			for l, v := range x {
+				f0[l] += s0 * v
+				f1[l] += s1 * v
+			}
+		}
+		if q < len(row) {
+			addScaled(t.ft[int(row[q]>>1)*r:int(row[q]>>1)*r+r], signs[row[q]&1], x)
+		}
+	}
+	for j := 0; j < r; j++ {
+		for l := j; l < r; l++ {
+			v := float64(signedOverlap(kept[j*words:(j+1)*words], kept[l*words:(l+1)*words],
+				neg[j*words:(j+1)*words], neg[l*words:(l+1)*words]))
+			t.tt[j*r+l], t.tt[l*r+j] = v, v
+		}
+	}
+}
+
+// signedOverlap is the sum over rows of t_j t_l for two ternary columns
+// given as bitsets of kept rows (kj, kl) and of negative signs (nj, nl).
+func signedOverlap(kj, kl, nj, nl []uint64) int {
+	kl, nj, nl = kl[:len(kj)], nj[:len(kj)], nl[:len(kj)]
+	var both, opposite int
+	for w, a := range kj {
+		b := a & kl[w]
+		both += bits.OnesCount64(b)
+		opposite += bits.OnesCount64(b & (nj[w] ^ nl[w]))
+	}
+	return both - 2*opposite
+}
+
+// errorTerms returns <T, X C> and <T, T G> for the statistics C^T and G
+// of the other factor: with X̂ = s T the product error is
+// ||P||^2 - 2 s num + s^2 den.
+func (t *tern) errorTerms(ct, g []float64) (num, den float64) {
+	return dot(t.ft, ct), dot(t.tt, g)
+}
+
+// sideStats sets C^T = s T^T F and G = s^2 T^T T, what fitting the other
+// factor against ŷ = s T needs.
+func sideStats(ct, g []float64, yh *tern) {
+	for i, v := range yh.ft {
+		ct[i] = yh.s * v
+	}
+	for i, v := range yh.tt {
+		g[i] = v * (yh.s * yh.s)
+	}
+}
+
+// ternL2 sets t to the k largest magnitudes of f with the L2-optimal
+// scale, the mean magnitude of the kept elements.
+func ternL2(t *tern, f factor, k int, ws *refitScratch) *tern {
+	signsOf(t, f, k, ws)
+	var sum float64
+	for i := 0; i < t.n; i++ {
+		for _, e := range t.row(i) {
+			sum += math.Abs(f.d[i*f.r+int(e>>1)])
+		}
+	}
+	if t.kept() > 0 {
+		t.s = sum / float64(t.kept())
+	}
+	return t
+}
+
+// keptSigns sets t to sign(f) where the plain codec keeps f:
+// absKey >= max(thr, 1), that is rankKey > max(thr, 1) + rankZeroGap - 1.
+func keptSigns(t *tern, f factor, thr uint32, ws *refitScratch) *tern {
+	return t.fill(f, ws.rankKeys(f), topCut{thr: max(thr, 1) + rankZeroGap - 1})
+}
+
+// signsOf sets t to sign(f) on its k largest magnitudes (topK's choice),
+// with scale 0.
+func signsOf(t *tern, f factor, k int, ws *refitScratch) *tern {
+	keys := ws.rankKeys(f)
+	return t.fill(f, keys, ws.top.selectTop(keys, k))
+}
+
+// rankKeys returns the rank keys of f's elements, in ws's buffer.
+func (ws *refitScratch) rankKeys(f factor) []uint32 {
+	keys := grow(ws.top.keys, len(f.d))
+	ws.top.keys = keys
+	for i, v := range f.d {
+		keys[i] = rankKey(v)
+	}
+	return keys
+}
+
+// fill sets t to sign(f) where the rank keys of f are above c.thr, and at
+// the first c.ties equal to it.
+func (t *tern) fill(f factor, keys []uint32, c topCut) *tern {
+	n, r := f.n, f.r
+	t.n, t.r, t.s = n, r, 0
+	t.start = grow(t.start, n+1)
+	t.start[0] = 0
+	thr, ties := c.thr, c.ties
+	if ties == c.equal { // no tie to break: keep every key equal to thr
+		thr, ties = thr-1, 0
+	}
+	el := t.el[:cap(t.el)]
+	k := 0
+	for i := 0; i < n; i++ {
+		if len(el)-k < r {
+			el = append(el[:k], make([]uint32, max(r, k))...)
+		}
+		// Without branches on the data: every column is written, and only
+		// kept ones are moved past.
+		rk := keys[i*r : i*r+r]
+		for j, v := range f.row(i)[:len(rk)] {
+			el[k] = uint32(j)<<1 | uint32(math.Float64bits(v)>>63)
+			inc := 0
+			if rk[j] > thr {
+				inc = 1
+			}
+			if rk[j] == thr && ties > 0 {
+				ties--
+				inc = 1
+			}
+			k += inc
+		}
+		t.start[i+1] = int32(k)
+	}
+	t.el = el[:k]
+	return t
+}
+
+func to64(xs []float32) []float64 { return float64s(nil, xs) }
+
+// float64s returns xs as float64, in dst if it is long enough.
+func float64s(dst []float64, xs []float32) []float64 {
+	dst = grow(dst, len(xs))
+	for i, v := range xs {
+		dst[i] = float64(v)
+	}
+	return dst
+}
+
+// transposeTile is how many columns transpose64 takes at once.
+const transposeTile = 16
+
+// transpose64 returns the m x n row-major xs transposed, as float64, in
+// dst if it is long enough. It goes through xs in tiles of a few columns,
+// so that reads and writes both stay in cache.
+func transpose64(dst []float64, xs []float32, m, n int) []float64 {
+	dst = grow(dst, len(xs))
+	for j0 := 0; j0 < n; j0 += transposeTile {
+		j1 := min(j0+transposeTile, n)
+		for i := 0; i < m; i++ {
+			for j, v := range xs[i*n+j0 : i*n+j1] {
+				dst[(j0+j)*m+i] = float64(v)
+			}
+		}
+	}
+	return dst
+}
