@@ -50,6 +50,10 @@ type (
 	}
 	// evTick: time passed; peers is what the provider source says now.
 	evTick struct{ peers []peer.ID }
+	// evOpened: a request's stream is open and its request written: from
+	// now on, its provider's silence counts (opening it may take a dial, a
+	// wait for a direct connection, a relay).
+	evOpened struct{ req reqID }
 	// evHeader: a request's header came. layout is the one it verified
 	// (the loop turns it into an evLayout first if it is news); offered
 	// is what the provider sends, has what it has (nil: every leaf).
@@ -90,6 +94,7 @@ type (
 func (evStart) isEvent()    {}
 func (evLayout) isEvent()   {}
 func (evTick) isEvent()     {}
+func (evOpened) isEvent()   {}
 func (evHeader) isEvent()   {}
 func (evLeaf) isEvent()     {}
 func (evEnd) isEvent()      {}

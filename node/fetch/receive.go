@@ -67,6 +67,7 @@ func (f *Fetcher) request(ctx context.Context, r streamReq, root cid.Cid, events
 		_ = s.Reset()
 		return err
 	}
+	events <- evOpened{req: r.id}
 	br := bufio.NewReaderSize(s, 256<<10)
 	err = f.receive(ctx, br, func() { _ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout)) }, r, root, events)
 	if err != nil {

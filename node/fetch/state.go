@@ -135,6 +135,9 @@ type request struct {
 	next    int      // index into offered of the next leaf to arrive
 	limit   int      // it is to bring offered[:limit]; the rest was stolen
 	sentAt  time.Time
+	// openedAt is when its stream opened and the request went out (zero
+	// until then): silence counts from it.
+	openedAt time.Time
 	// headerAt is when its header came, got the bytes of the leaves it
 	// brought since: its rate.
 	headerAt time.Time
@@ -163,6 +166,10 @@ func (s *fetchState) apply(ev event, now time.Time) []action {
 		s.learn(ev, now)
 	case evTick:
 		s.tick(ev, now)
+	case evOpened:
+		if r := s.requests[ev.req]; r != nil && r.phase == reqSent {
+			r.openedAt = now
+		}
 	case evHeader:
 		s.header(ev, now)
 	case evLeaf:
@@ -256,15 +263,17 @@ func (s *fetchState) tick(ev evTick, now time.Time) {
 
 // silence gives up on the requests whose provider went silent (killed,
 // or cut off): no header within headerPatience (or five of its round
-// trips), or no leaf within leafPatience of the last. Their leaves are
+// trips) of its stream opening (the dial, and the wait for a direct
+// connection, are bounded on their own and fail with their own errors),
+// or no leaf within leafPatience of the last. Their leaves are
 // asked of others at once, and the provider is dropped when its stream
 // ends; without this they would wait for the stream's IdleTimeout.
 func (s *fetchState) silence(now time.Time) {
 	for _, r := range s.sorted() {
 		var err error
 		switch {
-		case r.phase == reqSent && now.Sub(r.sentAt) > max(headerPatience, 5*r.peer.rtt):
-			err = fmt.Errorf("%w: no answer in %v", errSilent, now.Sub(r.sentAt).Round(time.Millisecond))
+		case r.phase == reqSent && !r.openedAt.IsZero() && now.Sub(r.openedAt) > max(headerPatience, 5*r.peer.rtt):
+			err = fmt.Errorf("%w: no answer in %v", errSilent, now.Sub(r.openedAt).Round(time.Millisecond))
 		case r.phase == reqReceiving && r.next < r.limit && now.Sub(r.lastAt) > leafPatience:
 			err = fmt.Errorf("%w: no leaf in %v", errSilent, now.Sub(r.lastAt).Round(time.Millisecond))
 		}

@@ -45,6 +45,8 @@ func nowHas(name string, leaves ...uint64) evHave { return evHave{peer: peer.ID(
 func hasAll(name string) evHave                   { return evHave{peer: peer.ID(name), complete: true} }
 
 // header: req's provider offers offered and has has (nil: every leaf).
+func opened(req reqID) evOpened { return evOpened{req: req} }
+
 func header(req reqID, offered []uint64, has []bool) evHeader {
 	return evHeader{req: req, offered: offered, has: has}
 }

@@ -302,12 +302,23 @@ var stateCases = []stateCase{
 	}},
 	{name: "silence: a provider that sends no header in headerPatience is dropped, its leaves asked of another", leaves: 4, held: bits(4), steps: []step{
 		{0, start("A", "B"), []string{"progress 0/4", "send #1 A leaves 0-1", "send #2 B leaves 2-3"}},
+		{0, opened(1), nil},
 		{100 * ms, header(2, span(2, 3), nil), []string{"progress 0/4"}},
 		{1900 * ms, tick("A", "B"), nil},
 		{2100 * ms, tick("A", "B"), []string{"cancel #1"}},
 		{2100 * ms, end(1, context.Canceled), []string{"drop A"}},
 		{2200 * ms, leafIn(2, 2), []string{"progress 1/4"}},
 		{2200 * ms, end(2, nil), []string{"send #3 B leaves 0-1,3"}},
+	}},
+	{name: "silence counts from the stream opening: a dial or a wait for a direct connection is not silence", leaves: 4, held: bits(4), steps: []step{
+		{0, start("A", "B"), []string{"progress 0/4", "send #1 A leaves 0-1", "send #2 B leaves 2-3"}},
+		{0, opened(2), nil},
+		{100 * ms, header(2, span(2, 3), nil), []string{"progress 0/4"}},
+		{2100 * ms, tick("A", "B"), nil},
+		{3000 * ms, opened(1), nil},
+		{4900 * ms, tick("A", "B"), nil},
+		{5100 * ms, tick("A", "B"), []string{"cancel #1"}},
+		{5100 * ms, end(1, context.Canceled), []string{"drop A"}},
 	}},
 	{name: "silence: a request that brings no leaf in leafPatience is cut, its provider dropped", leaves: 4, held: bits(4), steps: []step{
 		{0, start("A", "B"), []string{"progress 0/4", "send #1 A leaves 0-1", "send #2 B leaves 2-3"}},
