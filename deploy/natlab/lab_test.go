@@ -300,7 +300,7 @@ type caseResult struct {
 	kinds    []string        // B's connections to A after it
 	carrier  string          // what carried the expert
 	warm     []time.Duration // fetches again over the connection then up
-	warmCPU  time.Duration   // CPU time of A, R and B over those fetches
+	warmCPU  cpuTimes        // CPU time of A, R and B over those fetches
 	peersOut string          // `expertd peers` on B
 	link     linkCheck       // plain TCP through the lab's internet, before the daemons
 }
@@ -352,8 +352,13 @@ func (s *site) measure(t *testing.T, started bool) caseResult {
 	return res
 }
 
+// cpuTimes are CPU times of A, R and B, in that order.
+type cpuTimes [3]time.Duration
+
+func (c cpuTimes) sum() time.Duration { return c[0] + c[1] + c[2] }
+
 // cpu is the CPU time A, R and B have used.
-func (s *site) cpu(t *testing.T) time.Duration { return s.a.cpu(t) + s.r.cpu(t) + s.b.cpu(t) }
+func (s *site) cpu(t *testing.T) cpuTimes { return cpuTimes{s.a.cpu(t), s.r.cpu(t), s.b.cpu(t)} }
 
 // again removes the expert from B and times fetching it anew, over the
 // connection now up; it must come the same way.
@@ -410,7 +415,9 @@ func runSites(t *testing.T, names []string, warmReps int) []caseResult {
 			if s.c.wantErr == "" {
 				cpu0 := s.cpu(t)
 				results[i].warm = append(results[i].warm, s.again(t))
-				results[i].warmCPU += s.cpu(t) - cpu0
+				for j, c := range s.cpu(t) {
+					results[i].warmCPU[j] += c - cpu0[j]
+				}
 			}
 		}
 	}

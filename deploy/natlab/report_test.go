@@ -89,10 +89,12 @@ func writeReport(path string, results []caseResult, wan rate, loadavg []byte) er
 		fmt.Fprintf(&b, " %s %s;", r.c.name, r.link)
 	}
 	b.WriteString("\n")
-	b.WriteString("\nCPU time of A, R and B together per fetch again:")
+	b.WriteString("\nCPU time of A, R and B together per fetch again (each's):")
 	for _, r := range results {
-		if len(r.warm) > 0 {
-			fmt.Fprintf(&b, " %s %s;", r.c.name, ms(r.warmCPU/time.Duration(len(r.warm))))
+		if n := time.Duration(len(r.warm)); n > 0 {
+			c := r.warmCPU
+			fmt.Fprintf(&b, " %s %s (%.0f, %.0f, %.0f);", r.c.name, ms(c.sum()/n),
+				float64(c[0]/n)/1e6, float64(c[1]/n)/1e6, float64(c[2]/n)/1e6)
 		}
 	}
 	b.WriteString("\n")
