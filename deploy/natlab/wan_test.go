@@ -190,3 +190,29 @@ func checkBytes(r rate) int64 {
 	}
 	return max(int64(r)/8*2, 1<<20)
 }
+
+func TestParseRate(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want rate
+		err  bool
+	}{
+		{"", 0, false},
+		{"100mbit", 100e6, false},
+		{"1.5Gbit", 1.5e9, false},
+		{"500kbit", 500e3, false},
+		{"8000bit", 8000, false},
+		{"100", 0, true},      // no unit
+		{"100mbps", 0, true},  // bytes, not tc's bits
+		{"mbit", 0, true},     // no number
+		{"-5mbit", 0, true},   // negative
+		{"1bit", 0, true},     // too slow to shape
+		{"200gbit", 0, true},  // beyond what tbf is for here
+		{"100 mbit", 0, true}, // tc takes no space either
+	} {
+		got, err := parseRate(c.in)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("parseRate(%q) = %v, %v; want %v, error %v", c.in, got, err, c.want, c.err)
+		}
+	}
+}
