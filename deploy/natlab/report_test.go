@@ -89,7 +89,7 @@ func writeReport(path string, results []caseResult, wan rate, loadavg []byte) er
 		fmt.Fprintf(&b, " %s %s;", r.c.name, r.link)
 	}
 	b.WriteString("\n")
-	b.WriteString("\nCPU time of A, R and B together per fetch again (each's):")
+	b.WriteString("\nCPU time per fetch again, of A, R and B together (and of each, in ms):")
 	for _, r := range results {
 		if n := time.Duration(len(r.warm)); n > 0 {
 			c := r.warmCPU
