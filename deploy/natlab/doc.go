@@ -9,6 +9,8 @@
 // unless CI is set, when they fail. TestNATQuick (two cases) runs with go
 // test ./...; TestNATLab runs every case and, with -args -out DIR, writes
 // DIR/natlab.md, the table of docs/nat.md (scripts/bench.sh runs it).
+// The lab's links carry what the CPUs push; -wan-rate (tc(8) tbf) gives
+// the links to the internet a rate instead, as between far-apart sites.
 // Nothing is linked to the host's own network namespace; every namespace
 // and the iptables rules in them go when the test ends, even when it
 // fails (and a later run removes those of a run that was killed).

@@ -147,7 +147,8 @@ type site struct {
 	topo    *topo
 	r, a, b *daemon
 	cid     string
-	fwdAddr []string // A's announced addresses
+	fwdAddr []string  // A's announced addresses
+	link    linkCheck // plain TCP through the lab's internet
 }
 
 // startSite builds c's network and starts R, then A and B. It does not
@@ -155,6 +156,11 @@ type site struct {
 func startSite(t *testing.T, bin string, c labCase) *site {
 	t.Helper()
 	s := &site{c: c, topo: newTopo(t, c.name, c.natA, c.natB)}
+	wan := wanRateFlag(t)
+	if wan > 0 {
+		s.topo.shapeWAN(t, wan)
+	}
+	s.link = s.topo.checkWAN(t, checkBytes(wan))
 	dir := t.TempDir()
 	cpuR, cpuAB := pinned(t)
 	rc := nodeConfig{dhtServer: true, cpus: cpuR}
@@ -294,8 +300,9 @@ type caseResult struct {
 	kinds    []string        // B's connections to A after it
 	carrier  string          // what carried the expert
 	warm     []time.Duration // fetches again over the connection then up
-	warmCPU  time.Duration   // CPU time of A, R and B over those fetches
+	warmCPU  cpuTimes        // CPU time of A, R and B over those fetches
 	peersOut string          // `expertd peers` on B
+	link     linkCheck       // plain TCP through the lab's internet, before the daemons
 }
 
 func (r caseResult) warmMedian() time.Duration {
@@ -311,7 +318,7 @@ func (r caseResult) warmMedian() time.Duration {
 // runSites) and checks how it came, or why not.
 func (s *site) measure(t *testing.T, started bool) caseResult {
 	t.Helper()
-	res := caseResult{c: s.c}
+	res := caseResult{c: s.c, link: s.link}
 	if !started {
 		s.startFetch(t)
 	}
@@ -345,8 +352,13 @@ func (s *site) measure(t *testing.T, started bool) caseResult {
 	return res
 }
 
+// cpuTimes are CPU times of A, R and B, in that order.
+type cpuTimes [3]time.Duration
+
+func (c cpuTimes) sum() time.Duration { return c[0] + c[1] + c[2] }
+
 // cpu is the CPU time A, R and B have used.
-func (s *site) cpu(t *testing.T) time.Duration { return s.a.cpu(t) + s.r.cpu(t) + s.b.cpu(t) }
+func (s *site) cpu(t *testing.T) cpuTimes { return cpuTimes{s.a.cpu(t), s.r.cpu(t), s.b.cpu(t)} }
 
 // again removes the expert from B and times fetching it anew, over the
 // connection now up; it must come the same way.
@@ -403,7 +415,9 @@ func runSites(t *testing.T, names []string, warmReps int) []caseResult {
 			if s.c.wantErr == "" {
 				cpu0 := s.cpu(t)
 				results[i].warm = append(results[i].warm, s.again(t))
-				results[i].warmCPU += s.cpu(t) - cpu0
+				for j, c := range s.cpu(t) {
+					results[i].warmCPU[j] += c - cpu0[j]
+				}
 			}
 		}
 	}
@@ -443,12 +457,13 @@ func TestNATLab(t *testing.T) {
 			names = append(names, c.name)
 		}
 	}
+	wan := wanRateFlag(t)
 	load, _ := os.ReadFile("/proc/loadavg")
 	results := runSites(t, names, *warm)
 	if t.Failed() {
 		return
 	}
-	if err := writeReport(filepath.Join(*outDir, "natlab.md"), results, load); err != nil {
+	if err := writeReport(filepath.Join(*outDir, "natlab.md"), results, wan, load); err != nil {
 		t.Fatal(err)
 	}
 }

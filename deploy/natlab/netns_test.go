@@ -219,45 +219,61 @@ func requireLab(t *testing.T) {
 	t.Skipf("the NAT lab cannot run here: %s (it needs root, ip and iptables in network namespaces; with CI=true this fails)", why)
 }
 
-// dialNetns connects to addr from inside the network namespace ns: the
-// socket is made by a thread that entered ns, which then goes back (or,
-// if it cannot, ends with its goroutine rather than serve others).
+// dialNetns connects to addr from inside the network namespace ns.
 func dialNetns(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+	var c net.Conn
+	err := inNetns(ns, func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// listenNetns listens on addr inside the network namespace ns.
+func listenNetns(ns, network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := inNetns(ns, func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// inNetns runs f on a thread that entered the network namespace ns, so
+// that the sockets f makes live there (and stay there after). The thread
+// then goes back or, if it cannot, ends with its goroutine rather than
+// serve others.
+func inNetns(ns string, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		entered := false
-		c, err := func() (net.Conn, error) {
+		err := func() error {
 			self, err := os.Open("/proc/thread-self/ns/net")
 			if err != nil {
-				return nil, err
+				return err
 			}
 			defer self.Close()
 			target, err := os.Open(filepath.Join("/run/netns", ns))
 			if err != nil {
-				return nil, err
+				return err
 			}
 			defer target.Close()
 			if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-				return nil, fmt.Errorf("setns %s: %w", ns, err)
+				return fmt.Errorf("setns %s: %w", ns, err)
 			}
 			entered = true
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
+			err = f()
 			if unix.Setns(int(self.Fd()), unix.CLONE_NEWNET) == nil {
 				entered = false
 			}
-			return c, err
+			return err
 		}()
 		if !entered {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{c, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }

@@ -53,7 +53,7 @@ func machine() string {
 
 // writeReport writes the lab's table: each case, what happened, and the
 // times; then relayed against direct transfer of the expert.
-func writeReport(path string, results []caseResult, loadavg []byte) error {
+func writeReport(path string, results []caseResult, wan rate, loadavg []byte) error {
 	var b strings.Builder
 	variant := ""
 	if *tcpRelay {
@@ -61,6 +61,9 @@ func writeReport(path string, results []caseResult, loadavg []byte) error {
 	}
 	if *pinRelay {
 		variant += " -pin-relay"
+	}
+	if *wanRate != "" {
+		variant += " -wan-rate " + *wanRate
 	}
 	load, _, _ := strings.Cut(string(loadavg), " ")
 	fmt.Fprintf(&b, "## Across NAT\n\nWritten by `go test ./deploy/natlab -run TestNATLab -args -out DIR%s` on %s.\n%s; load average %s when it started.\n\n",
@@ -80,10 +83,18 @@ func writeReport(path string, results []caseResult, loadavg []byte) error {
 		relayCol := r.c.relay.String()
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.c.name, r.c.natA, r.c.natB, relayCol, r.outcome(), ms(r.cold.took), ms(r.warmMedian()))
 	}
-	b.WriteString("\nCPU time of A, R and B together per fetch again:")
+	fmt.Fprintf(&b, "\nLinks to the internet (R's and each router's): %s.", wan)
+	b.WriteString(" Plain TCP through them before the daemons started:")
 	for _, r := range results {
-		if len(r.warm) > 0 {
-			fmt.Fprintf(&b, " %s %s;", r.c.name, ms(r.warmCPU/time.Duration(len(r.warm))))
+		fmt.Fprintf(&b, " %s %s;", r.c.name, r.link)
+	}
+	b.WriteString("\n")
+	b.WriteString("\nCPU time per fetch again, of A, R and B together (and of each, in ms):")
+	for _, r := range results {
+		if n := time.Duration(len(r.warm)); n > 0 {
+			c := r.warmCPU
+			fmt.Fprintf(&b, " %s %s (%.0f, %.0f, %.0f);", r.c.name, ms(c.sum()/n),
+				float64(c[0]/n)/1e6, float64(c[1]/n)/1e6, float64(c[2]/n)/1e6)
 		}
 	}
 	b.WriteString("\n")
