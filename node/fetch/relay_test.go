@@ -3,6 +3,8 @@ package fetch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -181,18 +183,38 @@ func TestFetchRelayLimitFailsFast(t *testing.T) {
 }
 
 // A provider known only at addresses no other network can reach fails
-// with an error that says so, not a bare dial error.
+// with an error that says so, not a bare dial error: whether the dial is
+// refused at once (nothing listens) or hangs until its timeout (a
+// blackhole, as a private address behind someone else's NAT is; the
+// provider's silence must not be reported instead).
 func TestFetchUnreachableSaysWhy(t *testing.T) {
-	req, gone := newHost(t), newHost(t)
-	addr := gone.Addrs()[0]
-	id := gone.ID()
-	gone.Close()
-	req.Peerstore().AddAddrs(id, []ma.Multiaddr{addr}, time.Hour)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	root := addFile(t, newMem(), randomBytes(1<<10, 21)).Root
-	_, err := NewFetcher(req, newMem(), Options{}).Fetch(ctx, root, []peer.ID{id}, nil)
-	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no public or relay address") || !strings.Contains(err.Error(), "p2p.announce") {
-		t.Fatalf("err = %v, want ErrUnreachable", err)
+	blackhole, err := net.ListenPacket("udp4", "127.0.0.1:0") // reads nothing, answers nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blackhole.Close()
+	for _, tc := range []struct {
+		name string
+		addr func(gone host.Host) ma.Multiaddr
+	}{
+		{"refused", func(gone host.Host) ma.Multiaddr { return gone.Addrs()[0] }},
+		{"blackhole", func(host.Host) ma.Multiaddr {
+			return ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", blackhole.LocalAddr().(*net.UDPAddr).Port))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, gone := newHost(t), newHost(t)
+			addr := tc.addr(gone)
+			id := gone.ID()
+			gone.Close()
+			req.Peerstore().AddAddrs(id, []ma.Multiaddr{addr}, time.Hour)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			root := addFile(t, newMem(), randomBytes(1<<10, 21)).Root
+			_, err := NewFetcher(req, newMem(), Options{}).Fetch(ctx, root, []peer.ID{id}, nil)
+			if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no public or relay address") || !strings.Contains(err.Error(), "p2p.announce") {
+				t.Fatalf("err = %v, want ErrUnreachable", err)
+			}
+		})
 	}
 }
