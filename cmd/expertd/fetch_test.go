@@ -80,7 +80,9 @@ func TestFetchCtrlC(t *testing.T) {
 		t.Fatal(err)
 	}
 	var all syncBuffer
+	read := make(chan struct{}) // closed once stderr is read to its end
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			all.Write(append(sc.Bytes(), '\n'))
@@ -91,6 +93,13 @@ func TestFetchCtrlC(t *testing.T) {
 	})
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
+	}
+	// Wait closes the pipe: its last lines would be lost if it ran
+	// before they were read.
+	select {
+	case <-read:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("expertd fetch still writing 30 s after SIGINT:\n%s", all.String())
 	}
 	err = cmd.Wait()
 	var exit *exec.ExitError
