@@ -356,7 +356,7 @@ func mergeVectors(ctx context.Context, in []MergeInput, o MergeOptions, out *Sou
 			for i, x := range in {
 				w := o.Lambda * o.Weights[i]
 				for e, v := range x.Source.Tensors[k].Tau {
-					res[e] += w * float64(v)
+					res[e] += float64(w * float64(v))
 				}
 			}
 		} else {

@@ -168,7 +168,7 @@ func refitModule(ws *refitScratch, cfg Refit, p loraPair, tauA, tauB []float32, 
 	yp.s = sA
 	sideStats(ct, g, yp)
 	num, den := xp.errorTerms(ct, g)
-	bestErr := -2*sB*num + sB*sB*den // ||X̂Ŷ^T - P||^2 - ||P||^2
+	bestErr := float64(-2*sB*num) + float64(sB*sB*den) // ||X̂Ŷ^T - P||^2 - ||P||^2
 	consider := func(e float64) {
 		if e < bestErr {
 			bestErr, res.plain = e, false

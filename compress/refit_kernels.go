@@ -17,7 +17,7 @@ func gram(g []float64, f factor) {
 			a0, a1, a2, a3 := x0[l], x1[l], x2[l], x3[l]
 			gl := g[l*r : l*r+r][:len(x0)]
 			for m := l; m < len(gl); m++ {
-				gl[m] += a0*x0[m] + a1*x1[m] + a2*x2[m] + a3*x3[m]
+				gl[m] += float64(a0*x0[m]) + float64(a1*x1[m]) + float64(a2*x2[m]) + float64(a3*x3[m])
 			}
 		}
 	}
@@ -26,7 +26,7 @@ func gram(g []float64, f factor) {
 		for l, a := range x0 {
 			gl := g[l*r : l*r+r][:len(x0)]
 			for m := l; m < len(gl); m++ {
-				gl[m] += a * x0[m]
+				gl[m] += float64(a * x0[m])
 			}
 		}
 	}
@@ -57,8 +57,8 @@ func mul(dst []float64, f factor, w []float64) {
 			d1 := d1[:len(d0)]
 			for j := range d0 {
 				c0, c1, c2, c3 := w0[j], w1[j], w2[j], w3[j]
-				d0[j] += (a0*c0 + a1*c1) + (a2*c2 + a3*c3)
-				d1[j] += (b0*c0 + b1*c1) + (b2*c2 + b3*c3)
+				d0[j] += (float64(a0*c0) + float64(a1*c1)) + (float64(a2*c2) + float64(a3*c3))
+				d1[j] += (float64(b0*c0) + float64(b1*c1)) + (float64(b2*c2) + float64(b3*c3))
 			}
 		}
 		for ; l < r; l++ {
@@ -80,13 +80,13 @@ func addScaled(dst []float64, s float64, x []float64) {
 	l := 0
 	for ; l+4 <= len(x); l += 4 {
 		d, v := dst[l:l+4:l+4], x[l:l+4:l+4]
-		d[0] += s * v[0]
-		d[1] += s * v[1]
-		d[2] += s * v[2]
-		d[3] += s * v[3]
+		d[0] += float64(s * v[0])
+		d[1] += float64(s * v[1])
+		d[2] += float64(s * v[2])
+		d[3] += float64(s * v[3])
 	}
 	for ; l < len(x); l++ {
-		dst[l] += s * x[l]
+		dst[l] += float64(s * x[l])
 	}
 }
 
@@ -97,13 +97,13 @@ func dot(x, y []float64) float64 {
 	var s0, s1, s2, s3 float64
 	l := 0
 	for ; l+4 <= len(x); l += 4 {
-		s0 += x[l] * y[l]
-		s1 += x[l+1] * y[l+1]
-		s2 += x[l+2] * y[l+2]
-		s3 += x[l+3] * y[l+3]
+		s0 += float64(x[l] * y[l])
+		s1 += float64(x[l+1] * y[l+1])
+		s2 += float64(x[l+2] * y[l+2])
+		s3 += float64(x[l+3] * y[l+3])
 	}
 	for ; l < len(x); l++ {
-		s0 += x[l] * y[l]
+		s0 += float64(x[l] * y[l])
 	}
 	return (s0 + s1) + (s2 + s3)
 }

@@ -117,8 +117,8 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 			s0, s1 := signs[row[q]&1], signs[row[q+1]&1]
 			f0, f1 := t.ft[j0*r : j0*r+r][:len(x)], t.ft[j1*r : j1*r+r][:len(x)]
 			for l, v := range x {
-				f0[l] += s0 * v
-				f1[l] += s1 * v
+				f0[l] += float64(s0 * v)
+				f1[l] += float64(s1 * v)
 			}
 		}
 		if q < len(row) {

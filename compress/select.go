@@ -162,12 +162,12 @@ func sumSqDev(xs []float32, mean float64) float64 {
 	for ; i+2 <= len(xs); i += 2 {
 		d0 := float64(xs[i]) - mean
 		d1 := float64(xs[i+1]) - mean
-		s0 += d0 * d0
-		s1 += d1 * d1
+		s0 += float64(d0 * d0)
+		s1 += float64(d1 * d1)
 	}
 	for ; i < len(xs); i++ {
 		d := float64(xs[i]) - mean
-		s0 += d * d
+		s0 += float64(d * d)
 	}
 	return s0 + s1
 }
@@ -196,8 +196,8 @@ func lowHistSqDev(xs []float32, hi uint32, low *hist, mean float64) float64 {
 		}
 		d0 := float64(a) - mean
 		d1 := float64(b) - mean
-		s0 += d0 * d0
-		s1 += d1 * d1
+		s0 += float64(d0 * d0)
+		s1 += float64(d1 * d1)
 	}
 	for ; i < len(xs); i++ {
 		k := absKey(xs[i])
@@ -205,7 +205,7 @@ func lowHistSqDev(xs []float32, hi uint32, low *hist, mean float64) float64 {
 			low[k&0xffff]++
 		}
 		d := float64(xs[i]) - mean
-		s0 += d * d
+		s0 += float64(d * d)
 	}
 	return s0 + s1
 }
