@@ -22,8 +22,9 @@ import (
 // simNode is a real node on the simulated network.
 type simNode struct {
 	*node.Node
-	up *uplinkMeter
-	bw int // its links' bits/s
+	up  *uplinkMeter
+	bw  int    // its links' bits/s
+	dir string // its data dir
 }
 
 // newNetwork starts a simulated network for sc, closed when the test ends
@@ -48,7 +49,8 @@ func startNodes(t *testing.T, nw *simnet.Simnet, sc scenario) []*simNode {
 			}
 		}
 		v := viper.New()
-		v.Set("data_dir", t.TempDir())
+		dir := t.TempDir()
+		v.Set("data_dir", dir)
 		v.Set("api.listen", "127.0.0.1:1") // unused: WithoutAPI
 		v.Set("p2p.listen", []string{fmt.Sprintf("/ip4/%s/udp/8000/quic-v1", addr(i))})
 		v.Set("p2p.mdns", false)
@@ -87,7 +89,7 @@ func startNodes(t *testing.T, nw *simnet.Simnet, sc scenario) []*simNode {
 			<-done
 			n.Close()
 		})
-		ns = append(ns, &simNode{Node: n, up: up, bw: sc.bw(i)})
+		ns = append(ns, &simNode{Node: n, up: up, bw: sc.bw(i), dir: dir})
 	}
 	return ns
 }

@@ -167,8 +167,8 @@ func (tr *tracer) sample(t *testing.T, c string, done []time.Duration, killed []
 			fetching = append(fetching, fmt.Sprintf("%d:%.1f", i+1, float64(x.Bytes)/(1<<20)))
 		}
 	}
-	t.Logf("%5.1fs uplinks %3.0f%% used, %d idle (%v); publisher %.1f MiB; %d holders; fetching (node:MiB) %s",
-		time.Since(tr.start).Seconds(), 100*used/capacity, len(idle), idle, float64(tr.sent[0])/(1<<20), holders, strings.Join(fetching, " "))
+	t.Logf("%5.1fs uplinks %3.0f%% used, %d idle (%v); publisher %.1f MiB; %d holders; holders per leaf %v; fetching (node:MiB) %s",
+		time.Since(tr.start).Seconds(), 100*used/capacity, len(idle), idle, float64(tr.sent[0])/(1<<20), holders, leafHolders(tr.ns, killed), strings.Join(fetching, " "))
 }
 
 // runPair publishes the adapter at one node and times a second node's

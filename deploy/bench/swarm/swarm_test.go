@@ -20,7 +20,7 @@ var (
 	nodes = flag.Int("nodes", 0, "nodes in every swarm scenario but the LAN one (0: the scenario's own)")
 	debug = flag.Bool("debug", false, "log the nodes' messages")
 	set   = flag.String("set", "", "extra configuration for every node: key=value,key=value")
-	trace = flag.Bool("trace", false, "log every second: uplinks used, holders, bytes each fetcher holds")
+	trace = flag.Bool("trace", false, "log every second (with -v): uplinks used, holders, holders per leaf, bytes each fetcher holds")
 	http  = flag.Bool("http", true, "next to the first swarm, run plain HTTP and the pairs")
 )
 
