@@ -157,6 +157,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		MaxSize: maxSize, StreamsPerPeer: cfg.Fetch.StreamsPerPeer, MaxStreams: cfg.Fetch.MaxStreams,
 		PeerRate: int64(cfg.Fetch.ServeRate), Logger: slogutil.With(log, "fetch"),
 		Served: func(_ peer.ID, b int) { n.metrics.BytesSent(b) },
+		Busy:   n.metrics.FetchBusy,
 	})
 	n.fetcher = fetch.NewFetcher(n.p2p.Host, n.store, fetch.Options{
 		MaxSize: maxSize, MaxProviders: cfg.Fetch.MaxProviders, IdleTimeout: cfg.Fetch.IdleTimeout,

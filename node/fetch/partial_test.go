@@ -147,7 +147,12 @@ func TestFetchRetriesBusyProvider(t *testing.T) {
 	gate := gatedBlocks{memBlocks: src, leaves: wrap(src, l).leaves, open: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	prov := NewProvider(h, gate, ProviderOptions{MaxStreams: 1})
+	var busySlots atomic.Int32
+	prov := NewProvider(h, gate, ProviderOptions{MaxStreams: 1, Busy: func(reason string) {
+		if reason == BusySlots {
+			busySlots.Add(1)
+		}
+	}})
 	go prov.Serve(ctx)
 	waitHandler(t, h)
 	other := newHost(t)
@@ -198,6 +203,9 @@ func TestFetchRetriesBusyProvider(t *testing.T) {
 	}
 	if failed.Load() != 0 {
 		t.Fatalf("a BUSY answer was reported as a failed provider %d times", failed.Load())
+	}
+	if busySlots.Load() == 0 {
+		t.Error("the provider's BUSY answers were not counted as slots taken (ProviderOptions.Busy)")
 	}
 }
 

@@ -19,7 +19,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	gproto "google.golang.org/protobuf/proto"
 
-	"github.com/expertd/expertd/node/unixfs"
 	pb "github.com/expertd/expertd/proto"
 )
 
@@ -58,6 +57,9 @@ type ProviderOptions struct {
 	Logger      *slog.Logger
 	// Served, if set, is called after each block sent, with its size.
 	Served func(p peer.ID, bytes int)
+	// Busy, if set, is called for each stream answered BUSY, with why
+	// (one of the Busy* reasons).
+	Busy func(reason string)
 }
 
 func (o *ProviderOptions) defaults() {
@@ -213,6 +215,7 @@ func (p *Provider) handle(ctx context.Context, s network.Stream) {
 	remote := s.Conn().RemotePeer()
 	ss := &servedStream{Stream: s}
 	if !p.open(ss, remote) {
+		p.busyBecause(BusyStreams)
 		err := p.refuse(ss, pb.FetchError_BUSY, "too many fetch streams open")
 		p.opts.Logger.Debug("fetch: stream refused", "peer", remote, "err", err)
 		return
@@ -245,41 +248,6 @@ func (r *refusal) Error() string { return fmt.Sprintf("%s: %s", r.code, r.msg) }
 // requester that reads nothing gets its stream reset.
 func (p *Provider) refuse(s *servedStream, code pb.FetchError_Code, format string, args ...any) error {
 	return p.refuseAfter(s, code, 0, format, args...)
-}
-
-// busy refuses req with BUSY and when to ask again; a header goes first
-// if the requester takes one (it learns the layout and the holdings).
-func (p *Provider) busy(s *servedStream, req *pb.FetchRequest, layout *unixfs.Layout, format string, args ...any) error {
-	if req.GetHeaderWhenBusy() {
-		hdr := &pb.FetchHeader{Size: layout.Size, Leaves: uint64(len(layout.Leaves)), Busy: true}
-		if !req.GetSkipNodes() {
-			for _, b := range layout.Nodes {
-				hdr.Nodes = append(hdr.Nodes, b.Data)
-			}
-		}
-		have, err := p.holdings(layout)
-		if err != nil {
-			return p.refuse(s, pb.FetchError_INTERNAL, "%v", err)
-		}
-		if !allHeld(have, len(layout.Leaves)) {
-			hdr.Have = have
-		}
-		_ = s.SetWriteDeadline(time.Now().Add(p.opts.StallTimeout))
-		if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
-			return &refusal{code: pb.FetchError_BUSY, msg: "header", unsent: err}
-		}
-	}
-	return p.refuseAfter(s, pb.FetchError_BUSY, p.uplink.retry(), format, args...)
-}
-
-// allHeld reports whether the bitmap have holds all of n leaves.
-func allHeld(have []byte, n int) bool {
-	for i := range n {
-		if have[i/8]&(1<<(i%8)) == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // refuseAfter is refuse with a hint of when to ask again (BUSY).
@@ -322,12 +290,12 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 		return p.refuse(s, pb.FetchError_BAD_REQUEST, "%v", err)
 	}
 	if !p.ask(s, root) {
-		return p.busy(s, &req, layout, "all %d upload slots taken", p.opts.MaxStreams)
+		return p.busy(s, &req, layout, BusySlots, "all %d upload slots taken", p.opts.MaxStreams)
 	}
 	loaded := p.othersServed(s)
 	queued, ok := p.uplink.queue(loaded)
 	if !ok {
-		return p.busy(s, &req, layout, "uplink busy: %d streams wait for it", uplinkBacklog)
+		return p.busy(s, &req, layout, BusyUplink, "uplink busy: %d streams wait for it", uplinkBacklog)
 	}
 	defer queued()
 	ranges, have, err := p.offer(layout, asked, loaded)
@@ -357,6 +325,7 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 			// A stream offered many leaves as nobody else asked gives way
 			// once others are served too, as if it had asked then.
 			if share := p.opts.LoadedShare; !loaded && share > 0 && sent >= share && p.othersServed(s) {
+				p.busyBecause(BusyShare)
 				return p.refuseAfter(s, pb.FetchError_BUSY, p.uplink.retry(), "others are served: %d leaves each", share)
 			}
 			sent++
@@ -392,6 +361,7 @@ const meterTick = 250 * time.Millisecond
 // which must keep moving: StallTimeout at most without a byte.
 func (p *Provider) sendFrame(s *servedStream, m gproto.Message, buf []byte) ([]byte, error) {
 	if s.choked.Load() {
+		p.busyBecause(BusyChoked)
 		return buf, p.refuse(s, pb.FetchError_BUSY, "choked: upload slot given to a waiting peer")
 	}
 	p.metered(s, (*slots).Writing)

@@ -14,6 +14,7 @@
 //	| `expertd_fetches_total{result}`         | counter   | Fetches finished, by `result`: `ok`, `failed` or `canceled` (DELETE /v1/fetch/{cid}). |
 //	| `expertd_fetch_duration_seconds`        | histogram | Time taken by successful fetches; buckets from 0.05 s to 10 min. |
 //	| `expertd_blocks_rejected_total`         | counter   | Blocks received from peers that failed verification. |
+//	| `expertd_fetch_busy_total{reason}`      | counter   | Fetch streams from peers answered BUSY, by `reason`: `slots` (every upload slot taken), `uplink` (leaves to send for others of the expert), `share` (a stream given many leaves made way), `choked` (its slot went to a peer that waited), `streams` (too many streams open), `watches` (too many watch streams). |
 //	| `expertd_gossip_messages_total{result}` | counter   | Gossip messages from peers, by validation `result`: `accepted`, `rejected` (invalid; the sender is penalized) or `ignored`. |
 //	| `expertd_materializations_total`        | counter   | Experts written out as PEFT directories. |
 //	| `expertd_handoff_failures_total`        | counter   | Hand-offs of an expert to the inference server (adapter directory or vLLM load/unload) that failed. |
@@ -80,6 +81,7 @@ type Metrics struct {
 	blocksRejected           prometheus.Counter
 	materializations         prometheus.Counter
 	prefetchFailures         prometheus.Counter
+	fetchBusy                *prometheus.CounterVec
 }
 
 // New returns the node's metrics. snapshot is called once per scrape, from
@@ -108,12 +110,16 @@ func New(snapshot func() Snapshot) *Metrics {
 		blocksRejected:   counter("expertd_blocks_rejected_total", "Blocks received that failed verification."),
 		materializations: counter("expertd_materializations_total", "Experts written out as PEFT directories."),
 		prefetchFailures: counter("expertd_prefetch_failures_total", "Prefetches that failed."),
+		fetchBusy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "expertd_fetch_busy_total",
+			Help: "Fetch streams from peers answered BUSY, by reason.",
+		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.bytesSent, m.bytesReceived, fetches, m.fetchDuration,
-		m.blocksRejected, m.materializations, m.prefetchFailures,
+		m.blocksRejected, m.materializations, m.prefetchFailures, m.fetchBusy,
 	)
 	if snapshot != nil {
 		m.reg.MustRegister(snapshotCollector(snapshot))
@@ -183,5 +189,13 @@ func (m *Metrics) Materialized() {
 func (m *Metrics) PrefetchFailed() {
 	if m != nil {
 		m.prefetchFailures.Inc()
+	}
+}
+
+// FetchBusy counts a fetch stream from a peer answered BUSY, and why (a
+// fetch.Busy* reason).
+func (m *Metrics) FetchBusy(reason string) {
+	if m != nil {
+		m.fetchBusy.WithLabelValues(reason).Inc()
 	}
 }

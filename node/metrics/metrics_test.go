@@ -26,8 +26,15 @@ func TestCounters(t *testing.T) {
 	m.FetchDone(2*time.Minute, nil)
 	m.FetchDone(time.Second, errors.New("no providers"))
 	m.FetchCanceled()
+	m.FetchBusy("uplink")
+	m.FetchBusy("uplink")
+	m.FetchBusy("slots")
 
 	want := `
+# HELP expertd_fetch_busy_total Fetch streams from peers answered BUSY, by reason.
+# TYPE expertd_fetch_busy_total counter
+expertd_fetch_busy_total{reason="slots"} 1
+expertd_fetch_busy_total{reason="uplink"} 2
 # HELP expertd_blocks_rejected_total Blocks received that failed verification.
 # TYPE expertd_blocks_rejected_total counter
 expertd_blocks_rejected_total 1
@@ -67,7 +74,7 @@ expertd_fetch_duration_seconds_count 2
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want),
 		"expertd_blocks_rejected_total", "expertd_bytes_received_total", "expertd_bytes_sent_total",
 		"expertd_fetches_total", "expertd_materializations_total",
-		"expertd_fetch_duration_seconds",
+		"expertd_fetch_duration_seconds", "expertd_fetch_busy_total",
 	); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,65 @@
+package fetch
+
+import (
+	"time"
+
+	"github.com/expertd/expertd/node/unixfs"
+	pb "github.com/expertd/expertd/proto"
+)
+
+// How a provider says BUSY: why (counted through ProviderOptions.Busy),
+// and, when the requester asked for one, a header first with the layout
+// and what it holds.
+
+// Why a provider answers BUSY (ProviderOptions.Busy).
+const (
+	BusyStreams = "streams" // too many fetch streams open, from the peer or in all
+	BusySlots   = "slots"   // every upload slot taken
+	BusyUplink  = "uplink"  // its uplink has leaves to send for others of the expert
+	BusyShare   = "share"   // a stream given many leaves makes way once others ask
+	BusyChoked  = "choked"  // its upload slot went to a peer that waited
+	BusyWatches = "watches" // too many watch streams
+)
+
+// busyBecause counts a BUSY answer (ProviderOptions.Busy).
+func (p *Provider) busyBecause(reason string) {
+	if p.opts.Busy != nil {
+		p.opts.Busy(reason)
+	}
+}
+
+// busy refuses req with BUSY and when to ask again; a header goes first
+// if the requester takes one (it learns the layout and the holdings).
+func (p *Provider) busy(s *servedStream, req *pb.FetchRequest, layout *unixfs.Layout, reason, format string, args ...any) error {
+	p.busyBecause(reason)
+	if req.GetHeaderWhenBusy() {
+		hdr := &pb.FetchHeader{Size: layout.Size, Leaves: uint64(len(layout.Leaves)), Busy: true}
+		if !req.GetSkipNodes() {
+			for _, b := range layout.Nodes {
+				hdr.Nodes = append(hdr.Nodes, b.Data)
+			}
+		}
+		have, err := p.holdings(layout)
+		if err != nil {
+			return p.refuse(s, pb.FetchError_INTERNAL, "%v", err)
+		}
+		if !allHeld(have, len(layout.Leaves)) {
+			hdr.Have = have
+		}
+		_ = s.SetWriteDeadline(time.Now().Add(p.opts.StallTimeout))
+		if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
+			return &refusal{code: pb.FetchError_BUSY, msg: "header", unsent: err}
+		}
+	}
+	return p.refuseAfter(s, pb.FetchError_BUSY, p.uplink.retry(), format, args...)
+}
+
+// allHeld reports whether the bitmap have holds all of n leaves.
+func allHeld(have []byte, n int) bool {
+	for i := range n {
+		if have[i/8]&(1<<(i%8)) == 0 {
+			return false
+		}
+	}
+	return true
+}
