@@ -27,6 +27,9 @@ type holdingsCache struct {
 	mu    sync.Mutex
 	roots map[cid.Cid]*heldLeaves
 	order []cid.Cid // oldest first
+	// stores counts the leaves stored (any expert's): a bitmap read from
+	// the store while one was stored may lack it, and is not kept.
+	stores uint64
 }
 
 type heldLeaves struct {
@@ -48,10 +51,21 @@ func (c *holdingsCache) get(root cid.Cid, n int, now time.Time) ([]byte, bool) {
 	return append([]byte(nil), h.have...), true
 }
 
-// put keeps have as root's bitmap, computed at now.
-func (c *holdingsCache) put(root cid.Cid, have []byte, now time.Time) {
+// generation is the count of leaves stored so far, to pass to put.
+func (c *holdingsCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.stores
+}
+
+// put keeps have as root's bitmap, computed at now from a read of the
+// store begun at generation gen, unless a leaf was stored since.
+func (c *holdingsCache) put(root cid.Cid, have []byte, now time.Time, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stores != gen {
+		return
+	}
 	if _, ok := c.roots[root]; !ok {
 		if len(c.order) >= holdingsRoots {
 			delete(c.roots, c.order[0])
@@ -66,6 +80,7 @@ func (c *holdingsCache) put(root cid.Cid, have []byte, now time.Time) {
 func (c *holdingsCache) stored(root cid.Cid, leaf uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.stores++
 	if h := c.roots[root]; h != nil && leaf/8 < uint64(len(h.have)) {
 		h.have[leaf/8] |= 1 << (leaf % 8)
 	}
@@ -77,6 +92,7 @@ func (p *Provider) holdings(layout *unixfs.Layout) ([]byte, error) {
 	if have, ok := p.held.get(layout.Root, len(layout.Leaves), now); ok {
 		return have, nil
 	}
+	gen := p.held.generation()
 	have := make([]byte, (len(layout.Leaves)+7)/8)
 	for i, leaf := range layout.Leaves {
 		ok, err := p.blocks.HasBlock(leaf.Cid)
@@ -87,6 +103,6 @@ func (p *Provider) holdings(layout *unixfs.Layout) ([]byte, error) {
 			have[i/8] |= 1 << (i % 8)
 		}
 	}
-	p.held.put(layout.Root, have, now)
+	p.held.put(layout.Root, have, now, gen)
 	return have, nil
 }

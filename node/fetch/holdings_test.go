@@ -77,3 +77,50 @@ func TestHoldingsCache(t *testing.T) {
 		}
 	})
 }
+
+// hookHas calls hook before each lookup, with the lookup's number.
+type hookHas struct {
+	*memBlocks
+	n    int
+	hook func(n int)
+}
+
+func (h *hookHas) HasBlock(k cid.Cid) (bool, error) {
+	h.n++
+	h.hook(h.n)
+	return h.memBlocks.HasBlock(k)
+}
+
+// A leaf stored while the bitmap is read from the store (after its lookup)
+// must not be lost: the bitmap read meanwhile is not kept, and the next
+// request reads the store again. A watch that took the stale bitmap would
+// wait for a Have that never comes.
+func TestHoldingsCacheStoredDuringRead(t *testing.T) {
+	data := randomBytes(6<<20, 45)
+	full := newMem()
+	l := addFile(t, full, data) // six leaves
+	var p *Provider
+	part := &hookHas{memBlocks: newMem()}
+	part.hook = func(n int) {
+		if n == 6 { // the last leaf's lookup: leaf 4's came before
+			b, _ := full.GetBlock(l.Leaves[4].Cid)
+			if err := part.PutBlock(l.Leaves[4].Cid, b); err != nil {
+				t.Error(err)
+			}
+			p.Stored(l.Root, 4)
+		}
+	}
+	p = NewProvider(nil, part, ProviderOptions{}) // no host: holdings reads only the store
+	for range 2 {
+		if _, err := p.holdings(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have, err := p.holdings(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if have[0]&(1<<4) == 0 {
+		t.Fatal("leaf 4, stored while the bitmap was read, is missing from a later request's bitmap")
+	}
+}

@@ -155,17 +155,17 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 		if err := leaf.Verify(b.GetData()); err != nil {
 			return fmt.Errorf("%w: leaf %d: %w", ErrVerify, idx, err)
 		}
-		first := r.stored.claim(idx)
-		if first {
+		news := false
+		if !r.stored.has(idx) {
 			if err := f.blocks.PutBlock(leaf.Cid, b.GetData()); err != nil {
-				r.stored.release(idx)
 				return fmt.Errorf("store leaf %d: %w", idx, err)
 			}
+			news = r.stored.add(idx)
 		}
 		if f.opts.Received != nil {
 			f.opts.Received(r.peer, len(b.GetData()))
 		}
-		if first && f.opts.Stored != nil {
+		if news && f.opts.Stored != nil {
 			f.opts.Stored(root, idx)
 		}
 		events <- evLeaf{req: r.id, index: idx, size: len(b.GetData())}

@@ -301,6 +301,9 @@ func (s *fetchState) header(ev evHeader, now time.Time) {
 	}
 	p := r.peer
 	p.rtt = now.Sub(r.sentAt)
+	if !r.openedAt.IsZero() { // not the dial, nor the wait for a direct connection
+		p.rtt = now.Sub(r.openedAt)
+	}
 	s.holds(p, ev.has, now)
 	// What was asked but not offered is missing again.
 	offered := make(map[uint64]bool, len(ev.offered))
