@@ -89,8 +89,11 @@ func compressRefit(ts []Tensor, o options) ([]Coded, error) {
 				p := pairs[i]
 				a, b := ts[p.A], ts[p.B]
 				ca, cb := &coded[p.A], &coded[p.B]
-				f := refitModule(&ws, cfg, p, a.Tau, b.Tau, thrs[p.A], thrs[p.B], ca.Scale, cb.Scale)
-				if f.plain { // the plain codec's factors were best
+				f := refitResult{plain: true}
+				if refittable(p) {
+					f = refitModule(&ws, cfg, p, a.Tau, b.Tau, thrs[p.A], thrs[p.B], ca.Scale, cb.Scale)
+				}
+				if f.plain { // the plain codec's factors were best, or it was not refitted
 					sa, sb := ca.Scale, cb.Scale
 					codeOne(ca, a, thrs[p.A], &sc)
 					codeOne(cb, b, thrs[p.B], &sc)
@@ -105,6 +108,19 @@ func compressRefit(ts []Tensor, o options) ([]Coded, error) {
 	}
 	wg.Wait()
 	return coded, nil
+}
+
+// maxRefitRank bounds the rank of a module the refit takes on: its work
+// and memory grow with the rank squared (r x r statistics, solves and an
+// SVD), about 160 r^2 bytes, whatever the module's size.
+const maxRefitRank = 1024
+
+// refittable reports whether the refit takes on module p: a rank no larger
+// than maxRefitRank, nor than the module's smaller side (beyond it the
+// factors cannot be of full rank: a crafted adapter, not a trained one).
+// Other modules keep the plain codec's factors.
+func refittable(p loraPair) bool {
+	return p.R <= maxRefitRank && p.R <= min(p.In, p.Out)
 }
 
 // codeKept codes into c (all but the scale) the ternary replacement of t

@@ -141,3 +141,43 @@ func TestCodeKept(t *testing.T) {
 		}
 	}
 }
+
+// A module whose rank exceeds its smaller side (no trained adapter has
+// one; a crafted one could ask the refit for r x r work of any size) keeps
+// the plain codec's factors; the others are refitted.
+func TestRefitLeavesOversizedRank(t *testing.T) {
+	big := synthLoRAShape(1, 12, 10, 40) // rank 40 > min(12, 10)
+	fine := synthLoRAShape(1, 96, 80, 8) // refitted
+	for i := range fine {
+		fine[i].Name = "z." + fine[i].Name // a module of its own, after big's
+	}
+	src := &Source{PeftType: PeftTypeLoRA, Tensors: append(append([]Tensor(nil), big...), fine...)}
+	_, plain := encodeSrc(t, src, WithScope(ScopeTensor))
+	_, refit := encodeSrc(t, src, WithScope(ScopeTensor), WithRefit(DefaultRefit))
+	same := func(name string) bool {
+		var a, b []float32
+		for _, x := range plain.Tensors {
+			if x.Name == name {
+				a = x.Tau
+			}
+		}
+		for _, x := range refit.Tensors {
+			if x.Name == name {
+				b = x.Tau
+			}
+		}
+		return reflect.DeepEqual(a, b)
+	}
+	for _, x := range big {
+		if !same(x.Name) {
+			t.Errorf("%s (rank 40 on a 12 x 10 module) was refitted", x.Name)
+		}
+	}
+	changed := false
+	for _, x := range fine {
+		changed = changed || !same("z."+x.Name[2:])
+	}
+	if !changed {
+		t.Error("the rank-8 module was not refitted either: the test shows nothing")
+	}
+}
