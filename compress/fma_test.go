@@ -3,10 +3,14 @@ package compress
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/expertd/expertd/internal/testutil"
 )
 
 // fusedOK are the files whose fused multiply-adds change no container
@@ -23,9 +27,9 @@ func TestNoFusedMultiplyAdd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the package for arm64")
 	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		testutil.Missing(t, "no go command at %s", gobin)
 	}
 	cmd := exec.Command(gobin, "build", "-gcflags=-S", "-o", os.DevNull, ".")
 	cmd.Env = append(os.Environ(), "GOARCH=arm64", "GOOS=linux", "CGO_ENABLED=0")
@@ -35,11 +39,21 @@ func TestNoFusedMultiplyAdd(t *testing.T) {
 	}
 	// A line of -S: "\t0x0034 00052 (/path/compress/select.go:165)\tFMADDD\tF0, F1, F2, F3".
 	fused := regexp.MustCompile(`\(([^()]*/compress/([a-z_0-9]+\.go)):([0-9]+)\)\s+(FMADD|FMSUB|FNMADD|FNMSUB)[SD]\b`)
+	// Every instruction line names its source line: if few do, the
+	// listing was not read and the test would pass for nothing.
+	located := regexp.MustCompile(`\([^()]*/compress/[a-z_0-9]+\.go:[0-9]+\)\s+[A-Z]`)
 	lines := map[string]bool{}
+	instructions := 0
 	for _, l := range strings.Split(string(out), "\n") {
+		if located.MatchString(l) {
+			instructions++
+		}
 		if m := fused.FindStringSubmatch(l); m != nil && !fusedOK[m[2]] {
 			lines[m[2]+":"+m[3]] = true
 		}
+	}
+	if instructions < 10000 {
+		t.Fatalf("the arm64 listing holds %d instructions of the package: not the -S output this test reads", instructions)
 	}
 	if len(lines) > 0 {
 		var at []string

@@ -79,6 +79,12 @@ func TestFetchCtrlC(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // after a failure before its Wait: no process left behind
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	var all syncBuffer
 	read := make(chan struct{}) // closed once stderr is read to its end
 	go func() {
