@@ -37,7 +37,35 @@ func golombParam(p float64) uint32 {
 	if m < 1 || m > 1<<30 {
 		return 1 << 30
 	}
-	return uint32(m)
+	// The logs may round differently on another CPU (math's code is
+	// assembly on some, and fused on others): settle m on the defining
+	// inequality, the smallest m with q^m (1+q) <= 1, in arithmetic that
+	// rounds the same everywhere, so every machine writes the same M.
+	optimal := func(m uint32) bool { return float64(powInt(q, m)*q)+powInt(q, m) <= 1 }
+	k := uint32(m)
+	for range 4 {
+		switch {
+		case k > 1 && optimal(k-1):
+			k--
+		case !optimal(k) && k < 1<<30:
+			k++
+		default:
+			return k
+		}
+	}
+	return k
+}
+
+// powInt is x^n by squaring, every product rounded.
+func powInt(x float64, n uint32) float64 {
+	r := 1.0
+	for ; n > 0; n >>= 1 {
+		if n&1 == 1 {
+			r *= x
+		}
+		x *= x
+	}
+	return r
 }
 
 // golomb holds a parameter's derived constants.

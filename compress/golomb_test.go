@@ -205,3 +205,21 @@ func TestKeptSum(t *testing.T) {
 		t.Errorf("codes tried: %v, want both", modes)
 	}
 }
+
+// golombParam is the smallest m with q^m (1+q) <= 1 as powInt computes it,
+// whatever the logs gave: so every CPU writes the same M.
+func TestGolombParamIsDefinedExactly(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	ok := func(q float64, m uint32) bool { return float64(powInt(q, m)*q)+powInt(q, m) <= 1 }
+	for range 20000 {
+		n := int64(rng.IntN(1<<26) + 2)
+		p := float64(rng.Int64N(n/2)+1) / float64(n)
+		if p >= 0.5 {
+			continue
+		}
+		q, m := 1-p, golombParam(p)
+		if m < 1<<30 && (!ok(q, m) || m > 1 && ok(q, m-1)) {
+			t.Fatalf("p %v: M %d is not the smallest m with q^m (1+q) <= 1", p, m)
+		}
+	}
+}
