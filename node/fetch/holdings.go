@@ -40,22 +40,16 @@ type heldLeaves struct {
 func newHoldingsCache() *holdingsCache { return &holdingsCache{roots: map[cid.Cid]*heldLeaves{}} }
 
 // get returns a copy of root's bitmap for n leaves if computed less than
-// holdingsTTL before now.
-func (c *holdingsCache) get(root cid.Cid, n int, now time.Time) ([]byte, bool) {
+// holdingsTTL before now; else, the count of leaves stored so far, to
+// pass to put with the bitmap read from the store.
+func (c *holdingsCache) get(root cid.Cid, n int, now time.Time) (have []byte, gen uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.roots[root]
 	if h == nil || len(h.have) != (n+7)/8 || now.Sub(h.at) >= holdingsTTL {
-		return nil, false
+		return nil, c.stores, false
 	}
-	return append([]byte(nil), h.have...), true
-}
-
-// generation is the count of leaves stored so far, to pass to put.
-func (c *holdingsCache) generation() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stores
+	return append([]byte(nil), h.have...), c.stores, true
 }
 
 // put keeps have as root's bitmap, computed at now from a read of the
@@ -89,11 +83,11 @@ func (c *holdingsCache) stored(root cid.Cid, leaf uint64) {
 // holdings is the bitmap of the leaves held (FetchHeader.have).
 func (p *Provider) holdings(layout *unixfs.Layout) ([]byte, error) {
 	now := time.Now()
-	if have, ok := p.held.get(layout.Root, len(layout.Leaves), now); ok {
+	have, gen, ok := p.held.get(layout.Root, len(layout.Leaves), now)
+	if ok {
 		return have, nil
 	}
-	gen := p.held.generation()
-	have := make([]byte, (len(layout.Leaves)+7)/8)
+	have = make([]byte, (len(layout.Leaves)+7)/8)
 	for i, leaf := range layout.Leaves {
 		ok, err := p.blocks.HasBlock(leaf.Cid)
 		if err != nil {
