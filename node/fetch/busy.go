@@ -28,6 +28,13 @@ func (p *Provider) busyBecause(reason string) {
 	}
 }
 
+// refuseBusy counts a BUSY answer for reason and ends s with it, asking
+// to come back after retry (0: no hint).
+func (p *Provider) refuseBusy(s *servedStream, reason string, retry time.Duration, format string, args ...any) error {
+	p.busyBecause(reason)
+	return p.refuseAfter(s, pb.FetchError_BUSY, retry, format, args...)
+}
+
 // busy refuses req with BUSY and when to ask again; a header goes first
 // if the requester takes one (it learns the layout and the holdings).
 func (p *Provider) busy(s *servedStream, req *pb.FetchRequest, layout *unixfs.Layout, reason, format string, args ...any) error {

@@ -122,8 +122,7 @@ func (p *Provider) watch(ctx context.Context, s *servedStream, remote peer.ID, l
 	p.closed(s)
 	sub, ok := p.haves.subscribe(layout.Root, remote, watchesPerSlot*p.opts.MaxStreams)
 	if !ok {
-		p.busyBecause(BusyWatches)
-		return p.refuse(s, pb.FetchError_BUSY, "too many watches")
+		return p.refuseBusy(s, BusyWatches, 0, "too many watches")
 	}
 	defer p.haves.unsubscribe(sub, remote)
 	have, err := p.holdings(layout) // after subscribing: no leaf falls between

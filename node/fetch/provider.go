@@ -215,8 +215,7 @@ func (p *Provider) handle(ctx context.Context, s network.Stream) {
 	remote := s.Conn().RemotePeer()
 	ss := &servedStream{Stream: s}
 	if !p.open(ss, remote) {
-		p.busyBecause(BusyStreams)
-		err := p.refuse(ss, pb.FetchError_BUSY, "too many fetch streams open")
+		err := p.refuseBusy(ss, BusyStreams, 0, "too many fetch streams open")
 		p.opts.Logger.Debug("fetch: stream refused", "peer", remote, "err", err)
 		return
 	}
@@ -325,8 +324,7 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 			// A stream offered many leaves as nobody else asked gives way
 			// once others are served too, as if it had asked then.
 			if share := p.opts.LoadedShare; !loaded && share > 0 && sent >= share && p.othersServed(s) {
-				p.busyBecause(BusyShare)
-				return p.refuseAfter(s, pb.FetchError_BUSY, p.uplink.retry(), "others are served: %d leaves each", share)
+				return p.refuseBusy(s, BusyShare, p.uplink.retry(), "others are served: %d leaves each", share)
 			}
 			sent++
 			data, err := p.blocks.GetBlock(layout.Leaves[i].Cid)
@@ -361,8 +359,7 @@ const meterTick = 250 * time.Millisecond
 // which must keep moving: StallTimeout at most without a byte.
 func (p *Provider) sendFrame(s *servedStream, m gproto.Message, buf []byte) ([]byte, error) {
 	if s.choked.Load() {
-		p.busyBecause(BusyChoked)
-		return buf, p.refuse(s, pb.FetchError_BUSY, "choked: upload slot given to a waiting peer")
+		return buf, p.refuseBusy(s, BusyChoked, 0, "choked: upload slot given to a waiting peer")
 	}
 	p.metered(s, (*slots).Writing)
 	buf, err := pb.WriteFrame(meteredWriter{p, s}, m, buf)
