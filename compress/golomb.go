@@ -41,7 +41,10 @@ func golombParam(p float64) uint32 {
 	// assembly on some, and fused on others): settle m on the defining
 	// inequality, the smallest m with q^m (1+q) <= 1, in arithmetic that
 	// rounds the same everywhere, so every machine writes the same M.
-	optimal := func(m uint32) bool { return float64(powInt(q, m)*q)+powInt(q, m) <= 1 }
+	optimal := func(m uint32) bool {
+		qm := powInt(q, m)
+		return float64(qm*q)+qm <= 1
+	}
 	k := uint32(m)
 	for range 4 {
 		switch {
