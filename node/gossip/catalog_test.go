@@ -137,10 +137,7 @@ func TestCatalogRateLimited(t *testing.T) {
 	if got, err := pullCatalog(t, c, a.h.ID()); err != nil || len(got) != 1 {
 		t.Fatalf("another peer's pull: %d entries, %v", len(got), err)
 	}
-	if err := b.Network().ClosePeer(a.h.ID()); err != nil {
-		t.Fatal(err)
-	}
-	connect(t, b, a.h)
+	reconnect(t, b, a.h)
 	if got, err := pullCatalog(t, b, a.h.ID()); err != nil || len(got) != 1 {
 		t.Fatalf("pull on a new connection: %d entries, %v", len(got), err)
 	}
@@ -243,10 +240,7 @@ func TestCatalogEntryLimit(t *testing.T) {
 	if st := victim.s.Stats(); st.CatalogAccepted != 3 || st.CatalogEntriesLimited != 1 || held(rh.ID()) != 3 {
 		t.Fatalf("%d held, stats %+v", held(rh.ID()), st)
 	}
-	if err := rh.Network().ClosePeer(victim.h.ID()); err != nil {
-		t.Fatal(err)
-	}
-	connect(t, rh, victim.h)
+	reconnect(t, rh, victim.h)
 	testutil.Eventually(t, 5*time.Second, "catalog pulled again", func() bool { return victim.s.Stats().CatalogPulls == 2 })
 	if st := victim.s.Stats(); st.CatalogAccepted != 6 || st.CatalogEntriesLimited != 2 || held(rh.ID()) != 3 {
 		t.Fatalf("pulled again: %d held, stats %+v", held(rh.ID()), st)

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 	gproto "google.golang.org/protobuf/proto"
@@ -144,6 +145,21 @@ func connect(t *testing.T, a, b host.Host) {
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// reconnect closes a's connections to b, waits until b has noticed (else
+// the new connection would meet b's old one still open: b would see no
+// new connection, and start no catalog pull or rate limit anew), and
+// connects them again.
+func reconnect(t *testing.T, a, b host.Host) {
+	t.Helper()
+	if err := a.Network().ClosePeer(b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the disconnect noticed", func() bool {
+		return b.Network().Connectedness(a.ID()) != network.Connected
+	})
+	connect(t, a, b)
 }
 
 // waitTopicPeers waits until ps knows each of peers as subscribed to Topic.
