@@ -57,6 +57,12 @@ func (f *Fetcher) request(ctx context.Context, r streamReq, root cid.Cid, events
 				err = r.path.ended(err)
 			}
 		}()
+		if r.path.limitBytes > 0 && r.known == nil {
+			if err := f.probeRelayLimit(ctx, r, root); err != nil {
+				_ = s.Reset()
+				return err
+			}
+		}
 	}
 	var buf []byte
 	if _, err := pb.WriteFrame(s, r.msg, buf); err != nil {

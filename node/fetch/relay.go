@@ -10,13 +10,16 @@ package fetch
 // succeeded), its leaves asked again over the direct connection.
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	cid "github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -25,6 +28,7 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/expertd/expertd/node/unixfs"
+	pb "github.com/expertd/expertd/proto"
 )
 
 // DefaultDirectWait is Options.DirectWait's default. A provider behind NAT
@@ -229,4 +233,41 @@ func unreachable(h host.Host, p peer.ID, err error) error {
 	return fmt.Errorf("%w: %s has no public or relay address (known: %v); if it is behind NAT, it must forward a port "+
 		"and set p2p.announce, or it and this node must use a relay (p2p.relays: a public node with p2p.relay_service): %w",
 		ErrUnreachable, p, addrs, err)
+}
+
+// probeRelayLimit asks r's provider, on a stream of its own, for the
+// header alone (a share of no leaf), and checks that the relay's byte
+// limit holds what r asks for before r asks it. With the layout unknown,
+// r's own header would come with its leaves right behind it, and a relay
+// that cuts the connection at its limit can take the header with it: the
+// fetch would fail with a reset instead of saying why.
+func (f *Fetcher) probeRelayLimit(ctx context.Context, r streamReq, root cid.Cid) error {
+	s, err := openStream(ctx, f.host, r.peer, f.opts.DirectWait)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	probe := &pb.FetchRequest{Cid: root.Bytes(), Part: 0, Parts: math.MaxUint32, HeaderWhenBusy: true}
+	if _, err := pb.WriteFrame(s, probe, nil); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
+	var buf []byte
+	var frame pb.FetchFrame
+	hdr, err := readHeader(bufio.NewReader(s), &frame, &buf, "the header")
+	if err != nil {
+		return err
+	}
+	layout, err := remoteLayout(ctx, root, hdr.GetSize(), hdr.GetLeaves(), hdr.GetNodes(), f.opts.MaxSize)
+	if err != nil {
+		return err
+	}
+	return r.path.check(layout, askedLeaves(r.msg, uint64(len(layout.Leaves))))
 }
