@@ -232,7 +232,12 @@ type Publication struct {
 	// How the publisher made the expert when it merged others into it
 	// (expertd merge); absent otherwise. It travels only inside the signed
 	// envelope: an Announcement has no such field.
-	Merge         *MergeProvenance `protobuf:"bytes,13,opt,name=merge,proto3" json:"merge,omitempty"`
+	Merge *MergeProvenance `protobuf:"bytes,13,opt,name=merge,proto3" json:"merge,omitempty"`
+	// SHA-256 of the expert's outboard (FetchHeader.outboard in
+	// proto/fetch.proto): 32 bytes, or empty. Fetchers check each 64 KiB
+	// piece against it and serve a leaf on as it arrives. It travels only
+	// inside the signed envelope.
+	Outboard      []byte `protobuf:"bytes,14,opt,name=outboard,proto3" json:"outboard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +359,13 @@ func (x *Publication) GetVersion() uint64 {
 func (x *Publication) GetMerge() *MergeProvenance {
 	if x != nil {
 		return x.Merge
+	}
+	return nil
+}
+
+func (x *Publication) GetOutboard() []byte {
+	if x != nil {
+		return x.Outboard
 	}
 	return nil
 }
@@ -483,7 +495,7 @@ const file_announce_proto_rawDesc = "" +
 	"\ftime_unix_ms\x18\f \x01(\x03R\n" +
 	"timeUnixMs\x12\x1a\n" +
 	"\benvelope\x18\r \x01(\fR\benvelope\x12\x18\n" +
-	"\aversion\x18\x0e \x01(\x04R\aversion\"\x86\x03\n" +
+	"\aversion\x18\x0e \x01(\x04R\aversion\"\xa2\x03\n" +
 	"\vPublication\x12\x10\n" +
 	"\x03cid\x18\x01 \x01(\fR\x03cid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -500,7 +512,8 @@ const file_announce_proto_rawDesc = "" +
 	"\ftime_unix_ms\x18\v \x01(\x03R\n" +
 	"timeUnixMs\x12\x18\n" +
 	"\aversion\x18\f \x01(\x04R\aversion\x12:\n" +
-	"\x05merge\x18\r \x01(\v2$.expertd.announce.v1.MergeProvenanceR\x05merge\"C\n" +
+	"\x05merge\x18\r \x01(\v2$.expertd.announce.v1.MergeProvenanceR\x05merge\x12\x1a\n" +
+	"\boutboard\x18\x0e \x01(\fR\boutboard\"C\n" +
 	"\x0fMergeProvenance\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x18\n" +
 	"\aparents\x18\x02 \x03(\fR\aparents\"F\n" +

@@ -115,8 +115,11 @@ type FetchRequest struct {
 	// The requester takes a header before a BUSY refusal (FetchHeader.busy):
 	// refused, it still learns the layout and what the provider holds.
 	HeaderWhenBusy bool `protobuf:"varint,7,opt,name=header_when_busy,json=headerWhenBusy,proto3" json:"header_when_busy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Send the expert's outboard in the header (FetchHeader.outboard), if
+	// the provider has it.
+	Outboard      bool `protobuf:"varint,8,opt,name=outboard,proto3" json:"outboard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FetchRequest) Reset() {
@@ -194,6 +197,13 @@ func (x *FetchRequest) GetWatch() bool {
 func (x *FetchRequest) GetHeaderWhenBusy() bool {
 	if x != nil {
 		return x.HeaderWhenBusy
+	}
+	return false
+}
+
+func (x *FetchRequest) GetOutboard() bool {
+	if x != nil {
+		return x.Outboard
 	}
 	return false
 }
@@ -432,11 +442,22 @@ type FetchHeader struct {
 	Ranges []*LeafRange `protobuf:"bytes,4,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	// Set by a provider that holds only some leaves (it is fetching the
 	// expert itself): bit i (byte i/8, bit i%8 from the least significant)
-	// is set when it holds leaf i. Empty: it holds every leaf.
+	// is set when it holds leaf i, or is receiving it and serves it as its
+	// pieces verify against the outboard (the leaf's Block frame then
+	// arrives at the pace of the provider's own download). Empty: it holds
+	// every leaf.
 	Have []byte `protobuf:"bytes,5,opt,name=have,proto3" json:"have,omitempty"`
 	// No leaves follow: the provider is busy, and a FetchError BUSY frame
 	// ends the stream (only when the request set header_when_busy).
-	Busy          bool `protobuf:"varint,6,opt,name=busy,proto3" json:"busy,omitempty"`
+	Busy bool `protobuf:"varint,6,opt,name=busy,proto3" json:"busy,omitempty"`
+	// When the request asked for it and the provider has it: the expert's
+	// outboard, the SHA-256 of each 64 KiB piece of each leaf (the last
+	// piece of a leaf may be shorter), leaves in order, 32 bytes each. Its
+	// own SHA-256 is in the publisher's signed publication
+	// (Publication.outboard): a requester that has that checks it, and then
+	// every piece as it arrives, so that it can serve a leaf on before the
+	// leaf is whole.
+	Outboard      []byte `protobuf:"bytes,7,opt,name=outboard,proto3" json:"outboard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -511,6 +532,13 @@ func (x *FetchHeader) GetBusy() bool {
 		return x.Busy
 	}
 	return false
+}
+
+func (x *FetchHeader) GetOutboard() []byte {
+	if x != nil {
+		return x.Outboard
+	}
+	return nil
 }
 
 type Block struct {
@@ -631,7 +659,7 @@ var File_fetch_proto protoreflect.FileDescriptor
 
 const file_fetch_proto_rawDesc = "" +
 	"\n" +
-	"\vfetch.proto\x12\x10expertd.fetch.v1\"\xde\x01\n" +
+	"\vfetch.proto\x12\x10expertd.fetch.v1\"\xfa\x01\n" +
 	"\fFetchRequest\x12\x10\n" +
 	"\x03cid\x18\x01 \x01(\fR\x03cid\x123\n" +
 	"\x06ranges\x18\x02 \x03(\v2\x1b.expertd.fetch.v1.LeafRangeR\x06ranges\x12\x12\n" +
@@ -640,7 +668,8 @@ const file_fetch_proto_rawDesc = "" +
 	"\n" +
 	"skip_nodes\x18\x05 \x01(\bR\tskipNodes\x12\x14\n" +
 	"\x05watch\x18\x06 \x01(\bR\x05watch\x12(\n" +
-	"\x10header_when_busy\x18\a \x01(\bR\x0eheaderWhenBusy\"3\n" +
+	"\x10header_when_busy\x18\a \x01(\bR\x0eheaderWhenBusy\x12\x1a\n" +
+	"\boutboard\x18\b \x01(\bR\boutboard\"3\n" +
 	"\tLeafRange\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\x04R\x03end\"\xe2\x01\n" +
@@ -653,14 +682,15 @@ const file_fetch_proto_rawDesc = "" +
 	"\x04body\":\n" +
 	"\x04Have\x12\x16\n" +
 	"\x06leaves\x18\x01 \x03(\x04R\x06leaves\x12\x1a\n" +
-	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"\xac\x01\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"\xc8\x01\n" +
 	"\vFetchHeader\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x16\n" +
 	"\x06leaves\x18\x02 \x01(\x04R\x06leaves\x12\x14\n" +
 	"\x05nodes\x18\x03 \x03(\fR\x05nodes\x123\n" +
 	"\x06ranges\x18\x04 \x03(\v2\x1b.expertd.fetch.v1.LeafRangeR\x06ranges\x12\x12\n" +
 	"\x04have\x18\x05 \x01(\fR\x04have\x12\x12\n" +
-	"\x04busy\x18\x06 \x01(\bR\x04busy\"1\n" +
+	"\x04busy\x18\x06 \x01(\bR\x04busy\x12\x1a\n" +
+	"\boutboard\x18\a \x01(\fR\boutboard\"1\n" +
 	"\x05Block\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\xc5\x01\n" +

@@ -61,6 +61,11 @@ type Announcement struct {
 	// Merge is, in a publication, how the expert was made by merging
 	// others; nil otherwise, and in every announcement (see Merge).
 	Merge *Merge
+	// Outboard is, in a publication, the SHA-256 of the expert's outboard
+	// (the hashes of its 64 KiB pieces: node/fetch's Outboard), which lets
+	// fetchers verify and serve on each piece as it arrives; nil
+	// otherwise, and in every announcement.
+	Outboard []byte
 }
 
 // Validate reports whether a's fields are well formed (ErrInvalid
@@ -128,6 +133,9 @@ func (a Announcement) validateMetadata() error {
 	}
 	if a.Version > MaxVersion {
 		return fmt.Errorf("%w: version %d (limit %d)", ErrInvalid, a.Version, uint64(MaxVersion))
+	}
+	if len(a.Outboard) != 0 && len(a.Outboard) != sha256.Size {
+		return fmt.Errorf("%w: outboard hash of %d bytes", ErrInvalid, len(a.Outboard))
 	}
 	return a.Merge.validate()
 }

@@ -65,6 +65,7 @@ func (p *publication) MarshalRecord() ([]byte, error) {
 		TimeUnixMs:    a.Time.UnixMilli(),
 		Version:       a.Version,
 		Merge:         a.Merge.toWire(),
+		Outboard:      a.Outboard,
 	})
 }
 
@@ -95,6 +96,7 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 		Publisher: peer.ID(m.GetPublisher()),
 		Time:      time.UnixMilli(m.GetTimeUnixMs()),
 		Version:   m.GetVersion(),
+		Outboard:  m.GetOutboard(),
 	}
 	if a.Merge, err = mergeFromWire(m.GetMerge()); err != nil {
 		return fmt.Errorf("%w: %w", ErrPublication, err)
@@ -107,7 +109,8 @@ func (p *publication) UnmarshalRecord(data []byte) error {
 }
 
 // SignPublication signs a's metadata (CID, Name, PeftType, BaseModel,
-// Rank, TargetModules, Params, Density, Size, Publisher, Version and Merge)
+// Rank, TargetModules, Params, Density, Size, Publisher, Version, Merge and
+// Outboard)
 // with key, the publisher's libp2p key, as of a.Time (now if zero), and
 // returns the
 // envelope to set as Envelope in the announcements of a.CID. a.Publisher

@@ -82,6 +82,7 @@ func TestPublicationRoundTrip(t *testing.T) {
 	a := testAnn(1, testPeer(t)) // provided by someone else
 	a.Publisher = pub
 	a.Time = time.UnixMilli(1_700_000_000_123)
+	a.Outboard = bytes.Repeat([]byte{7}, 32)
 	env, err := SignPublication(key, a)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestPublicationRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameMetadata(got, a) || !got.Time.Equal(a.Time) || got.Provider != "" || !bytes.Equal(got.Envelope, env) {
+	if !sameMetadata(got, a) || !got.Time.Equal(a.Time) || got.Provider != "" || !bytes.Equal(got.Envelope, env) || !bytes.Equal(got.Outboard, a.Outboard) {
 		t.Fatalf("opened %+v, signed %+v", got, a)
 	}
 	// The announcement to make of it: this node provides it, now.
@@ -130,7 +131,11 @@ func TestSignPublicationErrors(t *testing.T) {
 	if _, err := SignPublication(key, func() Announcement { b := a; b.CID = cid.Undef; return b }()); !errors.Is(err, ErrInvalid) {
 		t.Errorf("no CID: %v", err)
 	}
+	if _, err := SignPublication(key, func() Announcement { b := a; b.Outboard = make([]byte, 31); return b }()); !errors.Is(err, ErrInvalid) {
+		t.Errorf("outboard hash of 31 bytes: %v", err)
+	}
 	big := a
+	big.Outboard = make([]byte, 32)
 	big.TargetModules = make([]string, 100)
 	for i := range big.TargetModules {
 		big.TargetModules[i] = strings.Repeat("m", maxTargetModuleLen)
