@@ -17,6 +17,7 @@ import (
 	"github.com/expertd/expertd/compress"
 	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
 	"github.com/expertd/expertd/node/unixfs"
@@ -195,6 +196,8 @@ func (n *Node) Publish(ctx context.Context, r api.PublishRequest) (api.Expert, e
 		// The same expert again: pin it and announce it anew, as the
 		// version it is.
 		meta.Envelope = old.Envelope
+	} else if a.Outboard, err = fetch.OutboardHash(file); err != nil {
+		return api.Expert{}, err
 	} else if meta.Envelope, err = n.signVersion(a); err != nil {
 		return api.Expert{}, err
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/expertd/expertd/internal/testutil"
 	"github.com/expertd/expertd/node/api"
+	"github.com/expertd/expertd/node/fetch"
 	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
 )
@@ -89,8 +91,23 @@ func TestPublishVersions(t *testing.T) {
 	}
 	// The version is signed: the announcement of version 1 says 1.
 	m, _ := n.store.Get(cid.MustParse(v1.CID))
-	if a, err := gossip.OpenPublication(m.Envelope); err != nil || a.Version != 1 || a.Name != "team-sql" {
+	a, err := gossip.OpenPublication(m.Envelope)
+	if err != nil || a.Version != 1 || a.Name != "team-sql" {
 		t.Fatalf("publication %+v %v", a, err)
+	}
+	// It signs the outboard of the stored bytes: fetchers check each piece
+	// against it.
+	rc, err := n.store.Open(context.Background(), cid.MustParse(v1.CID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ob, err := fetch.Outboard(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := sha256.Sum256(ob); !bytes.Equal(a.Outboard, h[:]) {
+		t.Fatalf("publication's outboard hash %x, the stored bytes' %x", a.Outboard, h)
 	}
 }
 

@@ -165,6 +165,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Received: func(_ peer.ID, b int) { n.metrics.BytesReceived(b) },
 		Rejected: func(peer.ID) { n.metrics.BlockRejected() },
 		Stored:   n.provider.Stored, // its watchers learn each leaf as it is held
+		Provider: n.provider,        // it serves leaves on as they arrive
 		// A provider that failed (often one that went away) is dropped from
 		// the view for this expert until it announces again, so later
 		// fetches do not wait on it.

@@ -13,6 +13,7 @@ import (
 	"github.com/expertd/expertd/internal/slogutil"
 	"github.com/expertd/expertd/node/api"
 	"github.com/expertd/expertd/node/fetch"
+	"github.com/expertd/expertd/node/gossip"
 	"github.com/expertd/expertd/node/store"
 )
 
@@ -269,11 +270,13 @@ func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
 	t := s.t
 	c := t.cid
 	meta := store.Meta{}
+	var opts []fetch.FetchOption
 	if en, ok := n.gossip.View().Get(c); ok {
 		meta = metaFromEntry(en)
 		if err := n.store.CheckFit(en.Size); err != nil {
 			return err
 		}
+		opts = append(opts, fetch.WithOutboard(outboardOf(en)))
 	}
 	announced := false
 	progress := func(p fetch.Progress) {
@@ -300,7 +303,7 @@ func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
 	if len(providers) > 0 {
 		t.setPhase(fetching(len(providers)))
 		more := func() []peer.ID { return n.gossip.View().Providers(c) }
-		if _, err = n.fetcher.FetchFrom(ctx, c, more, progress); err == nil {
+		if _, err = n.fetcher.FetchFrom(ctx, c, more, progress, opts...); err == nil {
 			return n.complete(ctx, t, meta)
 		}
 		if !patient {
@@ -340,7 +343,7 @@ func (n *Node) fetchOnce(ctx context.Context, s *search, patient bool) error {
 		return errors.New("no provider known from gossip or found in the DHT")
 	}
 	t.setPhase(fetching(len(found)))
-	if _, err = n.fetcher.Fetch(ctx, c, found, progress); err != nil {
+	if _, err = n.fetcher.FetchFrom(ctx, c, func() []peer.ID { return found }, progress, opts...); err != nil {
 		return err
 	}
 	return n.complete(ctx, t, meta)
@@ -417,4 +420,17 @@ func (n *Node) checkFetched(ctx context.Context, c cid.Cid) error {
 		return fmt.Errorf("%w: %w (store.max_output_size)", ErrNotExpert, err)
 	}
 	return nil
+}
+
+// outboardOf returns the outboard hash in the publication of en, the
+// expert's publisher's signature over it; nil for an unsigned entry.
+func outboardOf(en gossip.Entry) []byte {
+	if !en.Signed {
+		return nil
+	}
+	p, err := gossip.OpenPublication(en.Envelope)
+	if err != nil || !p.CID.Equals(en.CID) {
+		return nil
+	}
+	return p.Outboard
 }

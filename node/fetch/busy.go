@@ -46,12 +46,17 @@ func (p *Provider) busy(s *servedStream, req *pb.FetchRequest, layout *unixfs.La
 				hdr.Nodes = append(hdr.Nodes, b.Data)
 			}
 		}
-		have, err := p.holdings(layout)
+		have, whole, err := p.offerable(layout)
 		if err != nil {
 			return p.refuse(s, pb.FetchError_INTERNAL, "%v", err)
 		}
-		if !allHeld(have, len(layout.Leaves)) {
+		if !whole {
 			hdr.Have = have
+		}
+		if req.GetOutboard() {
+			if hdr.Outboard, err = p.flows.outboard(layout, p.blocks, whole); err != nil {
+				return p.refuse(s, pb.FetchError_INTERNAL, "outboard: %v", err)
+			}
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(p.opts.StallTimeout))
 		if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {

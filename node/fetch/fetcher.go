@@ -47,6 +47,10 @@ type Options struct {
 	// stored: Provider.Stored, so that the provider on the same store
 	// tells the peers watching it.
 	Stored func(root cid.Cid, leaf uint64)
+	// Provider, if set, is this node's provider: a fetch given the
+	// expert's outboard hash (WithOutboard) checks each piece of a leaf as
+	// it arrives and lets the provider serve the leaf on meanwhile.
+	Provider *Provider
 }
 
 func (o *Options) defaults() {
@@ -124,21 +128,29 @@ func (f *Fetcher) markBad(p peer.ID) {
 // them, work re-assigned from failed or slow ones). Blocks already held are
 // not fetched again. On success it returns the verified layout; on failure
 // the verified blocks stay stored so a later Fetch resumes.
-func (f *Fetcher) Fetch(ctx context.Context, root cid.Cid, providers []peer.ID, progress func(Progress)) (*unixfs.Layout, error) {
-	return f.FetchFrom(ctx, root, func() []peer.ID { return providers }, progress)
+func (f *Fetcher) Fetch(ctx context.Context, root cid.Cid, providers []peer.ID, progress func(Progress), opts ...FetchOption) (*unixfs.Layout, error) {
+	return f.FetchFrom(ctx, root, func() []peer.ID { return providers }, progress, opts...)
 }
 
 // FetchFrom is Fetch from the providers that providers returns, which it
 // calls again while the fetch runs: peers that start holding the expert
 // meanwhile (partial holders among them) join the fetch.
-func (f *Fetcher) FetchFrom(ctx context.Context, root cid.Cid, providers func() []peer.ID, progress func(Progress)) (*unixfs.Layout, error) {
+func (f *Fetcher) FetchFrom(ctx context.Context, root cid.Cid, providers func() []peer.ID, progress func(Progress), opts ...FetchOption) (*unixfs.Layout, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var fo fetchOptions
+	for _, o := range opts {
+		o(&fo)
+	}
 	cfg := stateConfig{self: f.host.ID(), maxProviders: f.opts.MaxProviders, stall: f.opts.Stall, minRate: f.opts.MinRate}
 	lp := &loop{
 		f: f, root: root, src: providers, progress: progress, events: make(chan event, 16),
 		streams: map[reqID]context.CancelFunc{}, watches: map[peer.ID]context.CancelFunc{},
 		state: newFetchState(cfg, root, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
+	}
+	if len(fo.outboard) > 0 && f.opts.Provider != nil {
+		lp.flow = &fetchFlow{want: fo.outboard, flows: f.opts.Provider.flows, root: root}
+		defer lp.flow.end()
 	}
 	defer lp.stop()
 	start := evStart{}
@@ -181,6 +193,7 @@ type loop struct {
 	streams  map[reqID]context.CancelFunc // running requests
 	watches  map[peer.ID]context.CancelFunc
 	stored   storedLeaves // the leaves its requests stored
+	flow     *fetchFlow   // nil: leaves are checked whole, not served on as they arrive
 }
 
 func (lp *loop) run(ctx context.Context, start evStart) (*unixfs.Layout, error) {
@@ -289,7 +302,8 @@ func (lp *loop) drop(a doDrop) {
 func (lp *loop) send(ctx context.Context, a doSend) {
 	sctx, cancel := context.WithCancel(ctx)
 	lp.streams[a.req] = cancel
-	r := streamReq{id: a.req, peer: a.peer, msg: a.ask.wire(lp.root), known: lp.state.layout, stored: &lp.stored}
+	r := streamReq{id: a.req, peer: a.peer, msg: a.ask.wire(lp.root), known: lp.state.layout, stored: &lp.stored, flow: lp.flow}
+	r.msg.Outboard = lp.flow.asking()
 	go func() {
 		err := lp.f.request(sctx, r, lp.root, lp.events)
 		cancel()

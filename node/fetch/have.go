@@ -111,6 +111,7 @@ func (h *haves) take(sub *haveSub) []uint64 {
 // (verified and stored by a fetch: Options.Stored), for its watchers.
 func (p *Provider) Stored(root cid.Cid, leaf uint64) {
 	p.held.stored(root, leaf)
+	p.flows.stored(root, leaf)
 	p.haves.stored(root, leaf)
 }
 
@@ -125,7 +126,7 @@ func (p *Provider) watch(ctx context.Context, s *servedStream, remote peer.ID, l
 		return p.refuseBusy(s, BusyWatches, 0, "too many watches")
 	}
 	defer p.haves.unsubscribe(sub, remote)
-	have, err := p.holdings(layout) // after subscribing: no leaf falls between
+	have, _, err := p.offerable(layout) // after subscribing: no leaf falls between
 	if err != nil {
 		return p.refuse(s, pb.FetchError_INTERNAL, "%v", err)
 	}

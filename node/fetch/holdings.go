@@ -100,3 +100,17 @@ func (p *Provider) holdings(layout *unixfs.Layout) ([]byte, error) {
 	p.held.put(layout.Root, have, now, gen)
 	return have, nil
 }
+
+// offerable returns what a provider may offer of layout's leaves: those it
+// holds and, unless it holds them all (whole), those that flow here (it
+// is receiving them, and serves them as their pieces verify).
+func (p *Provider) offerable(layout *unixfs.Layout) (have []byte, whole bool, err error) {
+	if have, err = p.holdings(layout); err != nil {
+		return nil, false, err
+	}
+	if allHeld(have, len(layout.Leaves)) {
+		return have, true, nil
+	}
+	p.flows.flowing(layout.Root, have)
+	return have, false, nil
+}

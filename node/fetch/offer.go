@@ -15,11 +15,11 @@ import (
 // leaves from its publisher and trade them. have is the bitmap of every
 // leaf held, sent only when some leaf is missing.
 func (p *Provider) offer(layout *unixfs.Layout, asked []*pb.LeafRange, loaded bool) (ranges []*pb.LeafRange, have []byte, err error) {
-	held, err := p.holdings(layout)
+	held, whole, err := p.offerable(layout)
 	if err != nil {
 		return nil, nil, err
 	}
-	partial := !allHeld(held, len(layout.Leaves))
+	partial := !whole
 	if partial { // the holdings say which asked leaves to offer
 		have = held
 	}

@@ -124,6 +124,7 @@ type Provider struct {
 	haves    *haves // watch streams (have.go)
 	held     *holdingsCache
 	uplink   *uplink // streams with leaves to send, a leaf's time (uplink.go)
+	flows    *flows  // leaves this node is receiving, served as they arrive (flow.go)
 
 	mu      sync.Mutex // guards slots and streams
 	slots   *slots
@@ -141,10 +142,13 @@ type servedStream struct {
 // NewProvider returns a provider; Serve registers it on the host.
 func NewProvider(h host.Host, b Blocks, o ProviderOptions) *Provider {
 	o.defaults()
-	return &Provider{
+	p := &Provider{
 		host: h, blocks: b, opts: o, throttle: newThrottle(o.PeerRate), sent: newSentCounts(), haves: newHaves(), held: newHoldingsCache(), uplink: newUplink(),
 		slots: newSlots(o.slotConfig()), streams: map[streamID]*servedStream{},
 	}
+	// A leaf that starts to flow here is one its watchers may ask for.
+	p.flows = newFlows(p.haves.stored)
+	return p
 }
 
 // Serve handles fetch streams until ctx is done.
@@ -292,7 +296,7 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 		return p.busy(s, &req, layout, BusySlots, "all %d upload slots taken", p.opts.MaxStreams)
 	}
 	loaded := p.othersServed(s)
-	queued, ok := p.uplink.queue(loaded)
+	queued, ok := p.uplink.queue(ctx, loaded)
 	if !ok {
 		return p.busy(s, &req, layout, BusyUplink, "uplink busy: %d streams wait for it", uplinkBacklog)
 	}
@@ -305,6 +309,11 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 	if !req.GetSkipNodes() {
 		for _, b := range layout.Nodes {
 			hdr.Nodes = append(hdr.Nodes, b.Data)
+		}
+	}
+	if req.GetOutboard() {
+		if hdr.Outboard, err = p.flows.outboard(layout, p.blocks, have == nil); err != nil {
+			return p.refuse(s, pb.FetchError_INTERNAL, "outboard: %v", err)
 		}
 	}
 	if buf, err = p.sendFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, buf); err != nil {
@@ -327,6 +336,15 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 				return p.refuseBusy(s, BusyShare, p.uplink.retry(), "others are served: %d leaves each", share)
 			}
 			sent++
+			if l := p.flows.leaf(root, i, 0, false); l != nil {
+				if err := p.sendFlowing(ctx, s, l, i, lim); err != nil {
+					return err
+				}
+				if p.opts.Served != nil {
+					p.opts.Served(remote, len(l.data))
+				}
+				continue
+			}
 			data, err := p.blocks.GetBlock(layout.Leaves[i].Cid)
 			if err != nil {
 				return p.refuse(s, pb.FetchError_INTERNAL, "leaf %d: %v", i, err)

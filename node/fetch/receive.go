@@ -25,6 +25,7 @@ type streamReq struct {
 	// stored is shared by the fetch's requests: a leaf another request
 	// already stored is not written again (nil: write every leaf).
 	stored *storedLeaves
+	flow   *fetchFlow // nil: leaves are read whole
 }
 
 // wire is the request message of a.
@@ -135,6 +136,9 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 		}
 		return fmt.Errorf("%w: a busy header not followed by BUSY", ErrFrame)
 	}
+	if err := r.flow.took(layout, hdr.GetOutboard()); err != nil {
+		return err
+	}
 	if err := r.path.check(layout, offered); err != nil {
 		return err
 	}
@@ -145,42 +149,64 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 		return fmt.Errorf("%w: provider offers none of the asked leaves it says it has", ErrFrame)
 	}
 	events <- evHeader{req: r.id, layout: layout, offered: offered, has: has}
+	var pieceBuf []byte
 	for _, idx := range offered {
 		deadline()
-		if err := readMsg(br, &frame, maxBlockFrame, &buf); err != nil {
-			return expected(err, fmt.Sprintf("leaf %d", idx))
-		}
-		if e := frame.GetError(); e != nil {
-			return &remoteErr{remoteError(e)}
-		}
-		b := frame.GetBlock()
-		if b == nil || b.GetIndex() != idx {
-			return fmt.Errorf("%w: expected leaf %d", ErrFrame, idx)
-		}
 		leaf := layout.Leaves[idx]
-		if err := leaf.Verify(b.GetData()); err != nil {
+		data, inPieces, err := f.readLeaf(br, &frame, &buf, &pieceBuf, r, layout, idx, deadline)
+		if err != nil {
+			return err
+		}
+		if err := leaf.Verify(data); err != nil {
+			if inPieces {
+				r.flow.distrust()
+			}
 			return fmt.Errorf("%w: leaf %d: %w", ErrVerify, idx, err)
 		}
 		news := false
 		if !r.stored.has(idx) {
-			if err := f.blocks.PutBlock(leaf.Cid, b.GetData()); err != nil {
+			if err := f.blocks.PutBlock(leaf.Cid, data); err != nil {
 				return fmt.Errorf("store leaf %d: %w", idx, err)
 			}
 			news = r.stored.add(idx)
 		}
 		if f.opts.Received != nil {
-			f.opts.Received(r.peer, len(b.GetData()))
+			f.opts.Received(r.peer, len(data))
 		}
 		if news && f.opts.Stored != nil {
 			f.opts.Stored(root, idx)
 		}
-		events <- evLeaf{req: r.id, index: idx, size: len(b.GetData())}
+		events <- evLeaf{req: r.id, index: idx, size: len(data)}
 	}
 	deadline()
 	if _, err := br.ReadByte(); err != io.EOF {
 		return fmt.Errorf("%w: data after the last leaf", ErrFrame)
 	}
 	return nil
+}
+
+// readLeaf reads the frame of leaf idx, in pieces checked as they arrive
+// when the fetch has the outboard, else whole, and returns its data
+// (verified against the outboard at most, inPieces: the caller checks
+// its CID).
+func (f *Fetcher) readLeaf(br *bufio.Reader, frame *pb.FetchFrame, buf, pieceBuf *[]byte, r streamReq, layout *unixfs.Layout, idx uint64, deadline func()) (data []byte, inPieces bool, err error) {
+	if lp, ok := r.flow.pieces(layout, idx); ok {
+		data, ok, err := readPieces(br, idx, int(layout.Leaves[idx].Size), lp, pieceBuf, deadline)
+		if ok || err != nil {
+			return data, true, err
+		}
+	}
+	if err := readMsg(br, frame, maxBlockFrame, buf); err != nil {
+		return nil, false, expected(err, fmt.Sprintf("leaf %d", idx))
+	}
+	if e := frame.GetError(); e != nil {
+		return nil, false, &remoteErr{remoteError(e)}
+	}
+	b := frame.GetBlock()
+	if b == nil || b.GetIndex() != idx {
+		return nil, false, fmt.Errorf("%w: expected leaf %d", ErrFrame, idx)
+	}
+	return b.GetData(), false, nil
 }
 
 // readHeader reads a stream's first frame, what: a header, or a FetchError

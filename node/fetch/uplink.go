@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
 )
@@ -9,14 +10,21 @@ import (
 // leaves to send, and how long a leaf takes to go out.
 //
 // While others are served the same expert, a provider takes a request
-// only if fewer than uplinkBacklog streams have leaves waiting; the others
-// get BUSY at once, with the time one of those streams should take to
-// end (retry), and ask a peer that is free meanwhile. A requester whose
-// leaf waited in a long line would be kept from the newer holders of it,
-// and leaves sent side by side by many streams all arrive late (a leaf is
-// served on only once it is whole and verified).
+// only if fewer than uplinkBacklog streams have leaves waiting (and one
+// more may wait in line); the others get BUSY at once, with the time one
+// of those streams should take to end (retry), and ask a peer that is free
+// meanwhile. A requester whose leaf waited in a long line would be kept
+// from the newer holders of it. Several streams side by side cost a leaf's
+// next hop little: a requester with the outboard serves each piece on as
+// it verifies (flow.go), not the leaf once whole; and they keep the uplink
+// busy when some of them are slow (their requesters' downlinks shared, or
+// their leaves still arriving here).
 type uplink struct {
 	waiting atomic.Int32 // streams with leaves to send
+	// inLine is set while a stream waits for one of the uplinkBacklog to
+	// end (queue); freed wakes it.
+	inLine atomic.Bool
+	freed  chan struct{}
 	// leafTime is how long the last leaves took to write (an average),
 	// in nanoseconds.
 	leafTime atomic.Int64
@@ -24,23 +32,63 @@ type uplink struct {
 
 // uplinkBacklog is how many streams may have leaves to send while others
 // are served the same expert: enough to keep the uplink busy across a
-// requester's round trip to its next request.
-const uplinkBacklog = 2
+// requester's round trip to its next request and while some streams are
+// slow. Measured in deploy/bench/swarm (docs/bench/swarm.md): with leaves
+// served on as they arrive, 6 gave the 50-node swarm's last fetcher
+// 2.3-2.9x the floor where 2 gave 3.2-3.4x.
+const uplinkBacklog = 6
 
 // minRetry is the shortest wait a BUSY answer asks for.
 const minRetry = 50 * time.Millisecond
 
-func newUplink() *uplink { return &uplink{} }
+func newUplink() *uplink { return &uplink{freed: make(chan struct{}, 1)} }
 
-// queue counts a stream with leaves to send until done is called, unless
-// it is loaded (others are served) and uplinkBacklog streams wait.
-func (u *uplink) queue(loaded bool) (done func(), ok bool) {
-	if n := u.waiting.Add(1); loaded && n > uplinkBacklog {
+// queue counts a stream with leaves to send until done is called. When it
+// is loaded (others are served) and uplinkBacklog streams have leaves to
+// send, one stream may wait in line, up to a leaf's time (within
+// [minRetry, maxLine]), for one of them to end: the uplink then goes on
+// at once with the next request instead of idling for a refused
+// requester's round trip. Others are refused (ok false).
+func (u *uplink) queue(ctx context.Context, loaded bool) (done func(), ok bool) {
+	done = func() {
 		u.waiting.Add(-1)
+		select {
+		case u.freed <- struct{}{}:
+		default:
+		}
+	}
+	if n := u.waiting.Add(1); !loaded || n <= uplinkBacklog {
+		return done, true
+	}
+	u.waiting.Add(-1)
+	if !u.inLine.CompareAndSwap(false, true) {
 		return nil, false
 	}
-	return func() { u.waiting.Add(-1) }, true
+	defer u.inLine.Store(false)
+	limit := time.NewTimer(min(max(time.Duration(u.leafTime.Load()), minRetry), maxLine))
+	defer limit.Stop()
+	select { // a wake-up from before this stream came is stale
+	case <-u.freed:
+	default:
+	}
+	for {
+		if n := u.waiting.Add(1); n <= uplinkBacklog {
+			return done, true
+		}
+		u.waiting.Add(-1)
+		select {
+		case <-u.freed:
+		case <-limit.C:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 }
+
+// maxLine bounds the wait in line, well within a requester's patience
+// for a header (headerPatience).
+const maxLine = time.Second
 
 // wrote takes in a leaf write that took d.
 func (u *uplink) wrote(d time.Duration) {

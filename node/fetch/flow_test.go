@@ -1,0 +1,235 @@
+package fetch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cid "github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/expertd/expertd/internal/testutil"
+	"github.com/expertd/expertd/node/unixfs"
+	pb "github.com/expertd/expertd/proto"
+)
+
+// outboardHash returns data's outboard and its hash.
+func outboardHash(t testing.TB, data []byte) (ob, hash []byte) {
+	t.Helper()
+	ob, err := Outboard(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(ob)
+	return ob, h[:]
+}
+
+// pieceServer is a provider of the fetch protocol that holds data whole
+// and sends leaf 0 in two halves: the first at once, the second once
+// release is closed. It answers requests as Provider does (header with the
+// asked leaves, nodes unless skipped, the outboard if asked), with a
+// corruption hook for leaf 0's second half and the outboard it sends.
+type pieceServer struct {
+	layout   *unixfs.Layout
+	data     []byte
+	outboard []byte
+	release  chan struct{}
+	corrupt  bool // flip a byte in leaf 0's second half
+}
+
+func (ps *pieceServer) handle(s network.Stream) {
+	defer s.Close()
+	var req pb.FetchRequest
+	var buf []byte
+	if err := pb.ReadFrame(bufio.NewReader(s), &req, maxRequestFrame, &buf); err != nil || req.GetWatch() {
+		_ = s.Reset()
+		return
+	}
+	n := uint64(len(ps.layout.Leaves))
+	asked, err := wanted(&req, n)
+	if err != nil {
+		_ = s.Reset()
+		return
+	}
+	hdr := &pb.FetchHeader{Size: ps.layout.Size, Leaves: n, Ranges: asked}
+	if !req.GetSkipNodes() {
+		for _, b := range ps.layout.Nodes {
+			hdr.Nodes = append(hdr.Nodes, b.Data)
+		}
+	}
+	if req.GetOutboard() {
+		hdr.Outboard = ps.outboard
+	}
+	if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Header{Header: hdr}}, nil); err != nil {
+		return
+	}
+	for _, r := range asked {
+		for i := r.GetStart(); i < r.GetEnd(); i++ {
+			l := ps.layout.Leaves[i]
+			leaf := ps.data[l.Offset : l.Offset+l.Size]
+			if i != 0 {
+				if _, err := pb.WriteFrame(s, &pb.FetchFrame{Body: &pb.FetchFrame_Block{Block: &pb.Block{Index: i, Data: leaf}}}, nil); err != nil {
+					return
+				}
+				continue
+			}
+			half := len(leaf) / 2 / PieceSize * PieceSize
+			if _, err := s.Write(append(blockPrefix(0, len(leaf)), leaf[:half]...)); err != nil {
+				return
+			}
+			<-ps.release
+			rest := bytes.Clone(leaf[half:])
+			if ps.corrupt {
+				rest[len(rest)/2] ^= 1
+			}
+			if _, err := s.Write(rest); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func startPieceServer(t *testing.T, ps *pieceServer) host.Host {
+	h := newHost(t)
+	h.SetStreamHandler(ProtocolID, ps.handle)
+	return h
+}
+
+// flowNode is a node's fetcher and provider sharing their flows, as
+// node.New wires them.
+type flowNode struct {
+	h     host.Host
+	store *memBlocks
+	prov  *Provider
+	fetch *Fetcher
+}
+
+func newFlowNode(t *testing.T) *flowNode {
+	n := &flowNode{h: newHost(t), store: newMem()}
+	n.prov = NewProvider(n.h, n.store, ProviderOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go n.prov.Serve(ctx)
+	waitHandler(t, n.h)
+	n.fetch = NewFetcher(n.h, n.store, Options{Stored: n.prov.Stored, Provider: n.prov})
+	return n
+}
+
+// A node serves a leaf it is still receiving: while the publisher holds
+// back the second half of leaf 0, a second fetcher gets the first half
+// from the first, piece by piece, before the first holds the leaf; once
+// released, both hold the expert.
+func TestFlowServesLeafUnderWay(t *testing.T) {
+	data := randomBytes(3<<20+5000, 41)
+	src := newMem()
+	l := addFile(t, src, data)
+	ob, hash := outboardHash(t, data)
+	ps := &pieceServer{layout: l, data: data, outboard: ob, release: make(chan struct{})}
+	pub := startPieceServer(t, ps)
+	f, d := newFlowNode(t), newFlowNode(t)
+	connect(t, f.h, pub)
+	connect(t, d.h, f.h)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() {
+		_, err := f.fetch.Fetch(ctx, l.Root, ids(pub), nil, WithOutboard(hash))
+		errs <- err
+	}()
+	// D learns F once F holds the layout, as gossip would announce it.
+	testutil.Eventually(t, 10*time.Second, "F to hold the layout", func() bool {
+		_, err := localLayout(ctx, f.store, l.Root, 1<<30)
+		return err == nil
+	})
+	go func() {
+		_, err := d.fetch.Fetch(ctx, l.Root, ids(f.h), nil, WithOutboard(hash))
+		errs <- err
+	}()
+	half := int(l.Leaves[0].Size) / 2 / PieceSize * PieceSize
+	testutil.Eventually(t, 10*time.Second, "D to receive the first half of leaf 0 from F", func() bool {
+		lf := d.prov.flows.leaf(l.Root, 0, 0, false)
+		return lf != nil && lf.verified() == half
+	})
+	if ok, _ := f.store.HasBlock(l.Leaves[0].Cid); ok {
+		t.Fatal("F holds leaf 0 whole while the publisher still holds back its second half")
+	}
+	close(ps.release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*flowNode{f, d} {
+		if !bytes.Equal(readFile(t, n.store, l), data) {
+			t.Fatal("fetched bytes differ")
+		}
+	}
+}
+
+// A piece that does not match the outboard fails its leaf at that piece,
+// and an outboard that does not match the publication's hash fails the
+// request: either is the sender's error (ErrVerify, marked bad), and
+// nothing of the leaf is stored.
+func TestFlowRefused(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(ps *pieceServer)
+	}{
+		{"bad piece", func(ps *pieceServer) { ps.corrupt = true }},
+		{"false outboard", func(ps *pieceServer) { ps.outboard = bytes.Clone(ps.outboard); ps.outboard[5] ^= 1 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := randomBytes(2<<20+7, 42)
+			l := addFile(t, newMem(), data)
+			ob, hash := outboardHash(t, data)
+			ps := &pieceServer{layout: l, data: data, outboard: ob, release: make(chan struct{})}
+			close(ps.release)
+			c.edit(ps)
+			pub := startPieceServer(t, ps)
+			f := newFlowNode(t)
+			connect(t, f.h, pub)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := f.fetch.Fetch(ctx, l.Root, ids(pub), nil, WithOutboard(hash)); !errors.Is(err, ErrVerify) {
+				t.Fatalf("err = %v, want ErrVerify", err)
+			}
+			if !f.fetch.IsBad(pub.ID()) {
+				t.Fatal("the sender is not marked bad")
+			}
+			if ok, _ := f.store.HasBlock(l.Leaves[0].Cid); ok {
+				t.Fatal("leaf 0 stored")
+			}
+		})
+	}
+}
+
+// The real provider sends the outboard of an expert it holds whole, and a
+// fetch with the hash reads every leaf in pieces.
+func TestFlowFromWholeProvider(t *testing.T) {
+	data := randomBytes(2<<20+99, 44)
+	src := newMem()
+	l := addFile(t, src, data)
+	_, hash := outboardHash(t, data)
+	f := newFlowNode(t)
+	prov := startProvider(t, f.h, src, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var pieces atomic.Int64
+	f.prov.flows.started = func(cid.Cid, uint64) { pieces.Add(1) }
+	if _, err := f.fetch.Fetch(ctx, l.Root, ids(prov), nil, WithOutboard(hash)); err != nil {
+		t.Fatal(err)
+	}
+	if int(pieces.Load()) != len(l.Leaves) {
+		t.Fatalf("%d leaves read in pieces, want %d", pieces.Load(), len(l.Leaves))
+	}
+	if !bytes.Equal(readFile(t, f.store, l), data) {
+		t.Fatal("fetched bytes differ")
+	}
+}
