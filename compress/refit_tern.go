@@ -3,6 +3,7 @@ package compress
 import (
 	"math"
 	"math/bits"
+	"unsafe"
 )
 
 // The refit works on both factors in one layout: X = B (out x r) and
@@ -110,19 +111,16 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 			kept[j*words+w] |= 1 << (i & 63)
 			neg[j*words+w] |= uint64(e&1) << (i & 63)
 		}
-		// Two kept elements at a time share the loads of x.
-		q := 0
-		for ; q+2 <= len(row); q += 2 {
-			j0, j1 := int(row[q]>>1), int(row[q+1]>>1)
-			s0, s1 := signs[row[q]&1], signs[row[q+1]&1]
-			f0, f1 := t.ft[j0*r : j0*r+r][:len(x)], t.ft[j1*r : j1*r+r][:len(x)]
-			for l, v := range x {
-				f0[l] += float64(s0 * v)
-				f1[l] += float64(s1 * v)
-			}
+		if !useAVX2 || r < 4 {
+			addSignedCols(t.ft, row, x, 0)
 		}
-		if q < len(row) {
-			addScaled(t.ft[int(row[q]>>1)*r:int(row[q]>>1)*r+r], signs[row[q]&1], x)
+	}
+	if useAVX2 && r >= 4 && t.n > 0 {
+		statsAVX2(&t.ft[0], r, &f.d[0], &t.start[0], unsafe.SliceData(t.el), t.n, r/4)
+		if r%4 != 0 {
+			for i := 0; i < t.n; i++ {
+				addSignedCols(t.ft, t.row(i), f.row(i), r&^3)
+			}
 		}
 	}
 	for j := 0; j < r; j++ {

@@ -1,0 +1,81 @@
+package compress
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// kernelInput is an n x r factor whose elements spread over many
+// magnitudes and both signs, so that any change in how products and sums
+// are rounded or ordered shows in the last bits.
+func kernelInput(rng *rand.Rand, n, r int) factor {
+	d := make([]float64, n*r)
+	for i := range d {
+		d[i] = rng.NormFloat64() * math.Exp2(float64(rng.IntN(40)-20))
+	}
+	return factor{n, r, d}
+}
+
+// withGo runs f with the Go loops instead of the AVX2 kernels.
+func withGo(f func()) {
+	defer func(u bool) { useAVX2 = u }(useAVX2)
+	useAVX2 = false
+	f()
+}
+
+func sameBits(t *testing.T, what string, got, want []float64) {
+	t.Helper()
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("%s: element %d is %v (%#x), the Go loops give %v (%#x)",
+				what, i, got[i], math.Float64bits(got[i]), want[i], math.Float64bits(want[i]))
+		}
+	}
+}
+
+// TestRefitKernelsMatchGo: the AVX2 kernels give the Go loops' results
+// bit for bit (same products, same order of additions), for ranks with
+// and without a remainder of columns, odd numbers of rows included.
+func TestRefitKernelsMatchGo(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("no AVX2 on this machine: the Go loops are all there is")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, r := range []int{1, 3, 4, 5, 7, 8, 12, 16, 17, 31, 64, 67} {
+		for _, n := range []int{1, 2, 5, 8, 67, 130} {
+			if r > n+8 {
+				continue
+			}
+			f := kernelInput(rng, n, r)
+			w := kernelInput(rng, r, r).d
+
+			g, gGo := make([]float64, r*r), make([]float64, r*r)
+			gram(g, f)
+			withGo(func() { gram(gGo, f) })
+			sameBits(t, "gram", g, gGo)
+
+			d, dGo := make([]float64, n*r), make([]float64, n*r)
+			mul(d, f, w)
+			withGo(func() { mul(dGo, f, w) })
+			sameBits(t, "mul", d, dGo)
+
+			var ws refitScratch
+			var tn, tnGo tern
+			k := max(1, n*r/5)
+			signsOf(&tn, f, k, &ws).stats(f, &ws)
+			withGo(func() { signsOf(&tnGo, f, k, &ws).stats(f, &ws) })
+			sameBits(t, "T^T F", tn.ft, tnGo.ft)
+			sameBits(t, "T^T T", tn.tt, tnGo.tt)
+		}
+	}
+}
+
+// TestRefitGoldenGo runs TestRefitGolden's check on the Go loops alone,
+// as on a machine without AVX2.
+func TestRefitGoldenGo(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("TestRefitGolden runs the Go loops here")
+	}
+	withGo(func() { TestRefitGolden(t) })
+}
