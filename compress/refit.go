@@ -142,13 +142,14 @@ func codeKept(c *Coded, t Tensor, pos []uint32, sc *scratch) {
 
 // refitScratch holds one worker's buffers, reused across modules.
 type refitScratch struct {
-	x, y   []float64 // the module's factors
-	dense  []float64 // the balanced start, then the unconstrained fits
-	ct, g  []float64 // r x r statistics of the fixed side
-	top    topScratch
-	bits   []uint64
-	ts     [6]tern  // current and next iterate of each side, then the best pair
-	pa, pb []uint32 // the output
+	x, y    []float64 // the module's factors
+	dense   []float64 // the balanced start, then the unconstrained fits
+	ct, g   []float64 // r x r statistics of the fixed side
+	top     topScratch
+	rowKeys []uint32 // the rank keys of one row
+	bits    []uint64
+	ts      [6]tern  // current and next iterate of each side, then the best pair
+	pa, pb  []uint32 // the output
 }
 
 // refitResult holds a module's ternary factors, their kept elements in the

@@ -103,16 +103,15 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 	clear(ws.bits)
 	kept, neg := ws.bits[:r*words], ws.bits[r*words:]
 	for i := 0; i < t.n; i++ {
-		x := f.row(i)
-		w := i >> 6
-		row := t.row(i)
+		w, bit := i>>6, uint64(1)<<(i&63)
+		row := t.el[t.start[i]:t.start[i+1]]
 		for _, e := range row {
-			j := int(e >> 1)
-			kept[j*words+w] |= 1 << (i & 63)
-			neg[j*words+w] |= uint64(e&1) << (i & 63)
+			q := int(e>>1)*words + w
+			kept[q] |= bit
+			neg[q] |= bit & -uint64(e&1)
 		}
 		if !useAVX2 || r < 4 {
-			addSignedCols(t.ft, row, x, 0)
+			addSignedCols(t.ft, row, f.row(i), 0)
 		}
 	}
 	if useAVX2 && r >= 4 && t.n > 0 {
@@ -181,15 +180,16 @@ func ternL2(t *tern, f factor, k int, ws *refitScratch) *tern {
 
 // keptSigns sets t to sign(f) where the plain codec keeps f:
 // absKey >= max(thr, 1), that is rankKey > max(thr, 1) + rankZeroGap - 1.
+// The rank keys are made row by row, as fill goes.
 func keptSigns(t *tern, f factor, thr uint32, ws *refitScratch) *tern {
-	return t.fill(f, ws.rankKeys(f), topCut{thr: max(thr, 1) + rankZeroGap - 1})
+	return t.fill(f, nil, topCut{thr: max(thr, 1) + rankZeroGap - 1}, ws)
 }
 
 // signsOf sets t to sign(f) on its k largest magnitudes (topK's choice),
 // with scale 0.
 func signsOf(t *tern, f factor, k int, ws *refitScratch) *tern {
 	keys := ws.rankKeys(f)
-	return t.fill(f, keys, ws.top.selectTop(keys, k))
+	return t.fill(f, keys, ws.top.selectTop(keys, k), ws)
 }
 
 // rankKeys returns the rank keys of f's elements, in ws's buffer.
@@ -202,9 +202,9 @@ func (ws *refitScratch) rankKeys(f factor) []uint32 {
 	return keys
 }
 
-// fill sets t to sign(f) where the rank keys of f are above c.thr, and at
-// the first c.ties equal to it.
-func (t *tern) fill(f factor, keys []uint32, c topCut) *tern {
+// fill sets t to sign(f) where the rank keys of f (nil: made from f, a
+// row at a time) are above c.thr, and at the first c.ties equal to it.
+func (t *tern) fill(f factor, keys []uint32, c topCut, ws *refitScratch) *tern {
 	n, r := f.n, f.r
 	t.n, t.r, t.s = n, r, 0
 	t.start = grow(t.start, n+1)
@@ -219,20 +219,39 @@ func (t *tern) fill(f factor, keys []uint32, c topCut) *tern {
 		if len(el)-k < r {
 			el = append(el[:k], make([]uint32, max(r, k))...)
 		}
+		row := f.row(i)
+		var rk []uint32
+		if keys != nil {
+			rk = keys[i*r : i*r+r]
+		} else {
+			ws.rowKeys = grow(ws.rowKeys, r)
+			rk = ws.rowKeys
+			for j, v := range row {
+				rk[j] = rankKey(v)
+			}
+		}
 		// Without branches on the data: every column is written, and only
 		// kept ones are moved past.
-		rk := keys[i*r : i*r+r]
-		for j, v := range f.row(i)[:len(rk)] {
-			el[k] = uint32(j)<<1 | uint32(math.Float64bits(v)>>63)
-			inc := 0
-			if rk[j] > thr {
-				inc = 1
+		if ties == 0 {
+			out, q := el[k:k+len(rk)], 0
+			for j, v := range row[:len(rk)] {
+				out[q] = uint32(j)<<1 | uint32(math.Float64bits(v)>>63)
+				q += int(uint64(int64(thr)-int64(rk[j])) >> 63) // rk[j] > thr
 			}
-			if rk[j] == thr && ties > 0 {
-				ties--
-				inc = 1
+			k += q
+		} else {
+			for j, v := range row[:len(rk)] {
+				el[k] = uint32(j)<<1 | uint32(math.Float64bits(v)>>63)
+				inc := 0
+				if rk[j] > thr {
+					inc = 1
+				}
+				if rk[j] == thr && ties > 0 {
+					ties--
+					inc = 1
+				}
+				k += inc
 			}
-			k += inc
 		}
 		t.start[i+1] = int32(k)
 	}
