@@ -16,7 +16,7 @@ func gram(g []float64, f factor) {
 		for ; i+8 <= f.n; i += 8 { // the columns of whole groups of four
 			gram8AVX2(&g[0], &f.d[i*r], r, r/4)
 		}
-		for i0 := 0; i0 < i; i0 += 4 { // the other columns
+		for i0 := 0; i0 < i && r%4 != 0; i0 += 4 { // the other columns
 			gram4(g, f.row(i0), f.row(i0+1), f.row(i0+2), f.row(i0+3), r&^3)
 		}
 	}
@@ -70,7 +70,9 @@ func mul(dst []float64, f factor, w []float64) {
 			j0 = r &^ 3
 			mulPairAVX2(&d0[0], &d1[0], &x0[0], &x1[0], &w[0], r, r/4)
 		}
-		mulPair(d0, d1, x0, x1, w, j0)
+		if j0 < r {
+			mulPair(d0, d1, x0, x1, w, j0)
+		}
 		for l := r &^ 3; l < r; l++ {
 			addScaled(d0, x0[l], w[l*r:l*r+r])
 			addScaled(d1, x1[l], w[l*r:l*r+r])
