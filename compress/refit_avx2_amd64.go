@@ -49,9 +49,19 @@ func mulPairAVX2(d0, d1, x0, x1, w *float64, r, nv int)
 //go:noescape
 func gram8AVX2(gm, x *float64, r, nv int)
 
-// statsAVX2 is addSignedCols(ft, el[start[i]:start[i+1]], row i of f, 0)
-// for each row i < n of f (n x r), restricted to the first 4*nv columns,
-// nv = r/4.
+// statsCols8AVX2, statsCols4AVX2 and statsCols1AVX2 add to T^T F
+// (ft, r x r) the products of its ternary columns with the 32, 16 or 4
+// columns of f (n x r) from the ones ft and f point at: for each column
+// j, ft[j] gets row i of f added, negated when the sign bit of (i, j) is
+// set, for each kept row i in increasing order, as addSignedCols does.
+// kept and neg are T's columns as bitsets of words words each; r is the
+// length of the rows of ft and f.
 //
 //go:noescape
-func statsAVX2(ft *float64, r int, f *float64, start *int32, el *uint32, n, nv int)
+func statsCols8AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+
+//go:noescape
+func statsCols4AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+
+//go:noescape
+func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int)

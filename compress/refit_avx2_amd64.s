@@ -3,6 +3,68 @@
 // See refit_avx2_amd64.go. Products are VMULPD and sums VADDPD, each
 // rounded, in the order of the Go loops; never VFMADD.
 
+// statsCols8AVX2, statsCols4AVX2 and statsCols1AVX2: for each column
+// j < r of T, for the 32, 16 or 4 columns from ft and f on: ft[j] += row
+// i of f, its sign bit flipped when bit i of neg's column j is set, for
+// each bit i set in kept's column j, in increasing i. Rows go by blocks
+// of 64 (one word of the bitsets), so that the block of f stays in cache
+// for all columns j; the sums of a column stay in registers within a
+// block. STATS_COLS is their body, with ACC_LOAD, ACC_ADD (row i of f at
+// AX, its sign in Y15) and ACC_STORE for the width; it is defined before
+// every TEXT so that go vet checks its arguments against none.
+#define STATS_COLS \
+	MOVQ f+8(FP), R12; \
+	MOVQ r+32(FP), R8; \
+	MOVQ words+40(FP), R13; \
+	TESTQ R8, R8; \
+	JZ   done; \
+	TESTQ R13, R13; \
+	JZ   done; \
+	SHLQ $3, R8; \
+	LEAQ (R13*8), R11; \
+word: \
+	MOVQ ft+0(FP), DI; \
+	MOVQ kept+16(FP), R9; \
+	MOVQ neg+24(FP), R10; \
+	MOVQ r+32(FP), SI; \
+col: \
+	MOVQ (R9), BX; \
+	TESTQ BX, BX; \
+	JZ   next; \
+	MOVQ (R10), DX; \
+	ACC_LOAD; \
+bit: \
+	BSFQ BX, CX; \
+	MOVQ DX, AX; \
+	SHRQ CX, AX; \
+	SHLQ $63, AX; \
+	MOVQ AX, X15; \
+	VPBROADCASTQ X15, Y15; \
+	MOVQ CX, AX; \
+	IMULQ R8, AX; \
+	ADDQ R12, AX; \
+	ACC_ADD; \
+	LEAQ -1(BX), CX; \
+	ANDQ CX, BX; \
+	JNZ  bit; \
+	ACC_STORE; \
+next: \
+	ADDQ R8, DI; \
+	ADDQ R11, R9; \
+	ADDQ R11, R10; \
+	DECQ SI; \
+	JNZ  col; \
+	ADDQ $8, kept+16(FP); \
+	ADDQ $8, neg+24(FP); \
+	MOVQ R8, AX; \
+	SHLQ $6, AX; \
+	ADDQ AX, R12; \
+	DECQ R13; \
+	JNZ  word; \
+done: \
+	VZEROUPPER; \
+	RET
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX
@@ -157,63 +219,38 @@ gram8_done:
 	VZEROUPPER
 	RET
 
-// func statsAVX2(ft *float64, r int, f *float64, start *int32, el *uint32, n, nv int)
-// For each row i < n of f (r long), for each element e of
-// el[start[i]:start[i+1]]: ft[e>>1] += row i of f, or -row when e&1
-// (the sign bit flipped, exact as -1*x is).
-TEXT ·statsAVX2(SB), NOSPLIT, $0-56
-	MOVQ ft+0(FP), DI
-	MOVQ r+8(FP), R8
-	MOVQ f+16(FP), SI
-	MOVQ start+24(FP), R13
-	MOVQ el+32(FP), R9
-	MOVQ n+40(FP), R10
-	MOVQ nv+48(FP), R11
-	TESTQ R10, R10
-	JZ   stats_done
-	TESTQ R11, R11
-	JZ   stats_done
-	SHLQ $3, R8           // bytes per row
-	SHLQ $5, R11          // bytes of the columns done here
-	MOVLQSX (R13), AX
-	LEAQ (R9)(AX*4), R9   // &el[start[0]]
+#define ACC_LOAD VMOVUPD 0(DI), Y0; VMOVUPD 32(DI), Y1; VMOVUPD 64(DI), Y2; VMOVUPD 96(DI), Y3; VMOVUPD 128(DI), Y4; VMOVUPD 160(DI), Y5; VMOVUPD 192(DI), Y6; VMOVUPD 224(DI), Y7
+#define ACC_ADD VXORPD 0(AX), Y15, Y8; VADDPD Y8, Y0, Y0; VXORPD 32(AX), Y15, Y9; VADDPD Y9, Y1, Y1; VXORPD 64(AX), Y15, Y8; VADDPD Y8, Y2, Y2; VXORPD 96(AX), Y15, Y9; VADDPD Y9, Y3, Y3; VXORPD 128(AX), Y15, Y8; VADDPD Y8, Y4, Y4; VXORPD 160(AX), Y15, Y9; VADDPD Y9, Y5, Y5; VXORPD 192(AX), Y15, Y8; VADDPD Y8, Y6, Y6; VXORPD 224(AX), Y15, Y9; VADDPD Y9, Y7, Y7
+#define ACC_STORE VMOVUPD Y0, 0(DI); VMOVUPD Y1, 32(DI); VMOVUPD Y2, 64(DI); VMOVUPD Y3, 96(DI); VMOVUPD Y4, 128(DI); VMOVUPD Y5, 160(DI); VMOVUPD Y6, 192(DI); VMOVUPD Y7, 224(DI)
 
-stats_row:
-	MOVLQSX 4(R13), R12
-	MOVLQSX (R13), AX
-	SUBQ AX, R12          // elements in this row
-	JZ   stats_next
+// func statsCols8AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+TEXT ·statsCols8AVX2(SB), NOSPLIT, $0-48
+	STATS_COLS
 
-stats_el:
-	MOVL (R9), AX
-	MOVQ AX, BX
-	SHLQ $63, BX          // the sign bit of the element
-	MOVQ BX, X0
-	VPBROADCASTQ X0, Y0
-	SHRL $1, AX
-	IMULQ R8, AX
-	LEAQ (DI)(AX*1), DX
-	XORQ CX, CX
+#undef ACC_LOAD
+#undef ACC_ADD
+#undef ACC_STORE
 
-stats_col:
-	VXORPD  (SI)(CX*1), Y0, Y1
-	VADDPD  (DX)(CX*1), Y1, Y1
-	VMOVUPD Y1, (DX)(CX*1)
-	ADDQ    $32, CX
-	CMPQ    CX, R11
-	JLT     stats_col
+#define ACC_LOAD VMOVUPD 0(DI), Y0; VMOVUPD 32(DI), Y1; VMOVUPD 64(DI), Y2; VMOVUPD 96(DI), Y3
+#define ACC_ADD VXORPD 0(AX), Y15, Y8; VADDPD Y8, Y0, Y0; VXORPD 32(AX), Y15, Y9; VADDPD Y9, Y1, Y1; VXORPD 64(AX), Y15, Y8; VADDPD Y8, Y2, Y2; VXORPD 96(AX), Y15, Y9; VADDPD Y9, Y3, Y3
+#define ACC_STORE VMOVUPD Y0, 0(DI); VMOVUPD Y1, 32(DI); VMOVUPD Y2, 64(DI); VMOVUPD Y3, 96(DI)
 
-	ADDQ $4, R9
-	DECQ R12
-	JNZ  stats_el
+// func statsCols4AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+TEXT ·statsCols4AVX2(SB), NOSPLIT, $0-48
+	STATS_COLS
 
-stats_next:
-	ADDQ $4, R13
-	ADDQ R8, SI
-	DECQ R10
-	JNZ  stats_row
+#undef ACC_LOAD
+#undef ACC_ADD
+#undef ACC_STORE
 
-stats_done:
-	VZEROUPPER
-	RET
+#define ACC_LOAD VMOVUPD 0(DI), Y0
+#define ACC_ADD VXORPD 0(AX), Y15, Y8; VADDPD Y8, Y0, Y0
+#define ACC_STORE VMOVUPD Y0, 0(DI)
 
+// func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+TEXT ·statsCols1AVX2(SB), NOSPLIT, $0-48
+	STATS_COLS
+
+#undef ACC_LOAD
+#undef ACC_ADD
+#undef ACC_STORE

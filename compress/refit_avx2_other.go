@@ -7,8 +7,8 @@ const haveAVX2 = false
 
 var useAVX2 = false
 
-func mulPairAVX2(d0, d1, x0, x1, w *float64, r, nv int) { panic("no AVX2") }
-func gram8AVX2(gm, x *float64, r, nv int)               { panic("no AVX2") }
-func statsAVX2(ft *float64, r int, f *float64, start *int32, el *uint32, n, nv int) {
-	panic("no AVX2")
-}
+func mulPairAVX2(d0, d1, x0, x1, w *float64, r, nv int)              { panic("no AVX2") }
+func gram8AVX2(gm, x *float64, r, nv int)                            { panic("no AVX2") }
+func statsCols8AVX2(ft, f *float64, kept, neg *uint64, r, words int) { panic("no AVX2") }
+func statsCols4AVX2(ft, f *float64, kept, neg *uint64, r, words int) { panic("no AVX2") }
+func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int) { panic("no AVX2") }

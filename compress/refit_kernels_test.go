@@ -43,7 +43,7 @@ func TestRefitKernelsMatchGo(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, r := range []int{1, 3, 4, 5, 7, 8, 12, 16, 17, 31, 64, 67} {
-		for _, n := range []int{1, 2, 5, 8, 67, 130} {
+		for _, n := range []int{1, 2, 5, 8, 67, 130, 200} {
 			if r > n+8 {
 				continue
 			}

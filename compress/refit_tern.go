@@ -3,7 +3,6 @@ package compress
 import (
 	"math"
 	"math/bits"
-	"unsafe"
 )
 
 // The refit works on both factors in one layout: X = B (out x r) and
@@ -115,10 +114,21 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 		}
 	}
 	if useAVX2 && r >= 4 && t.n > 0 {
-		statsAVX2(&t.ft[0], r, &f.d[0], &t.start[0], unsafe.SliceData(t.el), t.n, r/4)
-		if r%4 != 0 {
+		// Column by column of T, a few columns of F at a time, the sums
+		// in registers across kept rows.
+		r4, c := r&^3, 0
+		for ; c+32 <= r4; c += 32 {
+			statsCols8AVX2(&t.ft[c], &f.d[c], &kept[0], &neg[0], r, words)
+		}
+		for ; c+16 <= r4; c += 16 {
+			statsCols4AVX2(&t.ft[c], &f.d[c], &kept[0], &neg[0], r, words)
+		}
+		for ; c < r4; c += 4 {
+			statsCols1AVX2(&t.ft[c], &f.d[c], &kept[0], &neg[0], r, words)
+		}
+		if r4 != r {
 			for i := 0; i < t.n; i++ {
-				addSignedCols(t.ft, t.row(i), f.row(i), r&^3)
+				addSignedCols(t.ft, t.row(i), f.row(i), r4)
 			}
 		}
 	}
