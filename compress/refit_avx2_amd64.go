@@ -65,3 +65,16 @@ func statsCols4AVX2(ft, f *float64, kept, neg *uint64, r, words int)
 
 //go:noescape
 func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+
+// rankKeysAVX2 sets keys[i] = rankKey(f[i]) for i < 4 nv.
+//
+//go:noescape
+func rankKeysAVX2(keys *uint32, f *float64, nv int)
+
+// fillAVX2 is the branch-free loop of tern.fill (no ties) on the rows of
+// f (n x r, r a multiple of four), rank keys made from f: it writes the
+// kept elements of each row to el and the counts so far to start[1:],
+// and returns the count. el must have room for n r elements.
+//
+//go:noescape
+func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32) int

@@ -254,3 +254,155 @@ TEXT ·statsCols1AVX2(SB), NOSPLIT, $0-48
 #undef ACC_LOAD
 #undef ACC_ADD
 #undef ACC_STORE
+
+// refitCompact<> holds, for each 4-bit mask of kept lanes, the VPSHUFB
+// control that moves the kept lanes (dwords) to the front, in order.
+DATA refitCompact<>+0(SB)/8, $0x8080808080808080
+DATA refitCompact<>+8(SB)/8, $0x8080808080808080
+DATA refitCompact<>+16(SB)/8, $0x8080808003020100
+DATA refitCompact<>+24(SB)/8, $0x8080808080808080
+DATA refitCompact<>+32(SB)/8, $0x8080808007060504
+DATA refitCompact<>+40(SB)/8, $0x8080808080808080
+DATA refitCompact<>+48(SB)/8, $0x0706050403020100
+DATA refitCompact<>+56(SB)/8, $0x8080808080808080
+DATA refitCompact<>+64(SB)/8, $0x808080800b0a0908
+DATA refitCompact<>+72(SB)/8, $0x8080808080808080
+DATA refitCompact<>+80(SB)/8, $0x0b0a090803020100
+DATA refitCompact<>+88(SB)/8, $0x8080808080808080
+DATA refitCompact<>+96(SB)/8, $0x0b0a090807060504
+DATA refitCompact<>+104(SB)/8, $0x8080808080808080
+DATA refitCompact<>+112(SB)/8, $0x0706050403020100
+DATA refitCompact<>+120(SB)/8, $0x808080800b0a0908
+DATA refitCompact<>+128(SB)/8, $0x808080800f0e0d0c
+DATA refitCompact<>+136(SB)/8, $0x8080808080808080
+DATA refitCompact<>+144(SB)/8, $0x0f0e0d0c03020100
+DATA refitCompact<>+152(SB)/8, $0x8080808080808080
+DATA refitCompact<>+160(SB)/8, $0x0f0e0d0c07060504
+DATA refitCompact<>+168(SB)/8, $0x8080808080808080
+DATA refitCompact<>+176(SB)/8, $0x0706050403020100
+DATA refitCompact<>+184(SB)/8, $0x808080800f0e0d0c
+DATA refitCompact<>+192(SB)/8, $0x0f0e0d0c0b0a0908
+DATA refitCompact<>+200(SB)/8, $0x8080808080808080
+DATA refitCompact<>+208(SB)/8, $0x0b0a090803020100
+DATA refitCompact<>+216(SB)/8, $0x808080800f0e0d0c
+DATA refitCompact<>+224(SB)/8, $0x0b0a090807060504
+DATA refitCompact<>+232(SB)/8, $0x808080800f0e0d0c
+DATA refitCompact<>+240(SB)/8, $0x0706050403020100
+DATA refitCompact<>+248(SB)/8, $0x0f0e0d0c0b0a0908
+GLOBL refitCompact<>(SB), RODATA|NOPTR, $256
+
+// refitLanes<> is (0, 1, 2, 3) << 1: four columns as fill encodes them.
+DATA refitLanes<>+0(SB)/8, $0x0000000200000000
+DATA refitLanes<>+8(SB)/8, $0x0000000600000004
+GLOBL refitLanes<>(SB), RODATA|NOPTR, $16
+
+// RANK_CONSTS sets Y15 to the mask of a float64's magnitude, X14 to
+// rankZeroGap in four dwords and Y11 to zeros.
+#define RANK_CONSTS \
+	MOVQ $0x7fffffffffffffff, AX; \
+	MOVQ AX, X15; \
+	VPBROADCASTQ X15, Y15; \
+	MOVL $0x80000, AX; \
+	MOVQ AX, X14; \
+	VPBROADCASTD X14, X14; \
+	VXORPD Y11, Y11, Y11
+
+// RANK_KEYS sets X2 to rankKey of the four float64 in Y0 (clobbers Y1,
+// Y3, X4): the bits of float32(|x|) plus rankZeroGap, 0 where x == 0.
+#define RANK_KEYS \
+	VANDPD Y15, Y0, Y1; \
+	VCVTPD2PSY Y1, X2; \
+	VPADDD X14, X2, X2; \
+	VCMPPD $0, Y11, Y0, Y3; \
+	VEXTRACTF128 $1, Y3, X4; \
+	VSHUFPS $0x88, X4, X3, X3; \
+	VPANDN X2, X3, X2
+
+// func rankKeysAVX2(keys *uint32, f *float64, nv int)
+// keys[i] = rankKey(f[i]) for i < 4 nv.
+TEXT ·rankKeysAVX2(SB), NOSPLIT, $0-24
+	MOVQ keys+0(FP), DI
+	MOVQ f+8(FP), SI
+	MOVQ nv+16(FP), CX
+	TESTQ CX, CX
+	JZ   keys_done
+	RANK_CONSTS
+
+keys_loop:
+	VMOVUPD (SI), Y0
+	RANK_KEYS
+	VMOVDQU X2, (DI)
+	ADDQ $32, SI
+	ADDQ $16, DI
+	DECQ CX
+	JNZ  keys_loop
+
+keys_done:
+	VZEROUPPER
+	RET
+
+// func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32) int
+// For each row i < n of f (n x r, r a multiple of 4), appends to el
+// j<<1 | sign bit of f[i][j] for each column j, in order, whose rank key
+// is above thr (unsigned), sets start[i+1] to the count so far and
+// returns it. Each group of four columns stores 16 bytes at el[k]: el
+// must have room for n r elements.
+TEXT ·fillAVX2(SB), NOSPLIT, $0-56
+	XORQ R12, R12         // kept so far
+	MOVQ el+0(FP), DI
+	MOVQ start+8(FP), SI
+	MOVQ f+16(FP), R8
+	MOVQ n+24(FP), R9
+	MOVQ r+32(FP), R10
+	SHRQ $2, R10          // groups of four columns per row
+	TESTQ R9, R9
+	JZ   fill_done
+	TESTQ R10, R10
+	JZ   fill_done
+	RANK_CONSTS
+	MOVL $0x80000000, AX  // unsigned order through signed compares
+	MOVQ AX, X13
+	VPBROADCASTD X13, X13
+	MOVL thr+40(FP), AX
+	XORL $0x80000000, AX
+	MOVQ AX, X12
+	VPBROADCASTD X12, X12
+	MOVL $8, AX
+	MOVQ AX, X10
+	VPBROADCASTD X10, X10
+	LEAQ refitCompact<>(SB), R11
+
+fill_row:
+	VMOVDQU refitLanes<>(SB), X9
+	MOVQ R10, R13
+
+fill_group:
+	VMOVUPD (R8), Y0
+	RANK_KEYS
+	VPXOR   X13, X2, X2
+	VPCMPGTD X12, X2, X5  // key > thr
+	VMOVMSKPS X5, BX
+	VPSRLQ  $63, Y0, Y6   // sign bits
+	VEXTRACTF128 $1, Y6, X7
+	VSHUFPS $0x88, X7, X6, X6
+	VPOR    X9, X6, X6
+	MOVQ    BX, AX
+	SHLQ    $4, AX
+	VPSHUFB (R11)(AX*1), X6, X6
+	VMOVDQU X6, (DI)(R12*4)
+	POPCNTL BX, BX
+	ADDQ    BX, R12
+	VPADDD  X10, X9, X9
+	ADDQ    $32, R8
+	DECQ    R13
+	JNZ     fill_group
+
+	MOVL R12, 4(SI)
+	ADDQ $4, SI
+	DECQ R9
+	JNZ  fill_row
+
+fill_done:
+	MOVQ R12, ret+48(FP)
+	VZEROUPPER
+	RET

@@ -3,6 +3,7 @@ package compress
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -65,9 +66,35 @@ func TestRefitKernelsMatchGo(t *testing.T) {
 			k := max(1, n*r/5)
 			signsOf(&tn, f, k, &ws).stats(f, &ws)
 			withGo(func() { signsOf(&tnGo, f, k, &ws).stats(f, &ws) })
+			sameTern(t, "signsOf", &tn, &tnGo)
 			sameBits(t, "T^T F", tn.ft, tnGo.ft)
 			sameBits(t, "T^T T", tn.tt, tnGo.tt)
+
+			// Zeros of both signs among the values: never kept.
+			for i := 0; i < len(f.d); i += 3 {
+				f.d[i] = math.Copysign(0, f.d[i])
+			}
+			keys := append([]uint32(nil), ws.rankKeys(f)...)
+			withGo(func() {
+				for i, want := range ws.rankKeys(f) {
+					if keys[i] != want {
+						t.Fatalf("rank key %d of %v: %#x, the Go loop gives %#x", i, f.d[i], keys[i], want)
+					}
+				}
+			})
+			thr := keys[rng.IntN(len(keys))]
+			keptSigns(&tn, f, thr, &ws)
+			withGo(func() { keptSigns(&tnGo, f, thr, &ws) })
+			sameTern(t, "keptSigns", &tn, &tnGo)
 		}
+	}
+}
+
+func sameTern(t *testing.T, what string, got, want *tern) {
+	t.Helper()
+	if !slices.Equal(got.start, want.start) || !slices.Equal(got.el, want.el) {
+		t.Fatalf("%s: kept elements %v by rows %v, the Go loops give %v by rows %v",
+			what, got.el, got.start, want.el, want.start)
 	}
 }
 

@@ -206,8 +206,13 @@ func signsOf(t *tern, f factor, k int, ws *refitScratch) *tern {
 func (ws *refitScratch) rankKeys(f factor) []uint32 {
 	keys := grow(ws.top.keys, len(f.d))
 	ws.top.keys = keys
-	for i, v := range f.d {
-		keys[i] = rankKey(v)
+	i := 0
+	if useAVX2 && len(f.d) >= 4 {
+		i = len(f.d) &^ 3
+		rankKeysAVX2(&keys[0], &f.d[0], i/4)
+	}
+	for ; i < len(f.d); i++ {
+		keys[i] = rankKey(f.d[i])
 	}
 	return keys
 }
@@ -222,6 +227,13 @@ func (t *tern) fill(f factor, keys []uint32, c topCut, ws *refitScratch) *tern {
 	thr, ties := c.thr, c.ties
 	if ties == c.equal { // no tie to break: keep every key equal to thr
 		thr, ties = thr-1, 0
+	}
+	if useAVX2 && ties == 0 && r%4 == 0 && r > 0 && n > 0 {
+		// The same rank keys from f, the same comparisons: keys is not
+		// needed.
+		el := grow(t.el[:cap(t.el)], n*r)
+		t.el = el[:fillAVX2(&el[0], &t.start[0], &f.d[0], n, r, thr)]
+		return t
 	}
 	el := t.el[:cap(t.el)]
 	k := 0
