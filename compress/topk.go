@@ -91,21 +91,14 @@ func (sc *topScratch) selectTop(keys []uint32, k int) topCut {
 		}
 	}
 	sc.cand = cand
-	thr, inBin := kthLargest(cand, k-above)
-	c := topCut{thr: thr, ties: k - above - inBin, kept: k}
-	for _, b := range cand {
-		if b == thr {
-			c.equal++
-		}
-	}
-	return c
+	thr, inBin, equal := kthLargest(cand, k-above)
+	return topCut{thr: thr, ties: k - above - inBin, equal: equal, kept: k}
 }
 
-// kthLargest returns the k-th largest key (1 <= k <= len(keys)) and how
-// many keys are strictly larger. It reorders keys.
-func kthLargest(keys []uint32, k int) (uint32, int) {
-	var prefix uint32
-	above := 0
+// kthLargest returns the k-th largest key (1 <= k <= len(keys)), how
+// many keys are strictly larger and how many equal it. It overwrites
+// keys (counting thr in them afterwards would count copies).
+func kthLargest(keys []uint32, k int) (thr uint32, above, equal int) {
 	cand := keys
 	for shift := 24; shift >= 0; shift -= 8 {
 		var count [256]int
@@ -117,7 +110,7 @@ func kthLargest(keys []uint32, k int) (uint32, int) {
 			k -= count[d]
 			above += count[d]
 		}
-		prefix |= uint32(d) << shift
+		thr |= uint32(d) << shift
 		n := 0
 		for _, x := range cand {
 			if (x>>shift)&255 == uint32(d) {
@@ -127,5 +120,5 @@ func kthLargest(keys []uint32, k int) (uint32, int) {
 		}
 		cand = cand[:n]
 	}
-	return prefix, above
+	return thr, above, len(cand)
 }

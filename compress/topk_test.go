@@ -100,3 +100,29 @@ func TestSignsOfMatchesTopK(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectTopCut: the cut's counts are those of the keys, with many
+// keys equal to the threshold and spread among other keys of its bin.
+func TestSelectTopCut(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var sc topScratch
+	for trial := 0; trial < 200; trial++ {
+		keys := make([]uint32, 1+rng.IntN(3000))
+		for i := range keys {
+			keys[i] = rankKey(float64(1 + rng.IntN(40)))
+		}
+		k := 1 + rng.IntN(len(keys))
+		c := sc.selectTop(slices.Clone(keys), k)
+		var above, equal int
+		for _, b := range keys {
+			if b > c.thr {
+				above++
+			} else if b == c.thr {
+				equal++
+			}
+		}
+		if c.equal != equal || c.ties != k-above || above >= k || above+equal < k {
+			t.Fatalf("k = %d of %d: cut %+v; the keys have %d above and %d equal", k, len(keys), c, above, equal)
+		}
+	}
+}
