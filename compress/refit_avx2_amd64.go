@@ -71,10 +71,12 @@ func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int)
 //go:noescape
 func rankKeysAVX2(keys *uint32, f *float64, nv int)
 
-// fillAVX2 is the branch-free loop of tern.fill (no ties) on the rows of
-// f (n x r, r a multiple of four), rank keys made from f: it writes the
-// kept elements of each row to el and the counts so far to start[1:],
-// and returns the count. el must have room for n r elements.
+// fillAVX2 is the branch-free loop of tern.fill (no ties) on at most 64
+// rows of f (n x r, r a multiple of four) from k kept on, rank keys made
+// from f: it writes the kept elements of each row to el and the counts
+// so far to start[1:], and returns the count; el must have room for k + n
+// r elements. It also sets, in acc (2r words), bit i of word j for each
+// kept element (i, j) and of word r + j if it is negative.
 //
 //go:noescape
-func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32) int
+func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32, k int, acc *uint64) int

@@ -341,19 +341,22 @@ keys_done:
 	VZEROUPPER
 	RET
 
-// func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32) int
-// For each row i < n of f (n x r, r a multiple of 4), appends to el
-// j<<1 | sign bit of f[i][j] for each column j, in order, whose rank key
-// is above thr (unsigned), sets start[i+1] to the count so far and
-// returns it. Each group of four columns stores 16 bytes at el[k]: el
-// must have room for n r elements.
-TEXT ·fillAVX2(SB), NOSPLIT, $0-56
-	XORQ R12, R12         // kept so far
+// func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32, k int, acc *uint64) int
+// For each row i < n (at most 64) of f (n x r, r a multiple of 4),
+// appends to el from el[k] on j<<1 | sign bit of f[i][j] for each column
+// j, in order, whose rank key is above thr (unsigned), sets start[i+1]
+// to the count so far and returns it. Each group of four columns stores
+// 16 bytes at el[k]: el must have room for k + n r elements. It also
+// sets bit i of acc[j] (the block's word of column j in T's bitsets of
+// kept rows) and of acc[r+j] (negative ones) for each kept element.
+TEXT ·fillAVX2(SB), NOSPLIT, $0-72
+	MOVQ k+48(FP), R12    // kept so far
 	MOVQ el+0(FP), DI
 	MOVQ start+8(FP), SI
 	MOVQ f+16(FP), R8
 	MOVQ n+24(FP), R9
 	MOVQ r+32(FP), R10
+	LEAQ (R10*8), DX      // from acc[j] to acc[r+j]
 	SHRQ $2, R10          // groups of four columns per row
 	TESTQ R9, R9
 	JZ   fill_done
@@ -370,10 +373,14 @@ TEXT ·fillAVX2(SB), NOSPLIT, $0-56
 	MOVL $8, AX
 	MOVQ AX, X10
 	VPBROADCASTD X10, X10
+	MOVQ $1, AX           // the row's bit in the bitset words
+	MOVQ AX, X8
+	VPBROADCASTQ X8, Y8
 	LEAQ refitCompact<>(SB), R11
 
 fill_row:
 	VMOVDQU refitLanes<>(SB), X9
+	MOVQ acc+56(FP), CX
 	MOVQ R10, R13
 
 fill_group:
@@ -392,6 +399,15 @@ fill_group:
 	VMOVDQU X6, (DI)(R12*4)
 	POPCNTL BX, BX
 	ADDQ    BX, R12
+	VPMOVSXDQ X5, Y1      // the kept lanes as quadwords
+	VPAND   Y8, Y1, Y1
+	VPOR    (CX), Y1, Y3
+	VMOVDQU Y3, (CX)
+	VPCMPGTQ Y0, Y11, Y3  // negative: the sign bit set
+	VPAND   Y1, Y3, Y3
+	VPOR    (CX)(DX*1), Y3, Y3
+	VMOVDQU Y3, (CX)(DX*1)
+	ADDQ    $32, CX
 	VPADDD  X10, X9, X9
 	ADDQ    $32, R8
 	DECQ    R13
@@ -399,10 +415,11 @@ fill_group:
 
 	MOVL R12, 4(SI)
 	ADDQ $4, SI
+	VPADDQ Y8, Y8, Y8
 	DECQ R9
 	JNZ  fill_row
 
 fill_done:
-	MOVQ R12, ret+48(FP)
+	MOVQ R12, ret+64(FP)
 	VZEROUPPER
 	RET

@@ -13,6 +13,6 @@ func statsCols8AVX2(ft, f *float64, kept, neg *uint64, r, words int) { panic("no
 func statsCols4AVX2(ft, f *float64, kept, neg *uint64, r, words int) { panic("no AVX2") }
 func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int) { panic("no AVX2") }
 func rankKeysAVX2(keys *uint32, f *float64, nv int)                  { panic("no AVX2") }
-func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32) int {
+func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32, k int, acc *uint64) int {
 	panic("no AVX2")
 }

@@ -96,6 +96,10 @@ func sameTern(t *testing.T, what string, got, want *tern) {
 		t.Fatalf("%s: kept elements %v by rows %v, the Go loops give %v by rows %v",
 			what, got.el, got.start, want.el, want.start)
 	}
+	if !slices.Equal(got.keptBits, want.keptBits) || !slices.Equal(got.negBits, want.negBits) {
+		t.Fatalf("%s: bitsets %x and %x, the Go loops give %x and %x",
+			what, got.keptBits, got.negBits, want.keptBits, want.negBits)
+	}
 }
 
 // TestRefitGoldenGo runs TestRefitGolden's check on the Go loops alone,
@@ -105,4 +109,24 @@ func TestRefitGoldenGo(t *testing.T) {
 		t.Skip("TestRefitGolden runs the Go loops here")
 	}
 	withGo(func() { TestRefitGolden(t) })
+}
+
+// TestTranspose64: whole blocks of eight rows and the rows left.
+func TestTranspose64(t *testing.T) {
+	for _, m := range []int{1, 5, 8, 13, 16, 67} {
+		for _, n := range []int{1, 3, 64} {
+			xs := make([]float32, m*n)
+			for i := range xs {
+				xs[i] = float32(i) - 0.5
+			}
+			got := transpose64(nil, xs, m, n)
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					if got[j*m+i] != float64(xs[i*n+j]) {
+						t.Fatalf("%d x %d: element (%d, %d) is %v, want %v", m, n, j, i, got[j*m+i], xs[i*n+j])
+					}
+				}
+			}
+		}
+	}
 }

@@ -25,11 +25,14 @@ func (f factor) row(i int) []float64 { return f.d[i*f.r : (i+1)*f.r] }
 // product error the refit needs is an inner product of such matrices.
 // A tern's buffers are reused from module to module.
 type tern struct {
-	n, r   int
-	start  []int32
-	el     []uint32
-	s      float64
-	ft, tt []float64
+	n, r  int
+	start []int32
+	el    []uint32
+	// keptBits and negBits are T's columns as bitsets of its rows: column j is
+	// words [j w, (j+1) w), w = ceil(n / 64); negBits marks the negative ones.
+	keptBits, negBits []uint64
+	s                 float64
+	ft, tt            []float64
 }
 
 // copyFrom makes t a copy of u.
@@ -96,21 +99,11 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 	r := t.r
 	t.ft, t.tt = grow(t.ft, r*r), grow(t.tt, r*r)
 	clear(t.ft)
-	// T^T T from bitsets of each column's kept rows and negative signs.
 	words := (t.n + 63) / 64
-	ws.bits = grow(ws.bits, 2*r*words)
-	clear(ws.bits)
-	kept, neg := ws.bits[:r*words], ws.bits[r*words:]
-	for i := 0; i < t.n; i++ {
-		w, bit := i>>6, uint64(1)<<(i&63)
-		row := t.el[t.start[i]:t.start[i+1]]
-		for _, e := range row {
-			q := int(e>>1)*words + w
-			kept[q] |= bit
-			neg[q] |= bit & -uint64(e&1)
-		}
-		if !useAVX2 || r < 4 {
-			addSignedCols(t.ft, row, f.row(i), 0)
+	kept, neg := t.keptBits, t.negBits
+	if !useAVX2 || r < 4 {
+		for i := 0; i < t.n; i++ {
+			addSignedCols(t.ft, t.row(i), f.row(i), 0)
 		}
 	}
 	if useAVX2 && r >= 4 && t.n > 0 {
@@ -228,11 +221,23 @@ func (t *tern) fill(f factor, keys []uint32, c topCut, ws *refitScratch) *tern {
 	if ties == c.equal { // no tie to break: keep every key equal to thr
 		thr, ties = thr-1, 0
 	}
+	words := (n + 63) / 64
+	t.keptBits, t.negBits = grow(t.keptBits, r*words), grow(t.negBits, r*words)
 	if useAVX2 && ties == 0 && r%4 == 0 && r > 0 && n > 0 {
-		// The same rank keys from f, the same comparisons: keys is not
-		// needed.
+		// The same rank keys from f, the same comparisons (keys is not
+		// needed), and the bitsets a block of 64 rows at a time.
 		el := grow(t.el[:cap(t.el)], n*r)
-		t.el = el[:fillAVX2(&el[0], &t.start[0], &f.d[0], n, r, thr)]
+		ws.acc = grow(ws.acc, 2*r)
+		k := 0
+		for w := range words {
+			clear(ws.acc)
+			i := w * 64
+			k = fillAVX2(&el[0], &t.start[i], &f.d[i*r], min(64, n-i), r, thr, k, &ws.acc[0])
+			for j, a := range ws.acc[:r] {
+				t.keptBits[j*words+w], t.negBits[j*words+w] = a, ws.acc[r+j]
+			}
+		}
+		t.el = el[:k]
 		return t
 	}
 	el := t.el[:cap(t.el)]
@@ -278,7 +283,23 @@ func (t *tern) fill(f factor, keys []uint32, c topCut, ws *refitScratch) *tern {
 		t.start[i+1] = int32(k)
 	}
 	t.el = el[:k]
+	t.setBits()
 	return t
+}
+
+// setBits sets t's bitsets from its kept elements.
+func (t *tern) setBits() {
+	words := (t.n + 63) / 64
+	clear(t.keptBits)
+	clear(t.negBits)
+	for i := 0; i < t.n; i++ {
+		w, bit := i>>6, uint64(1)<<(i&63)
+		for _, e := range t.row(i) {
+			q := int(e>>1)*words + w
+			t.keptBits[q] |= bit
+			t.negBits[q] |= bit & -uint64(e&1)
+		}
+	}
 }
 
 func to64(xs []float32) []float64 { return float64s(nil, xs) }
@@ -292,20 +313,25 @@ func float64s(dst []float64, xs []float32) []float64 {
 	return dst
 }
 
-// transposeTile is how many columns transpose64 takes at once.
-const transposeTile = 16
-
 // transpose64 returns the m x n row-major xs transposed, as float64, in
-// dst if it is long enough. It goes through xs in tiles of a few columns,
-// so that reads and writes both stay in cache.
+// dst if it is long enough. Eight rows of xs at a time, so that every
+// row of dst gets a whole cache line (eight float64) at once while xs is
+// read in eight sequential streams.
 func transpose64(dst []float64, xs []float32, m, n int) []float64 {
 	dst = grow(dst, len(xs))
-	for j0 := 0; j0 < n; j0 += transposeTile {
-		j1 := min(j0+transposeTile, n)
-		for i := 0; i < m; i++ {
-			for j, v := range xs[i*n+j0 : i*n+j1] {
-				dst[(j0+j)*m+i] = float64(v)
-			}
+	i := 0
+	for ; i+8 <= m; i += 8 {
+		x0, x1, x2, x3 := xs[i*n:][:n], xs[(i+1)*n:][:n], xs[(i+2)*n:][:n], xs[(i+3)*n:][:n]
+		x4, x5, x6, x7 := xs[(i+4)*n:][:n], xs[(i+5)*n:][:n], xs[(i+6)*n:][:n], xs[(i+7)*n:][:n]
+		for j := range x0 {
+			d := dst[j*m+i:][:8]
+			d[0], d[1], d[2], d[3] = float64(x0[j]), float64(x1[j]), float64(x2[j]), float64(x3[j])
+			d[4], d[5], d[6], d[7] = float64(x4[j]), float64(x5[j]), float64(x6[j]), float64(x7[j])
+		}
+	}
+	for ; i < m; i++ {
+		for j, v := range xs[i*n : i*n+n] {
+			dst[j*m+i] = float64(v)
 		}
 	}
 	return dst
