@@ -147,7 +147,7 @@ type refitScratch struct {
 	ct, g   []float64 // r x r statistics of the fixed side
 	top     topScratch
 	rowKeys []uint32 // the rank keys of one row
-	acc     []uint64 // the bitset words of a block of rows
+	cnt     []int64  // T^T T before it becomes float64
 	ts      [6]tern  // current and next iterate of each side, then the best pair
 	pa, pb  []uint32 // the output
 }

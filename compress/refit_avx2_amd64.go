@@ -52,19 +52,26 @@ func gram8AVX2(gm, x *float64, r, nv int)
 // statsCols8AVX2, statsCols4AVX2 and statsCols1AVX2 add to T^T F
 // (ft, r x r) the products of its ternary columns with the 32, 16 or 4
 // columns of f (n x r) from the ones ft and f point at: for each column
-// j, ft[j] gets row i of f added, negated when the sign bit of (i, j) is
-// set, for each kept row i in increasing order, as addSignedCols does.
-// kept and neg are T's columns as bitsets of words words each; r is the
-// length of the rows of ft and f.
+// j, ft[j] gets row i of f added, negated where T is negative, for each
+// row i that keeps column j, in increasing order, as addSignedCols does.
+// bits is T's bitsets (tern.bits, words blocks); r is
+// the length of the rows of ft and f.
 //
 //go:noescape
-func statsCols8AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+func statsCols8AVX2(ft, f *float64, bits *uint64, r, words int)
 
 //go:noescape
-func statsCols4AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+func statsCols4AVX2(ft, f *float64, bits *uint64, r, words int)
 
 //go:noescape
-func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int)
+func statsCols1AVX2(ft, f *float64, bits *uint64, r, words int)
+
+// overlapAVX2 is signedOverlaps for r a multiple of four; it also writes
+// some elements of cnt below the diagonal (those in the diagonal's group
+// of four).
+//
+//go:noescape
+func overlapAVX2(cnt *int64, bits *uint64, r, words int)
 
 // rankKeysAVX2 sets keys[i] = rankKey(f[i]) for i < 4 nv.
 //

@@ -5,33 +5,31 @@
 
 // statsCols8AVX2, statsCols4AVX2 and statsCols1AVX2: for each column
 // j < r of T, for the 32, 16 or 4 columns from ft and f on: ft[j] += row
-// i of f, its sign bit flipped when bit i of neg's column j is set, for
-// each bit i set in kept's column j, in increasing i. Rows go by blocks
-// of 64 (one word of the bitsets), so that the block of f stays in cache
-// for all columns j; the sums of a column stay in registers within a
-// block. STATS_COLS is their body, with ACC_LOAD, ACC_ADD (row i of f at
-// AX, its sign in Y15) and ACC_STORE for the width; it is defined before
-// every TEXT so that go vet checks its arguments against none.
+// i of f, its sign bit flipped if T's (i, j) is negative, for each row i
+// that keeps column j, in increasing i. Rows go by blocks of 64 (those of
+// T's bitsets), so that the block of f stays in cache for all columns j;
+// the sums of a column stay in registers within a block. STATS_COLS is
+// their body, with ACC_LOAD, ACC_ADD (row i of f at AX, its sign in Y15)
+// and ACC_STORE for the width; it is defined before every TEXT so that go
+// vet checks its arguments against none.
 #define STATS_COLS \
 	MOVQ f+8(FP), R12; \
-	MOVQ r+32(FP), R8; \
-	MOVQ words+40(FP), R13; \
+	MOVQ r+24(FP), R8; \
+	MOVQ words+32(FP), R13; \
 	TESTQ R8, R8; \
 	JZ   done; \
 	TESTQ R13, R13; \
 	JZ   done; \
 	SHLQ $3, R8; \
-	LEAQ (R13*8), R11; \
 word: \
 	MOVQ ft+0(FP), DI; \
-	MOVQ kept+16(FP), R9; \
-	MOVQ neg+24(FP), R10; \
-	MOVQ r+32(FP), SI; \
+	MOVQ bits+16(FP), R9; \
+	MOVQ r+24(FP), SI; \
 col: \
 	MOVQ (R9), BX; \
 	TESTQ BX, BX; \
 	JZ   next; \
-	MOVQ (R10), DX; \
+	MOVQ (R9)(R8*1), DX; \
 	ACC_LOAD; \
 bit: \
 	BSFQ BX, CX; \
@@ -50,14 +48,13 @@ bit: \
 	ACC_STORE; \
 next: \
 	ADDQ R8, DI; \
-	ADDQ R11, R9; \
-	ADDQ R11, R10; \
+	ADDQ $8, R9; \
 	DECQ SI; \
 	JNZ  col; \
-	ADDQ $8, kept+16(FP); \
-	ADDQ $8, neg+24(FP); \
 	MOVQ R8, AX; \
-	SHLQ $6, AX; \
+	SHLQ $1, AX; \
+	ADDQ AX, bits+16(FP); \
+	SHLQ $5, AX; \
 	ADDQ AX, R12; \
 	DECQ R13; \
 	JNZ  word; \
@@ -223,8 +220,8 @@ gram8_done:
 #define ACC_ADD VXORPD 0(AX), Y15, Y8; VADDPD Y8, Y0, Y0; VXORPD 32(AX), Y15, Y9; VADDPD Y9, Y1, Y1; VXORPD 64(AX), Y15, Y8; VADDPD Y8, Y2, Y2; VXORPD 96(AX), Y15, Y9; VADDPD Y9, Y3, Y3; VXORPD 128(AX), Y15, Y8; VADDPD Y8, Y4, Y4; VXORPD 160(AX), Y15, Y9; VADDPD Y9, Y5, Y5; VXORPD 192(AX), Y15, Y8; VADDPD Y8, Y6, Y6; VXORPD 224(AX), Y15, Y9; VADDPD Y9, Y7, Y7
 #define ACC_STORE VMOVUPD Y0, 0(DI); VMOVUPD Y1, 32(DI); VMOVUPD Y2, 64(DI); VMOVUPD Y3, 96(DI); VMOVUPD Y4, 128(DI); VMOVUPD Y5, 160(DI); VMOVUPD Y6, 192(DI); VMOVUPD Y7, 224(DI)
 
-// func statsCols8AVX2(ft, f *float64, kept, neg *uint64, r, words int)
-TEXT ·statsCols8AVX2(SB), NOSPLIT, $0-48
+// func statsCols8AVX2(ft, f *float64, bits *uint64, r, words int)
+TEXT ·statsCols8AVX2(SB), NOSPLIT, $0-40
 	STATS_COLS
 
 #undef ACC_LOAD
@@ -235,8 +232,8 @@ TEXT ·statsCols8AVX2(SB), NOSPLIT, $0-48
 #define ACC_ADD VXORPD 0(AX), Y15, Y8; VADDPD Y8, Y0, Y0; VXORPD 32(AX), Y15, Y9; VADDPD Y9, Y1, Y1; VXORPD 64(AX), Y15, Y8; VADDPD Y8, Y2, Y2; VXORPD 96(AX), Y15, Y9; VADDPD Y9, Y3, Y3
 #define ACC_STORE VMOVUPD Y0, 0(DI); VMOVUPD Y1, 32(DI); VMOVUPD Y2, 64(DI); VMOVUPD Y3, 96(DI)
 
-// func statsCols4AVX2(ft, f *float64, kept, neg *uint64, r, words int)
-TEXT ·statsCols4AVX2(SB), NOSPLIT, $0-48
+// func statsCols4AVX2(ft, f *float64, bits *uint64, r, words int)
+TEXT ·statsCols4AVX2(SB), NOSPLIT, $0-40
 	STATS_COLS
 
 #undef ACC_LOAD
@@ -247,8 +244,8 @@ TEXT ·statsCols4AVX2(SB), NOSPLIT, $0-48
 #define ACC_ADD VXORPD 0(AX), Y15, Y8; VADDPD Y8, Y0, Y0
 #define ACC_STORE VMOVUPD Y0, 0(DI)
 
-// func statsCols1AVX2(ft, f *float64, kept, neg *uint64, r, words int)
-TEXT ·statsCols1AVX2(SB), NOSPLIT, $0-48
+// func statsCols1AVX2(ft, f *float64, bits *uint64, r, words int)
+TEXT ·statsCols1AVX2(SB), NOSPLIT, $0-40
 	STATS_COLS
 
 #undef ACC_LOAD
@@ -421,5 +418,87 @@ fill_group:
 
 fill_done:
 	MOVQ R12, ret+64(FP)
+	VZEROUPPER
+	RET
+
+// refitNibbles<> is the number of bits set in each nibble, for VPSHUFB.
+DATA refitNibbles<>+0(SB)/8, $0x0302020102010100
+DATA refitNibbles<>+8(SB)/8, $0x0403030203020201
+DATA refitNibbles<>+16(SB)/8, $0x0302020102010100
+DATA refitNibbles<>+24(SB)/8, $0x0403030203020201
+GLOBL refitNibbles<>(SB), RODATA|NOPTR, $32
+
+// POPCNT_Q sets Y to the bits set in each quadword of Y (clobbers Y5).
+#define POPCNT_Q(Y) \
+	VPSRLW  $4, Y, Y5; \
+	VPAND   Y14, Y, Y; \
+	VPAND   Y14, Y5, Y5; \
+	VPSHUFB Y, Y15, Y; \
+	VPSHUFB Y5, Y15, Y5; \
+	VPADDB  Y5, Y, Y; \
+	VPSADBW Y13, Y, Y
+
+// func overlapAVX2(cnt *int64, bits *uint64, r, words int)
+// For each column j < r and each group of four columns l from j's group
+// on: cnt[j r + l] = sum over blocks of popcount(kj & kl) - 2
+// popcount(kj & kl & (nj ^ nl)), k and n the words of the block's kept
+// and negative rows (tern.bits); r is a multiple of four.
+TEXT ·overlapAVX2(SB), NOSPLIT, $0-32
+	MOVQ r+16(FP), R8
+	MOVQ words+24(FP), R9
+	TESTQ R8, R8
+	JZ   overlap_done
+	TESTQ R9, R9
+	JZ   overlap_done
+	MOVQ cnt+0(FP), DI
+	MOVQ bits+8(FP), SI
+	SHLQ $3, R8           // bytes of the kept words of a block
+	LEAQ (R8*2), R10      // bytes of a block
+	VMOVDQU refitNibbles<>(SB), Y15
+	MOVL $0x0f0f0f0f, AX
+	MOVQ AX, X14
+	VPBROADCASTD X14, Y14
+	VPXOR Y13, Y13, Y13
+	XORQ CX, CX           // j's byte offset in a block
+
+overlap_col:
+	MOVQ CX, DX
+	ANDQ $-32, DX         // l's, from j's group
+
+overlap_group:
+	VPXOR Y6, Y6, Y6      // popcount(kj & kl) by l
+	VPXOR Y7, Y7, Y7      // popcount(kj & kl & (nj ^ nl))
+	LEAQ (SI)(CX*1), R11  // kj in block 0
+	LEAQ (SI)(DX*1), R12  // kl
+	MOVQ R9, R13
+
+overlap_word:
+	VPBROADCASTQ (R11), Y0
+	VPBROADCASTQ (R11)(R8*1), Y1
+	VPAND   (R12), Y0, Y2
+	VPXOR   (R12)(R8*1), Y1, Y3
+	VPAND   Y2, Y3, Y3
+	POPCNT_Q(Y2)
+	POPCNT_Q(Y3)
+	VPADDQ  Y2, Y6, Y6
+	VPADDQ  Y3, Y7, Y7
+	ADDQ    R10, R11
+	ADDQ    R10, R12
+	DECQ    R13
+	JNZ     overlap_word
+
+	VPSLLQ  $1, Y7, Y7
+	VPSUBQ  Y7, Y6, Y6
+	VMOVDQU Y6, (DI)(DX*1)
+	ADDQ    $32, DX
+	CMPQ    DX, R8
+	JLT     overlap_group
+
+	ADDQ R8, DI           // cnt's next row
+	ADDQ $8, CX
+	CMPQ CX, R8
+	JLT  overlap_col
+
+overlap_done:
 	VZEROUPPER
 	RET

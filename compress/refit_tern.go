@@ -28,11 +28,12 @@ type tern struct {
 	n, r  int
 	start []int32
 	el    []uint32
-	// keptBits and negBits are T's columns as bitsets of its rows: column j is
-	// words [j w, (j+1) w), w = ceil(n / 64); negBits marks the negative ones.
-	keptBits, negBits []uint64
-	s                 float64
-	ft, tt            []float64
+	// bits are T's columns as bitsets of its rows, by blocks of 64 rows:
+	// block b is 2r words, bits[2 b r + j] has bit i set if row 64 b + i
+	// keeps column j, bits[(2 b + 1) r + j] if it is negative there.
+	bits   []uint64
+	s      float64
+	ft, tt []float64
 }
 
 // copyFrom makes t a copy of u.
@@ -100,24 +101,22 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 	t.ft, t.tt = grow(t.ft, r*r), grow(t.tt, r*r)
 	clear(t.ft)
 	words := (t.n + 63) / 64
-	kept, neg := t.keptBits, t.negBits
-	if !useAVX2 || r < 4 {
+	if !useAVX2 || r < 4 || t.n == 0 {
 		for i := 0; i < t.n; i++ {
 			addSignedCols(t.ft, t.row(i), f.row(i), 0)
 		}
-	}
-	if useAVX2 && r >= 4 && t.n > 0 {
+	} else {
 		// Column by column of T, a few columns of F at a time, the sums
 		// in registers across kept rows.
 		r4, c := r&^3, 0
 		for ; c+32 <= r4; c += 32 {
-			statsCols8AVX2(&t.ft[c], &f.d[c], &kept[0], &neg[0], r, words)
+			statsCols8AVX2(&t.ft[c], &f.d[c], &t.bits[0], r, words)
 		}
 		for ; c+16 <= r4; c += 16 {
-			statsCols4AVX2(&t.ft[c], &f.d[c], &kept[0], &neg[0], r, words)
+			statsCols4AVX2(&t.ft[c], &f.d[c], &t.bits[0], r, words)
 		}
 		for ; c < r4; c += 4 {
-			statsCols1AVX2(&t.ft[c], &f.d[c], &kept[0], &neg[0], r, words)
+			statsCols1AVX2(&t.ft[c], &f.d[c], &t.bits[0], r, words)
 		}
 		if r4 != r {
 			for i := 0; i < t.n; i++ {
@@ -125,26 +124,37 @@ func (t *tern) stats(f factor, ws *refitScratch) {
 			}
 		}
 	}
+	// T^T T: the upper triangle counted from the bitsets, then mirrored.
+	ws.cnt = grow(ws.cnt, r*r)
+	cnt := ws.cnt
+	if useAVX2 && r%4 == 0 && r > 0 && t.n > 0 {
+		overlapAVX2(&cnt[0], &t.bits[0], r, words)
+	} else {
+		signedOverlaps(cnt, t.bits, r, words)
+	}
 	for j := 0; j < r; j++ {
 		for l := j; l < r; l++ {
-			v := float64(signedOverlap(kept[j*words:(j+1)*words], kept[l*words:(l+1)*words],
-				neg[j*words:(j+1)*words], neg[l*words:(l+1)*words]))
+			v := float64(cnt[j*r+l])
 			t.tt[j*r+l], t.tt[l*r+j] = v, v
 		}
 	}
 }
 
-// signedOverlap is the sum over rows of t_j t_l for two ternary columns
-// given as bitsets of kept rows (kj, kl) and of negative signs (nj, nl).
-func signedOverlap(kj, kl, nj, nl []uint64) int {
-	kl, nj, nl = kl[:len(kj)], nj[:len(kj)], nl[:len(kj)]
-	var both, opposite int
-	for w, a := range kj {
-		b := a & kl[w]
-		both += bits.OnesCount64(b)
-		opposite += bits.OnesCount64(b & (nj[w] ^ nl[w]))
+// signedOverlaps sets cnt[j r + l], for l >= j, to the sum over rows of
+// t_j t_l for the ternary columns j and l given by set (tern.bits, r
+// columns, words blocks).
+func signedOverlaps(cnt []int64, set []uint64, r, words int) {
+	clear(cnt)
+	for w := 0; w < words; w++ {
+		kept, neg := set[2*w*r:][:r], set[(2*w+1)*r:][:r]
+		for j, kj := range kept {
+			c, nj := cnt[j*r:][:r], neg[j]
+			for l := j; l < r; l++ {
+				b := kj & kept[l]
+				c[l] += int64(bits.OnesCount64(b) - 2*bits.OnesCount64(b&(nj^neg[l])))
+			}
+		}
 	}
-	return both - 2*opposite
 }
 
 // errorTerms returns <T, X C> and <T, T G> for the statistics C^T and G
@@ -222,20 +232,16 @@ func (t *tern) fill(f factor, keys []uint32, c topCut, ws *refitScratch) *tern {
 		thr, ties = thr-1, 0
 	}
 	words := (n + 63) / 64
-	t.keptBits, t.negBits = grow(t.keptBits, r*words), grow(t.negBits, r*words)
+	t.bits = grow(t.bits, 2*r*words)
 	if useAVX2 && ties == 0 && r%4 == 0 && r > 0 && n > 0 {
 		// The same rank keys from f, the same comparisons (keys is not
 		// needed), and the bitsets a block of 64 rows at a time.
 		el := grow(t.el[:cap(t.el)], n*r)
-		ws.acc = grow(ws.acc, 2*r)
+		clear(t.bits)
 		k := 0
 		for w := range words {
-			clear(ws.acc)
 			i := w * 64
-			k = fillAVX2(&el[0], &t.start[i], &f.d[i*r], min(64, n-i), r, thr, k, &ws.acc[0])
-			for j, a := range ws.acc[:r] {
-				t.keptBits[j*words+w], t.negBits[j*words+w] = a, ws.acc[r+j]
-			}
+			k = fillAVX2(&el[0], &t.start[i], &f.d[i*r], min(64, n-i), r, thr, k, &t.bits[2*w*r])
 		}
 		t.el = el[:k]
 		return t
@@ -289,15 +295,13 @@ func (t *tern) fill(f factor, keys []uint32, c topCut, ws *refitScratch) *tern {
 
 // setBits sets t's bitsets from its kept elements.
 func (t *tern) setBits() {
-	words := (t.n + 63) / 64
-	clear(t.keptBits)
-	clear(t.negBits)
+	clear(t.bits)
 	for i := 0; i < t.n; i++ {
-		w, bit := i>>6, uint64(1)<<(i&63)
+		blk, bit := t.bits[2*(i>>6)*t.r:][:2*t.r], uint64(1)<<(i&63)
 		for _, e := range t.row(i) {
-			q := int(e>>1)*words + w
-			t.keptBits[q] |= bit
-			t.negBits[q] |= bit & -uint64(e&1)
+			j := int(e >> 1)
+			blk[j] |= bit
+			blk[t.r+j] |= bit & -uint64(e&1)
 		}
 	}
 }

@@ -71,17 +71,26 @@ type topCut struct {
 
 // selectTop selects the top k among elements of the given rank keys.
 func (sc *topScratch) selectTop(keys []uint32, k int) topCut {
-	var hist [rankBins]int
-	for _, b := range keys {
-		hist[b>>rankBinShift]++
+	// Two histograms, of even and odd indices, so that a run of keys in
+	// one bin does not make every increment wait for the one before.
+	// Counts fit: len(keys) <= MaxTensorElements < 1<<32.
+	var h0, h1 [rankBins]uint32
+	i := 0
+	for ; i+2 <= len(keys); i += 2 {
+		h0[keys[i]>>rankBinShift]++
+		h1[keys[i+1]>>rankBinShift]++
 	}
-	k = min(k, len(keys)-hist[0])
+	if i < len(keys) {
+		h0[keys[i]>>rankBinShift]++
+	}
+	hist := func(bin int) int { return int(h0[bin]) + int(h1[bin]) }
+	k = min(k, len(keys)-hist(0))
 	if k <= 0 {
 		return topCut{thr: math.MaxUint32}
 	}
-	bin, above := len(hist)-1, 0
-	for above+hist[bin] < k {
-		above += hist[bin]
+	bin, above := rankBins-1, 0
+	for above+hist(bin) < k {
+		above += hist(bin)
 		bin--
 	}
 	cand := sc.cand[:0]
