@@ -87,3 +87,10 @@ func rankKeysAVX2(keys *uint32, f *float64, nv int)
 //
 //go:noescape
 func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32, k int, acc *uint64) int
+
+// binKeysAVX2 copies to dst, in order, the keys among the first 4 nv
+// whose bits from rankBinShift up equal bin, and returns how many; dst
+// must have room for 4 nv.
+//
+//go:noescape
+func binKeysAVX2(dst, keys *uint32, nv int, bin uint32) int

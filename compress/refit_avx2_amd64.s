@@ -62,6 +62,18 @@ done: \
 	VZEROUPPER; \
 	RET
 
+// COMPACT4 stores at dst[k] (uint32) the dwords of x whose bits are set
+// in m (VMOVMSKPS's four), in order, moved to the front with the
+// refitCompact<> table at lut, and adds their count to k; it clobbers m
+// and t, and stores 16 bytes whatever the count.
+#define COMPACT4(m, t, lut, x, dst, k) \
+	MOVQ m, t; \
+	SHLQ $4, t; \
+	VPSHUFB (lut)(t*1), x, x; \
+	VMOVDQU x, (dst)(k*4); \
+	POPCNTL m, m; \
+	ADDQ m, k
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX
@@ -390,12 +402,7 @@ fill_group:
 	VEXTRACTF128 $1, Y6, X7
 	VSHUFPS $0x88, X7, X6, X6
 	VPOR    X9, X6, X6
-	MOVQ    BX, AX
-	SHLQ    $4, AX
-	VPSHUFB (R11)(AX*1), X6, X6
-	VMOVDQU X6, (DI)(R12*4)
-	POPCNTL BX, BX
-	ADDQ    BX, R12
+	COMPACT4(BX, AX, R11, X6, DI, R12)
 	VPMOVSXDQ X5, Y1      // the kept lanes as quadwords
 	VPAND   Y8, Y1, Y1
 	VPOR    (CX), Y1, Y3
@@ -500,5 +507,36 @@ overlap_word:
 	JLT  overlap_col
 
 overlap_done:
+	VZEROUPPER
+	RET
+
+// func binKeysAVX2(dst, keys *uint32, nv int, bin uint32) int
+// Copies to dst, in order, the keys among the first 4 nv whose bits from
+// rankBinShift (19) up equal bin, and returns how many. Each group of
+// four stores 16 bytes at dst[k]: dst must have room for 4 nv.
+TEXT ·binKeysAVX2(SB), NOSPLIT, $0-40
+	XORQ AX, AX           // copied so far
+	MOVQ dst+0(FP), DI
+	MOVQ keys+8(FP), SI
+	MOVQ nv+16(FP), CX
+	TESTQ CX, CX
+	JZ   bin_done
+	MOVL bin+24(FP), BX
+	MOVQ BX, X15
+	VPBROADCASTD X15, X15
+	LEAQ refitCompact<>(SB), R8
+
+bin_loop:
+	VMOVDQU (SI), X0
+	VPSRLD  $19, X0, X1
+	VPCMPEQD X15, X1, X1
+	VMOVMSKPS X1, BX
+	COMPACT4(BX, DX, R8, X0, DI, AX)
+	ADDQ    $16, SI
+	DECQ    CX
+	JNZ     bin_loop
+
+bin_done:
+	MOVQ AX, ret+32(FP)
 	VZEROUPPER
 	RET

@@ -17,3 +17,4 @@ func rankKeysAVX2(keys *uint32, f *float64, nv int)             { panic("no AVX2
 func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32, k int, acc *uint64) int {
 	panic("no AVX2")
 }
+func binKeysAVX2(dst, keys *uint32, nv int, bin uint32) int { panic("no AVX2") }

@@ -93,8 +93,16 @@ func (sc *topScratch) selectTop(keys []uint32, k int) topCut {
 		above += hist(bin)
 		bin--
 	}
-	cand := sc.cand[:0]
-	for _, b := range keys {
+	cand, rest := sc.cand[:0], keys
+	if useAVX2 { // four keys at a time, a chunk at a time
+		var buf [4096]uint32
+		for len(rest) >= 4 {
+			c := min(len(rest), len(buf)) &^ 3
+			n := binKeysAVX2(&buf[0], &rest[0], c/4, uint32(bin))
+			cand, rest = append(cand, buf[:n]...), rest[c:]
+		}
+	}
+	for _, b := range rest {
 		if b>>rankBinShift == uint32(bin) {
 			cand = append(cand, b)
 		}

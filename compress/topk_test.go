@@ -102,12 +102,18 @@ func TestSignsOfMatchesTopK(t *testing.T) {
 }
 
 // TestSelectTopCut: the cut's counts are those of the keys, with many
-// keys equal to the threshold and spread among other keys of its bin.
+// keys equal to the threshold and spread among other keys of its bin,
+// through the AVX2 kernel (on chunks and a remainder) and the Go loop.
 func TestSelectTopCut(t *testing.T) {
+	testSelectTopCut(t)
+	withGo(func() { testSelectTopCut(t) })
+}
+
+func testSelectTopCut(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	var sc topScratch
 	for trial := 0; trial < 200; trial++ {
-		keys := make([]uint32, 1+rng.IntN(3000))
+		keys := make([]uint32, 1+rng.IntN([]int{30, 3000, 20000}[trial%3]))
 		for i := range keys {
 			keys[i] = rankKey(float64(1 + rng.IntN(40)))
 		}
