@@ -84,14 +84,15 @@ func compressRefit(ts []Tensor, o options) ([]Coded, error) {
 	for w := min(runtime.GOMAXPROCS(0), len(pairs)); w > 0; w-- {
 		wg.Go(func() {
 			var sc scratch
-			var ws refitScratch
+			ws := refitScratches.Get().(*refitScratch)
+			defer refitScratches.Put(ws)
 			for i := int(next.Add(1) - 1); i < len(pairs); i = int(next.Add(1) - 1) {
 				p := pairs[i]
 				a, b := ts[p.A], ts[p.B]
 				ca, cb := &coded[p.A], &coded[p.B]
 				f := refitResult{plain: true}
 				if refittable(p) {
-					f = refitModule(&ws, cfg, p, a.Tau, b.Tau, thrs[p.A], thrs[p.B], ca.Scale, cb.Scale)
+					f = refitModule(ws, cfg, p, a.Tau, b.Tau, thrs[p.A], thrs[p.B], ca.Scale, cb.Scale)
 				}
 				if f.plain { // the plain codec's factors were best, or it was not refitted
 					sa, sb := ca.Scale, cb.Scale
@@ -151,6 +152,11 @@ type refitScratch struct {
 	ts      [6]tern  // current and next iterate of each side, then the best pair
 	pa, pb  []uint32 // the output
 }
+
+// refitScratches keeps workers' buffers from one compression to the next
+// (about 60 bytes per parameter of the largest module refitted; the
+// garbage collector empties the pool).
+var refitScratches = sync.Pool{New: func() any { return new(refitScratch) }}
 
 // refitResult holds a module's ternary factors, their kept elements in the
 // layouts of A and B as codeKept takes them, and their scales. pa and pb
