@@ -153,9 +153,9 @@ type refitScratch struct {
 	pa, pb  []uint32 // the output
 }
 
-// refitScratches keeps workers' buffers from one compression to the next
-// (about 60 bytes per parameter of the largest module refitted; the
-// garbage collector empties the pool).
+// refitScratches keeps workers' buffers from one compression to the
+// next (at most about 40 bytes per parameter of the largest module
+// refitted; the garbage collector empties the pool).
 var refitScratches = sync.Pool{New: func() any { return new(refitScratch) }}
 
 // refitResult holds a module's ternary factors, their kept elements in the

@@ -3,6 +3,12 @@
 // See refit_avx2_amd64.go. Products are VMULPD and sums VADDPD, each
 // rounded, in the order of the Go loops; never VFMADD.
 
+// refitSigns<> is the sign bit to flip for a positive and a negative
+// element.
+DATA refitSigns<>+0(SB)/8, $0
+DATA refitSigns<>+8(SB)/8, $0x8000000000000000
+GLOBL refitSigns<>(SB), RODATA|NOPTR, $16
+
 // statsCols8AVX2, statsCols4AVX2 and statsCols1AVX2: for each column
 // j < r of T, for the 32, 16 or 4 columns from ft and f on: ft[j] += row
 // i of f, its sign bit flipped if T's (i, j) is negative, for each row i
@@ -13,6 +19,7 @@
 // and ACC_STORE for the width; it is defined before every TEXT so that go
 // vet checks its arguments against none.
 #define STATS_COLS \
+	LEAQ refitSigns<>(SB), R11; \
 	MOVQ f+8(FP), R12; \
 	MOVQ r+24(FP), R8; \
 	MOVQ words+32(FP), R13; \
@@ -35,9 +42,8 @@ bit: \
 	BSFQ BX, CX; \
 	MOVQ DX, AX; \
 	SHRQ CX, AX; \
-	SHLQ $63, AX; \
-	MOVQ AX, X15; \
-	VPBROADCASTQ X15, Y15; \
+	ANDL $1, AX; \
+	VBROADCASTSD (R11)(AX*8), Y15; \
 	MOVQ CX, AX; \
 	IMULQ R8, AX; \
 	ADDQ R12, AX; \
