@@ -94,3 +94,8 @@ func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32, k int,
 //
 //go:noescape
 func binKeysAVX2(dst, keys *uint32, nv int, bin uint32) int
+
+// float64sAVX2 sets dst[i] = float64(xs[i]) for i < 4 nv.
+//
+//go:noescape
+func float64sAVX2(dst *float64, xs *float32, nv int)

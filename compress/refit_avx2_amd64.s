@@ -546,3 +546,24 @@ bin_done:
 	MOVQ AX, ret+32(FP)
 	VZEROUPPER
 	RET
+
+// func float64sAVX2(dst *float64, xs *float32, nv int)
+// dst[i] = float64(xs[i]) for i < 4 nv (exact).
+TEXT ·float64sAVX2(SB), NOSPLIT, $0-24
+	MOVQ nv+16(FP), CX
+	TESTQ CX, CX
+	JZ   cvt_done
+	MOVQ xs+8(FP), SI
+	MOVQ dst+0(FP), DI
+
+cvt_loop:
+	VCVTPS2PD (SI), Y0
+	VMOVUPD   Y0, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  cvt_loop
+
+cvt_done:
+	VZEROUPPER
+	RET

@@ -110,6 +110,23 @@ func TestRefitGoldenGo(t *testing.T) {
 	withGo(func() { TestRefitGolden(t) })
 }
 
+// TestFloat64s: the AVX2 conversion and the Go loop, on lengths with and
+// without a remainder, NaN and infinities included.
+func TestFloat64s(t *testing.T) {
+	for _, n := range []int{0, 1, 4, 7, 64, 67} {
+		xs := make([]float32, n)
+		for i := range xs {
+			xs[i] = []float32{float32(i) - 3.25, float32(math.NaN()), float32(math.Inf(-1)), 1e-40}[i%4]
+		}
+		got := float64s(nil, xs)
+		for i, x := range xs {
+			if math.Float64bits(got[i]) != math.Float64bits(float64(x)) {
+				t.Fatalf("length %d: element %d is %v, want %v", n, i, got[i], float64(x))
+			}
+		}
+	}
+}
+
 // TestTranspose64: whole blocks of eight rows and the rows left.
 func TestTranspose64(t *testing.T) {
 	for _, m := range []int{1, 5, 8, 13, 16, 67} {

@@ -311,8 +311,13 @@ func to64(xs []float32) []float64 { return float64s(nil, xs) }
 // float64s returns xs as float64, in dst if it is long enough.
 func float64s(dst []float64, xs []float32) []float64 {
 	dst = grow(dst, len(xs))
-	for i, v := range xs {
-		dst[i] = float64(v)
+	i := 0
+	if useAVX2 && len(xs) >= 4 {
+		i = len(xs) &^ 3
+		float64sAVX2(&dst[0], &xs[0], i/4)
+	}
+	for ; i < len(xs); i++ {
+		dst[i] = float64(xs[i])
 	}
 	return dst
 }
