@@ -99,3 +99,10 @@ func binKeysAVX2(dst, keys *uint32, nv int, bin uint32) int
 //
 //go:noescape
 func float64sAVX2(dst *float64, xs *float32, nv int)
+
+// transpose8AVX2 sets dst[j m + k] = float64(xs[k n + j]) for the eight
+// rows k of xs (m x n) from xs on and the columns j < 4 nv, dst pointing
+// at the element of its row 0 for xs's row 0.
+//
+//go:noescape
+func transpose8AVX2(dst *float64, xs *float32, m, n, nv int)

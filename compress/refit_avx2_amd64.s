@@ -80,6 +80,31 @@ done: \
 	POPCNTL m, m; \
 	ADDQ m, k
 
+// TRANSPOSE4 converts the 4 x 4 float32 block of xs at src (rows R8
+// bytes apart, R10 = 3 R8) to float64 and stores it transposed at dst
+// (rows R9 bytes apart, R11 = 3 R9); it clobbers X0 to X11.
+#define TRANSPOSE4(src, dst) \
+	VMOVUPS (src), X0; \
+	VMOVUPS (src)(R8*1), X1; \
+	VMOVUPS (src)(R8*2), X2; \
+	VMOVUPS (src)(R10*1), X3; \
+	VUNPCKLPS X1, X0, X4; \
+	VUNPCKLPS X3, X2, X5; \
+	VUNPCKHPS X1, X0, X6; \
+	VUNPCKHPS X3, X2, X7; \
+	VMOVLHPS X5, X4, X8; \
+	VMOVHLPS X4, X5, X9; \
+	VMOVLHPS X7, X6, X10; \
+	VMOVHLPS X6, X7, X11; \
+	VCVTPS2PD X8, Y8; \
+	VCVTPS2PD X9, Y9; \
+	VCVTPS2PD X10, Y10; \
+	VCVTPS2PD X11, Y11; \
+	VMOVUPD Y8, (dst); \
+	VMOVUPD Y9, (dst)(R9*1); \
+	VMOVUPD Y10, (dst)(R9*2); \
+	VMOVUPD Y11, (dst)(R11*1)
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX
@@ -565,5 +590,38 @@ cvt_loop:
 	JNZ  cvt_loop
 
 cvt_done:
+	VZEROUPPER
+	RET
+
+// func transpose8AVX2(dst *float64, xs *float32, m, n, nv int)
+// For the eight rows of xs (m x n, row-major) from xs on and the first
+// 4 nv columns: dst[j m + k] = float64(xs[k n + j]), dst pointing at the
+// element of its row 0 for xs's row 0. Each row of dst gets 64 bytes at
+// once.
+TEXT ·transpose8AVX2(SB), NOSPLIT, $0-40
+	MOVQ m+16(FP), R9
+	SHLQ $3, R9           // bytes per row of dst
+	MOVQ n+24(FP), R8
+	SHLQ $2, R8           // bytes per row of xs
+	MOVQ nv+32(FP), CX
+	TESTQ CX, CX
+	JZ   tr_done
+	MOVQ dst+0(FP), DI
+	MOVQ xs+8(FP), SI
+	LEAQ (R8)(R8*2), R10
+	LEAQ (R9)(R9*2), R11
+	LEAQ (SI)(R8*4), DX   // rows 4 to 7
+
+tr_loop:
+	TRANSPOSE4(SI, DI)
+	LEAQ 32(DI), BX
+	TRANSPOSE4(DX, BX)
+	ADDQ $16, SI
+	ADDQ $16, DX
+	LEAQ (DI)(R9*4), DI
+	DECQ CX
+	JNZ  tr_loop
+
+tr_done:
 	VZEROUPPER
 	RET

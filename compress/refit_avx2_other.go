@@ -17,5 +17,6 @@ func rankKeysAVX2(keys *uint32, f *float64, nv int)             { panic("no AVX2
 func fillAVX2(el *uint32, start *int32, f *float64, n, r int, thr uint32, k int, acc *uint64) int {
 	panic("no AVX2")
 }
-func binKeysAVX2(dst, keys *uint32, nv int, bin uint32) int { panic("no AVX2") }
-func float64sAVX2(dst *float64, xs *float32, nv int)        { panic("no AVX2") }
+func binKeysAVX2(dst, keys *uint32, nv int, bin uint32) int  { panic("no AVX2") }
+func float64sAVX2(dst *float64, xs *float32, nv int)         { panic("no AVX2") }
+func transpose8AVX2(dst *float64, xs *float32, m, n, nv int) { panic("no AVX2") }

@@ -127,10 +127,16 @@ func TestFloat64s(t *testing.T) {
 	}
 }
 
-// TestTranspose64: whole blocks of eight rows and the rows left.
+// TestTranspose64: whole blocks of eight rows and the rows left, in AVX2
+// (columns by four and the columns left) and in Go.
 func TestTranspose64(t *testing.T) {
+	testTranspose64(t)
+	withGo(func() { testTranspose64(t) })
+}
+
+func testTranspose64(t *testing.T) {
 	for _, m := range []int{1, 5, 8, 13, 16, 67} {
-		for _, n := range []int{1, 3, 64} {
+		for _, n := range []int{1, 3, 4, 7, 64} {
 			xs := make([]float32, m*n)
 			for i := range xs {
 				xs[i] = float32(i) - 0.5

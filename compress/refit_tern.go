@@ -329,6 +329,14 @@ func float64s(dst []float64, xs []float32) []float64 {
 func transpose64(dst []float64, xs []float32, m, n int) []float64 {
 	dst = grow(dst, len(xs))
 	i := 0
+	for ; i+8 <= m && useAVX2 && n >= 4; i += 8 { // 4 x 4 blocks of each
+		transpose8AVX2(&dst[i], &xs[i*n], m, n, n/4)
+		for j := n &^ 3; j < n; j++ {
+			for k := i; k < i+8; k++ {
+				dst[j*m+k] = float64(xs[k*n+j])
+			}
+		}
+	}
 	for ; i+8 <= m; i += 8 {
 		x0, x1, x2, x3 := xs[i*n:][:n], xs[(i+1)*n:][:n], xs[(i+2)*n:][:n], xs[(i+3)*n:][:n]
 		x4, x5, x6, x7 := xs[(i+4)*n:][:n], xs[(i+5)*n:][:n], xs[(i+6)*n:][:n], xs[(i+7)*n:][:n]
