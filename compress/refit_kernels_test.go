@@ -70,6 +70,15 @@ func TestRefitKernelsMatchGo(t *testing.T) {
 			sameBits(t, "T^T F", tn.ft, tnGo.ft)
 			sameBits(t, "T^T T", tn.tt, tnGo.tt)
 
+			// negate keeps the bitsets those of the kept elements.
+			tn.negate()
+			var u tern
+			u.copyFrom(&tn)
+			u.setBits()
+			if !slices.Equal(tn.bits, u.bits) {
+				t.Fatalf("negate: bitsets %x, the kept elements give %x", tn.bits, u.bits)
+			}
+
 			// Zeros of both signs among the values: never kept.
 			for i := 0; i < len(f.d); i += 3 {
 				f.d[i] = math.Copysign(0, f.d[i])

@@ -41,6 +41,7 @@ func (t *tern) copyFrom(u *tern) {
 	t.n, t.r, t.s = u.n, u.r, u.s
 	t.start = append(t.start[:0], u.start...)
 	t.el = append(t.el[:0], u.el...)
+	t.bits = append(t.bits[:0], u.bits...)
 	t.ft = append(t.ft[:0], u.ft...)
 	t.tt = append(t.tt[:0], u.tt...)
 }
@@ -91,6 +92,12 @@ func (t *tern) negate() {
 	}
 	for i := range t.ft {
 		t.ft[i] = -t.ft[i]
+	}
+	for b := 0; b+2*t.r <= len(t.bits); b += 2 * t.r { // negative rows of each block
+		kept, neg := t.bits[b:b+t.r], t.bits[b+t.r:b+2*t.r]
+		for j, k := range kept {
+			neg[j] ^= k
+		}
 	}
 }
 
