@@ -1,5 +1,7 @@
 package compress
 
+import "golang.org/x/sys/cpu"
+
 // The refit's dense kernels in AVX2 (refit_avx2_amd64.s), four float64
 // lanes at a time across independent output elements: each element goes
 // through the same multiplications and additions, in the same order, as
@@ -10,30 +12,9 @@ package compress
 // haveAVX2 is set when the CPU and the OS support AVX2; useAVX2 selects
 // the kernels (the tests turn it off to run the Go loops).
 var (
-	haveAVX2 = hasAVX2()
+	haveAVX2 = cpu.X86.HasAVX2 // CPU and OS support
 	useAVX2  = haveAVX2
 )
-
-func hasAVX2() bool {
-	maxID, _, _, _ := cpuid(0, 0)
-	if maxID < 7 {
-		return false
-	}
-	_, _, ecx1, _ := cpuid(1, 0)
-	const osxsave, avx = 1 << 27, 1 << 28
-	if ecx1&osxsave == 0 || ecx1&avx == 0 {
-		return false
-	}
-	if xcr0 := xgetbv(); xcr0&6 != 6 { // the OS saves XMM and YMM state
-		return false
-	}
-	_, ebx7, _, _ := cpuid(7, 0)
-	return ebx7&(1<<5) != 0
-}
-
-func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
-
-func xgetbv() uint32
 
 // mulPairAVX2 is mulPair(d0, d1, x0, x1, w, 0) restricted to the first
 // 4*nv columns, nv = r/4, on r-long rows and r x r w.

@@ -105,24 +105,6 @@ done: \
 	VMOVUPD Y10, (dst)(R9*2); \
 	VMOVUPD Y11, (dst)(R11*1)
 
-// func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
-TEXT ·cpuid(SB), NOSPLIT, $0-24
-	MOVL eaxArg+0(FP), AX
-	MOVL ecxArg+4(FP), CX
-	CPUID
-	MOVL AX, eax+8(FP)
-	MOVL BX, ebx+12(FP)
-	MOVL CX, ecx+16(FP)
-	MOVL DX, edx+20(FP)
-	RET
-
-// func xgetbv() uint32
-TEXT ·xgetbv(SB), NOSPLIT, $0-4
-	MOVL $0, CX
-	XGETBV
-	MOVL AX, ret+0(FP)
-	RET
-
 // func mulPairAVX2(d0, d1, x0, x1, w *float64, r, nv int)
 // For each block of four rows l..l+3 of w, for each group of four columns:
 // d0 += (a0*w0 + a1*w1) + (a2*w2 + a3*w3), a = x0[l..l+3]; d1 the same
