@@ -49,14 +49,18 @@ type leafPieces struct {
 }
 
 // readPieces reads leaf idx of size bytes from br if the frame there is
-// its Block frame as pb.WriteFrame writes it, checking each piece as it
-// arrives; ok is false, with nothing read, when it is not (an error frame,
-// or a peer that encodes otherwise: the caller reads the frame whole).
-// deadline renews the stream's read deadline, once a piece.
-func readPieces(br *bufio.Reader, idx uint64, size int, lp leafPieces, buf *[]byte, deadline func()) (data []byte, ok bool, err error) {
+// its Block frame as pb.WriteFrame writes it, checking each piece against
+// the outboard as it arrives and serving on those that match; ok is false,
+// with nothing read, when it is not (an error frame, or a peer that
+// encodes otherwise: the caller reads the frame whole). After a piece that
+// does not match (mismatch), it reads the rest of the leaf without serving
+// it on: the leaf's CID then tells whether the sender's bytes or the
+// outboard are false. deadline renews the stream's read deadline, once a
+// piece.
+func readPieces(br *bufio.Reader, idx uint64, size int, lp leafPieces, buf *[]byte, deadline func()) (data []byte, ok, mismatch bool, err error) {
 	prefix := blockPrefix(idx, size)
 	if p, err := br.Peek(len(prefix)); err != nil || !bytes.Equal(p, prefix) {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	_, _ = br.Discard(len(prefix))
 	if cap(*buf) < size {
@@ -70,18 +74,18 @@ func readPieces(br *bufio.Reader, idx uint64, size int, lp leafPieces, buf *[]by
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, true, fmt.Errorf("leaf %d at byte %d: %w", idx, off, err)
+			return nil, true, mismatch, fmt.Errorf("leaf %d at byte %d: %w", idx, off, err)
 		}
-		if !lp.ob.check(idx, k, p) {
-			return nil, true, fmt.Errorf("%w: leaf %d: piece %d does not match the outboard", ErrVerify, idx, k)
+		if !mismatch && !lp.ob.check(idx, k, p) {
+			mismatch = true
 		}
-		if lp.flow != nil && lp.flow.add(off, p) && lp.started != nil {
+		if !mismatch && lp.flow != nil && lp.flow.add(off, p) && lp.started != nil {
 			lp.started(lp.root, idx)
 		}
 		off = end
 		deadline()
 	}
-	return data, true, nil
+	return data, true, mismatch, nil
 }
 
 // sendFlowing sends leaf idx of s's expert as it arrives here: the Block

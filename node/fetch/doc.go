@@ -8,6 +8,12 @@
 // answers with a header carrying the internal dag-pb nodes, then the leaves
 // in order, each a length-prefixed protobuf frame (see proto/fetch.proto).
 //
+// With the expert's outboard (the SHA-256 of each 64 KiB piece, its hash
+// signed by the publisher: outboard.go), a requester checks each piece of
+// a leaf as it arrives and its node's provider serves the verified pieces
+// on at once, before the leaf is whole (flow.go, blockstream.go): a new
+// leaf crosses the swarm at the pace of pieces, not of whole leaves.
+//
 // A requester watches every partial holder it knows (a watch request:
 // have.go, watch.go): the holder answers with what it holds and then tells
 // each leaf as it verifies it, so requesters always know who holds what

@@ -33,14 +33,20 @@ func outboardHash(t testing.TB, data []byte) (ob, hash []byte) {
 // pieceServer is a provider of the fetch protocol that holds data whole
 // and sends leaf 0 in two halves: the first at once, the second once
 // release is closed. It answers requests as Provider does (header with the
-// asked leaves, nodes unless skipped, the outboard if asked), with a
-// corruption hook for leaf 0's second half and the outboard it sends.
+// asked leaves, nodes unless skipped, the outboard if asked); the tests
+// choose the bytes and the outboard it sends.
 type pieceServer struct {
 	layout   *unixfs.Layout
 	data     []byte
 	outboard []byte
 	release  chan struct{}
-	corrupt  bool // flip a byte in leaf 0's second half
+}
+
+// corruptLeaf0 returns data with a byte of leaf 0's second half flipped.
+func corruptLeaf0(data []byte) []byte {
+	bad := bytes.Clone(data)
+	bad[unixfs.ChunkSize*3/4] ^= 1
+	return bad
 }
 
 func (ps *pieceServer) handle(s network.Stream) {
@@ -84,11 +90,7 @@ func (ps *pieceServer) handle(s network.Stream) {
 				return
 			}
 			<-ps.release
-			rest := bytes.Clone(leaf[half:])
-			if ps.corrupt {
-				rest[len(rest)/2] ^= 1
-			}
-			if _, err := s.Write(rest); err != nil {
+			if _, err := s.Write(leaf[half:]); err != nil {
 				return
 			}
 		}
@@ -173,38 +175,48 @@ func TestFlowServesLeafUnderWay(t *testing.T) {
 	}
 }
 
-// A piece that does not match the outboard fails its leaf at that piece,
-// and an outboard that does not match the publication's hash fails the
-// request: either is the sender's error (ErrVerify, marked bad), and
-// nothing of the leaf is stored.
-func TestFlowRefused(t *testing.T) {
+// Who is to blame when pieces, outboard and CID disagree. A piece that
+// does not match the publication's outboard, in a leaf that does not match
+// its CID, and an outboard that does not match the publication's hash are
+// the sender's errors (ErrVerify, marked bad). A false outboard that the
+// publisher signed is not: a leaf that matches its CID but not the
+// outboard is stored and ends serving pieces on for the fetch; a leaf
+// that matches the outboard but not its CID drops the sender for the fetch
+// without marking it (it may have forwarded pieces that verified).
+func TestFlowBlame(t *testing.T) {
+	data := randomBytes(2<<20+7, 42)
+	l := addFile(t, newMem(), data)
+	ob, hash := outboardHash(t, data)
+	falseOb, falseHash := outboardHash(t, corruptLeaf0(data))
 	for _, c := range []struct {
-		name string
-		edit func(ps *pieceServer)
+		name         string
+		sent, ob     []byte // what the provider sends
+		signed       []byte // the outboard hash the publication signs
+		err          error  // nil: the fetch completes
+		bad, stored0 bool
 	}{
-		{"bad piece", func(ps *pieceServer) { ps.corrupt = true }},
-		{"false outboard", func(ps *pieceServer) { ps.outboard = bytes.Clone(ps.outboard); ps.outboard[5] ^= 1 }},
+		{"bad piece", corruptLeaf0(data), ob, hash, ErrVerify, true, false},
+		{"outboard not the publication's", data, falseOb, hash, ErrVerify, true, false},
+		{"false signed outboard, true bytes", data, falseOb, falseHash, nil, false, true},
+		{"false signed outboard and bytes", corruptLeaf0(data), falseOb, falseHash, errOutboard, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			data := randomBytes(2<<20+7, 42)
-			l := addFile(t, newMem(), data)
-			ob, hash := outboardHash(t, data)
-			ps := &pieceServer{layout: l, data: data, outboard: ob, release: make(chan struct{})}
+			ps := &pieceServer{layout: l, data: c.sent, outboard: c.ob, release: make(chan struct{})}
 			close(ps.release)
-			c.edit(ps)
 			pub := startPieceServer(t, ps)
 			f := newFlowNode(t)
 			connect(t, f.h, pub)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if _, err := f.fetch.Fetch(ctx, l.Root, ids(pub), nil, WithOutboard(hash)); !errors.Is(err, ErrVerify) {
-				t.Fatalf("err = %v, want ErrVerify", err)
+			_, err := f.fetch.Fetch(ctx, l.Root, ids(pub), nil, WithOutboard(c.signed))
+			if c.err == nil && err != nil || c.err != nil && !errors.Is(err, c.err) {
+				t.Fatalf("err = %v, want %v", err, c.err)
 			}
-			if !f.fetch.IsBad(pub.ID()) {
-				t.Fatal("the sender is not marked bad")
+			if f.fetch.IsBad(pub.ID()) != c.bad {
+				t.Fatalf("sender marked bad: %v, want %v", !c.bad, c.bad)
 			}
-			if ok, _ := f.store.HasBlock(l.Leaves[0].Cid); ok {
-				t.Fatal("leaf 0 stored")
+			if ok, _ := f.store.HasBlock(l.Leaves[0].Cid); ok != c.stored0 {
+				t.Fatalf("leaf 0 stored: %v, want %v", ok, c.stored0)
 			}
 		})
 	}

@@ -67,7 +67,11 @@ type outboard struct {
 	first  []int // first[i]: leaf i's first piece; first[len] = all
 }
 
-var errOutboard = errors.New("outboard")
+// errOutboard is a leaf that matched the publication's outboard piece by
+// piece but not its CID: the signed outboard is false. The provider is
+// dropped for the fetch, not marked bad: it may have forwarded pieces
+// that verified against the same outboard.
+var errOutboard = errors.New("fetch: the publication's outboard")
 
 // newOutboard checks ob against the layout and the expected hash.
 func newOutboard(layout *unixfs.Layout, ob, want []byte) (*outboard, error) {
@@ -76,10 +80,10 @@ func newOutboard(layout *unixfs.Layout, ob, want []byte) (*outboard, error) {
 		first[i+1] = first[i] + pieces(l.Size)
 	}
 	if len(ob) != first[len(layout.Leaves)]*sha256.Size {
-		return nil, fmt.Errorf("%w: %w of %d bytes for %d pieces", ErrVerify, errOutboard, len(ob), first[len(layout.Leaves)])
+		return nil, fmt.Errorf("%w: an outboard of %d bytes for %d pieces", ErrVerify, len(ob), first[len(layout.Leaves)])
 	}
 	if h := sha256.Sum256(ob); !bytes.Equal(h[:], want) {
-		return nil, fmt.Errorf("%w: %w does not match the publication's hash", ErrVerify, errOutboard)
+		return nil, fmt.Errorf("%w: the outboard sent does not match the publication's hash", ErrVerify)
 	}
 	return &outboard{hashes: ob, first: first}, nil
 }

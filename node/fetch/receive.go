@@ -153,14 +153,22 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	for _, idx := range offered {
 		deadline()
 		leaf := layout.Leaves[idx]
-		data, inPieces, err := f.readLeaf(br, &frame, &buf, &pieceBuf, r, layout, idx, deadline)
+		data, pieces, err := f.readLeaf(br, &frame, &buf, &pieceBuf, r, layout, idx, deadline)
 		if err != nil {
 			return err
 		}
-		if err := leaf.Verify(data); err != nil {
-			if inPieces {
-				r.flow.distrust()
-			}
+		err = leaf.Verify(data)
+		switch {
+		case pieces == piecesMatched && err != nil:
+			// Every piece matched the signed outboard but the leaf is not
+			// its CID's: the outboard is false (its publisher's doing),
+			// and the sender may have forwarded pieces that verified.
+			r.flow.distrust()
+			return fmt.Errorf("%w: leaf %d matched it piece by piece but not its CID: %w", errOutboard, idx, err)
+		case pieces == piecesMismatched && err == nil:
+			// The sender's leaf is its CID's: the outboard is false.
+			r.flow.distrust()
+		case err != nil:
 			return fmt.Errorf("%w: leaf %d: %w", ErrVerify, idx, err)
 		}
 		news := false
@@ -185,28 +193,40 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	return nil
 }
 
+// How a leaf was read: whole, or in pieces that all matched the outboard,
+// or in pieces some of which did not.
+const (
+	readWhole = iota
+	piecesMatched
+	piecesMismatched
+)
+
 // readLeaf reads the frame of leaf idx, in pieces checked as they arrive
-// when the fetch has the outboard, else whole, and returns its data
-// (verified against the outboard at most, inPieces: the caller checks
-// its CID).
-func (f *Fetcher) readLeaf(br *bufio.Reader, frame *pb.FetchFrame, buf, pieceBuf *[]byte, r streamReq, layout *unixfs.Layout, idx uint64, deadline func()) (data []byte, inPieces bool, err error) {
+// when the fetch has the outboard, else whole, and returns its data and
+// how it was read; the caller checks its CID.
+func (f *Fetcher) readLeaf(br *bufio.Reader, frame *pb.FetchFrame, buf, pieceBuf *[]byte, r streamReq, layout *unixfs.Layout, idx uint64, deadline func()) (data []byte, how int, err error) {
 	if lp, ok := r.flow.pieces(layout, idx); ok {
-		data, ok, err := readPieces(br, idx, int(layout.Leaves[idx].Size), lp, pieceBuf, deadline)
+		data, ok, mismatch, err := readPieces(br, idx, int(layout.Leaves[idx].Size), lp, pieceBuf, deadline)
+		if mismatch {
+			how = piecesMismatched
+		} else {
+			how = piecesMatched
+		}
 		if ok || err != nil {
-			return data, true, err
+			return data, how, err
 		}
 	}
 	if err := readMsg(br, frame, maxBlockFrame, buf); err != nil {
-		return nil, false, expected(err, fmt.Sprintf("leaf %d", idx))
+		return nil, readWhole, expected(err, fmt.Sprintf("leaf %d", idx))
 	}
 	if e := frame.GetError(); e != nil {
-		return nil, false, &remoteErr{remoteError(e)}
+		return nil, readWhole, &remoteErr{remoteError(e)}
 	}
 	b := frame.GetBlock()
 	if b == nil || b.GetIndex() != idx {
-		return nil, false, fmt.Errorf("%w: expected leaf %d", ErrFrame, idx)
+		return nil, readWhole, fmt.Errorf("%w: expected leaf %d", ErrFrame, idx)
 	}
-	return b.GetData(), false, nil
+	return b.GetData(), readWhole, nil
 }
 
 // readHeader reads a stream's first frame, what: a header, or a FetchError
