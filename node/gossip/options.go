@@ -98,7 +98,8 @@ type Options struct {
 	// topic or its catalog) spends no token, if its last re-announcement
 	// was accepted at least RefreshInterval ago; a publisher's limit
 	// counts only the announcements it vouches for (a publication it
-	// signed, or its own as provider).
+	// signed, or its own as provider) of experts new to the view, not
+	// each provider of one.
 	ProviderLimit, PublisherLimit RateLimit
 	// ForwarderLimit rate-limits the announcements of experts new to this
 	// node that a peer forwards on behalf of other providers (see admit;

@@ -199,6 +199,30 @@ func TestAdmit(t *testing.T) {
 		}
 	})
 
+	// A swarm fetching the publisher's new expert: each node announces
+	// itself as a provider of it, vouched for by the publication. Once the
+	// expert is in the view, they cost the publisher nothing, or all but
+	// the first burst would stay unknown as providers.
+	t.Run("providers of a known expert", func(t *testing.T) {
+		s := newAdmitter(Options{ProviderLimit: limit, PublisherLimit: limit, RefreshInterval: refresh})
+		now := time.Now() // the view keeps what is recent
+		first := ann(7, pub, pub, now, true)
+		if !admitted(s, first, now) || !s.view.Add(first.Announcement) {
+			t.Fatal("the publication refused")
+		}
+		for i, p := range testPeers(t, 3*burst) {
+			if !admitted(s, ann(7, p, pub, now, true), now) {
+				t.Fatalf("provider %d of the known expert refused", i)
+			}
+		}
+		// A new expert of the publisher still costs it a token each.
+		for i := range burst {
+			if got := admitted(s, ann(50+i, rogue, pub, now, true), now); got != (i < burst-1) {
+				t.Fatalf("new expert %d admitted: %v", i, got)
+			}
+		}
+	})
+
 	t.Run("both limits", func(t *testing.T) {
 		s := newAdmitter(Options{ProviderLimit: limit, PublisherLimit: RateLimit{Rate: 1, Burst: 1}, RefreshInterval: refresh})
 		if !admitted(s, ann(0, rogue, pub, t0, true), t0) || admitted(s, ann(1, rogue, pub, t0, true), t0) {

@@ -115,9 +115,9 @@ func verdict(err error) pubsub.ValidationResult {
 // one of the forwarder's if src is not the provider (ForwarderLimit: made
 // up identities sent over one connection are still that connection's)
 // and, if the publisher vouches for it (its publication, verified, or its
-// own announcement), one of the publisher's: an unsigned claim does not
-// count against the publisher it names, or anyone could exhaust an honest
-// publisher's budget by naming it. A provider with MaxPerProvider experts
+// own announcement) and the expert is new to the view, one of the
+// publisher's: an unsigned claim does not count against the publisher it
+// names, or anyone could exhaust an honest publisher's budget by naming it. A provider with MaxPerProvider experts
 // in the view has its announcements of more refused as over a limit too.
 // Over a limit, the announcement is ignored, not rejected: it is valid,
 // and the peer that forwarded it, whom a rejection would penalize, is
@@ -159,6 +159,13 @@ func (s *Service) limits(a Announcement, pub, src peer.ID, now time.Time, commit
 		}
 		if forwarded && !s.forwarders.allows(src, now) {
 			return fmt.Errorf("%w: forwarder %s", ErrRateLimited, src)
+		}
+		// A publisher is charged for its experts, not for each node that
+		// comes to provide one: a swarm fetching a new expert announces
+		// it once per node, and those the limit ignored would stay
+		// unknown as providers until they re-announce.
+		if _, held := s.view.Get(a.CID); held {
+			pub = ""
 		}
 		if pub != "" && !s.publishers.allows(pub, now) {
 			return fmt.Errorf("%w: publisher %s", ErrRateLimited, pub)
