@@ -69,18 +69,26 @@ func (s *fetchState) holderIdle() bool {
 }
 
 // addPeers makes new providers idle, up to knownPerSlot x maxProviders
-// known (failed peers aside).
+// known (failed peers aside). When there are more new ones than room, it
+// takes a random choice of them, not the first listed: every fetch of a
+// swarm hears of the others in about the same order, and would otherwise
+// know the same first ones and leave the uplinks of the last unused.
 func (s *fetchState) addPeers(ps []peer.ID) {
 	known := len(s.peers) - s.count(peerFailed)
+	var fresh []peer.ID
+	seen := map[peer.ID]bool{}
 	for _, id := range ps {
-		if known >= knownPerSlot*s.cfg.maxProviders {
-			return
+		if id != s.cfg.self && s.peers[id] == nil && !seen[id] {
+			seen[id] = true
+			fresh = append(fresh, id)
 		}
-		if id == s.cfg.self || s.peers[id] != nil {
-			continue
-		}
+	}
+	room := knownPerSlot*s.cfg.maxProviders - known
+	if len(fresh) > room && s.rng != nil {
+		s.rng.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+	}
+	for _, id := range fresh[:max(min(room, len(fresh)), 0)] {
 		s.peers[id] = &peerState{id: id}
-		known++
 	}
 }
 
