@@ -46,6 +46,7 @@ type leafPieces struct {
 	flow    *flowLeaf             // nil: not served on
 	started func(cid.Cid, uint64) // the leaf's first piece verified
 	root    cid.Cid
+	piece   func() // a piece verified (the request is not silent)
 }
 
 // readPieces reads leaf idx of size bytes from br if the frame there is
@@ -81,6 +82,9 @@ func readPieces(br *bufio.Reader, idx uint64, size int, lp leafPieces, buf *[]by
 		}
 		if !mismatch && lp.flow != nil && lp.flow.add(off, p) && lp.started != nil {
 			lp.started(lp.root, idx)
+		}
+		if !mismatch && lp.piece != nil && end < size {
+			lp.piece()
 		}
 		off = end
 		deadline()

@@ -63,6 +63,12 @@ type (
 		offered []uint64
 		has     []bool
 	}
+	// evPiece: a request reading a leaf in pieces brought one more that
+	// verified: it is not silent, however long the whole leaf takes (a
+	// requester whose downlink many streams share).
+	evPiece struct {
+		req reqID
+	}
 	// evLeaf: a request brought leaf index, verified and stored.
 	evLeaf struct {
 		req   reqID
@@ -97,6 +103,7 @@ func (evTick) isEvent()     {}
 func (evOpened) isEvent()   {}
 func (evHeader) isEvent()   {}
 func (evLeaf) isEvent()     {}
+func (evPiece) isEvent()    {}
 func (evEnd) isEvent()      {}
 func (evHave) isEvent()     {}
 func (evWatchEnd) isEvent() {}

@@ -17,8 +17,11 @@ import (
 // a leaf as it grows (a flowing leaf), and counts it among its holdings.
 // It also keeps the outboards it computed of experts it holds whole.
 type flows struct {
-	mu    sync.Mutex
-	roots map[cid.Cid]*flowRoot
+	// computing serializes the outboards computed of experts held whole,
+	// so that a burst of requests reads an expert once.
+	computing sync.Mutex
+	mu        sync.Mutex
+	roots     map[cid.Cid]*flowRoot
 	// whole: outboards of experts held whole, most recent last.
 	whole []wholeOutboard
 	// started is called when a leaf starts to flow (its first piece
@@ -34,6 +37,11 @@ type wholeOutboard struct {
 // maxWholeOutboards bounds the outboards kept of experts held whole (up
 // to 2 MiB each, for a 4 GiB expert).
 const maxWholeOutboards = 8
+
+// maxFlowLeaves bounds the leaves of one expert under way here, a leaf's
+// size each: beyond it (providers that start leaves and stall), leaves are
+// read whole and not served on until some are stored.
+const maxFlowLeaves = 32
 
 type flowRoot struct {
 	fetches int // running fetches of the expert that have its outboard
@@ -83,7 +91,8 @@ func (f *flows) begin(root cid.Cid, ob *outboard) (end func()) {
 }
 
 // leaf returns leaf i of root under way, creating it (size bytes) when
-// create is set and a fetch of root is registered; nil otherwise.
+// create is set, a fetch of root is registered and fewer than
+// maxFlowLeaves are under way; nil otherwise.
 func (f *flows) leaf(root cid.Cid, i uint64, size int, create bool) *flowLeaf {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -92,7 +101,7 @@ func (f *flows) leaf(root cid.Cid, i uint64, size int, create bool) *flowLeaf {
 		return nil
 	}
 	l := r.leaves[i]
-	if l == nil && create {
+	if l == nil && create && len(r.leaves) < maxFlowLeaves {
 		l = &flowLeaf{data: make([]byte, size), wake: make(chan struct{})}
 		r.leaves[i] = l
 	}
@@ -129,6 +138,10 @@ func (f *flows) flowing(root cid.Cid, have []byte) {
 // expert held whole, the one computed from its leaves (kept for the next
 // requests).
 func (f *flows) outboard(layout *unixfs.Layout, b Blocks, whole bool) ([]byte, error) {
+	if whole {
+		f.computing.Lock()
+		defer f.computing.Unlock()
+	}
 	f.mu.Lock()
 	if r := f.roots[layout.Root]; r != nil && r.ob != nil {
 		f.mu.Unlock()

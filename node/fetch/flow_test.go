@@ -245,3 +245,36 @@ func TestFlowFromWholeProvider(t *testing.T) {
 		t.Fatal("fetched bytes differ")
 	}
 }
+
+// Leaves under way are bounded per expert (providers that start leaves and
+// stall cannot make a node hold an expert's size in buffers), and dropped
+// once stored or when the last fetch of the expert ends.
+func TestFlowLeavesBounded(t *testing.T) {
+	l := addFile(t, newMem(), randomBytes(PieceSize, 45))
+	f := newFlows(nil)
+	if f.leaf(l.Root, 0, 10, true) != nil {
+		t.Fatal("a leaf under way with no fetch registered")
+	}
+	end := f.begin(l.Root, nil)
+	var second *flowLeaf
+	for i := range maxFlowLeaves {
+		lf := f.leaf(l.Root, uint64(i), 10, true)
+		if lf == nil {
+			t.Fatalf("leaf %d refused", i)
+		}
+		if i == 1 {
+			second = lf
+		}
+	}
+	if f.leaf(l.Root, maxFlowLeaves, 10, true) != nil {
+		t.Fatalf("leaf %d under way, past the bound", maxFlowLeaves)
+	}
+	f.stored(l.Root, 0)
+	if f.leaf(l.Root, maxFlowLeaves, 10, true) == nil {
+		t.Fatal("no room after a leaf was stored")
+	}
+	end()
+	if _, err := second.next(context.Background(), 0); !errors.Is(err, errFlowDead) {
+		t.Fatalf("a reader of a leaf given up: %v, want errFlowDead", err)
+	}
+}

@@ -153,7 +153,7 @@ func (f *Fetcher) receive(ctx context.Context, br *bufio.Reader, deadline func()
 	for _, idx := range offered {
 		deadline()
 		leaf := layout.Leaves[idx]
-		data, pieces, err := f.readLeaf(br, &frame, &buf, &pieceBuf, r, layout, idx, deadline)
+		data, pieces, err := f.readLeaf(br, &frame, &buf, &pieceBuf, r, layout, idx, deadline, events)
 		if err != nil {
 			return err
 		}
@@ -204,8 +204,9 @@ const (
 // readLeaf reads the frame of leaf idx, in pieces checked as they arrive
 // when the fetch has the outboard, else whole, and returns its data and
 // how it was read; the caller checks its CID.
-func (f *Fetcher) readLeaf(br *bufio.Reader, frame *pb.FetchFrame, buf, pieceBuf *[]byte, r streamReq, layout *unixfs.Layout, idx uint64, deadline func()) (data []byte, how int, err error) {
+func (f *Fetcher) readLeaf(br *bufio.Reader, frame *pb.FetchFrame, buf, pieceBuf *[]byte, r streamReq, layout *unixfs.Layout, idx uint64, deadline func(), events chan<- event) (data []byte, how int, err error) {
 	if lp, ok := r.flow.pieces(layout, idx); ok {
+		lp.piece = func() { events <- evPiece{req: r.id} }
 		data, ok, mismatch, err := readPieces(br, idx, int(layout.Leaves[idx].Size), lp, pieceBuf, deadline)
 		if mismatch {
 			how = piecesMismatched

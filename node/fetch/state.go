@@ -174,6 +174,10 @@ func (s *fetchState) apply(ev event, now time.Time) []action {
 		s.header(ev, now)
 	case evLeaf:
 		s.leaf(ev, now)
+	case evPiece:
+		if r := s.requests[ev.req]; r != nil && r.phase == reqReceiving {
+			r.lastAt = now
+		}
 	case evEnd:
 		s.end(ev, now)
 	case evHave:
