@@ -29,6 +29,11 @@ const (
 	// offered, is given up on (silence): it went away without closing.
 	headerPatience = 2 * time.Second
 	leafPatience   = 8 * time.Second
+	// piecePatience is leafPatience for a request whose leaves arrive in
+	// pieces (each 64 KiB, a second apart at the slowest rate a fetch
+	// accepts): once one came, the next is due soon, and a provider that
+	// went away is known in seconds, not a leaf's patience.
+	piecePatience = 2 * time.Second
 	// knownPerSlot bounds the peers one fetch keeps track of, per peer it
 	// may fetch from at once (Options.MaxProviders).
 	knownPerSlot = 4

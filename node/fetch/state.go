@@ -143,6 +143,7 @@ type request struct {
 	headerAt time.Time
 	got      uint64
 	lastAt   time.Time // its header or last leaf: when it last moved
+	inPieces bool      // its leaves arrive in pieces (evPiece): piecePatience applies
 	// silent is set when we gave up on it for saying nothing (silence):
 	// its end is its provider's failure.
 	silent error
@@ -176,7 +177,7 @@ func (s *fetchState) apply(ev event, now time.Time) []action {
 		s.leaf(ev, now)
 	case evPiece:
 		if r := s.requests[ev.req]; r != nil && r.phase == reqReceiving {
-			r.lastAt = now
+			r.lastAt, r.inPieces = now, true
 		}
 	case evEnd:
 		s.end(ev, now)
@@ -278,6 +279,8 @@ func (s *fetchState) silence(now time.Time) {
 		switch {
 		case r.phase == reqSent && !r.openedAt.IsZero() && now.Sub(r.openedAt) > max(headerPatience, 5*r.peer.rtt):
 			err = fmt.Errorf("%w: no answer in %v", errSilent, now.Sub(r.openedAt).Round(time.Millisecond))
+		case r.phase == reqReceiving && r.next < r.limit && r.inPieces && now.Sub(r.lastAt) > piecePatience:
+			err = fmt.Errorf("%w: no piece in %v", errSilent, now.Sub(r.lastAt).Round(time.Millisecond))
 		case r.phase == reqReceiving && r.next < r.limit && now.Sub(r.lastAt) > leafPatience:
 			err = fmt.Errorf("%w: no leaf in %v", errSilent, now.Sub(r.lastAt).Round(time.Millisecond))
 		}

@@ -332,14 +332,18 @@ var stateCases = []stateCase{
 		{8600 * ms, tick("A", "B"), []string{"cancel #1", "send #3 B leaves 1"}},
 		{8600 * ms, end(1, context.Canceled), []string{"drop A"}},
 	}},
-	{name: "silence: pieces that verify keep a slow request alive past leafPatience", leaves: 2, held: bits(2), steps: []step{
+	{name: "silence: pieces that verify keep a slow request alive past leafPatience; then piecePatience applies", leaves: 2, held: bits(2), steps: []step{
 		{0, start("A"), []string{"progress 0/2", "send #1 A leaves 0-1"}},
 		{100 * ms, header(1, span(0, 2), nil), []string{"progress 0/2"}},
-		{5000 * ms, evPiece{req: 1}, nil},
+		{1000 * ms, evPiece{req: 1}, nil},
+		{2500 * ms, evPiece{req: 1}, nil},
+		{4000 * ms, evPiece{req: 1}, nil},
+		{5500 * ms, evPiece{req: 1}, nil},
+		{7000 * ms, evPiece{req: 1}, nil},
+		{8500 * ms, evPiece{req: 1}, nil},
 		{8600 * ms, tick("A"), nil},
-		{12000 * ms, evPiece{req: 1}, nil},
-		{16000 * ms, tick("A"), nil},
-		{20100 * ms, tick("A"), []string{"cancel #1"}},
+		{10400 * ms, tick("A"), nil},
+		{10600 * ms, tick("A"), []string{"cancel #1"}},
 	}},
 	{name: "the fetch ends with the last provider's error when no one is left", leaves: 2, steps: []step{
 		{0, start("A"), []string{"send #1 A share 0/1"}},
