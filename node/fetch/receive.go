@@ -65,13 +65,7 @@ func (f *Fetcher) request(ctx context.Context, r streamReq, root cid.Cid, events
 			}
 		}
 	}
-	var buf []byte
-	if _, err := pb.WriteFrame(s, r.msg, buf); err != nil {
-		_ = s.Reset()
-		return err
-	}
-	if err := s.CloseWrite(); err != nil {
-		_ = s.Reset()
+	if err := writeRequest(s, r.msg); err != nil {
 		return err
 	}
 	events <- evOpened{req: r.id}

@@ -250,12 +250,7 @@ func (f *Fetcher) probeRelayLimit(ctx context.Context, r streamReq, root cid.Cid
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	probe := &pb.FetchRequest{Cid: root.Bytes(), Part: 0, Parts: math.MaxUint32, HeaderWhenBusy: true}
-	if _, err := pb.WriteFrame(s, probe, nil); err != nil {
-		_ = s.Reset()
-		return err
-	}
-	if err := s.CloseWrite(); err != nil {
-		_ = s.Reset()
+	if err := writeRequest(s, probe); err != nil {
 		return err
 	}
 	_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))

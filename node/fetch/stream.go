@@ -9,6 +9,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	msmux "github.com/multiformats/go-multistream"
+
+	pb "github.com/expertd/expertd/proto"
 )
 
 // negotiationTimeout bounds the wait for the provider's answer to the
@@ -74,4 +76,22 @@ func (s *lazyStream) CloseWrite() error {
 		_ = f.Flush()
 	}
 	return s.Stream.CloseWrite()
+}
+
+// writeRequest writes req to s, a stream openStream opened, and closes
+// its write side, unless req is a watch, which lasts as long as that side
+// is open. On failure it resets s.
+func writeRequest(s network.Stream, req *pb.FetchRequest) error {
+	if _, err := pb.WriteFrame(s, req, nil); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	if req.GetWatch() {
+		return nil
+	}
+	if err := s.CloseWrite(); err != nil {
+		_ = s.Reset()
+		return err
+	}
+	return nil
 }

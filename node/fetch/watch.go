@@ -27,11 +27,10 @@ func (f *Fetcher) watch(ctx context.Context, p peer.ID, root cid.Cid, layout *un
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
 	req := &pb.FetchRequest{Cid: root.Bytes(), SkipNodes: true, Watch: true}
-	if _, err := pb.WriteFrame(s, req, nil); err != nil {
-		_ = s.Reset()
+	// The write side stays open: closing it (s.Close) ends the watch.
+	if err := writeRequest(s, req); err != nil {
 		return err
 	}
-	// The write side stays open: closing it (s.Close) ends the watch.
 	_ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout))
 	err = f.receiveHaves(bufio.NewReaderSize(s, 4096), func() { _ = s.SetReadDeadline(time.Time{}) }, p, layout, events)
 	if err != nil {
