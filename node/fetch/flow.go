@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"sync"
 
@@ -163,10 +162,7 @@ func (f *flows) outboard(layout *unixfs.Layout, b Blocks, whole bool) ([]byte, e
 		if err != nil {
 			return nil, fmt.Errorf("leaf %d: %w", i, err)
 		}
-		for off := 0; off < len(data); off += PieceSize {
-			h := sha256.Sum256(data[off:min(off+PieceSize, len(data))])
-			ob = append(ob, h[:]...)
-		}
+		ob = appendPieceHashes(ob, data)
 	}
 	f.mu.Lock()
 	if len(f.whole) >= maxWholeOutboards {

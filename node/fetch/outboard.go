@@ -24,17 +24,12 @@ func pieces(size uint64) int { return int((size + PieceSize - 1) / PieceSize) }
 
 // Outboard returns the outboard of the container read from r: the
 // SHA-256 of each PieceSize piece of each unixfs.ChunkSize leaf, in order.
-// (A leaf is a multiple of PieceSize but the last, so the pieces of the
-// file and of its leaves are the same.)
 func Outboard(r io.Reader) ([]byte, error) {
 	var ob []byte
-	buf := make([]byte, PieceSize)
+	leaf := make([]byte, unixfs.ChunkSize)
 	for {
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			h := sha256.Sum256(buf[:n])
-			ob = append(ob, h[:]...)
-		}
+		n, err := io.ReadFull(r, leaf)
+		ob = appendPieceHashes(ob, leaf[:n])
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return ob, nil
 		}
@@ -42,6 +37,16 @@ func Outboard(r io.Reader) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// appendPieceHashes appends to ob the SHA-256 of each PieceSize piece of
+// leaf (the last may be shorter).
+func appendPieceHashes(ob, leaf []byte) []byte {
+	for off := 0; off < len(leaf); off += PieceSize {
+		h := sha256.Sum256(leaf[off:min(off+PieceSize, len(leaf))])
+		ob = append(ob, h[:]...)
+	}
+	return ob
 }
 
 // OutboardHash returns the SHA-256 of the outboard of the file at path,
