@@ -164,7 +164,7 @@ func (s *Service) limits(a Announcement, pub, src peer.ID, now time.Time, commit
 		// comes to provide one: a swarm fetching a new expert announces
 		// it once per node, and those the limit ignored would stay
 		// unknown as providers until they re-announce.
-		if _, held := s.view.Get(a.CID); held {
+		if s.view.Has(a.CID) {
 			pub = ""
 		}
 		if pub != "" && !s.publishers.allows(pub, now) {
