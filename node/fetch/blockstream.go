@@ -43,10 +43,18 @@ func uvarintLen(v uint64) int { return len(binary.AppendUvarint(nil, v)) }
 // where to put each verified piece.
 type leafPieces struct {
 	ob      *outboard
-	flow    *flowLeaf             // nil: not served on
+	flow    *flowLeaf // nil: not served on; else given back to flows (done)
+	flows   *flows
 	started func(cid.Cid, uint64) // the leaf's first piece verified
 	root    cid.Cid
 	piece   func() // a piece verified (the request is not silent)
+}
+
+// done ends the read of the leaf: see flows.unfill.
+func (lp leafPieces) done(idx uint64) {
+	if lp.flow != nil {
+		lp.flows.unfill(lp.root, idx, lp.flow)
+	}
 }
 
 // readPieces reads leaf idx of size bytes from br if the frame there is

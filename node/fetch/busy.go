@@ -1,7 +1,10 @@
 package fetch
 
 import (
+	"errors"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/expertd/expertd/node/unixfs"
 	pb "github.com/expertd/expertd/proto"
@@ -13,13 +16,31 @@ import (
 
 // Why a provider answers BUSY (ProviderOptions.Busy).
 const (
-	BusyStreams = "streams" // too many fetch streams open, from the peer or in all
-	BusySlots   = "slots"   // every upload slot taken
-	BusyUplink  = "uplink"  // its uplink has leaves to send for others of the expert
-	BusyShare   = "share"   // a stream given many leaves makes way once others ask
-	BusyChoked  = "choked"  // its upload slot went to a peer that waited
-	BusyWatches = "watches" // too many watch streams
+	BusyStreams = "streams"  // too many fetch streams open, from the peer or in all
+	BusySlots   = "slots"    // every upload slot taken
+	BusyUplink  = "uplink"   // its uplink has leaves to send for others of the expert
+	BusyShare   = "share"    // a stream given many leaves makes way once others ask
+	BusyChoked  = "choked"   // its upload slot went to a peer that waited
+	BusyWatches = "watches"  // too many watch streams
+	BusyGivenUp = "given-up" // a leaf offered as under way here was given up
 )
+
+// streamLeafGivenUp is the code a provider resets a stream with when a
+// leaf it was sending as it arrived was given up here (the requests that
+// brought it ended without it): the frame under way cannot be ended with
+// a BUSY, but the requester takes the code as one. An application code,
+// below the range go-libp2p keeps for its own (0x1000 on).
+const streamLeafGivenUp network.StreamErrorCode = 0x0e01
+
+// leafGivenUp turns a reset with streamLeafGivenUp into a BUSY answer;
+// other errors are returned as they are.
+func leafGivenUp(err error) error {
+	var se *network.StreamError
+	if errors.As(err, &se) && se.Remote && se.ErrorCode == streamLeafGivenUp {
+		return &busyError{msg: "the leaf under way there was given up"}
+	}
+	return err
+}
 
 // busyBecause counts a BUSY answer (ProviderOptions.Busy).
 func (p *Provider) busyBecause(reason string) {

@@ -50,10 +50,14 @@ type flowRoot struct {
 
 // flowLeaf is a leaf under way: data[:n] verified piece by piece.
 type flowLeaf struct {
+	// fillers counts the requests reading the leaf into it (under
+	// flows.mu): once the last ends without the leaf whole, it is given up.
+	fillers int
+
 	mu   sync.Mutex
 	data []byte
 	n    int
-	dead bool          // the fetch ended without it: no more will come
+	dead bool          // given up: no more will come
 	wake chan struct{} // closed when n grows or dead is set
 }
 
@@ -89,10 +93,21 @@ func (f *flows) begin(root cid.Cid, ob *outboard) (end func()) {
 	}
 }
 
-// leaf returns leaf i of root under way, creating it (size bytes) when
-// create is set, a fetch of root is registered and fewer than
-// maxFlowLeaves are under way; nil otherwise.
-func (f *flows) leaf(root cid.Cid, i uint64, size int, create bool) *flowLeaf {
+// leaf returns leaf i of root under way; nil if there is none.
+func (f *flows) leaf(root cid.Cid, i uint64) *flowLeaf {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r := f.roots[root]; r != nil {
+		return r.leaves[i]
+	}
+	return nil
+}
+
+// fill returns leaf i of root under way for a request that reads it,
+// creating it (size bytes) when a fetch of root is registered and fewer
+// than maxFlowLeaves are under way; nil otherwise. A leaf returned must
+// be given back with unfill once the request's read of it ends.
+func (f *flows) fill(root cid.Cid, i uint64, size int) *flowLeaf {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.roots[root]
@@ -100,11 +115,31 @@ func (f *flows) leaf(root cid.Cid, i uint64, size int, create bool) *flowLeaf {
 		return nil
 	}
 	l := r.leaves[i]
-	if l == nil && create && len(r.leaves) < maxFlowLeaves {
+	if l == nil && len(r.leaves) < maxFlowLeaves {
 		l = &flowLeaf{data: make([]byte, size), wake: make(chan struct{})}
 		r.leaves[i] = l
 	}
+	if l != nil {
+		l.fillers++
+	}
 	return l
+}
+
+// unfill ends a request's read of leaf i (l, from fill). When the last
+// read ends without it whole (its provider failed, went silent or sent
+// bytes that do not match), the leaf is given up: its readers see it dead
+// at once, rather than wait for pieces no request brings, and the next
+// request of it starts it anew.
+func (f *flows) unfill(root cid.Cid, i uint64, l *flowLeaf) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l.fillers--; l.fillers > 0 || l.verified() == len(l.data) {
+		return
+	}
+	if r := f.roots[root]; r != nil && r.leaves[i] == l {
+		delete(r.leaves, i)
+	}
+	l.kill()
 }
 
 // stored drops leaf i of root: it is in the store now (readers that hold
@@ -204,8 +239,8 @@ func (l *flowLeaf) verified() int {
 	return l.n
 }
 
-// errFlowDead is what a reader of a leaf gets when its fetch ended
-// without it.
+// errFlowDead is what a reader of a leaf gets when it was given up: its
+// fetch ended, or the requests that brought it did, without it.
 var errFlowDead = fmt.Errorf("%w: the leaf under way here was given up", ErrIncomplete)
 
 // next returns the verified bytes from off on, waiting for some until ctx
@@ -287,7 +322,7 @@ func (ff *fetchFlow) pieces(layout *unixfs.Layout, idx uint64) (lp leafPieces, o
 	if ob == nil || off || size == 0 {
 		return lp, false
 	}
-	return leafPieces{ob: ob, flow: ff.flows.leaf(ff.root, idx, int(size), true), started: ff.flows.started, root: ff.root}, true
+	return leafPieces{ob: ob, flow: ff.flows.fill(ff.root, idx, int(size)), flows: ff.flows, started: ff.flows.started, root: ff.root}, true
 }
 
 // distrust stops serving leaves as they arrive: a leaf read in pieces

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ type pieceServer struct {
 	data     []byte
 	outboard []byte
 	release  chan struct{}
+	cut      bool // on release, reset the stream instead (gone mid-leaf)
 }
 
 // corruptLeaf0 returns data with a byte of leaf 0's second half flipped.
@@ -90,6 +92,10 @@ func (ps *pieceServer) handle(s network.Stream) {
 				return
 			}
 			<-ps.release
+			if ps.cut {
+				_ = s.Reset()
+				return
+			}
 			if _, err := s.Write(leaf[half:]); err != nil {
 				return
 			}
@@ -156,7 +162,7 @@ func TestFlowServesLeafUnderWay(t *testing.T) {
 	}()
 	half := int(l.Leaves[0].Size) / 2 / PieceSize * PieceSize
 	testutil.Eventually(t, 10*time.Second, "D to receive the first half of leaf 0 from F", func() bool {
-		lf := d.prov.flows.leaf(l.Root, 0, 0, false)
+		lf := d.prov.flows.leaf(l.Root, 0)
 		return lf != nil && lf.verified() == half
 	})
 	if ok, _ := f.store.HasBlock(l.Leaves[0].Cid); ok {
@@ -172,6 +178,65 @@ func TestFlowServesLeafUnderWay(t *testing.T) {
 		if !bytes.Equal(readFile(t, n.store, l), data) {
 			t.Fatal("fetched bytes differ")
 		}
+	}
+}
+
+// A leaf served on as it arrives whose upstream goes away mid-leaf: the
+// node gives it up, and its reader's stream is reset at once with the
+// code a requester takes as BUSY (the node is not at fault and may have
+// the leaf later), not left waiting for pieces that will not come.
+func TestFlowUpstreamGone(t *testing.T) {
+	data := randomBytes(2<<20+5000, 43)
+	l := addFile(t, newMem(), data)
+	ob, hash := outboardHash(t, data)
+	ps := &pieceServer{layout: l, data: data, outboard: ob, release: make(chan struct{}), cut: true}
+	pub := startPieceServer(t, ps)
+	f := newFlowNode(t)
+	var givenUp atomic.Int32
+	f.prov.opts.Busy = func(reason string) {
+		if reason == BusyGivenUp {
+			givenUp.Add(1)
+		}
+	}
+	connect(t, f.h, pub)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() { _, _ = f.fetch.Fetch(ctx, l.Root, ids(pub), nil, WithOutboard(hash)) }()
+	half := int(l.Leaves[0].Size) / 2 / PieceSize * PieceSize
+	testutil.Eventually(t, 10*time.Second, "F to receive the first half of leaf 0", func() bool {
+		lf := f.prov.flows.leaf(l.Root, 0)
+		return lf != nil && lf.verified() == half
+	})
+
+	d := newHost(t)
+	connect(t, d, f.h)
+	s, err := d.NewStream(ctx, f.h.ID(), ProtocolID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	req := &pb.FetchRequest{Cid: l.Root.Bytes(), Ranges: []*pb.LeafRange{{Start: 0, End: 1}}, SkipNodes: true}
+	if err := writeRequest(s, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(s)
+	var frame pb.FetchFrame
+	var buf []byte
+	if _, err := readHeader(br, &frame, &buf, "the header"); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(blockPrefix(0, int(l.Leaves[0].Size)))+half)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("the verified half of leaf 0 from F: %v", err)
+	}
+	close(ps.release) // the publisher goes away mid-leaf
+	_ = s.SetReadDeadline(time.Now().Add(leafPatience / 2))
+	_, err = io.ReadAll(br)
+	if err = leafGivenUp(err); !errors.Is(err, ErrBusy) {
+		t.Fatalf("reading on after the upstream went: %v, want a reset the requester takes as BUSY", err)
+	}
+	if givenUp.Load() != 1 {
+		t.Fatalf("%d given-up answers counted, want 1", givenUp.Load())
 	}
 }
 
@@ -252,13 +317,13 @@ func TestFlowFromWholeProvider(t *testing.T) {
 func TestFlowLeavesBounded(t *testing.T) {
 	l := addFile(t, newMem(), randomBytes(PieceSize, 45))
 	f := newFlows(nil)
-	if f.leaf(l.Root, 0, 10, true) != nil {
+	if f.fill(l.Root, 0, 10) != nil {
 		t.Fatal("a leaf under way with no fetch registered")
 	}
 	end := f.begin(l.Root, nil)
 	var second *flowLeaf
 	for i := range maxFlowLeaves {
-		lf := f.leaf(l.Root, uint64(i), 10, true)
+		lf := f.fill(l.Root, uint64(i), 10)
 		if lf == nil {
 			t.Fatalf("leaf %d refused", i)
 		}
@@ -266,15 +331,53 @@ func TestFlowLeavesBounded(t *testing.T) {
 			second = lf
 		}
 	}
-	if f.leaf(l.Root, maxFlowLeaves, 10, true) != nil {
+	if f.fill(l.Root, maxFlowLeaves, 10) != nil {
 		t.Fatalf("leaf %d under way, past the bound", maxFlowLeaves)
 	}
 	f.stored(l.Root, 0)
-	if f.leaf(l.Root, maxFlowLeaves, 10, true) == nil {
+	if f.fill(l.Root, maxFlowLeaves, 10) == nil {
 		t.Fatal("no room after a leaf was stored")
 	}
 	end()
 	if _, err := second.next(context.Background(), 0); !errors.Is(err, errFlowDead) {
 		t.Fatalf("a reader of a leaf given up: %v, want errFlowDead", err)
+	}
+}
+
+// A leaf under way is given up as soon as the last request reading it ends
+// without it whole (its provider cut off or lying): a reader serving it on
+// learns at once, not after a leaf's patience, and the next request of
+// the leaf starts it anew. One whole is kept until it is stored.
+func TestFlowLeafGivenUpWithItsLastReader(t *testing.T) {
+	l := addFile(t, newMem(), randomBytes(PieceSize, 46))
+	f := newFlows(nil)
+	end := f.begin(l.Root, nil)
+	defer end()
+	a := f.fill(l.Root, 3, 2*PieceSize)
+	b := f.fill(l.Root, 3, 2*PieceSize) // a second request of the same leaf (stolen)
+	if a == nil || a != b {
+		t.Fatal("two requests of one leaf fill different leaves")
+	}
+	a.add(0, make([]byte, PieceSize))
+	f.unfill(l.Root, 3, a)
+	if got, err := a.next(context.Background(), 0); err != nil || len(got) != PieceSize {
+		t.Fatalf("leaf given up while a request still reads it: %d bytes, %v", len(got), err)
+	}
+	f.unfill(l.Root, 3, b)
+	if _, err := a.next(context.Background(), PieceSize); !errors.Is(err, errFlowDead) {
+		t.Fatalf("a reader past the verified prefix of a leaf nobody reads: %v, want errFlowDead", err)
+	}
+	if f.leaf(l.Root, 3) != nil {
+		t.Fatal("a leaf given up is still served")
+	}
+	c := f.fill(l.Root, 3, 2*PieceSize)
+	if c == nil || c == a || c.verified() != 0 {
+		t.Fatal("the next request of a leaf given up does not start it anew")
+	}
+	c.add(0, make([]byte, PieceSize))
+	c.add(PieceSize, make([]byte, PieceSize))
+	f.unfill(l.Root, 3, c)
+	if f.leaf(l.Root, 3) != c {
+		t.Fatal("a leaf read whole was dropped before it was stored")
 	}
 }

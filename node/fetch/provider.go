@@ -231,7 +231,11 @@ func (p *Provider) handle(ctx context.Context, s network.Stream) {
 	}
 	p.opts.Logger.Debug("fetch: serve failed", "peer", remote, "err", err)
 	var r *refusal
-	if !errors.As(err, &r) || r.unsent != nil {
+	switch {
+	case errors.Is(err, errFlowDead):
+		p.busyBecause(BusyGivenUp)
+		_ = s.ResetWithError(streamLeafGivenUp)
+	case !errors.As(err, &r) || r.unsent != nil:
 		_ = s.Reset()
 	}
 }
@@ -336,7 +340,7 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 				return p.refuseBusy(s, BusyShare, p.uplink.retry(), "others are served: %d leaves each", share)
 			}
 			sent++
-			if l := p.flows.leaf(root, i, 0, false); l != nil {
+			if l := p.flows.leaf(root, i); l != nil {
 				if err := p.sendFlowing(ctx, s, l, i, lim); err != nil {
 					return err
 				}
@@ -346,6 +350,10 @@ func (p *Provider) serve(ctx context.Context, s *servedStream, remote peer.ID) e
 				continue
 			}
 			data, err := p.blocks.GetBlock(layout.Leaves[i].Cid)
+			if err != nil && have != nil {
+				// Offered as under way here, and given up since.
+				return p.refuseBusy(s, BusyGivenUp, 0, "leaf %d given up here", i)
+			}
 			if err != nil {
 				return p.refuse(s, pb.FetchError_INTERNAL, "leaf %d: %v", i, err)
 			}

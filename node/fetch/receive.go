@@ -72,6 +72,9 @@ func (f *Fetcher) request(ctx context.Context, r streamReq, root cid.Cid, events
 	br := bufio.NewReaderSize(s, 256<<10)
 	err = f.receive(ctx, br, func() { _ = s.SetReadDeadline(time.Now().Add(f.opts.IdleTimeout)) }, r, root, events)
 	if err != nil {
+		if err = leafGivenUp(err); errors.Is(err, ErrBusy) {
+			return err
+		}
 		var re *remoteErr
 		if !errors.As(err, &re) {
 			_ = s.Reset()
@@ -201,6 +204,7 @@ const (
 func (f *Fetcher) readLeaf(br *bufio.Reader, frame *pb.FetchFrame, buf, pieceBuf *[]byte, r streamReq, layout *unixfs.Layout, idx uint64, deadline func(), events chan<- event) (data []byte, how int, err error) {
 	if lp, ok := r.flow.pieces(layout, idx); ok {
 		lp.piece = func() { events <- evPiece{req: r.id} }
+		defer lp.done(idx)
 		data, ok, mismatch, err := readPieces(br, idx, int(layout.Leaves[idx].Size), lp, pieceBuf, deadline)
 		if mismatch {
 			how = piecesMismatched
