@@ -210,13 +210,20 @@ func (s *fetchState) candidates(p *peerState, holders []int, now time.Time) []ui
 }
 
 // steal gives p the tail half of the slowest request's remaining leaves
-// when p, at its measured rate and round trip, would bring them in well
-// before that request would (its ETA over 3x p's time plus a second).
-// Leaves the victim already had in flight arrive twice, so equal providers
-// must never steal from each other: a healthy multi-source fetch moves
-// every leaf once.
+// (its last one: the end game) when p, at its measured rate (or, not
+// measured yet, the best rate measured in this fetch) and round trip,
+// would bring them in well before that request would (its ETA over 3x
+// p's time plus a second). Leaves the victim already had in flight arrive
+// twice, so equal providers must never steal from each other: a healthy
+// multi-source fetch moves every leaf once. A victim left with nothing to
+// bring is cut: a provider gone silent mid-leaf, or one whose own source
+// went away, no longer holds up the last leaves while full providers idle.
 func (s *fetchState) steal(p *peerState, now time.Time) {
-	if p.rate <= 0 {
+	rate := p.rate
+	if rate <= 0 && p.told {
+		rate = s.bestRate()
+	}
+	if rate <= 0 {
 		return
 	}
 	var victim *request
@@ -224,19 +231,19 @@ func (s *fetchState) steal(p *peerState, now time.Time) {
 	leaf := float64(unixfs.ChunkSize)
 	for _, r := range s.sorted() {
 		left := r.limit - r.next
-		if r.phase != reqReceiving || left < 2 {
+		if r.phase != reqReceiving || left < 1 {
 			continue
 		}
-		// No leaf yet: assume the first arrives now (not "never"), so a
-		// request whose header just came in is not robbed.
+		// Nothing moved yet: assume the first piece arrives now (not
+		// "never"), so a request whose header just came in is not robbed.
 		since := now.Sub(r.headerAt)
 		eta := time.Duration(left) * since
-		if r.got > 0 {
-			rate := float64(r.got) / since.Seconds()
-			eta = time.Duration(float64(left) * leaf / rate * float64(time.Second))
+		if moved := float64(r.got + r.partial); moved > 0 {
+			need := max(float64(left)*leaf-float64(r.partial), 0)
+			eta = time.Duration(need / (moved / since.Seconds()) * float64(time.Second))
 		}
-		take := left / 2
-		mine := p.rtt + time.Duration(float64(take)*leaf/p.rate*float64(time.Second))
+		take := max(left/2, 1)
+		mine := p.rtt + time.Duration(float64(take)*leaf/rate*float64(time.Second))
 		if eta > 3*mine+time.Second && eta > worst {
 			victim, worst = r, eta
 		}
@@ -244,8 +251,21 @@ func (s *fetchState) steal(p *peerState, now time.Time) {
 	if victim == nil {
 		return
 	}
-	mid := victim.limit - (victim.limit-victim.next)/2
+	mid := victim.limit - max((victim.limit-victim.next)/2, 1)
 	take := slices.Clone(victim.offered[mid:victim.limit])
 	victim.limit = mid
+	if victim.next >= victim.limit {
+		victim.phase = reqCut
+		s.out = append(s.out, doCancel{victim.id})
+	}
 	s.send(p, ask{leaves: take}, now)
+}
+
+// bestRate is the best rate measured of a peer in this fetch; 0: none.
+func (s *fetchState) bestRate() float64 {
+	best := 0.0
+	for _, q := range s.peers {
+		best = max(best, q.rate)
+	}
+	return best
 }

@@ -142,6 +142,7 @@ type request struct {
 	// brought since: its rate.
 	headerAt time.Time
 	got      uint64
+	partial  uint64    // bytes of pieces verified of the leaf under way (evPiece)
 	lastAt   time.Time // its header or last leaf: when it last moved
 	inPieces bool      // its leaves arrive in pieces (evPiece): piecePatience applies
 	// silent is set when we gave up on it for saying nothing (silence):
@@ -178,6 +179,7 @@ func (s *fetchState) apply(ev event, now time.Time) []action {
 	case evPiece:
 		if r := s.requests[ev.req]; r != nil && r.phase == reqReceiving {
 			r.lastAt, r.inPieces = now, true
+			r.partial += PieceSize
 		}
 	case evEnd:
 		s.end(ev, now)
@@ -332,6 +334,7 @@ func (s *fetchState) leaf(ev evLeaf, now time.Time) {
 	}
 	r.next++
 	r.got += uint64(ev.size)
+	r.partial = 0
 	r.lastAt = now
 	if s.leaves[ev.index].phase != leafHeld {
 		s.setLeaf(ev.index, leafHeld, nil)
@@ -432,7 +435,12 @@ func (s *fetchState) report() {
 func (s *fetchState) setLeaf(i uint64, phase leafPhase, owner *request) {
 	l := &s.leaves[i]
 	s.count1(l.phase, -1)
-	l.phase, l.owner, l.waitingSince = phase, owner, time.Time{}
+	l.phase, l.owner = phase, owner
+	if phase == leafHeld {
+		// A leaf that goes back to missing (its request failed) waited
+		// since it was first planned for: its holders had their patience.
+		l.waitingSince = time.Time{}
+	}
 	s.count1(phase, 1)
 }
 
