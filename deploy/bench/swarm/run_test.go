@@ -128,13 +128,15 @@ type tracer struct {
 	start time.Time
 	last  time.Time
 	sent  []int64
+	recv  []int64
 	busy  []float64
 }
 
 func newTracer(ns []*simNode, start time.Time) *tracer {
-	tr := &tracer{ns: ns, start: start, last: start, sent: make([]int64, len(ns))}
+	tr := &tracer{ns: ns, start: start, last: start, sent: make([]int64, len(ns)), recv: make([]int64, len(ns))}
 	for i, n := range ns {
 		tr.sent[i] = n.up.sent.Load()
+		tr.recv[i] = n.up.recv.Load()
 	}
 	return tr
 }
@@ -167,15 +169,22 @@ func (tr *tracer) sample(t *testing.T, c string, done []time.Duration, killed []
 	}
 	var fetching []string
 	holders := 0
+	var down, downCap float64 // the downlinks of the fetchers still fetching
 	for i, n := range tr.ns[1:] {
+		r := n.up.recv.Load()
+		bits := float64(r-tr.recv[i+1]) * 8
+		tr.recv[i+1] = r
 		if done[i+1] > 0 {
 			holders++
 		} else if x, err := n.Transfer(c); err == nil && !killed[i+1] {
-			fetching = append(fetching, fmt.Sprintf("%d:%.1f", i+1, float64(x.Bytes)/(1<<20)))
+			link := float64(n.bw) * d.Seconds()
+			down += min(bits, link)
+			downCap += link
+			fetching = append(fetching, fmt.Sprintf("%d:%.1f/%.0f%%", i+1, float64(x.Bytes)/(1<<20), 100*bits/link))
 		}
 	}
-	t.Logf("%5.1fs uplinks %3.0f%% used, %d idle (%v); publisher %.1f MiB; %d holders; holders per leaf %v; fetching (node:MiB) %s",
-		time.Since(tr.start).Seconds(), 100*used/capacity, len(idle), idle, float64(tr.sent[0])/(1<<20), holders, leafHolders(tr.ns, killed), strings.Join(fetching, " "))
+	t.Logf("%5.1fs uplinks %3.0f%% used, %d idle (%v); downlinks of those fetching %3.0f%% used; publisher %.1f MiB; %d holders; holders per leaf %v; fetching (node:MiB/downlink used) %s",
+		time.Since(tr.start).Seconds(), 100*used/capacity, len(idle), idle, 100*down/max(downCap, 1), float64(tr.sent[0])/(1<<20), holders, leafHolders(tr.ns, killed), strings.Join(fetching, " "))
 }
 
 // runPair publishes the adapter at one node and times a second node's

@@ -17,6 +17,7 @@ import (
 // peers learn of it only by its silence).
 type uplinkMeter struct {
 	sent atomic.Int64
+	recv atomic.Int64 // bytes received (-trace: downlinks used)
 	dead atomic.Bool
 }
 
@@ -33,6 +34,12 @@ func (c countingConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	n, err := c.SimConn.WriteTo(p, addr)
 	c.m.sent.Add(int64(n))
 	return n, err
+}
+
+func (c countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, err := c.SimConn.ReadFrom(p)
+	c.m.recv.Add(int64(n))
+	return n, addr, err
 }
 
 // quicSimnet is x/simlibp2p's QUICSimnet with the node's endpoint wrapped
