@@ -37,6 +37,15 @@ const (
 	// knownPerSlot bounds the peers one fetch keeps track of, per peer it
 	// may fetch from at once (Options.MaxProviders).
 	knownPerSlot = 4
+	// endgameStall is how long a request's last leaf must have brought
+	// nothing (no piece, no leaf) before a full provider may take it
+	// (steal); half of piecePatience, after which it is cut anyway.
+	endgameStall = piecePatience / 2
+	// A peer is slow when its last request brought its leaves at less
+	// than 1/slowShare of the best rate measured in the fetch: a provider
+	// on a slow link, or whose upload many others share. It is asked
+	// after the others.
+	slowShare = 4
 )
 
 // plan watches the peers that may be partial holders, then hands out work
@@ -113,9 +122,11 @@ func (s *fetchState) watchPeers(now time.Time) {
 }
 
 // idlePeers lists the idle peers in a random order, partial holders
-// first. A peer whose watch has not told what it holds yet is waited for
-// while other requests run (it is most likely a partial holder that
-// joined: asked blind, it would offer little or nothing).
+// first, and in each group the slow ones (see slow) last: with more idle
+// peers than leaves to ask for, the leaves go to the others. A peer whose
+// watch has not told what it holds yet is waited for while other requests
+// run (it is most likely a partial holder that joined: asked blind, it
+// would offer little or nothing).
 func (s *fetchState) idlePeers(now time.Time) []*peerState {
 	var idle []*peerState
 	for _, p := range s.sortedPeers() { // ID order: the shuffle alone decides
@@ -126,15 +137,18 @@ func (s *fetchState) idlePeers(now time.Time) []*peerState {
 	if s.rng != nil {
 		s.rng.Shuffle(len(idle), func(i, j int) { idle[i], idle[j] = idle[j], idle[i] })
 	}
-	slices.SortStableFunc(idle, func(a, b *peerState) int {
-		switch {
-		case a.has != nil && b.has == nil:
-			return -1
-		case b.has != nil && a.has == nil:
-			return 1
+	best := s.bestRate()
+	rank := func(p *peerState) int {
+		r := 0
+		if p.has == nil {
+			r += 2
 		}
-		return 0
-	})
+		if p.rate > 0 && p.rate < best/slowShare {
+			r++
+		}
+		return r
+	}
+	slices.SortStableFunc(idle, func(a, b *peerState) int { return rank(a) - rank(b) })
 	return idle
 }
 
@@ -210,8 +224,9 @@ func (s *fetchState) candidates(p *peerState, holders []int, now time.Time) []ui
 }
 
 // steal gives p the tail half of the slowest request's remaining leaves
-// (its last one: the end game) when p, at its measured rate (or, not
-// measured yet, the best rate measured in this fetch) and round trip,
+// (its last one, once nothing came for endgameStall: the end game) when p,
+// at its measured rate (or, not measured yet, the best rate measured in
+// this fetch) and round trip,
 // would bring them in well before that request would (its ETA over 3x
 // p's time plus a second). Leaves the victim already had in flight arrive
 // twice, so equal providers must never steal from each other: a healthy
@@ -231,7 +246,10 @@ func (s *fetchState) steal(p *peerState, now time.Time) {
 	leaf := float64(unixfs.ChunkSize)
 	for _, r := range s.sorted() {
 		left := r.limit - r.next
-		if r.phase != reqReceiving || left < 1 {
+		if r.phase != reqReceiving || left < 1 || left == 1 && now.Sub(r.lastAt) < endgameStall {
+			// Its last leaf is taken only once it stopped moving: one
+			// that moves slowly may be held back by this node's own
+			// downlink, and taken it would start again as slowly.
 			continue
 		}
 		// Nothing moved yet: assume the first piece arrives now (not

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // The scheduler's policy, event by event, without a network: each case
@@ -353,19 +355,22 @@ var stateCases = []stateCase{
 		{2600 * ms, tick("F"), []string{"cancel #1"}},
 		{2600 * ms, end(1, context.Canceled), []string{"drop F", "fail: fetch: incomplete: R: 0 of 2 leaves: fetch: provider silent: no piece in 2.1s"}},
 	}},
-	{name: "end game: a full provider takes the last leaf of a request whose pieces crawl; that request is cut, its provider kept", leaves: 2, held: bits(2), steps: []step{
+	{name: "end game: a full provider takes the last leaf of a request whose pieces stopped; that request is cut, its provider kept", leaves: 2, held: bits(2), steps: []step{
 		{0, start("A", "F"), []string{"progress 0/2", "send #1 A leaves 0", "send #2 F leaves 1"}},
 		{100 * ms, header(1, span(0, 1), bits(2, span(0, 1))), []string{"progress 0/2", "watch A"}},
 		{100 * ms, header(2, span(1, 2), nil), []string{"progress 0/2"}},
 		{200 * ms, evPiece{req: 1}, nil},
 		{500 * ms, evPiece{req: 1}, nil},
 		// F brought its leaf at 2 MiB/s: it would bring leaf 0 in 0.6 s,
-		// A (128 KiB in 0.5 s) in 7 s.
+		// A (128 KiB in 0.5 s) in 7 s; but A's pieces still come.
 		{600 * ms, leafIn(2, 1), []string{"progress 1/2"}},
-		{600 * ms, end(2, nil), []string{"cancel #1", "send #3 F leaves 0"}},
-		{650 * ms, end(1, context.Canceled), nil},
-		{700 * ms, header(3, span(0, 1), nil), []string{"progress 1/2"}},
-		{1200 * ms, leafIn(3, 0), []string{"progress 2/2", "done"}},
+		{600 * ms, end(2, nil), nil},
+		{1250 * ms, tick("A", "F"), nil},
+		// Nothing from A for endgameStall: F takes leaf 0.
+		{1750 * ms, tick("A", "F"), []string{"cancel #1", "send #3 F leaves 0"}},
+		{1800 * ms, end(1, context.Canceled), nil},
+		{1900 * ms, header(3, span(0, 1), nil), []string{"progress 1/2"}},
+		{2400 * ms, leafIn(3, 0), []string{"progress 2/2", "done"}},
 	}},
 	{name: "end game: a request whose pieces come at a fair pace keeps its last leaf", leaves: 2, held: bits(2), steps: []step{
 		{0, start("A", "F"), []string{"progress 0/2", "send #1 A leaves 0", "send #2 F leaves 1"}},
@@ -400,5 +405,30 @@ func TestSchedulerPolicy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Idle peers are asked partial holders first, and in each group the slow
+// ones (under 1/slowShare of the best rate measured) last; a peer not
+// measured yet is not slow.
+func TestIdlePeersSlowLast(t *testing.T) {
+	s, _ := newTestState(stateCase{leaves: 2})
+	for _, p := range []struct {
+		name    string
+		partial bool
+		rate    float64
+	}{{"A", false, 1e5}, {"B", false, 1e7}, {"C", false, 0}, {"P", true, 1e5}, {"Q", true, 5e6}} {
+		ps := &peerState{id: peer.ID(p.name), rate: p.rate}
+		if p.partial {
+			ps.has = make([]bool, 2)
+		}
+		s.peers[ps.id] = ps
+	}
+	var got []string
+	for _, p := range s.idlePeers(time.Unix(1e9, 0)) {
+		got = append(got, string(p.id))
+	}
+	if want := []string{"Q", "P", "B", "C", "A"}; !slices.Equal(got, want) {
+		t.Fatalf("idle peers in the order %v, want %v", got, want)
 	}
 }
