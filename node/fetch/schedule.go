@@ -226,13 +226,13 @@ func (s *fetchState) candidates(p *peerState, holders []int, now time.Time) []ui
 // steal gives p the tail half of the slowest request's remaining leaves
 // (its last one, once nothing came for endgameStall: the end game) when p,
 // at its measured rate (or, not measured yet, the best rate measured in
-// this fetch) and round trip,
-// would bring them in well before that request would (its ETA over 3x
-// p's time plus a second). Leaves the victim already had in flight arrive
-// twice, so equal providers must never steal from each other: a healthy
-// multi-source fetch moves every leaf once. A victim left with nothing to
-// bring is cut: a provider gone silent mid-leaf, or one whose own source
-// went away, no longer holds up the last leaves while full providers idle.
+// this fetch) and round trip, would bring them in well before that request
+// would (its ETA over 3x p's time plus a second). Leaves the victim
+// already had in flight arrive twice, so equal providers must never steal
+// from each other: a healthy multi-source fetch moves every leaf once. A
+// victim left with nothing to bring is cut: a provider gone silent
+// mid-leaf, or one whose own source went away, no longer holds up the last
+// leaves while full providers idle.
 func (s *fetchState) steal(p *peerState, now time.Time) {
 	rate := p.rate
 	if rate <= 0 && p.told {

@@ -321,7 +321,9 @@ func (s *fetchState) header(ev evHeader, now time.Time) {
 	}
 	for _, i := range r.ask.asked(uint64(len(s.leaves))) {
 		if !offered[i] && s.leaves[i].owner == r {
+			// Not a failure: its holders get their patience anew.
 			s.setLeaf(i, leafMissing, nil)
+			s.leaves[i].waitingSince = time.Time{}
 		}
 	}
 	s.report()
@@ -437,7 +439,7 @@ func (s *fetchState) setLeaf(i uint64, phase leafPhase, owner *request) {
 	s.count1(l.phase, -1)
 	l.phase, l.owner = phase, owner
 	if phase == leafHeld {
-		// A leaf that goes back to missing (its request failed) waited
+		// A leaf that goes back to missing as its request failed waited
 		// since it was first planned for: its holders had their patience.
 		l.waitingSince = time.Time{}
 	}
